@@ -1,0 +1,99 @@
+"""Where outputs live: the DuckDB warehouse for tables, pickle files for models, atomic files.
+
+Every write is all-or-nothing: a table is replaced inside a DuckDB transaction, a file is
+written beside its target and renamed over it, so a failed or killed run never leaves a
+half-written output and the previous good one stays readable.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from pydantic import Field
+
+from loan_pipeline import settings
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _table_name(context: OutputContext | InputContext) -> str:
+    return context.asset_key.path[-1]
+
+
+class DuckDBTableIOManager(ConfigurableIOManager):
+    """Stores each table asset as a DuckDB table named after the asset, replaced atomically."""
+
+    database: str | None = Field(
+        default=None,
+        description="DuckDB file; default $LOAN_PIPELINE_STORAGE/warehouse.duckdb.",
+    )
+
+    def _path(self) -> Path:
+        return Path(self.database) if self.database else settings.warehouse_path()
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        import duckdb
+        import pyarrow as pa
+
+        path = self._path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table = _table_name(context)
+        arrow = pa.Table.from_pandas(obj, preserve_index=False)
+        with duckdb.connect(str(path)) as con:
+            con.register("incoming_frame", arrow)
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming_frame')
+            con.execute("COMMIT")
+            con.unregister("incoming_frame")
+        context.add_output_metadata({"warehouse": str(path), "table": table})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        import duckdb
+
+        table = _table_name(context)
+        with duckdb.connect(str(self._path()), read_only=True) as con:
+            return con.execute(f'SELECT * FROM "{table}"').df()
+
+
+class PickleModelIOManager(ConfigurableIOManager):
+    """Stores a fitted model as ``models/<asset>.pkl``, written atomically."""
+
+    base_dir: str | None = Field(
+        default=None, description="Folder for model files; default $LOAN_PIPELINE_STORAGE/models."
+    )
+
+    def _path(self, context: OutputContext | InputContext) -> Path:
+        base = Path(self.base_dir) if self.base_dir else settings.models_dir()
+        return base / f"{_table_name(context)}.pkl"
+
+    def handle_output(self, context: OutputContext, obj: object) -> None:
+        path = atomic_write_bytes(self._path(context), pickle.dumps(obj, protocol=5))
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext) -> object:
+        with open(self._path(context), "rb") as fh:
+            return pickle.load(fh)

@@ -1,0 +1,376 @@
+"""Every table's contract, one pandera ``DataFrameModel`` per stage, and the helpers that apply them.
+
+Ranges and category sets come from the reference data set (``shared/data/README.md``) with
+margins wide enough for a real lender's book: the rules reject what is impossible (a negative
+income, an unknown loan type), not what is merely unusual (an income of 300,000).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from dagster import TableColumn, TableColumnConstraints, TableConstraints, TableSchema
+from pandera.typing.pandas import Series
+
+from loan_pipeline.settings import STRATEGIES
+
+# --- the loan book's columns ---------------------------------------------------------------
+
+GENDERS = ["Male", "Female"]
+EMPLOYMENT_TYPES = ["Salaried", "Self-Employed", "Business Owner"]
+LOAN_TYPES = ["Personal", "Home", "Auto", "Business"]
+PAYMENT_HISTORIES = ["On-Time", "Delayed", "Missed"]
+RECOVERY_STATUSES = ["Fully Recovered", "Partially Recovered", "Written Off"]
+COLLECTION_METHODS = ["Calls", "Legal Notice", "Debt Collectors", "Settlement Offer"]
+YES_NO = ["No", "Yes"]
+
+INT_COLUMNS = [
+    "Age",
+    "Monthly_Income",
+    "Num_Dependents",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+    "Collection_Attempts",
+]
+FLOAT_COLUMNS = ["Interest_Rate", "Collateral_Value", "Outstanding_Loan_Amount", "Monthly_EMI"]
+TEXT_COLUMNS = [
+    "Borrower_ID",
+    "Gender",
+    "Employment_Type",
+    "Loan_ID",
+    "Loan_Type",
+    "Payment_History",
+    "Recovery_Status",
+    "Collection_Method",
+    "Legal_Action_Taken",
+]
+# The 21 columns in file order.
+LOAN_BOOK_COLUMNS = [
+    "Borrower_ID",
+    "Age",
+    "Gender",
+    "Employment_Type",
+    "Monthly_Income",
+    "Num_Dependents",
+    "Loan_ID",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Loan_Type",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Payment_History",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+    "Recovery_Status",
+    "Collection_Attempts",
+    "Collection_Method",
+    "Legal_Action_Taken",
+]
+# Explicit dtypes for reading the CSV: nullable, so a blank cell is read as missing and judged
+# by the validated stage, not by the parser.
+RAW_DTYPES: dict[str, str] = (
+    {c: "Int64" for c in INT_COLUMNS}
+    | {c: "float64" for c in FLOAT_COLUMNS}
+    | {c: "string" for c in TEXT_COLUMNS}
+)
+# Columns recorded during collection, after the outcome is known: never model inputs.
+OUTCOME_SIDE_COLUMNS = [
+    "Recovery_Status",
+    "Collection_Attempts",
+    "Collection_Method",
+    "Legal_Action_Taken",
+]
+
+
+class RawLoans(pa.DataFrameModel):
+    """The loan-book CSV as read: every expected column present with its explicit dtype."""
+
+    Borrower_ID: Series[pd.StringDtype] = pa.Field(
+        nullable=True, description="Borrower identifier."
+    )
+    Age: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Age in years.")
+    Gender: Series[pd.StringDtype] = pa.Field(nullable=True, description="Gender as recorded.")
+    Employment_Type: Series[pd.StringDtype] = pa.Field(
+        nullable=True, description="Employment type."
+    )
+    Monthly_Income: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Monthly income (currency units)."
+    )
+    Num_Dependents: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Number of dependents."
+    )
+    Loan_ID: Series[pd.StringDtype] = pa.Field(nullable=True, description="Loan identifier.")
+    Loan_Amount: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Principal lent (currency units)."
+    )
+    Loan_Tenure: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Term in months.")
+    Interest_Rate: Series[float] = pa.Field(nullable=True, description="Interest rate, % a year.")
+    Loan_Type: Series[pd.StringDtype] = pa.Field(nullable=True, description="Product type.")
+    Collateral_Value: Series[float] = pa.Field(
+        nullable=True, description="Collateral (currency units)."
+    )
+    Outstanding_Loan_Amount: Series[float] = pa.Field(
+        nullable=True, description="Balance still owed."
+    )
+    Monthly_EMI: Series[float] = pa.Field(nullable=True, description="Monthly instalment.")
+    Payment_History: Series[pd.StringDtype] = pa.Field(
+        nullable=True, description="Payment behaviour."
+    )
+    Num_Missed_Payments: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Missed instalments."
+    )
+    Days_Past_Due: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Days in arrears.")
+    Recovery_Status: Series[pd.StringDtype] = pa.Field(
+        nullable=True, description="Collection outcome."
+    )
+    Collection_Attempts: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Attempts made."
+    )
+    Collection_Method: Series[pd.StringDtype] = pa.Field(nullable=True, description="Method used.")
+    Legal_Action_Taken: Series[pd.StringDtype] = pa.Field(
+        nullable=True, description="Legal action taken."
+    )
+
+    class Config:
+        name = "RawLoans"
+        description = "The loan-book CSV as read, with an explicit dtype for every column."
+        coerce = True
+        strict = False  # extra columns are kept as read
+
+
+class LoanBook(pa.DataFrameModel):
+    """One row per borrower that passed every rule of the loan-book contract."""
+
+    Borrower_ID: Series[str] = pa.Field(
+        unique=True, str_length={"min_value": 1}, description="Borrower identifier, unique."
+    )
+    Age: Series[int] = pa.Field(ge=18, le=100, description="Age in years (reference: 21-64).")
+    Gender: Series[str] = pa.Field(isin=GENDERS, description="Male or Female.")
+    Employment_Type: Series[str] = pa.Field(
+        isin=EMPLOYMENT_TYPES, description="Salaried, Self-Employed or Business Owner."
+    )
+    Monthly_Income: Series[int] = pa.Field(
+        ge=0,
+        le=100_000_000,
+        description="Monthly income, currency units (reference: 15,207-249,746).",
+    )
+    Num_Dependents: Series[int] = pa.Field(
+        ge=0, le=20, description="Number of dependents (reference: 0-3)."
+    )
+    Loan_ID: Series[str] = pa.Field(
+        unique=True, str_length={"min_value": 1}, description="Loan identifier, unique."
+    )
+    Loan_Amount: Series[int] = pa.Field(
+        gt=0,
+        le=10_000_000_000,
+        description="Principal lent, currency units (reference: 54,138-1,995,325).",
+    )
+    Loan_Tenure: Series[int] = pa.Field(
+        ge=1, le=480, description="Term in months (reference: 12-72 in steps of 12)."
+    )
+    Interest_Rate: Series[float] = pa.Field(
+        ge=0, le=100, description="Interest rate, % a year (reference: 5.02-17.97)."
+    )
+    Loan_Type: Series[str] = pa.Field(
+        isin=LOAN_TYPES, description="Personal, Home, Auto or Business."
+    )
+    Collateral_Value: Series[float] = pa.Field(
+        ge=0, description="Collateral value, currency units; 0 for unsecured loans."
+    )
+    Outstanding_Loan_Amount: Series[float] = pa.Field(
+        ge=0, description="Balance still owed, currency units; at most Loan_Amount."
+    )
+    Monthly_EMI: Series[float] = pa.Field(
+        ge=0, description="Equated monthly instalment, currency units."
+    )
+    Payment_History: Series[str] = pa.Field(
+        isin=PAYMENT_HISTORIES, description="On-Time, Delayed or Missed."
+    )
+    Num_Missed_Payments: Series[int] = pa.Field(
+        ge=0, le=480, description="Missed instalments (reference: 0-12)."
+    )
+    Days_Past_Due: Series[int] = pa.Field(
+        ge=0, le=10_000, description="Days in arrears (reference: 0-180)."
+    )
+    Recovery_Status: Series[str] = pa.Field(
+        isin=RECOVERY_STATUSES, nullable=True, description="Outcome; blank for an open loan."
+    )
+    Collection_Attempts: Series[int] = pa.Field(
+        ge=0, le=1_000, description="Collection attempts (outcome-side)."
+    )
+    Collection_Method: Series[str] = pa.Field(
+        isin=COLLECTION_METHODS, description="Collection method (outcome-side)."
+    )
+    Legal_Action_Taken: Series[str] = pa.Field(
+        isin=YES_NO, description="Legal action taken (outcome-side)."
+    )
+
+    @pa.dataframe_check(description="Outstanding_Loan_Amount <= Loan_Amount")
+    def outstanding_within_loan(cls, df: pd.DataFrame) -> Series[bool]:
+        return df["Outstanding_Loan_Amount"] <= df["Loan_Amount"] * (1 + 1e-9)
+
+    class Config:
+        name = "LoanBook"
+        description = "The validated loan book: typed, in range, unique ids."
+        strict = False
+
+
+FEATURE_COLUMNS_REGEX = r"^(?!Borrower_ID$).+$"
+
+
+class ScaledFeatures(pa.DataFrameModel):
+    """The standardised feature matrix, one row per borrower."""
+
+    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier (the key).")
+    feature: Series[float] = pa.Field(
+        alias=FEATURE_COLUMNS_REGEX,
+        regex=True,
+        nullable=False,
+        description="A standardised feature: (value - mean) / scale.",
+    )
+
+    @pa.check(FEATURE_COLUMNS_REGEX, regex=True, name="finite")
+    def finite(cls, s: Series[float]) -> Series[bool]:
+        return pd.Series(np.isfinite(s.to_numpy()), index=s.index)
+
+    class Config:
+        name = "ScaledFeatures"
+        description = "Standardised features keyed by Borrower_ID."
+        strict = True
+
+
+class BorrowerSegments(pa.DataFrameModel):
+    """One row per borrower: the segment it belongs to and that segment's name."""
+
+    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
+    segment_id: Series[int] = pa.Field(
+        ge=0, description="Segment id (ordered by centroid burden, 0 = lowest)."
+    )
+    segment_name: Series[str] = pa.Field(
+        str_length={"min_value": 1}, description="Name derived from the segment's centroid."
+    )
+
+    class Config:
+        name = "BorrowerSegments"
+        description = "Borrower segment assignments."
+        strict = True
+
+
+class RiskScores(pa.DataFrameModel):
+    """One risk score per borrower."""
+
+    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
+    risk_score: Series[float] = pa.Field(
+        ge=0.0, le=1.0, description="Model probability of the risk target."
+    )
+    risk_label: Series[bool] = pa.Field(description="The target the model was trained on.")
+    split: Series[str] = pa.Field(
+        isin=["train", "test"],
+        description="Whether the borrower was in the training or held-out set.",
+    )
+
+    class Config:
+        name = "RiskScores"
+        description = "Risk score per borrower."
+        strict = True
+
+
+class RecoveryStrategies(pa.DataFrameModel):
+    """The recommended recovery strategy per borrower."""
+
+    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
+    Loan_ID: Series[str] = pa.Field(unique=True, description="Loan identifier.")
+    segment_id: Series[int] = pa.Field(ge=0, description="Segment id.")
+    segment_name: Series[str] = pa.Field(description="Segment name.")
+    risk_score: Series[float] = pa.Field(ge=0.0, le=1.0, description="Risk score.")
+    recovery_strategy: Series[str] = pa.Field(isin=STRATEGIES, description="Recommended strategy.")
+
+    class Config:
+        name = "RecoveryStrategies"
+        description = "Recovery strategy per borrower."
+        strict = True
+
+
+# --- applying a schema -----------------------------------------------------------------------
+
+
+class SchemaViolation(ValueError):
+    """A table broke its contract; the message names the source, columns, rules and examples."""
+
+
+def _show(value: object) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+# Columns each table-wide rule reads, so its failures name them (and show their values).
+TABLE_RULE_COLUMNS: dict[str, list[str]] = {
+    "outstanding_within_loan": ["Outstanding_Loan_Amount", "Loan_Amount"],
+}
+
+
+def describe_failures(
+    err: pa.errors.SchemaErrors,
+    df: pd.DataFrame,
+    model: type[pa.DataFrameModel],
+    source: str,
+    examples: int = 5,
+) -> str:
+    """One line per (column, rule): how many rows failed and up to ``examples`` of them."""
+    cases = err.failure_cases
+    table_wide = cases["schema_context"].eq("DataFrameSchema") & cases["index"].notna()
+    lines = [f"{source}: rows failed the {model.Config.name} schema"]
+    for check, group in cases[table_wide].groupby("check", sort=False):
+        columns = TABLE_RULE_COLUMNS.get(str(check), [])
+        rows = pd.unique(group["index"])
+        shown = []
+        for idx in rows[:examples]:
+            values = ", ".join(f"{c}={_show(df.at[idx, c])}" for c in columns if c in df.columns)
+            shown.append(f"row {idx}: {values}" if values else f"row {idx}")
+        lines.append(
+            f"  column {'/'.join(columns) or '<table>'}, rule {check}: {len(rows)} row(s); e.g. "
+            + "; ".join(shown)
+        )
+    for (column, check), group in cases[~table_wide].groupby(
+        ["column", "check"], sort=False, dropna=False
+    ):
+        column = "<table>" if pd.isna(column) else column
+        rows = group.head(examples)
+        shown = ", ".join(
+            f"row {idx}: {_show(val)}" if pd.notna(idx) else _show(val)
+            for idx, val in zip(rows["index"], rows["failure_case"], strict=True)
+        )
+        lines.append(f"  column {column}, rule {check}: {len(group)} row(s); e.g. {shown}")
+    return "\n".join(lines)
+
+
+def validate(df: pd.DataFrame, model: type[pa.DataFrameModel], source: str) -> pd.DataFrame:
+    """Validate every rule at once (lazy) and raise one readable :class:`SchemaViolation`."""
+    try:
+        return model.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        raise SchemaViolation(describe_failures(err, df, model, source)) from None
+
+
+def table_schema(model: type[pa.DataFrameModel]) -> TableSchema:
+    """The model as Dagster column metadata, for the asset's Columns tab."""
+    schema = model.to_schema()
+    columns = []
+    for name, col in schema.columns.items():
+        checks = [str(c.error or c.name) for c in (col.checks or [])]
+        columns.append(
+            TableColumn(
+                name=str(name),
+                type=str(col.dtype),
+                description=col.description,
+                constraints=TableColumnConstraints(
+                    nullable=col.nullable, unique=col.unique, other=checks
+                ),
+            )
+        )
+    other = [str(c.description or c.name) for c in schema.checks]
+    return TableSchema(columns=columns, constraints=TableConstraints(other=other))

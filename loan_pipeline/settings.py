@@ -1,0 +1,134 @@
+"""Paths, environment and run configuration: the one place the pipeline's settings are read.
+
+Environment variables (all optional):
+
+- ``LOAN_BOOK_CSV``: the loan book to read (default ``data/loan_book_sample.csv``).
+- ``LOAN_PIPELINE_STORAGE``: where outputs go (default ``storage/`` in the project).
+- ``DAGSTER_HOME``: Dagster's own state; the Makefile points it at ``.dagster_home/``.
+
+Everything a user may change per run is a Dagster ``Config`` class below, so it shows, typed and
+validated, in the launchpad.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import Config
+from pydantic import Field
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The project checkout (editable install), else the current directory."""
+    candidate = PACKAGE_DIR.parent
+    if (candidate / "pyproject.toml").exists():
+        return candidate
+    return Path.cwd()
+
+
+DEFAULT_CSV = project_root() / "data" / "loan_book_sample.csv"
+
+# The notebook's ten standardised columns.
+NOTEBOOK_FEATURES: list[str] = [
+    "Age",
+    "Monthly_Income",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+]
+
+STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
+STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
+STRATEGY_REMINDERS = "Automated reminders & monitoring"
+STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
+
+
+def source_csv(configured: str | None = None) -> Path:
+    """The loan book to read: launchpad config, else ``LOAN_BOOK_CSV``, else the shipped sample."""
+    chosen = configured or os.environ.get("LOAN_BOOK_CSV") or str(DEFAULT_CSV)
+    return Path(chosen).expanduser()
+
+
+def storage_dir() -> Path:
+    """Root of every pipeline output (warehouse, models, charts, exports)."""
+    chosen = os.environ.get("LOAN_PIPELINE_STORAGE")
+    return Path(chosen).expanduser() if chosen else project_root() / "storage"
+
+
+def warehouse_path() -> Path:
+    return storage_dir() / "warehouse.duckdb"
+
+
+def models_dir() -> Path:
+    return storage_dir() / "models"
+
+
+def charts_dir() -> Path:
+    return storage_dir() / "charts"
+
+
+def exports_dir() -> Path:
+    return storage_dir() / "exports"
+
+
+# --- run configuration (launchpad) ---------------------------------------------------------
+
+
+class SourceConfig(Config):
+    """Where the loan book comes from."""
+
+    csv_path: str | None = Field(
+        default=None,
+        description="Path of the loan-book CSV. Empty: $LOAN_BOOK_CSV, else data/loan_book_sample.csv.",
+    )
+
+
+class FeatureConfig(Config):
+    """Which columns are standardised into the feature matrix."""
+
+    columns: list[str] = Field(
+        default_factory=lambda: list(NOTEBOOK_FEATURES),
+        description="Numeric loan-book columns to standardise (the notebook's ten by default).",
+    )
+
+
+class ClusterConfig(Config):
+    """KMeans settings for the borrower segmentation."""
+
+    k: int = Field(default=4, ge=2, le=20, description="Number of segments.")
+    random_state: int = Field(default=42, description="Seed for KMeans initialisation.")
+    n_init: int = Field(default=10, ge=1, description="KMeans restarts; the best inertia wins.")
+
+
+class RiskConfig(Config):
+    """How the risk model is fitted."""
+
+    method: str = Field(
+        default="notebook",
+        description="'notebook': the original method (RandomForest predicting the high-burden segments).",
+    )
+    n_estimators: int = Field(default=100, ge=1, description="Trees in the random forest.")
+    random_state: int = Field(default=42, description="Seed for the split and the forest.")
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0, description="Held-out share.")
+    high_risk_segments: int = Field(
+        default=2, ge=1, description="How many of the highest-burden segments count as high risk."
+    )
+
+
+class StrategyConfig(Config):
+    """Score bands that map a risk score to a recovery strategy."""
+
+    legal_above: float = Field(
+        default=0.75, ge=0.0, le=1.0, description="Score > this: legal action."
+    )
+    settlement_from: float = Field(
+        default=0.50, ge=0.0, le=1.0, description="Score in [this, legal_above]: settlement offers."
+    )

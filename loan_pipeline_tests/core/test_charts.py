@@ -1,0 +1,445 @@
+"""Behavioural tests for loan_pipeline.core.charts (pure DataFrame -> Figure functions)."""
+
+from __future__ import annotations
+
+import ast
+import io
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from PIL import Image
+
+from loan_pipeline.core import charts
+from loan_pipeline.core.charts import (
+    CHARTS,
+    OPEN_LABEL,
+    SAMPLE_LIMIT,
+    STATUS_ORDER,
+    STATUS_PALETTE,
+    figure_to_png,
+)
+
+REFERENCE_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loan-recovery.csv"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_COLUMNS = [
+    "Gender",
+    "Employment_Type",
+    "Loan_Type",
+    "Payment_History",
+    "Recovery_Status",
+    "Collection_Method",
+    "Legal_Action_Taken",
+]
+SEGMENT_NAMES = {0: "Low income", 1: "Middle income", 2: "High income"}
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def synthetic_loans(n: int, seed: int = 7, open_share: float = 0.1) -> pd.DataFrame:
+    """A loans frame with the 21 reference columns and plausible value ranges; a share of
+    Recovery_Status left blank (open loans); text columns as pandas ``category``."""
+    rng = np.random.default_rng(seed)
+    loan_amount = rng.integers(50_000, 2_000_000, n)
+    loan_type = rng.choice(["Personal", "Home", "Auto", "Business"], n)
+    collateral = np.where(loan_type == "Personal", 0.0, loan_amount * rng.uniform(0.5, 1.5, n))
+    tenure = rng.choice([12, 24, 36, 48, 60, 72], n)
+    missed = rng.choice(np.arange(13), n, p=[0.24, 0.24, 0.22, 0.22] + [0.08 / 9] * 9)
+    history = np.where(
+        missed == 0, "On-Time", np.where(rng.random(n) < 0.7, "Delayed", "Missed")
+    ).astype(object)
+    p_written = np.clip(0.05 + 0.03 * missed, 0, 0.6)
+    u = rng.random(n)
+    status = np.where(
+        u < p_written, "Written Off", np.where(u < 0.5, "Partially Recovered", "Fully Recovered")
+    ).astype(object)
+    status[rng.random(n) < open_share] = None
+    ids = np.arange(1, n + 1).astype(str)
+    frame = pd.DataFrame(
+        {
+            "Borrower_ID": np.char.add("BRW_", ids),
+            "Age": rng.integers(21, 65, n),
+            "Gender": rng.choice(["Male", "Female"], n),
+            "Employment_Type": rng.choice(["Salaried", "Self-Employed", "Business Owner"], n),
+            "Monthly_Income": rng.integers(15_000, 250_000, n),
+            "Num_Dependents": rng.integers(0, 4, n),
+            "Loan_ID": np.char.add("LN_", ids),
+            "Loan_Amount": loan_amount,
+            "Loan_Tenure": tenure,
+            "Interest_Rate": rng.uniform(5, 18, n).round(2),
+            "Loan_Type": loan_type,
+            "Collateral_Value": collateral,
+            "Outstanding_Loan_Amount": loan_amount * rng.uniform(0.1, 1.0, n),
+            "Monthly_EMI": (loan_amount / tenure * rng.uniform(0.8, 1.3, n)).round(2),
+            "Payment_History": history,
+            "Num_Missed_Payments": missed,
+            "Days_Past_Due": np.minimum(missed * rng.integers(0, 30, n), 180),
+            "Recovery_Status": status,
+            "Collection_Attempts": rng.integers(0, 11, n),
+            "Collection_Method": rng.choice(
+                ["Calls", "Legal Notice", "Debt Collectors", "Settlement Offer"], n
+            ),
+            "Legal_Action_Taken": rng.choice(["No", "Yes"], n, p=[0.95, 0.05]),
+        }
+    )
+    frame[TEXT_COLUMNS] = frame[TEXT_COLUMNS].astype("category")
+    return frame
+
+
+def income_segments(loans: pd.DataFrame) -> pd.DataFrame:
+    tertile = pd.qcut(loans["Monthly_Income"], 3, labels=False)
+    return pd.DataFrame(
+        {
+            "Borrower_ID": loans["Borrower_ID"].astype(str),
+            "segment_id": tertile.astype(int),
+            "segment_name": tertile.map(SEGMENT_NAMES).astype(str),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def reference_loans() -> pd.DataFrame:
+    if not REFERENCE_CSV.exists():
+        pytest.skip(f"reference data set not found at {REFERENCE_CSV} (outside the shared setup)")
+    return pd.read_csv(REFERENCE_CSV)
+
+
+@pytest.fixture(scope="module")
+def small_loans() -> pd.DataFrame:
+    return synthetic_loans(800, seed=11, open_share=0.15)
+
+
+@pytest.fixture(scope="module")
+def large_loans() -> pd.DataFrame:
+    return synthetic_loans(50_000, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def draw(key: str, loans: pd.DataFrame) -> Figure:
+    func = CHARTS[key]
+    if key == "chart_borrower_segments":
+        return func(loans, income_segments(loans))
+    return func(loans)
+
+
+def main_axes(fig: Figure) -> list:
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def all_text(fig: Figure) -> str:
+    return "\n".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")))
+
+
+def expected_levels(loans: pd.DataFrame) -> list[str]:
+    present = set(loans["Recovery_Status"].dropna().astype(str))
+    levels = [s for s in STATUS_ORDER if s in present]
+    if loans["Recovery_Status"].isna().any():
+        levels.append(OPEN_LABEL)
+    return levels
+
+
+def legend_colours(legend) -> dict[str, tuple[float, float, float]]:
+    colours = {}
+    for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+        if hasattr(handle, "get_facecolor"):
+            colour = handle.get_facecolor()
+            colour = colour[0] if np.ndim(colour) == 2 else colour
+        else:
+            colour = handle.get_color()
+        colours[text.get_text()] = to_rgb(colour)
+    return colours
+
+
+STATUS_CHARTS = [
+    "chart_payment_history_recovery",
+    "chart_missed_payments_recovery",
+    "chart_income_loan_recovery",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Structure
+# --------------------------------------------------------------------------------------------
+
+
+def test_registry_and_constants():
+    assert list(CHARTS) == [
+        "chart_loan_amount_distribution",
+        "chart_payment_history_recovery",
+        "chart_missed_payments_recovery",
+        "chart_income_loan_recovery",
+        "chart_borrower_segments",
+        "chart_correlation_heatmap",
+    ]
+    assert STATUS_ORDER == ["Fully Recovered", "Partially Recovered", "Written Off"]
+    assert set(STATUS_PALETTE) == {*STATUS_ORDER, OPEN_LABEL}
+    assert len({to_rgb(c) for c in STATUS_PALETTE.values()}) == 4
+    assert SAMPLE_LIMIT == 20_000
+
+
+def test_module_does_not_import_dagster():
+    tree = ast.parse(Path(charts.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert "dagster" not in imported
+    assert {"matplotlib", "seaborn"} <= imported
+
+
+@pytest.mark.parametrize("key", list(CHARTS))
+def test_every_chart_is_titled_and_labelled(key, reference_loans):
+    fig = draw(key, reference_loans)
+    assert isinstance(fig, Figure)
+    assert fig._suptitle is not None and fig._suptitle.get_text()
+    axes = main_axes(fig)
+    assert axes
+    for ax in axes:
+        assert ax.get_title().strip(), f"{key}: axes without a title"
+        assert ax.get_xlabel().strip(), f"{key}: axes without an x label"
+        assert ax.get_ylabel().strip(), f"{key}: axes without a y label"
+    text = all_text(fig)
+    if key != "chart_correlation_heatmap":
+        assert "(currency units)" in text or "(count" in text
+
+
+def test_plot_sample_is_reproducible_and_bounded(large_loans, small_loans):
+    first = charts.plot_sample(large_loans)
+    second = charts.plot_sample(large_loans)
+    assert first.n_shown == SAMPLE_LIMIT == len(first.frame)
+    assert first.n_total == len(large_loans)
+    assert first.frame.index.equals(second.frame.index)
+    assert first.frame.index.is_unique
+    assert first.note == f"sample of {SAMPLE_LIMIT:,} of {len(large_loans):,} borrowers"
+    whole = charts.plot_sample(small_loans)
+    assert whole.frame is small_loans and not whole.is_sample
+
+
+# --------------------------------------------------------------------------------------------
+# Status colours and order
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", STATUS_CHARTS)
+@pytest.mark.parametrize("dataset", ["reference_loans", "small_loans"])
+def test_status_legend_order_and_colours(key, dataset, request):
+    loans = request.getfixturevalue(dataset)
+    fig = draw(key, loans)
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert len(legends) == 1
+    labels = [t.get_text() for t in legends[0].get_texts()]
+    assert labels == expected_levels(loans)
+    for label, colour in legend_colours(legends[0]).items():
+        assert colour == pytest.approx(to_rgb(STATUS_PALETTE[label]), abs=1e-6), label
+
+
+def test_open_loans_are_counted_not_dropped(small_loans):
+    fig = charts.payment_history_recovery(small_loans)
+    ax = main_axes(fig)[0]
+    heights = [bar.get_height() for c in ax.containers for bar in c]
+    assert np.nansum(heights) == len(small_loans)
+    open_n = int(small_loans["Recovery_Status"].isna().sum())
+    open_bars = ax.containers[[t.get_text() for t in ax.get_legend().get_texts()].index(OPEN_LABEL)]
+    assert sum(bar.get_height() for bar in open_bars) == open_n
+
+
+def test_string_and_category_status_give_the_same_chart(small_loans):
+    as_text = small_loans.astype({c: object for c in TEXT_COLUMNS})
+    shares = []
+    for frame in (small_loans, as_text):
+        ax = main_axes(charts.missed_payments_recovery(frame))[0]
+        shares.append([bar.get_height() for bar in ax.patches])
+    assert shares[0] == pytest.approx(shares[1])
+
+
+def test_missed_payment_shares_match_groupby(small_loans):
+    fig = charts.missed_payments_recovery(small_loans)
+    ax = main_axes(fig)[0]
+    status = small_loans["Recovery_Status"].astype(object).fillna(OPEN_LABEL)
+    expected = pd.crosstab(small_loans["Num_Missed_Payments"], status, normalize="index")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    for level, container in zip(labels, ax.containers, strict=True):
+        assert [b.get_height() for b in container] == pytest.approx(expected[level].tolist())
+    stacked_top = np.sum([[b.get_height() for b in c] for c in ax.containers], axis=0)
+    assert stacked_top == pytest.approx(np.ones(len(expected)))
+    assert any(t.get_text().startswith("n=") for t in ax.texts)
+
+
+# --------------------------------------------------------------------------------------------
+# Loan amount distribution
+# --------------------------------------------------------------------------------------------
+
+
+def kde_line(fig: Figure):
+    lines = [
+        line
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if line.get_label() == "Kernel density estimate"
+    ]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.mark.parametrize("dataset", ["reference_loans", "large_loans"])
+def test_density_curve_integrates_to_one_on_bar_scale(dataset, request):
+    loans = request.getfixturevalue(dataset)
+    fig = charts.loan_amount_distribution(loans)
+    line = kde_line(fig)
+    x, y = line.get_xdata(), line.get_ydata()
+    assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.1)
+    ax_hist = line.axes
+    bars = ax_hist.patches
+    bar_area = sum(b.get_width() * b.get_height() for b in bars)
+    assert bar_area == pytest.approx(1.0, abs=1e-6)  # stat="density": same scale as the curve
+    assert ax_hist.get_legend() is not None
+    assert "Kernel density estimate" in [t.get_text() for t in ax_hist.get_legend().get_texts()]
+
+
+def test_distribution_states_pearson_and_switches_to_hexbin(reference_loans, large_loans):
+    small = charts.loan_amount_distribution(reference_loans)
+    r = reference_loans["Loan_Amount"].corr(reference_loans["Monthly_Income"])
+    assert f"Pearson r = {round(r, 2) + 0.0:.2f}" in all_text(small)
+    assert not any(type(c).__name__ == "PolyCollection" for c in small.axes[1].collections)
+
+    big = charts.loan_amount_distribution(large_loans)
+    hexes = [c for c in big.axes[1].collections if type(c).__name__ == "PolyCollection"]
+    assert len(hexes) == 1
+    assert hexes[0].get_array().sum() == len(large_loans)  # every row, not a sample
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling notes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["chart_loan_amount_distribution", "chart_income_loan_recovery", "chart_borrower_segments"],
+)
+def test_large_frames_say_they_are_sampled(key, large_loans, reference_loans):
+    note = f"sample of {SAMPLE_LIMIT:,} of {len(large_loans):,} "
+    assert note in all_text(draw(key, large_loans)).lower()
+    assert "sample of" not in all_text(draw(key, reference_loans)).lower()
+
+
+def test_scatter_draws_at_most_sample_limit_points(large_loans):
+    fig = charts.income_loan_recovery(large_loans)
+    offsets = main_axes(fig)[0].collections[0].get_offsets()
+    assert len(offsets) == SAMPLE_LIMIT
+
+
+# --------------------------------------------------------------------------------------------
+# Segments
+# --------------------------------------------------------------------------------------------
+
+
+def test_segments_legend_and_sizes(reference_loans):
+    segments = income_segments(reference_loans)
+    fig = charts.borrower_segments(reference_loans, segments)
+    ax_xy, ax_size = main_axes(fig)
+    labels = [t.get_text() for t in ax_xy.get_legend().get_texts()]
+    assert labels == list(SEGMENT_NAMES.values())
+    widths = {
+        tick.get_text(): bar.get_width()
+        for tick, bar in zip(ax_size.get_yticklabels(), ax_size.patches, strict=True)
+    }
+    assert widths == segments["segment_name"].value_counts().to_dict()
+
+
+def test_unsegmented_borrowers_are_shown(reference_loans):
+    segments = income_segments(reference_loans).iloc[10:]
+    fig = charts.borrower_segments(reference_loans, segments)
+    ax_xy, ax_size = main_axes(fig)
+    assert [t.get_text() for t in ax_xy.get_legend().get_texts()][-1] == "Unassigned"
+    assert sum(b.get_width() for b in ax_size.patches) == len(reference_loans)
+
+
+def test_segments_accept_category_ids_and_reject_duplicates(small_loans):
+    segments = income_segments(small_loans)
+    as_category = small_loans.astype({"Borrower_ID": "category"})
+    fig = charts.borrower_segments(as_category, segments)
+    widths = [b.get_width() for b in main_axes(fig)[1].patches]
+    assert (
+        widths == segments["segment_name"].value_counts().reindex(SEGMENT_NAMES.values()).tolist()
+    )
+    with pytest.raises(ValueError, match="more than one row"):
+        charts.borrower_segments(small_loans, pd.concat([segments, segments.head(3)]))
+
+
+# --------------------------------------------------------------------------------------------
+# Correlation heatmap
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", ["reference_loans", "small_loans"])
+def test_heatmap_matches_pandas_corr(dataset, request):
+    loans = request.getfixturevalue(dataset)
+    expected = loans.select_dtypes("number").corr()
+    fig = charts.correlation_heatmap(loans)
+    ax = main_axes(fig)[0]
+    mesh = ax.collections[0]
+    assert mesh.norm.vmin == -1 and mesh.norm.vmax == 1
+    values = np.asarray(mesh.get_array()).reshape(expected.shape)
+    np.testing.assert_allclose(values, expected.to_numpy(), atol=1e-12)
+    annotations = [t.get_text() for t in ax.texts]
+    assert len(annotations) == expected.size
+    np.testing.assert_allclose(
+        np.array(annotations, dtype=float).reshape(expected.shape),
+        expected.to_numpy().round(2),
+        atol=0.0051,
+    )
+    tick_names = [t.get_text() for t in ax.get_xticklabels()]
+    assert tick_names == [c.replace("_", " ") for c in expected.columns]
+    assert all(t.get_rotation() != 0 for t in ax.get_xticklabels())
+
+
+# --------------------------------------------------------------------------------------------
+# PNG output and memory hygiene
+# --------------------------------------------------------------------------------------------
+
+
+def test_figure_to_png_and_memory_hygiene(reference_loans):
+    plt.close("all")
+    pngs = {}
+    for key in CHARTS:
+        fig = draw(key, reference_loans)
+        width_in, height_in = fig.get_size_inches()
+        png = figure_to_png(fig, dpi=100)
+        assert plt.get_fignums() == [], f"{key} left a figure open"
+        assert png.startswith(PNG_SIGNATURE)
+        with Image.open(io.BytesIO(png)) as image:
+            image.load()
+            width, height = image.size
+        assert width > 300 and height > 300
+        # bbox_inches="tight" trims margins or grows for outside legends: allow 25 %.
+        assert width == pytest.approx(width_in * 100, rel=0.25)
+        assert height == pytest.approx(height_in * 100, rel=0.25)
+        pngs[key] = png
+    assert len(set(pngs.values())) == len(CHARTS)
+
+
+def test_failed_chart_leaves_no_figure_behind(reference_loans):
+    plt.close("all")
+    with pytest.raises(KeyError):
+        charts.borrower_segments(
+            reference_loans, income_segments(reference_loans).drop(columns="segment_name")
+        )
+    broken = reference_loans.drop(columns="Monthly_Income")
+    with pytest.raises(KeyError):
+        charts.income_loan_recovery(broken)
+    assert plt.get_fignums() == []

@@ -1,0 +1,118 @@
+"""The whole graph materialized in-process on the shipped sample and the reference data set."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from loan_pipeline import schemas
+from loan_pipeline.settings import STRATEGIES
+
+TABLES = {
+    "raw_loans": schemas.RawLoans,
+    "validated_loans": schemas.LoanBook,
+    "scaled_features": schemas.ScaledFeatures,
+    "borrower_segments": schemas.BorrowerSegments,
+    "risk_scores": schemas.RiskScores,
+    "recovery_strategies": schemas.RecoveryStrategies,
+}
+CHARTS = [
+    "chart_loan_amount_distribution",
+    "chart_payment_history_recovery",
+    "chart_missed_payments_recovery",
+    "chart_income_loan_recovery",
+    "chart_borrower_segments",
+    "chart_correlation_heatmap",
+]
+ALL_ASSETS = {*TABLES, "cluster_model", "risk_model", *CHARTS}
+
+
+@pytest.fixture(params=["sample_run", "reference_run"])
+def run(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_every_asset_materialized(run):
+    keys = {e.asset_key.to_user_string() for e in run.result.get_asset_materialization_events()}
+    assert keys == ALL_ASSETS
+
+
+def test_every_table_in_duckdb_nonempty_and_schema_valid(run):
+    assert run.tables() == sorted(TABLES)
+    n_borrowers = len(run.table("validated_loans"))
+    assert n_borrowers > 0
+    for name, model in TABLES.items():
+        df = run.table(name)
+        assert len(df) == n_borrowers, name
+        schemas.validate(df, model, source=name)  # raises SchemaViolation on any broken rule
+
+
+def test_charts_are_pngs_of_expected_size(run):
+    seen = set()
+    for key in CHARTS:
+        path = run.storage / "charts" / f"{key}.png"
+        data = path.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n"), key
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        assert image.width >= 500 and image.height >= 350, (key, image.size)
+        seen.add(data)
+    assert len(seen) == len(CHARTS), "two charts are byte-identical copies"
+
+
+def test_chart_metadata_embeds_the_png(run):
+    events = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization
+        for e in run.result.get_asset_materialization_events()
+    }
+    for key in CHARTS:
+        md = events[key].metadata["chart"].value
+        assert md.startswith(f"![{key}](data:image/png;base64,iVBORw0KGgo")
+
+
+def test_strategies_follow_bands_and_export_matches(run):
+    strategies = run.table("recovery_strategies")
+    scores = strategies["risk_score"]
+    expected = pd.Series(STRATEGIES[2], index=strategies.index)
+    expected[scores >= 0.5] = STRATEGIES[1]
+    expected[scores > 0.75] = STRATEGIES[0]
+    assert (strategies["recovery_strategy"] == expected).all()
+    exported = pd.read_csv(run.storage / "exports" / "recovery_strategies.csv")
+    assert exported["Borrower_ID"].tolist() == strategies["Borrower_ID"].tolist()
+    assert exported["recovery_strategy"].tolist() == strategies["recovery_strategy"].tolist()
+
+
+def test_models_on_disk_and_metadata(run):
+    events = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+        for e in run.result.get_asset_materialization_events()
+    }
+    assert (run.storage / "models" / "cluster_model.pkl").stat().st_size > 0
+    assert (run.storage / "models" / "risk_model.pkl").stat().st_size > 0
+    cluster = events["cluster_model"]
+    assert cluster["k"].value == 4
+    assert -1 <= cluster["silhouette"].value <= 1
+    assert sum(cluster["cluster_sizes"].value.values()) == len(run.table("validated_loans"))
+    risk = events["risk_model"]
+    assert 0.5 < risk["test_roc_auc"].value <= 1.0
+    assert 0.5 < risk["test_accuracy"].value <= 1.0
+    scaled = events["scaled_features"]
+    assert set(scaled["scaler_means"].value) == set(scaled["features"].value)
+    for table in TABLES:
+        assert events[table]["dagster/row_count"].value == len(run.table(table))
+        assert "|" in events[table]["preview"].value
+
+
+def test_validated_loans_equal_the_csv(run):
+    """Nothing is lost or altered between the file and the validated table."""
+    source = (
+        run.result.asset_materializations_for_node("raw_loans")[0].metadata["source_path"].value
+    )
+    expected = pd.read_csv(source)
+    got = run.table("validated_loans")
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), expected, check_dtype=False, check_exact=False, rtol=1e-12
+    )

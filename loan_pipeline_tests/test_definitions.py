@@ -1,0 +1,92 @@
+"""The code location loads, and every asset has the key, group, owners, kinds and deps it should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+
+import yaml
+from dagster import AssetKey, validate_run_config
+
+from loan_pipeline.definitions import defs
+from loan_pipeline_tests.conftest import PROJECT_ROOT
+
+EXPECTED = {
+    # key: (group, deps)
+    "raw_loans": ("ingest", set()),
+    "validated_loans": ("ingest", {"raw_loans"}),
+    "scaled_features": ("features", {"validated_loans"}),
+    "cluster_model": ("segmentation", {"scaled_features"}),
+    "borrower_segments": ("segmentation", {"validated_loans", "scaled_features", "cluster_model"}),
+    "risk_model": ("risk", {"scaled_features", "borrower_segments"}),
+    "risk_scores": ("risk", {"scaled_features", "risk_model"}),
+    "recovery_strategies": ("risk", {"validated_loans", "borrower_segments", "risk_scores"}),
+    "chart_loan_amount_distribution": ("charts", {"validated_loans"}),
+    "chart_payment_history_recovery": ("charts", {"validated_loans"}),
+    "chart_missed_payments_recovery": ("charts", {"validated_loans"}),
+    "chart_income_loan_recovery": ("charts", {"validated_loans"}),
+    "chart_correlation_heatmap": ("charts", {"validated_loans"}),
+    "chart_borrower_segments": ("charts", {"validated_loans", "borrower_segments"}),
+}
+
+
+def test_asset_keys_groups_and_deps():
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(EXPECTED)
+    for key, (group, deps) in EXPECTED.items():
+        node = graph.get(AssetKey(key))
+        assert node.group_name == group, key
+        assert {p.to_user_string() for p in node.parent_keys} == deps, key
+
+
+def test_every_asset_has_description_owner_kinds():
+    for spec in defs.resolve_all_asset_specs():
+        key = spec.key.to_user_string()
+        assert spec.description and len(spec.description) > 20, key
+        assert spec.owners, key
+        assert spec.kinds, key
+        if spec.metadata.get("dagster/column_schema") is None:
+            assert key in {"cluster_model", "risk_model"} or key.startswith("chart_"), key
+
+
+def test_tables_carry_their_pandera_schema():
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    columns = [c.name for c in specs["validated_loans"].metadata["dagster/column_schema"].columns]
+    assert columns[:2] == ["Borrower_ID", "Age"] and len(columns) == 21
+    assert all(
+        c.description for c in specs["validated_loans"].metadata["dagster/column_schema"].columns
+    )
+
+
+def test_jobs_and_default_executor():
+    full = defs.resolve_job_def("full_refresh")
+    charts = defs.resolve_job_def("charts_only")
+    assert {k.to_user_string() for k in full.asset_layer.executable_asset_keys} == set(EXPECTED)
+    assert {k.to_user_string() for k in charts.asset_layer.executable_asset_keys} == {
+        k for k, (g, _) in EXPECTED.items() if g == "charts"
+    }
+    assert full.executor_def.name == "in_process_by_default"
+    resolved = validate_run_config(full, {})
+    assert list(resolved["execution"]["in_process_by_default"]) == ["in_process"]
+    multi = validate_run_config(
+        full, {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
+    )
+    assert list(multi["execution"]["in_process_by_default"]) == ["multiprocess"]
+
+
+def test_workspace_and_pyproject_name_the_code_location():
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    module = workspace["load_from"][0]["python_module"]
+    assert module["module_name"] == "loan_pipeline.definitions" and module["attribute"] == "defs"
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["dagster"]["module_name"] == "loan_pipeline.definitions"
+
+
+def test_loading_the_code_location_imports_no_heavy_library():
+    code = (
+        "import sys, loan_pipeline.definitions; "
+        "print(','.join(m for m in ('sklearn', 'seaborn', 'matplotlib', 'duckdb', 'scipy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
