@@ -159,25 +159,34 @@ def _compact(value: float, _pos: object = None, digits: int = 3) -> str:
 _MONEY_FORMAT = FuncFormatter(_compact)
 
 
+def _ordered_category(
+    values: pd.Series, preferred: list[str], missing_label: str, name: str
+) -> pd.Series:
+    """A text column as a categorical whose categories are exactly the levels present, in
+    display order: ``preferred`` first, then unexpected values (sorted), then
+    ``missing_label`` standing in for missing values. Works on category or string input
+    without materialising millions of Python strings."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype("category")
+    values = values.cat.remove_unused_categories()
+    if not all(isinstance(c, str) for c in values.cat.categories):
+        values = values.cat.rename_categories([str(c) for c in values.cat.categories])
+    present = set(values.cat.categories)
+    has_missing = bool(values.isna().any()) or missing_label in present
+    levels = [p for p in preferred if p in present and p != missing_label]
+    levels += sorted(present - set(preferred) - {missing_label})
+    if has_missing:
+        levels.append(missing_label)
+        if missing_label not in present:
+            values = values.cat.add_categories([missing_label])
+        values = values.fillna(missing_label)
+    return values.cat.set_categories(levels).rename(name)
+
+
 def _status_series(loans: pd.DataFrame) -> pd.Series:
     """Recovery_Status as a categorical whose categories are exactly the levels present, in
     display order: STATUS_ORDER, then any unexpected values, then OPEN_LABEL for blanks."""
-    status = loans["Recovery_Status"]
-    if not isinstance(status.dtype, pd.CategoricalDtype):
-        status = status.astype("category")
-    status = status.cat.remove_unused_categories()
-    if not all(isinstance(c, str) for c in status.cat.categories):
-        status = status.cat.rename_categories([str(c) for c in status.cat.categories])
-    present = set(status.cat.categories)
-    has_open = bool(status.isna().any()) or OPEN_LABEL in present
-    levels = [s for s in STATUS_ORDER if s in present]
-    levels += sorted(present - set(STATUS_ORDER) - {OPEN_LABEL})
-    if has_open:
-        levels.append(OPEN_LABEL)
-        if OPEN_LABEL not in present:
-            status = status.cat.add_categories([OPEN_LABEL])
-        status = status.fillna(OPEN_LABEL)
-    return status.cat.set_categories(levels).rename("Recovery_Status")
+    return _ordered_category(loans["Recovery_Status"], STATUS_ORDER, OPEN_LABEL, "Recovery_Status")
 
 
 def _status_palette(levels: list[str]) -> dict[str, str]:
@@ -191,11 +200,6 @@ def _status_legend(ax, **kwargs) -> None:
     if legend is not None:
         legend.remove()
     ax.legend(handles, labels, title="Recovery status", **kwargs)
-
-
-def _ordered_text_levels(values: pd.Series, preferred: list[str]) -> list[str]:
-    present = [str(v) for v in values.unique()]
-    return [p for p in preferred if p in present] + sorted(set(present) - set(preferred))
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,8 +306,10 @@ def payment_history_recovery(loans: pd.DataFrame) -> Figure:
     (On-Time, Delayed, Missed), counted over every row."""
     status = _status_series(loans)
     levels = list(status.cat.categories)
-    history = loans["Payment_History"].astype(object).fillna(NOT_RECORDED).astype(str)
-    hist_levels = _ordered_text_levels(history, PAYMENT_HISTORY_ORDER + [NOT_RECORDED])
+    history = _ordered_category(
+        loans["Payment_History"], PAYMENT_HISTORY_ORDER, NOT_RECORDED, "Payment_History"
+    )
+    hist_levels = list(history.cat.categories)
 
     counts = (
         pd.DataFrame({"Payment_History": history, "Recovery_Status": status})
@@ -594,19 +600,38 @@ def _numeric_columns(loans: pd.DataFrame) -> list[str]:
     ]
 
 
+def _pearson(numeric: pd.DataFrame, chunk_rows: int = 1_000_000) -> pd.DataFrame:
+    """``numeric.corr()`` (Pearson, pairwise-complete). For large frames without missing or
+    infinite values, where pairwise-complete means all rows, the same matrix is computed from
+    centred cross-products accumulated chunk by chunk: BLAS-fast, and it never holds more
+    than one chunk as a float copy (pandas' pairwise loop is slow at 10M rows)."""
+    columns = numeric.columns
+    if len(numeric) <= 2 * chunk_rows or len(columns) == 0:
+        return numeric.corr(method="pearson")
+    mean = numeric.mean().to_numpy(dtype=float)
+    cross = np.zeros((len(columns), len(columns)))
+    for start in range(0, len(numeric), chunk_rows):
+        block = numeric.iloc[start : start + chunk_rows].to_numpy(dtype=float)
+        if not np.isfinite(block).all():
+            return numeric.corr(method="pearson")
+        block -= mean
+        cross += block.T @ block
+    scale = np.sqrt(np.diag(cross))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.clip(cross / np.outer(scale, scale), -1.0, 1.0)
+    constant = scale == 0
+    corr[constant, :] = np.nan
+    corr[:, constant] = np.nan
+    np.fill_diagonal(corr, np.where(constant, np.nan, 1.0))
+    return pd.DataFrame(corr, index=columns, columns=columns)
+
+
 @_styled
 def correlation_heatmap(loans: pd.DataFrame) -> Figure:
     """Pearson correlation of every numeric column, annotated to 2 decimals, diverging
     palette centred on 0 over [-1, 1]."""
     columns = _numeric_columns(loans)
-    numeric = loans[columns]
-    values = numeric.to_numpy(dtype=float)
-    if len(numeric) > 100_000 and np.isfinite(values).all():
-        # No missing values: pairwise-complete Pearson equals numpy's, which is BLAS-fast.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            corr = pd.DataFrame(np.corrcoef(values, rowvar=False), index=columns, columns=columns)
-    else:
-        corr = numeric.corr(method="pearson")
+    corr = _pearson(loans[columns])
     labels = [str(c).replace("_", " ") for c in columns]
     # Two decimals, without the '-0.00' that tiny negative values would print as.
     annotations = np.vectorize(lambda v: "" if np.isnan(v) else f"{v + 0.0:.2f}")(
