@@ -116,3 +116,34 @@ def test_validated_loans_equal_the_csv(run):
     pd.testing.assert_frame_equal(
         got.reset_index(drop=True), expected, check_dtype=False, check_exact=False, rtol=1e-12
     )
+
+
+def test_a_failed_check_stops_downstream_and_keeps_previous_outputs(tmp_path):
+    """A file that breaks the LoanBook contract fails validated_loans; nothing downstream runs and
+    every table, model, chart and export of the previous good run is unchanged."""
+    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
+
+    storage = tmp_path / "storage"
+    good = run_pipeline(SAMPLE_CSV, storage)
+    assert good.result.success
+    before = {p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"}
+    tables_before = {t: good.table(t) for t in good.tables()}
+
+    lines = SAMPLE_CSV.read_text().splitlines()
+    lines[5] = lines[5].replace("Personal", "Timeshare").replace("Home", "Timeshare")
+    lines[5] = lines[5].replace("Auto", "Timeshare").replace("Business", "Timeshare")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("\n".join(lines) + "\n")
+    bad = run_pipeline(bad_csv, storage)
+    assert not bad.result.success
+    failure = bad.result.get_step_failure_events()
+    assert [e.step_key for e in failure] == ["validated_loans"]
+    message = failure[0].step_failure_data.error.cause.message
+    assert str(bad_csv) in message and "column Loan_Type, rule isin" in message and "row 4: 'Timeshare'" in message
+    done = {e.asset_key.to_user_string() for e in bad.result.get_asset_materialization_events()}
+    assert done == {"raw_loans"}  # nothing after the failed contract
+    after = {p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"}
+    assert after == before
+    for table, frame in tables_before.items():
+        if table != "raw_loans":
+            pd.testing.assert_frame_equal(bad.table(table), frame)

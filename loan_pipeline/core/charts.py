@@ -318,7 +318,7 @@ def payment_history_recovery(loans: pd.DataFrame) -> Figure:
         .rename("Loans")
         .reset_index()
     )
-    totals = counts.groupby("Payment_History")["Loans"].sum()
+    totals = counts.groupby("Payment_History", observed=True)["Loans"].sum()
 
     fig, ax = plt.subplots(figsize=SINGLE_FIGSIZE, layout="constrained")
     fig.suptitle("Recovery outcome by payment history")
