@@ -369,6 +369,21 @@ def test_unsegmented_borrowers_are_shown(reference_loans):
     assert sum(b.get_width() for b in ax_size.patches) == len(reference_loans)
 
 
+def test_segment_lookup_is_a_left_join_in_any_order(small_loans):
+    segments = income_segments(small_loans)
+    expected = small_loans[["Borrower_ID"]].merge(segments, on="Borrower_ID", how="left")
+    shuffled = segments.sample(frac=1.0, random_state=1).iloc[5:]  # 5 borrowers unassigned
+    for ids in (small_loans["Borrower_ID"], small_loans["Borrower_ID"].astype("category")):
+        aligned = charts._segment_per_loan(ids, segments["Borrower_ID"], segments["segment_name"])
+        assert aligned.astype(str).tolist() == expected["segment_name"].tolist()
+        looked_up = charts._segment_per_loan(
+            ids, shuffled["Borrower_ID"], shuffled["segment_name"]
+        ).astype(str)
+        missing = ~small_loans["Borrower_ID"].isin(shuffled["Borrower_ID"])
+        assert (looked_up[missing] == "Unassigned").all() and missing.sum() == 5
+        assert looked_up[~missing].tolist() == expected["segment_name"][~missing].tolist()
+
+
 def test_segments_accept_category_ids_and_reject_duplicates(small_loans):
     segments = income_segments(small_loans)
     as_category = small_loans.astype({"Borrower_ID": "category"})
@@ -406,6 +421,17 @@ def test_heatmap_matches_pandas_corr(dataset, request):
     tick_names = [t.get_text() for t in ax.get_xticklabels()]
     assert tick_names == [c.replace("_", " ") for c in expected.columns]
     assert all(t.get_rotation() != 0 for t in ax.get_xticklabels())
+
+
+def test_chunked_pearson_equals_pandas(large_loans):
+    numeric = large_loans.select_dtypes("number")
+    numeric = numeric.assign(Constant=1.0)
+    chunked = charts._pearson(numeric, chunk_rows=7_000)
+    pd.testing.assert_frame_equal(chunked, numeric.corr(), atol=1e-10, rtol=0)
+    with_gaps = numeric.mask(np.random.default_rng(0).random(numeric.shape) < 0.05)
+    pd.testing.assert_frame_equal(
+        charts._pearson(with_gaps, chunk_rows=7_000), with_gaps.corr(), atol=1e-12, rtol=0
+    )
 
 
 # --------------------------------------------------------------------------------------------
