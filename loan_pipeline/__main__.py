@@ -15,6 +15,11 @@ from pathlib import Path
 def _failure_messages(result) -> list[str]:
     messages = []
     for event in result.get_step_failure_events():
+        user = event.step_failure_data.user_failure_data
+        if user is not None and user.description:  # a dagster.Failure raised on purpose
+            text = user.description.strip()
+            messages.append(f"step {event.step_key} failed:\n  " + text.replace("\n", "\n  "))
+            continue
         error = event.step_failure_data.error
         while (
             error is not None
@@ -39,7 +44,7 @@ def run(csv: str | None, job_name: str) -> int:
     # terminal gets only the summary below.
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     if csv:
-        run_config["ops"] = {"raw_loans": {"config": {"csv_path": csv}}}
+        run_config["ops"] = {"ingest_loan_book": {"config": {"csv_path": csv}}}
     job = defs.resolve_job_def(job_name)
     print(f"Materializing job {job_name} from {settings.source_csv(csv)} ...", flush=True)
     with DagsterInstance.get() as instance:
@@ -61,6 +66,14 @@ def run(csv: str | None, job_name: str) -> int:
     )
     for key in materialized:
         print(f"  - {key}")
+    quarantine = result.asset_materializations_for_node("ingest_loan_book")
+    for materialization in quarantine:
+        if materialization.asset_key.to_user_string() == "quarantined_loans":
+            rows = materialization.metadata["quarantined_rows"].value
+            total = materialization.metadata["rows_read"].value
+            print(
+                f"Quarantined: {rows} of {total} rows ({rows / total:.1%}); see table quarantined_loans"
+            )
     print(f"Warehouse: {settings.warehouse_path()}")
     print(f"Charts:    {settings.charts_dir()}")
     print(f"Export:    {settings.exports_dir() / 'recovery_strategies.csv'}")

@@ -9,8 +9,7 @@ from loan_pipeline.automation import in_process_by_default, jobs
 from loan_pipeline.io import DuckDBTableIOManager, PickleModelIOManager
 
 all_assets = [
-    ingest.raw_loans,
-    ingest.validated_loans,
+    ingest.ingest_loan_book,
     features.scaled_features,
     segmentation.cluster_model,
     segmentation.borrower_segments,

@@ -78,6 +78,26 @@ RAW_DTYPES: dict[str, str] = (
     | {c: "float64" for c in FLOAT_COLUMNS}
     | {c: "string" for c in TEXT_COLUMNS}
 )
+# Category columns and their allowed values (matched case-insensitively on read).
+CATEGORIES: dict[str, list[str]] = {
+    "Gender": GENDERS,
+    "Employment_Type": EMPLOYMENT_TYPES,
+    "Loan_Type": LOAN_TYPES,
+    "Payment_History": PAYMENT_HISTORIES,
+    "Recovery_Status": RECOVERY_STATUSES,
+    "Collection_Method": COLLECTION_METHODS,
+    "Legal_Action_Taken": YES_NO,
+}
+# Amounts in the book's currency units: thousands separators accepted, currency symbols not.
+MONEY_COLUMNS = [
+    "Monthly_Income",
+    "Loan_Amount",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+]
+# Rates: a trailing % is accepted.
+PERCENT_COLUMNS = ["Interest_Rate"]
 # Columns recorded during collection, after the outcome is known: never model inputs.
 OUTCOME_SIDE_COLUMNS = [
     "Recovery_Status",
@@ -90,6 +110,9 @@ OUTCOME_SIDE_COLUMNS = [
 class RawLoans(pa.DataFrameModel):
     """The loan-book CSV as read: every expected column present with its explicit dtype."""
 
+    source_line: Series[int] = pa.Field(
+        ge=2, unique=True, description="Line in the file (header = line 1)."
+    )
     Borrower_ID: Series[pd.StringDtype] = pa.Field(
         nullable=True, description="Borrower identifier."
     )
@@ -210,6 +233,13 @@ class LoanBook(pa.DataFrameModel):
         isin=YES_NO, description="Legal action taken (outcome-side)."
     )
 
+    @pa.check(*FLOAT_COLUMNS, name="finite")
+    def finite(cls, s: Series[float]) -> Series[bool]:
+        return (
+            pd.Series(np.isfinite(s.to_numpy(dtype="float64", na_value=np.nan)), index=s.index)
+            | s.isna()
+        )
+
     @pa.dataframe_check(description="Outstanding_Loan_Amount <= Loan_Amount")
     def outstanding_within_loan(cls, df: pd.DataFrame) -> Series[bool]:
         return df["Outstanding_Loan_Amount"] <= df["Loan_Amount"] * (1 + 1e-9)
@@ -218,6 +248,37 @@ class LoanBook(pa.DataFrameModel):
         name = "LoanBook"
         description = "The validated loan book: typed, in range, unique ids."
         strict = False
+
+
+def row_rules_schema() -> pa.DataFrameSchema:
+    """``LoanBook``'s per-row rules on the nullable frame as read (ids' uniqueness is handled
+    row by row, keeping the first occurrence)."""
+    nullable = {c: {"dtype": "Int64"} for c in INT_COLUMNS} | {
+        c: {"dtype": "string"} for c in TEXT_COLUMNS
+    }
+    nullable["Borrower_ID"]["unique"] = False
+    nullable["Loan_ID"]["unique"] = False
+    return LoanBook.to_schema().update_columns(nullable)
+
+
+class QuarantinedLoans(pa.DataFrameModel):
+    """Rows set aside: one row per rule a record broke, with the record as read."""
+
+    source_line: Series[int] = pa.Field(ge=2, description="Line in the file (header = line 1).")
+    Borrower_ID: Series[str] = pa.Field(nullable=True, description="Borrower_ID as read, if any.")
+    column: Series[str] = pa.Field(
+        description="Column that broke the rule ('<row>' for the whole row)."
+    )
+    rule: Series[str] = pa.Field(description="The rule broken (pandera check name or parse rule).")
+    reason: Series[str] = pa.Field(description="Why, in words.")
+    value: Series[str] = pa.Field(nullable=True, description="The offending value as read.")
+    original_row: Series[str] = pa.Field(description="The whole record as read, as JSON.")
+    source_file: Series[str] = pa.Field(description="The file the row came from.")
+
+    class Config:
+        name = "QuarantinedLoans"
+        description = "Rows set aside by the loan-book contract."
+        strict = True
 
 
 FEATURE_COLUMNS_REGEX = r"^(?!Borrower_ID$).+$"

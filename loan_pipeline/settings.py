@@ -82,13 +82,42 @@ def exports_dir() -> Path:
 # --- run configuration (launchpad) ---------------------------------------------------------
 
 
-class SourceConfig(Config):
-    """Where the loan book comes from."""
+class IngestConfig(Config):
+    """Where the loan book comes from, and how much bad input a run tolerates."""
 
     csv_path: str | None = Field(
         default=None,
         description="Path of the loan-book CSV. Empty: $LOAN_BOOK_CSV, else data/loan_book_sample.csv.",
     )
+    max_quarantine_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of rows that may be quarantined; above it the run stops.",
+    )
+    max_file_gb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Refuse files larger than this before reading them. Empty: a sixth of this "
+        "machine's memory (a CSV takes several times its size in memory once parsed).",
+    )
+    min_rows: int = Field(
+        default=20, ge=1, description="Fewest valid rows a book needs to be segmented and scored."
+    )
+
+    def max_file_bytes(self) -> int:
+        if self.max_file_gb is not None:
+            return int(self.max_file_gb * 1e9)
+        return default_max_file_bytes()
+
+
+def default_max_file_bytes() -> int:
+    """A sixth of physical memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 1024**3
+    return total // 6
 
 
 class FeatureConfig(Config):

@@ -42,6 +42,13 @@ class PipelineRun:
         with duckdb.connect(str(self.storage / "warehouse.duckdb"), read_only=True) as con:
             return con.execute(f'SELECT * FROM "{name}"').df()
 
+    def materialized(self) -> dict:
+        """Asset key -> metadata of its materialization in this run."""
+        return {
+            e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+            for e in self.result.get_asset_materialization_events()
+        }
+
     def tables(self) -> list[str]:
         with duckdb.connect(str(self.storage / "warehouse.duckdb"), read_only=True) as con:
             return sorted(r[0] for r in con.execute("SHOW TABLES").fetchall())
@@ -57,9 +64,10 @@ def run_pipeline(
     """Materialize ``job`` in this process on ``csv``, writing under ``storage``."""
     from loan_pipeline.definitions import defs
 
-    config = {"ops": {"raw_loans": {"config": {"csv_path": str(csv)}}}}
+    config = {"ops": {"ingest_loan_book": {"config": {"csv_path": str(csv)}}}}
     for op, op_config in (run_config or {}).get("ops", {}).items():
-        config["ops"][op] = op_config
+        merged = config["ops"].setdefault(op, {"config": {}})
+        merged["config"] = {**merged.get("config", {}), **op_config.get("config", {})}
     instance = instance or DagsterInstance.ephemeral()
     with environment(LOAN_PIPELINE_STORAGE=str(storage)):
         result = defs.resolve_job_def(job).execute_in_process(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -14,11 +15,13 @@ from loan_pipeline.settings import STRATEGIES
 TABLES = {
     "raw_loans": schemas.RawLoans,
     "validated_loans": schemas.LoanBook,
+    "quarantined_loans": schemas.QuarantinedLoans,
     "scaled_features": schemas.ScaledFeatures,
     "borrower_segments": schemas.BorrowerSegments,
     "risk_scores": schemas.RiskScores,
     "recovery_strategies": schemas.RecoveryStrategies,
 }
+BORROWER_TABLES = [t for t in TABLES if t != "raw_loans"]
 CHARTS = [
     "chart_loan_amount_distribution",
     "chart_payment_history_recovery",
@@ -46,7 +49,10 @@ def test_every_table_in_duckdb_nonempty_and_schema_valid(run):
     assert n_borrowers > 0
     for name, model in TABLES.items():
         df = run.table(name)
-        assert len(df) == n_borrowers, name
+        if name == "quarantined_loans":
+            assert df.empty, "clean input quarantines nothing"
+        else:
+            assert len(df) == n_borrowers, name
         schemas.validate(df, model, source=name)  # raises SchemaViolation on any broken rule
 
 
@@ -103,14 +109,13 @@ def test_models_on_disk_and_metadata(run):
     assert set(scaled["scaler_means"].value) == set(scaled["features"].value)
     for table in TABLES:
         assert events[table]["dagster/row_count"].value == len(run.table(table))
-        assert "|" in events[table]["preview"].value
+        if table != "quarantined_loans":
+            assert "|" in events[table]["preview"].value
 
 
 def test_validated_loans_equal_the_csv(run):
     """Nothing is lost or altered between the file and the validated table."""
-    source = (
-        run.result.asset_materializations_for_node("raw_loans")[0].metadata["source_path"].value
-    )
+    source = run.materialized()["raw_loans"]["source_path"].value
     expected = pd.read_csv(source)
     got = run.table("validated_loans")
     pd.testing.assert_frame_equal(
@@ -118,32 +123,76 @@ def test_validated_loans_equal_the_csv(run):
     )
 
 
-def test_a_failed_check_stops_downstream_and_keeps_previous_outputs(tmp_path):
-    """A file that breaks the LoanBook contract fails validated_loans; nothing downstream runs and
-    every table, model, chart and export of the previous good run is unchanged."""
+def test_too_many_bad_rows_stop_the_run_and_keep_previous_outputs(tmp_path):
+    """Above the quarantine threshold the blocking check fails: nothing downstream runs, no table
+    is written, and every table, model, chart and export of the previous good run is unchanged."""
     from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
 
     storage = tmp_path / "storage"
     good = run_pipeline(SAMPLE_CSV, storage)
     assert good.result.success
-    before = {p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"}
+    before = {
+        p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"
+    }
     tables_before = {t: good.table(t) for t in good.tables()}
 
     lines = SAMPLE_CSV.read_text().splitlines()
-    lines[5] = lines[5].replace("Personal", "Timeshare").replace("Home", "Timeshare")
-    lines[5] = lines[5].replace("Auto", "Timeshare").replace("Business", "Timeshare")
+    for i in range(1, 31):  # 30 of 500 rows (6%) get an unknown loan type
+        for loan_type in ("Personal", "Home", "Auto", "Business"):
+            lines[i] = lines[i].replace(f",{loan_type},", ",Timeshare,")
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("\n".join(lines) + "\n")
     bad = run_pipeline(bad_csv, storage)
     assert not bad.result.success
     failure = bad.result.get_step_failure_events()
-    assert [e.step_key for e in failure] == ["validated_loans"]
-    message = failure[0].step_failure_data.error.cause.message
-    assert str(bad_csv) in message and "column Loan_Type, rule isin" in message and "row 4: 'Timeshare'" in message
-    done = {e.asset_key.to_user_string() for e in bad.result.get_asset_materialization_events()}
-    assert done == {"raw_loans"}  # nothing after the failed contract
+    assert [e.step_key for e in failure] == ["ingest_loan_book"]
+    message = failure[0].step_failure_data.user_failure_data.description
+    assert message.startswith(
+        f"{bad_csv}: 30 of 500 rows (6.0%) failed validation, over the 5.0% threshold"
+    )
+    assert (
+        "column Loan_Type, rule isin(['Personal', 'Home', 'Auto', 'Business']): 30 row(s); e.g. line 2: 'Timeshare'"
+        in message
+    )
+    checks = {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in bad.result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert checks["quarantine_share_below_threshold"].passed is False
+    assert "Timeshare" in checks["quarantine_share_below_threshold"].metadata["failure_cases"].value
+    assert bad.materialized() == {}  # nothing written, nothing downstream
     after = {p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"}
     assert after == before
     for table, frame in tables_before.items():
-        if table != "raw_loans":
-            pd.testing.assert_frame_equal(bad.table(table), frame)
+        pd.testing.assert_frame_equal(bad.table(table), frame)
+
+
+def test_a_few_bad_rows_are_quarantined_and_the_run_goes_on(tmp_path):
+    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
+
+    lines = SAMPLE_CSV.read_text().splitlines()
+    header = lines[0].split(",")
+    row = lines[3].split(",")
+    row[header.index("Age")] = "-7"
+    lines[3] = ",".join(row)
+    csv = tmp_path / "few_bad.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    run = run_pipeline(csv, tmp_path / "storage")
+    assert run.result.success
+    quarantine = run.table("quarantined_loans")
+    assert quarantine[["source_line", "Borrower_ID", "column", "rule", "value"]].to_dict(
+        "records"
+    ) == [
+        {
+            "source_line": 4,
+            "Borrower_ID": row[0],
+            "column": "Age",
+            "rule": "greater_than_or_equal_to(18)",
+            "value": "-7",
+        }
+    ]
+    assert json.loads(quarantine["original_row"][0])["Age"] == -7
+    assert len(run.table("validated_loans")) == 499
+    assert row[0] not in set(run.table("recovery_strategies")["Borrower_ID"])
+    assert run.materialized()["quarantined_loans"]["quarantined_rows"].value == 1

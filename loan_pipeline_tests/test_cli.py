@@ -36,7 +36,7 @@ def test_run_materializes_everything_and_records_the_run(tmp_path):
     env = _env(tmp_path)
     done = _cli(["run"], env)
     assert done.returncode == 0, done.stderr
-    assert "succeeded: 14 assets" in done.stdout
+    assert "succeeded: 15 assets" in done.stdout
     assert str(SAMPLE_CSV) in done.stdout
     charts = sorted(p.name for p in (tmp_path / "storage" / "charts").glob("*.png"))
     assert len(charts) == 6
@@ -82,16 +82,31 @@ def test_missing_file_is_a_readable_message_not_a_traceback(tmp_path):
     assert not (tmp_path / "storage" / "warehouse.duckdb").exists()
 
 
-def test_bad_rows_name_file_column_rule_and_rows(tmp_path):
+def _with_bad_ages(tmp_path: Path, rows: range) -> Path:
     lines = SAMPLE_CSV.read_text().splitlines()
     header = lines[0].split(",")
-    row = lines[3].split(",")
-    row[header.index("Age")] = "-7"
-    lines[3] = ",".join(row)
+    for i in rows:
+        row = lines[i].split(",")
+        row[header.index("Age")] = "-7"
+        lines[i] = ",".join(row)
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
+    return bad
+
+
+def test_a_bad_row_is_quarantined_and_reported(tmp_path):
+    done = _cli(["run", "--csv", str(_with_bad_ages(tmp_path, range(3, 4)))], _env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "Quarantined: 1 of 500 rows (0.2%)" in done.stdout
+
+
+def test_too_many_bad_rows_name_file_column_rule_and_rows(tmp_path):
+    bad = _with_bad_ages(tmp_path, range(3, 33))
     done = _cli(["run", "--csv", str(bad)], _env(tmp_path))
     assert done.returncode == 1
-    assert str(bad) in done.stderr
-    assert "column Age, rule greater_than_or_equal_to(18): 1 row(s); e.g. row 2: -7" in done.stderr
+    assert f"{bad}: 30 of 500 rows (6.0%) failed validation, over the 5.0% threshold" in done.stderr
+    assert (
+        "column Age, rule greater_than_or_equal_to(18): 30 row(s); e.g. line 4: '-7'; line 5: '-7'; "
+        "line 6: '-7'; line 7: '-7'; line 8: '-7'\n" in done.stderr
+    )
     assert "Traceback" not in done.stderr

@@ -15,7 +15,8 @@ from loan_pipeline_tests.conftest import PROJECT_ROOT
 EXPECTED = {
     # key: (group, deps)
     "raw_loans": ("ingest", set()),
-    "validated_loans": ("ingest", {"raw_loans"}),
+    "validated_loans": ("ingest", set()),
+    "quarantined_loans": ("ingest", set()),
     "scaled_features": ("features", {"validated_loans"}),
     "cluster_model": ("segmentation", {"scaled_features"}),
     "borrower_segments": ("segmentation", {"validated_loans", "scaled_features", "cluster_model"}),

@@ -21,7 +21,13 @@ import pytest
 
 from loan_pipeline_tests.conftest import PROJECT_ROOT
 
-CLEAN_ENV_DROP = {"VIRTUAL_ENV", "DAGSTER_HOME", "LOAN_PIPELINE_STORAGE", "LOAN_BOOK_CSV", "PYTHONPATH"}
+CLEAN_ENV_DROP = {
+    "VIRTUAL_ENV",
+    "DAGSTER_HOME",
+    "LOAN_PIPELINE_STORAGE",
+    "LOAN_BOOK_CSV",
+    "PYTHONPATH",
+}
 
 
 def _clean_env() -> dict[str, str]:
@@ -35,7 +41,9 @@ def _clean_env() -> dict[str, str]:
 def clone(tmp_path_factory) -> Path:
     if shutil.which("git") is None or shutil.which("make") is None:
         pytest.skip("git and make are needed to test a fresh clone")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
     if head.returncode != 0:
         pytest.skip("not a git checkout with commits")
     target = tmp_path_factory.mktemp("clone") / "loan-recovery"
@@ -49,7 +57,7 @@ def test_make_run_from_a_fresh_clone(clone):
         ["make", "run"], cwd=clone, env=_clean_env(), capture_output=True, text=True, timeout=1200
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "succeeded: 14 assets" in done.stdout
+    assert "succeeded: 15 assets" in done.stdout
     charts = sorted(p.name for p in (clone / "storage" / "charts").glob("*.png"))
     assert len(charts) == 6, charts
     with duckdb.connect(str(clone / "storage" / "warehouse.duckdb"), read_only=True) as con:
@@ -58,7 +66,9 @@ def test_make_run_from_a_fresh_clone(clone):
         assert con.execute("SELECT count(*) FROM recovery_strategies").fetchall()[0][0] == 500
     assert (clone / ".dagster_home" / "dagster.yaml").exists()
     assert (clone / ".dagster_home" / "history" / "runs.db").exists()
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True
+    )
     assert status.stdout == "", f"make run left files git does not ignore:\n{status.stdout}"
 
 
@@ -98,7 +108,9 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
         nodes = None
         while time.monotonic() < deadline:
             try:
-                data = _graphql(port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")
+                data = _graphql(
+                    port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+                )
                 nodes = data["data"]["assetNodes"]
                 if nodes:
                     break
@@ -106,9 +118,15 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
                 pass
             time.sleep(1)
         assert nodes, "dagster dev did not serve the asset graph within 120 s"
-        graph = {n["assetKey"]["path"][-1]: {d["path"][-1] for d in n["dependencyKeys"]} for n in nodes}
-        assert len(graph) == 14
-        assert graph["recovery_strategies"] == {"validated_loans", "borrower_segments", "risk_scores"}
+        graph = {
+            n["assetKey"]["path"][-1]: {d["path"][-1] for d in n["dependencyKeys"]} for n in nodes
+        }
+        assert len(graph) == 15
+        assert graph["recovery_strategies"] == {
+            "validated_loans",
+            "borrower_segments",
+            "risk_scores",
+        }
         assert graph["chart_borrower_segments"] == {"validated_loans", "borrower_segments"}
         # Loopback only: the port answers on 127.0.0.1 and is not bound to any other address.
         listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True)

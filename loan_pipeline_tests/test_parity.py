@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from loan_pipeline.settings import NOTEBOOK_FEATURES
+from loan_pipeline_tests.conftest import REFERENCE_CSV
 
 
 def _notebook_clusters(csv) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -21,11 +22,7 @@ def _notebook_clusters(csv) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
 
 
 def test_cluster_assignment_equals_direct_sklearn(reference_run):
-    df, _, labels = _notebook_clusters(
-        reference_run.result.asset_materializations_for_node("raw_loans")[0]
-        .metadata["source_path"]
-        .value
-    )
+    df, _, labels = _notebook_clusters(REFERENCE_CSV)
     segments = (
         reference_run.table("borrower_segments").set_index("Borrower_ID").loc[df["Borrower_ID"]]
     )
@@ -33,11 +30,7 @@ def test_cluster_assignment_equals_direct_sklearn(reference_run):
 
 
 def test_scaled_features_equal_standard_scaler(reference_run):
-    df, X, _ = _notebook_clusters(
-        reference_run.result.asset_materializations_for_node("raw_loans")[0]
-        .metadata["source_path"]
-        .value
-    )
+    df, X, _ = _notebook_clusters(REFERENCE_CSV)
     scaled = reference_run.table("scaled_features")
     assert scaled["Borrower_ID"].tolist() == df["Borrower_ID"].tolist()
     np.testing.assert_allclose(scaled[NOTEBOOK_FEATURES].to_numpy(), X, rtol=1e-12, atol=1e-12)
@@ -46,11 +39,7 @@ def test_scaled_features_equal_standard_scaler(reference_run):
 def test_risk_scores_equal_direct_random_forest(reference_run):
     """The notebook's RandomForest(100, random_state=42) on a stratified 80/20 split of the
     high-burden flag gives exactly the pipeline's scores."""
-    df, X, _ = _notebook_clusters(
-        reference_run.result.asset_materializations_for_node("raw_loans")[0]
-        .metadata["source_path"]
-        .value
-    )
+    df, X, _ = _notebook_clusters(REFERENCE_CSV)
     scores = reference_run.table("risk_scores").set_index("Borrower_ID").loc[df["Borrower_ID"]]
     y = scores["risk_label"].to_numpy()
     assert 0 < y.mean() < 1

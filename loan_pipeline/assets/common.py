@@ -3,7 +3,7 @@
 import base64
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetKey, MetadataValue
+from dagster import MetadataValue
 
 PREVIEW_ROWS = 10
 
@@ -24,12 +24,3 @@ def png_markdown(png: bytes, title: str) -> MetadataValue:
     """A PNG embedded in markdown metadata, so the asset page shows the image itself."""
     encoded = base64.b64encode(png).decode("ascii")
     return MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
-
-
-def latest_metadata_value(context: AssetExecutionContext, asset: str, key: str, default=None):
-    """A metadata value from the latest materialization of ``asset`` (e.g. the source file)."""
-    event = context.instance.get_latest_materialization_event(AssetKey(asset))
-    if event is None or event.asset_materialization is None:
-        return default
-    value = event.asset_materialization.metadata.get(key)
-    return value.value if value is not None else default

@@ -1,56 +1,201 @@
-"""Ingest: the loan-book CSV as read, and the frame that passed the loan-book contract."""
+"""Ingest: read the loan book, and split it into validated rows and quarantined rows.
 
-import pandas as pd
-from dagster import AssetExecutionContext, MetadataValue, asset
+One step makes all three tables, so nothing is written unless the whole file passed: a file-level
+error or too many bad rows leaves every previous output as it was.
+"""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetOut,
+    Failure,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import latest_metadata_value, table_metadata
-from loan_pipeline.core.ingest import read_loan_book, to_loan_book
-from loan_pipeline.schemas import LOAN_BOOK_COLUMNS, LoanBook, RawLoans, table_schema, validate
+from loan_pipeline.assets.common import markdown_table, table_metadata
+from loan_pipeline.core.ingest import (
+    LoanBookFileError,
+    QuarantineThresholdError,
+    quarantine_table,
+    read_loan_book,
+    split_rows,
+    summarise_issues,
+)
+from loan_pipeline.schemas import (
+    LoanBook,
+    QuarantinedLoans,
+    RawLoans,
+    table_schema,
+    validate,
+)
 
 GROUP = "ingest"
 OWNERS = ["team:data-engineering"]
+FILE_CHECK = "loan_book_file_is_usable"
+SHARE_CHECK = "quarantine_share_below_threshold"
 
 
-@asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"csv", "pandas", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(RawLoans)},
-    description="The loan-book CSV as read, with an explicit dtype for every column "
-    "(source: launchpad config, else $LOAN_BOOK_CSV, else data/loan_book_sample.csv).",
+@multi_asset(
+    name="ingest_loan_book",
+    outs={
+        "raw_loans": AssetOut(
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"csv", "pandas", "duckdb"},
+            metadata={"dagster/column_schema": table_schema(RawLoans)},
+            description="The loan-book CSV as read, an explicit dtype for every column, with each "
+            "row's line in the file (source: launchpad config, else $LOAN_BOOK_CSV, else "
+            "data/loan_book_sample.csv).",
+        ),
+        "validated_loans": AssetOut(
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"pandas", "pandera", "duckdb"},
+            metadata={"dagster/column_schema": table_schema(LoanBook)},
+            description="The rows that passed every rule of the LoanBook contract (types, ranges, "
+            "categories, unique ids, outstanding <= loan amount); open loans included.",
+        ),
+        "quarantined_loans": AssetOut(
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"pandas", "duckdb"},
+            metadata={"dagster/column_schema": table_schema(QuarantinedLoans)},
+            description="Rows set aside: one row per rule broken, with the line, column, rule, "
+            "reason, offending value and the whole record as read.",
+        ),
+    },
+    check_specs=[
+        AssetCheckSpec(
+            FILE_CHECK,
+            asset="raw_loans",
+            blocking=True,
+            description="The file exists, is a UTF-8 comma-separated CSV within the size limit, "
+            "with each required column exactly once, and enough valid rows.",
+        ),
+        AssetCheckSpec(
+            SHARE_CHECK,
+            asset="validated_loans",
+            blocking=True,
+            description="The share of quarantined rows is at most max_quarantine_share "
+            "(default 5%); the failure cases are listed.",
+        ),
+    ],
 )
-def raw_loans(context: AssetExecutionContext, config: settings.SourceConfig) -> pd.DataFrame:
+def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConfig):
     path = settings.source_csv(config.csv_path)
     context.log.info(f"reading loan book {path}")
-    df = validate(read_loan_book(path), RawLoans, source=str(path))
-    extra = [c for c in df.columns if c not in LOAN_BOOK_COLUMNS]
-    if extra:
-        context.log.warning(f"{path}: extra column(s) kept but not used as features: {extra}")
-    context.add_output_metadata(
-        {**table_metadata(df), "source_path": MetadataValue.path(str(path)), "extra_columns": extra}
+    try:
+        read = read_loan_book(path, max_bytes=config.max_file_bytes())
+        split = split_rows(read, max_share=config.max_quarantine_share, min_rows=config.min_rows)
+    except QuarantineThresholdError as err:
+        yield AssetCheckResult(check_name=FILE_CHECK, asset_key="raw_loans", passed=True)
+        yield AssetCheckResult(
+            check_name=SHARE_CHECK,
+            asset_key="validated_loans",
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "file": MetadataValue.path(str(path)),
+                "threshold": config.max_quarantine_share,
+                "failure_cases": markdown_table(err.summary),
+            },
+        )
+        context.log.error(str(err))
+        raise Failure(
+            description=str(err), metadata={"file": MetadataValue.path(str(path))}
+        ) from None
+    except LoanBookFileError as err:
+        yield AssetCheckResult(
+            check_name=FILE_CHECK,
+            asset_key="raw_loans",
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "file": MetadataValue.path(str(path)),
+                "error": MetadataValue.text(str(err)),
+                **(
+                    {"failure_cases": markdown_table(err.summary)}
+                    if err.summary is not None
+                    else {}
+                ),
+            },
+        )
+        context.log.error(str(err))
+        raise Failure(
+            description=str(err), metadata={"file": MetadataValue.path(str(path))}
+        ) from None
+
+    if read.extra_columns:
+        context.log.warning(
+            f"{path}: extra column(s) kept in raw_loans, not used as features: {read.extra_columns}"
+        )
+    if split.quarantined:
+        context.log.warning(
+            f"{path}: {split.quarantined} of {split.records} rows ({split.share:.1%}) quarantined; "
+            "see the quarantined_loans table"
+        )
+    source = {"source_path": MetadataValue.path(str(path))}
+    raw = validate(read.frame, RawLoans, source=str(path))
+    validated = validate(split.valid, LoanBook, source=str(path))
+    quarantine = validate(quarantine_table(read, split), QuarantinedLoans, source=str(path))
+    summary = summarise_issues(split.issues)
+
+    yield Output(
+        raw,
+        output_name="raw_loans",
+        metadata={
+            **table_metadata(raw),
+            **source,
+            "extra_columns": read.extra_columns,
+            "blank_lines": read.blank_lines,
+            "malformed_rows": len(read.malformed),
+            "cells_normalised": MetadataValue.json(read.normalised),
+        },
     )
-    return df
-
-
-@asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"pandas", "pandera", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(LoanBook)},
-    description="The typed loan book that passed the LoanBook pandera schema "
-    "(ranges, categories, unique ids, outstanding <= loan amount).",
-)
-def validated_loans(context: AssetExecutionContext, raw_loans: pd.DataFrame) -> pd.DataFrame:
-    source = latest_metadata_value(context, "raw_loans", "source_path", default="raw_loans")
-    df = validate(to_loan_book(raw_loans), LoanBook, source=str(source))
-    context.add_output_metadata(
-        {
-            **table_metadata(df),
-            "open_loans": int(df["Recovery_Status"].isna().sum()),
+    yield Output(
+        validated,
+        output_name="validated_loans",
+        metadata={
+            **table_metadata(validated),
+            **source,
+            "open_loans": int(validated["Recovery_Status"].isna().sum()),
             "recovery_status_counts": MetadataValue.json(
-                df["Recovery_Status"].fillna("(open)").value_counts().to_dict()
+                validated["Recovery_Status"].fillna("(open)").value_counts().to_dict()
             ),
-        }
+        },
     )
-    return df
+    yield Output(
+        quarantine,
+        output_name="quarantined_loans",
+        metadata={
+            **table_metadata(quarantine),
+            **source,
+            "quarantined_rows": split.quarantined,
+            "rows_read": split.records,
+            "failure_cases": markdown_table(summary),
+        },
+    )
+    yield AssetCheckResult(
+        check_name=FILE_CHECK,
+        asset_key="raw_loans",
+        passed=True,
+        metadata={**source, "extra_columns": read.extra_columns},
+    )
+    yield AssetCheckResult(
+        check_name=SHARE_CHECK,
+        asset_key="validated_loans",
+        passed=True,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "quarantined_rows": split.quarantined,
+            "rows": split.records,
+            "share": split.share,
+            "threshold": config.max_quarantine_share,
+            "failure_cases": markdown_table(summary),
+        },
+    )

@@ -1,55 +1,606 @@
-"""Read the loan-book CSV with explicit dtypes and turn it into the typed, validated frame."""
+"""Read a loan-book CSV, and split its rows into valid ones and quarantined ones.
+
+Two levels of failure:
+
+- File level (:class:`LoanBookFileError`): the file as a whole cannot be used (missing, empty,
+  header only, not a CSV or another delimiter, a required column missing, renamed or duplicated,
+  not UTF-8, larger than the configured limit, every row bad, too few good rows). Nothing is
+  written; the message names the file and what was expected.
+- Row level (:class:`Issue` rows): one cell or row breaks a rule (not a number, out of range, an
+  unknown category, a blank required field, a duplicate id, the wrong number of fields). The row
+  is set aside in the quarantine with its line, column, rule, reason and original values; the
+  other rows go on.
+
+Cell clean-up, decided per column (see docs/data_contracts.md):
+
+- every cell: surrounding spaces are removed; an empty cell is missing;
+- category columns: matched case-insensitively and written in their canonical spelling;
+- money columns: thousands separators (``1,445,796``) are accepted; a currency symbol or code
+  is not (the book has one currency; a symbol suggests a unit mix-up);
+- Interest_Rate: a trailing ``%`` is accepted;
+- integer columns: a whole number (``12`` or ``12.0``); anything else is quarantined;
+- NaN and infinity are never numbers here: quarantined.
+
+Line numbers are physical lines of the file (the header is line 1), exact as long as no quoted
+field spans lines.
+"""
 
 from __future__ import annotations
 
+import csv
+import difflib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from loan_pipeline.schemas import (
+    CATEGORIES,
     FLOAT_COLUMNS,
     INT_COLUMNS,
     LOAN_BOOK_COLUMNS,
-    RAW_DTYPES,
+    MONEY_COLUMNS,
+    PERCENT_COLUMNS,
     TEXT_COLUMNS,
+    row_rules_schema,
 )
+
+ISSUE_COLUMNS = ["source_line", "column", "rule", "reason", "value"]
+EXAMPLES = 5
+
+_INT_RE = r"^[+-]?\d+(\.0*)?$"
+_FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_THOUSANDS_RE = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
+_CURRENCY_RE = r"(?i)^[+-]?\s*([$€£₹¥]|(rs\.?|inr|usd|eur|gbp)\s)|([$€£₹¥]|\s(inr|usd|eur|gbp))$"
+_DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
 class LoanBookFileError(ValueError):
     """The file as a whole cannot be used; the message names the file and what was expected."""
 
+    def __init__(self, message: str, summary: pd.DataFrame | None = None):
+        super().__init__(message)
+        self.summary = summary  # failure cases per (column, rule), when rows were at fault
 
-def read_loan_book(path: Path) -> pd.DataFrame:
-    """The CSV as read: every expected column with its explicit (nullable) dtype.
 
-    Columns beyond the 21 expected ones are kept, read as text.
-    """
+class QuarantineThresholdError(LoanBookFileError):
+    """Too large a share of rows was quarantined; the message lists the failures."""
+
+
+@dataclass
+class ReadResult:
+    """A file as read: typed records, the cell-level issues found while parsing, and counts."""
+
+    path: Path
+    frame: pd.DataFrame  # nullable dtypes, one row per record, plus `source_line`
+    issues: pd.DataFrame  # ISSUE_COLUMNS
+    malformed: pd.DataFrame  # source_line, text: rows with the wrong number of fields
+    header: list[str]
+    extra_columns: list[str] = field(default_factory=list)
+    blank_lines: int = 0
+    normalised: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        """Rows in the file (blank lines excluded), well-formed or not."""
+        return len(self.frame) + len(self.malformed)
+
+
+@dataclass
+class SplitResult:
+    """The rows that passed every rule, and what was set aside."""
+
+    valid: pd.DataFrame  # strict dtypes, the 21 loan-book columns
+    issues: pd.DataFrame  # ISSUE_COLUMNS, one row per broken rule
+    quarantined_lines: np.ndarray
+    records: int
+
+    @property
+    def quarantined(self) -> int:
+        return len(self.quarantined_lines)
+
+    @property
+    def share(self) -> float:
+        return self.quarantined / self.records if self.records else 0.0
+
+
+# --- file level ------------------------------------------------------------------------------
+
+
+def _fail(path: Path, message: str) -> LoanBookFileError:
+    return LoanBookFileError(f"{path}: {message}")
+
+
+def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
+    """File-level checks that need only the first bytes; returns the header's column names."""
     path = Path(path)
-    if not path.is_file():
-        raise LoanBookFileError(f"{path}: loan book not found (expected a CSV file at this path)")
-    header = pd.read_csv(path, nrows=0).columns.tolist()
-    missing = [c for c in LOAN_BOOK_COLUMNS if c not in header]
-    if missing:
-        raise LoanBookFileError(
-            f"{path}: required column(s) missing: {', '.join(missing)}; "
-            f"expected the {len(LOAN_BOOK_COLUMNS)} columns {', '.join(LOAN_BOOK_COLUMNS)}"
+    if not path.exists():
+        raise _fail(path, "loan book not found (expected a CSV file at this path)")
+    if path.is_dir():
+        raise _fail(path, "is a folder, not a CSV file")
+    size = path.stat().st_size
+    if size == 0:
+        raise _fail(path, "empty file (0 bytes); expected a CSV header row and one row per loan")
+    if max_bytes is not None and size > max_bytes:
+        raise _fail(
+            path,
+            f"file is {size / 1e9:.2f} GB, over the limit of {max_bytes / 1e9:.2f} GB "
+            "(setting max_file_gb); it was not read, so the run cannot run out of memory. "
+            "Split the book, or raise the limit on a machine with more memory.",
         )
-    dtypes = {c: RAW_DTYPES.get(c, "string") for c in header}
-    return pd.read_csv(path, dtype=dtypes, engine="pyarrow")
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b"\x00" in head:
+        raise _fail(path, "binary data (NUL bytes): not a CSV text file")
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    cut = head.rfind(b"\n") if len(head) == (1 << 16) - 3 or size > (1 << 16) else len(head)
+    try:
+        text = head[: cut if cut > 0 else len(head)].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _fail(
+            path,
+            f"not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start}); "
+            "save the file as UTF-8 (CSV UTF-8)",
+        ) from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise _fail(path, "the first line is blank; expected the header row")
+    header = [h.strip() for h in next(csv.reader([lines[0]]))]
+    if len(header) == 1:
+        for delimiter, name in _DELIMITERS.items():
+            if delimiter in lines[0]:
+                raise _fail(
+                    path,
+                    f"wrong delimiter: the header is separated by {name}; expected commas "
+                    f"(header: {lines[0][:80]!r})",
+                )
+        raise _fail(
+            path,
+            f"not a CSV loan book: the first line has a single field {lines[0][:80]!r}; "
+            f"expected a comma-separated header with {', '.join(LOAN_BOOK_COLUMNS)}",
+        )
+    seen: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        seen.setdefault(name, []).append(position)
+    duplicated = {n: p for n, p in seen.items() if len(p) > 1}
+    if duplicated:
+        listed = "; ".join(
+            f"{n!r} (columns {', '.join(map(str, p))})" for n, p in duplicated.items()
+        )
+        raise _fail(path, f"column(s) appear more than once in the header: {listed}")
+    missing = [c for c in LOAN_BOOK_COLUMNS if c not in seen]
+    if missing:
+        unknown = [h for h in header if h not in LOAN_BOOK_COLUMNS]
+        described = []
+        for column in missing:
+            folded = {u.lower().replace(" ", "_"): u for u in unknown}
+            match = folded.get(column.lower()) or next(
+                iter(difflib.get_close_matches(column, unknown, n=1, cutoff=0.6)), None
+            )
+            described.append(
+                f"{column} (found {match!r}: renamed?)" if match is not None else column
+            )
+        raise _fail(
+            path,
+            f"required column(s) missing: {', '.join(described)}; expected the "
+            f"{len(LOAN_BOOK_COLUMNS)} columns {', '.join(LOAN_BOOK_COLUMNS)}",
+        )
+    return header
 
 
-def to_loan_book(raw: pd.DataFrame) -> pd.DataFrame:
-    """Cast the raw frame to the strict dtypes of the ``LoanBook`` schema.
+def _read_text(path: Path, header: list[str], use_threads: bool):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
-    Text columns become plain Python strings (missing stays missing); integer columns become
-    int64, which requires every value to be present (the schema reports which are not).
-    """
-    out = raw.copy()
+    malformed: list[tuple[int | None, str]] = []
+
+    def on_invalid(row) -> str:
+        malformed.append((row.number, row.text))
+        return "skip"
+
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(
+            column_names=header, skip_rows=1, use_threads=use_threads, block_size=1 << 24
+        ),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    return table, malformed
+
+
+# --- cell level ------------------------------------------------------------------------------
+
+
+def _issues(lines: np.ndarray, column: str, rule: str, reason, values) -> pd.DataFrame:
+    n = len(lines)
+    return pd.DataFrame(
+        {
+            "source_line": lines.astype("int64"),
+            "column": [column] * n,
+            "rule": [rule] * n,
+            "reason": reason if not isinstance(reason, str) else [reason] * n,
+            "value": list(values),
+        },
+        columns=ISSUE_COLUMNS,
+    )
+
+
+def _parse_number(arr, column: str, lines: np.ndarray, integer: bool):
+    """Arrow strings -> (numpy values, issues frame, cells normalised)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(arr)
+    changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0
+    text = trimmed
+    if column in MONEY_COLUMNS:
+        thousands = pc.match_substring_regex(text, _THOUSANDS_RE)
+        changed += pc.sum(thousands).as_py() or 0
+        text = pc.if_else(thousands, pc.replace_substring(text, ",", ""), text)
+    if column in PERCENT_COLUMNS:
+        percent = pc.match_substring_regex(text, r"\s*%$")
+        changed += pc.sum(percent).as_py() or 0
+        text = pc.replace_substring_regex(text, r"\s*%$", "")
+    blank = pc.or_kleene(pc.is_null(text), pc.equal(text, ""))
+    valid = pc.match_substring_regex(text, _INT_RE if integer else _FLOAT_RE)
+    good = pc.fill_null(valid, False)
+    numbers = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), pa.float64())
+    values = numbers.to_numpy(zero_copy_only=False)
+    bad = ~np.asarray(pc.fill_null(pc.or_kleene(blank, valid), False))
+    issues = None
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raw = np.asarray(arr.take(pa.array(idx)).to_pylist(), dtype=object)
+        currency = np.asarray(
+            pc.fill_null(pc.match_substring_regex(arr.take(pa.array(idx)), _CURRENCY_RE), False)
+        )
+        kind = "a whole number" if integer else "a finite number"
+        reasons = np.where(
+            currency,
+            f"{column} has a currency symbol; amounts must be plain numbers in the book's units",
+            f"{column} is not {kind}",
+        )
+        rules = np.where(currency, "no_currency_symbol", "integer" if integer else "number")
+        issues = pd.DataFrame(
+            {
+                "source_line": lines[idx],
+                "column": column,
+                "rule": rules,
+                "reason": reasons,
+                "value": raw,
+            },
+            columns=ISSUE_COLUMNS,
+        )
+    return values, issues, changed
+
+
+def _parse_text(arr, column: str):
+    """Arrow strings -> (pandas string Series, cells normalised)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(arr)
+    trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0
+    allowed = CATEGORIES.get(column)
+    if allowed:
+        position = pc.index_in(
+            pc.utf8_lower(trimmed), value_set=pa.array([a.lower() for a in allowed])
+        )
+        canonical = pc.take(pa.array(allowed), position)
+        fixed = pc.if_else(pc.is_null(position), trimmed, canonical)
+        changed += pc.sum(pc.not_equal(fixed, trimmed)).as_py() or 0
+        trimmed = fixed
+    return pd.Series(trimmed.to_pandas(), dtype="string"), changed
+
+
+def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
+    """Read the file (file-level checks first), every cell parsed by its column's rule."""
+    import pyarrow as pa
+
+    path = Path(path)
+    header = inspect_header(path, max_bytes)
+    try:
+        table, malformed = _read_text(path, header, use_threads=True)
+        if any(number is None for number, _ in malformed):
+            table, malformed = _read_text(path, header, use_threads=False)
+    except pa.ArrowInvalid as err:
+        if "UTF8" in str(err) or "utf8" in str(err).lower():
+            raise _fail(path, f"not UTF-8 text ({err}); save the file as UTF-8") from None
+        raise _fail(path, f"cannot be parsed as CSV: {err}") from None
+
+    bad_lines = np.array(sorted(n for n, _ in malformed), dtype="int64")
+    all_lines = np.arange(2, 2 + table.num_rows + len(bad_lines), dtype="int64")
+    lines = np.setdiff1d(all_lines, bad_lines, assume_unique=True)
+
+    # Blank lines (every field empty) are not rows: counted, not kept.
+    import pyarrow.compute as pc
+
+    nonblank = None
+    for name in header:
+        present = pc.is_valid(pc.utf8_trim_whitespace(table.column(name)))
+        present = pc.and_(present, pc.not_equal(pc.utf8_trim_whitespace(table.column(name)), ""))
+        present = pc.fill_null(present, False)
+        nonblank = present if nonblank is None else pc.or_(nonblank, present)
+    keep = np.asarray(nonblank) if nonblank is not None else np.ones(table.num_rows, bool)
+    blank_lines = int((~keep).sum())
+    if blank_lines:
+        table = table.filter(pa.array(keep))
+        lines = lines[keep]
+
+    columns: dict[str, object] = {}
+    issue_frames = []
+    normalised: dict[str, int] = {}
+    for name in header:
+        arr = table.column(name).combine_chunks() if table.num_rows else pa.array([], pa.string())
+        if name in INT_COLUMNS or name in FLOAT_COLUMNS:
+            integer = name in INT_COLUMNS
+            values, issues, changed = _parse_number(arr, name, lines, integer)
+            if integer:
+                series = pd.Series(values).round().astype("Int64")  # NaN -> <NA>
+            else:
+                series = pd.Series(values, dtype="float64")
+            if issues is not None:
+                issue_frames.append(issues)
+        else:
+            series, changed = _parse_text(arr, name)
+        columns[name] = series
+        if changed:
+            normalised[name] = int(changed)
+    frame = pd.DataFrame(columns)
+    frame.insert(0, "source_line", lines)
+    issues = (
+        pd.concat(issue_frames, ignore_index=True)
+        if issue_frames
+        else pd.DataFrame(columns=ISSUE_COLUMNS)
+    )
+    malformed_frame = pd.DataFrame(
+        {"source_line": bad_lines, "text": [t for _, t in sorted(malformed, key=lambda m: m[0])]}
+    )
+    if table.num_rows == 0 and not len(malformed_frame):
+        raise _fail(path, "header only: the file has no loan rows")
+    return ReadResult(
+        path=path,
+        frame=frame,
+        issues=issues,
+        malformed=malformed_frame,
+        header=header,
+        extra_columns=[h for h in header if h not in LOAN_BOOK_COLUMNS],
+        blank_lines=blank_lines,
+        normalised=normalised,
+    )
+
+
+# --- row level -------------------------------------------------------------------------------
+
+
+def _reason(column: str, rule: str, value: object) -> str:
+    if rule == "not_nullable":
+        return f"{column} is blank (a required field)"
+    if rule.startswith("isin("):
+        return f"{column} {value!r} is not an allowed value"
+    if rule == "outstanding_within_loan":
+        return "Outstanding_Loan_Amount is larger than Loan_Amount"
+    return f"{column} {value!r} breaks {rule}"
+
+
+def find_row_issues(read: ReadResult) -> pd.DataFrame:
+    """Every rule each record breaks: parse issues, wrong field counts, duplicate ids, and the
+    LoanBook schema's per-row rules (nulls, ranges, categories, cross-column)."""
+    import pandera.pandas as pa
+
+    df = read.frame
+    found = [read.issues]
+    if len(read.malformed):
+        found.append(
+            pd.DataFrame(
+                {
+                    "source_line": read.malformed["source_line"],
+                    "column": "<row>",
+                    "rule": "field_count",
+                    "reason": f"wrong number of fields (expected {len(read.header)})",
+                    "value": read.malformed["text"],
+                },
+                columns=ISSUE_COLUMNS,
+            )
+        )
+    for column in ("Borrower_ID", "Loan_ID"):
+        ids = df[column]
+        dup = (ids.notna() & ids.duplicated(keep="first")).to_numpy()
+        if dup.any():
+            first = df.loc[~df[column].duplicated(keep="first")].set_index(column)["source_line"]
+            first_line = first.reindex(ids[dup]).to_numpy()
+            found.append(
+                pd.DataFrame(
+                    {
+                        "source_line": df["source_line"].to_numpy()[dup],
+                        "column": column,
+                        "rule": "unique",
+                        "reason": [
+                            f"duplicate {column}: first seen on line {f}" for f in first_line
+                        ],
+                        "value": ids[dup].astype(object).to_numpy(),
+                    },
+                    columns=ISSUE_COLUMNS,
+                )
+            )
+    try:
+        row_rules_schema().validate(df[LOAN_BOOK_COLUMNS], lazy=True)
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        cases = cases[cases["index"].notna()]
+        table_wide = cases["schema_context"].eq("DataFrameSchema")
+        # a table-wide rule reports every column of a failing row: keep one entry per row
+        cases = pd.concat(
+            [
+                cases[~table_wide],
+                cases[table_wide]
+                .drop_duplicates(["index", "check"])
+                .assign(column="Outstanding_Loan_Amount"),
+            ]
+        )
+        index = cases["index"].astype("int64").to_numpy()
+        rows = pd.DataFrame(
+            {
+                "source_line": df["source_line"].to_numpy()[index],
+                "column": cases["column"].astype(str).to_numpy(),
+                "rule": cases["check"].astype(str).to_numpy(),
+                "value": [
+                    None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+                    for v in cases["failure_case"]
+                ],
+            }
+        )
+        where_table_wide = (cases["schema_context"] == "DataFrameSchema").to_numpy()
+        rows.loc[where_table_wide, "value"] = df["Outstanding_Loan_Amount"].to_numpy()[
+            index[where_table_wide]
+        ]
+        rows["reason"] = [
+            _reason(c, r, v)
+            for c, r, v in zip(rows["column"], rows["rule"], rows["value"], strict=True)
+        ]
+        found.append(rows[ISSUE_COLUMNS])
+    issues = (
+        pd.concat([f for f in found if len(f)], ignore_index=True)
+        if any(len(f) for f in found)
+        else read.issues.iloc[0:0]
+    )
+    # A cell that could not be parsed is also blank to the schema: report it once.
+    parsed_bad = set(zip(read.issues["source_line"], read.issues["column"], strict=True))
+    if parsed_bad:
+        dup = [
+            (line, col) in parsed_bad and rule == "not_nullable"
+            for line, col, rule in zip(
+                issues["source_line"], issues["column"], issues["rule"], strict=True
+            )
+        ]
+        issues = issues[~np.asarray(dup, dtype=bool)]
+    issues = issues.assign(
+        source_line=issues["source_line"].astype("int64"),
+        value=issues["value"].map(lambda v: None if v is None else str(v)).astype(object),
+    )
+    return issues.sort_values(["source_line", "column"], kind="stable").reset_index(drop=True)
+
+
+def summarise_issues(issues: pd.DataFrame, examples: int = EXAMPLES) -> pd.DataFrame:
+    """One row per (column, rule): how many rows broke it and up to ``examples`` of them."""
+    rows = []
+    for (column, rule), group in issues.groupby(["column", "rule"], sort=False):
+        shown = group.head(examples)
+        rows.append(
+            {
+                "column": column,
+                "rule": rule,
+                "rows": int(group["source_line"].nunique()),
+                "examples": "; ".join(
+                    f"line {line}: {value!r}" if value is not None else f"line {line}: blank"
+                    for line, value in zip(shown["source_line"], shown["value"], strict=True)
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=["column", "rule", "rows", "examples"]).sort_values(
+        "rows", ascending=False, kind="stable"
+    )
+
+
+def describe_issues(path: Path, issues: pd.DataFrame, records: int, headline: str) -> str:
+    summary = summarise_issues(issues)
+    lines = [f"{path}: {headline}"]
+    for row in summary.itertuples(index=False):
+        lines.append(
+            f"  column {row.column}, rule {row.rule}: {row.rows} row(s); e.g. {row.examples}"
+        )
+    return "\n".join(lines)
+
+
+def to_loan_book(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cast good rows to the strict dtypes of the ``LoanBook`` schema (the 21 columns)."""
+    out = frame[LOAN_BOOK_COLUMNS].copy()
     for col in TEXT_COLUMNS:
         out[col] = out[col].astype(object).where(out[col].notna(), None)
     for col in INT_COLUMNS:
-        if out[col].notna().all():
-            out[col] = out[col].astype("int64")
+        out[col] = out[col].astype("int64")
     for col in FLOAT_COLUMNS:
         out[col] = out[col].astype("float64")
-    return out
+    return out.reset_index(drop=True)
+
+
+def split_rows(read: ReadResult, max_share: float = 0.05, min_rows: int = 1) -> SplitResult:
+    """Set aside every record that breaks a rule; stop if too many did, or none are left."""
+    issues = find_row_issues(read)
+    bad_lines = np.unique(issues["source_line"].to_numpy(dtype="int64"))
+    records = read.records
+    good = ~read.frame["source_line"].isin(bad_lines).to_numpy()
+    n_good = int(good.sum())
+    if n_good == 0:
+        raise LoanBookFileError(
+            describe_issues(
+                read.path, issues, records, f"every row failed validation ({records} row(s))"
+            ),
+            summarise_issues(issues),
+        )
+    share = len(bad_lines) / records
+    if share > max_share:
+        raise QuarantineThresholdError(
+            describe_issues(
+                read.path,
+                issues,
+                records,
+                f"{len(bad_lines)} of {records} rows ({share:.1%}) failed validation, over the "
+                f"{max_share:.1%} threshold (setting max_quarantine_share)",
+            ),
+            summarise_issues(issues),
+        )
+    if n_good < min_rows:
+        raise LoanBookFileError(
+            f"{read.path}: only {n_good} valid row(s); at least {min_rows} are needed to segment "
+            "and score a book (setting min_rows)"
+        )
+    return SplitResult(
+        valid=to_loan_book(read.frame.loc[good]),
+        issues=issues,
+        quarantined_lines=bad_lines,
+        records=records,
+    )
+
+
+def quarantine_table(read: ReadResult, split: SplitResult) -> pd.DataFrame:
+    """The quarantine as stored: one row per broken rule, with the record's original values."""
+    frame = read.frame.set_index("source_line")
+    originals: dict[int, str] = {}
+    lines = split.quarantined_lines
+    in_frame = frame.index.intersection(lines)
+    if len(in_frame):
+        subset = frame.loc[in_frame].astype(object).where(frame.loc[in_frame].notna(), None)
+        raw_values = split.issues.set_index(["source_line", "column"])["value"]
+        for line, record in zip(in_frame, subset.to_dict("records"), strict=True):
+            for col in record:
+                key = (line, col)
+                if record[col] is None and key in raw_values.index:
+                    record[col] = (
+                        raw_values.loc[key]
+                        if not isinstance(raw_values.loc[key], pd.Series)
+                        else raw_values.loc[key].iloc[0]
+                    )
+            originals[int(line)] = json.dumps(record, default=str)
+    for line, text in zip(read.malformed["source_line"], read.malformed["text"], strict=True):
+        originals[int(line)] = json.dumps({"<row>": text})
+    out = split.issues.copy()
+    ids = frame["Borrower_ID"].astype(object)
+    out.insert(
+        1,
+        "Borrower_ID",
+        out["source_line"].map(ids).astype(object).where(lambda s: s.notna(), None),
+    )
+    out["original_row"] = out["source_line"].map(originals).astype(object)
+    out["source_file"] = str(read.path)
+    return out.reset_index(drop=True)
