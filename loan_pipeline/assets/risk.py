@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
 
 from loan_pipeline import settings
 from loan_pipeline.assets.common import markdown_table, table_metadata
+from loan_pipeline.core.export import to_csv_bytes
 from loan_pipeline.core.risk import RiskModel, fit_risk_model, score_borrowers
 from loan_pipeline.core.strategy import assign_strategy
 from loan_pipeline.io import atomic_write_bytes
@@ -105,7 +106,7 @@ def recovery_strategies(
     )
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     export = settings.exports_dir() / "recovery_strategies.csv"
-    atomic_write_bytes(export, table.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(export, to_csv_bytes(table))
     counts = (
         table.groupby(["segment_name", "recovery_strategy"])
         .size()
