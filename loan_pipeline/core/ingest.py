@@ -109,6 +109,40 @@ class SplitResult:
 # --- file level ------------------------------------------------------------------------------
 
 
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _share(x: float) -> str:
+    """A percentage that never rounds a partial share to 0.0% or 100.0%."""
+    text = f"{x:.1%}"
+    if 0 < x < 1 and text in ("0.0%", "100.0%"):
+        text = f"{x:.4%}"
+    return text
+
+
+def _first_invalid_utf8(path: Path) -> tuple[int, int] | None:
+    """(offset, byte) of the first byte that is not UTF-8, counted from the start of the file."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                start = offset + err.start - len(decoder.getstate()[0])
+                return max(start, 0), block[max(err.start, 0)] if err.start < len(block) else block[
+                    -1
+                ]
+            offset += len(block)
+    return None
+
+
 def _fail(path: Path, message: str) -> LoanBookFileError:
     return LoanBookFileError(f"{path}: {message}")
 
@@ -126,7 +160,7 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
     if max_bytes is not None and size > max_bytes:
         raise _fail(
             path,
-            f"file is {size / 1e9:.2f} GB, over the limit of {max_bytes / 1e9:.2f} GB "
+            f"file is {_size(size)}, over the limit of {_size(max_bytes)} "
             "(setting max_file_gb); it was not read, so the run cannot run out of memory. "
             "Split the book, or raise the limit on a machine with more memory.",
         )
@@ -134,15 +168,15 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
         head = fh.read(1 << 16)
     if b"\x00" in head:
         raise _fail(path, "binary data (NUL bytes): not a CSV text file")
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:]
+    bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    head = head[bom:]
     cut = head.rfind(b"\n") if len(head) == (1 << 16) - 3 or size > (1 << 16) else len(head)
     try:
         text = head[: cut if cut > 0 else len(head)].decode("utf-8")
     except UnicodeDecodeError as err:
         raise _fail(
             path,
-            f"not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start}); "
+            f"not UTF-8 text (byte 0x{head[err.start]:02x} at offset {err.start + bom}); "
             "save the file as UTF-8 (CSV UTF-8)",
         ) from None
     lines = text.splitlines()
@@ -177,8 +211,11 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
         described = []
         for column in missing:
             folded = {u.lower().replace(" ", "_"): u for u in unknown}
-            match = folded.get(column.lower()) or next(
-                iter(difflib.get_close_matches(column, unknown, n=1, cutoff=0.6)), None
+            containing = [u for u in unknown if column.lower() in u.lower().replace(" ", "_")]
+            match = (
+                folded.get(column.lower())
+                or next(iter(difflib.get_close_matches(column, unknown, n=1, cutoff=0.6)), None)
+                or (containing[0] if len(containing) == 1 else None)
             )
             described.append(
                 f"{column} (found {match!r}: renamed?)" if match is not None else column
@@ -198,7 +235,7 @@ def _read_text(path: Path, header: list[str], use_threads: bool):
     malformed: list[tuple[int | None, str]] = []
 
     def on_invalid(row) -> str:
-        malformed.append((row.number, row.text))
+        malformed.append((row.number, row.text))  # whitespace-only lines are sorted out later
         return "skip"
 
     table = pacsv.read_csv(
@@ -239,20 +276,16 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(arr)
-    changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0
-    text = trimmed
+    text = pc.utf8_trim_whitespace(arr)
     if column in MONEY_COLUMNS:
         thousands = pc.match_substring_regex(text, _THOUSANDS_RE)
-        changed += pc.sum(thousands).as_py() or 0
         text = pc.if_else(thousands, pc.replace_substring(text, ",", ""), text)
     if column in PERCENT_COLUMNS:
-        percent = pc.match_substring_regex(text, r"\s*%$")
-        changed += pc.sum(percent).as_py() or 0
         text = pc.replace_substring_regex(text, r"\s*%$", "")
     blank = pc.or_kleene(pc.is_null(text), pc.equal(text, ""))
     valid = pc.match_substring_regex(text, _INT_RE if integer else _FLOAT_RE)
     good = pc.fill_null(valid, False)
+    changed = pc.sum(pc.and_(good, pc.not_equal(text, arr))).as_py() or 0  # cells cleaned
     numbers = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), pa.float64())
     values = numbers.to_numpy(zero_copy_only=False)
     bad = ~np.asarray(pc.fill_null(pc.or_kleene(blank, valid), False))
@@ -290,16 +323,14 @@ def _parse_text(arr, column: str):
 
     trimmed = pc.utf8_trim_whitespace(arr)
     trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-    changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0
     allowed = CATEGORIES.get(column)
     if allowed:
         position = pc.index_in(
             pc.utf8_lower(trimmed), value_set=pa.array([a.lower() for a in allowed])
         )
         canonical = pc.take(pa.array(allowed), position)
-        fixed = pc.if_else(pc.is_null(position), trimmed, canonical)
-        changed += pc.sum(pc.not_equal(fixed, trimmed)).as_py() or 0
-        trimmed = fixed
+        trimmed = pc.if_else(pc.is_null(position), trimmed, canonical)
+    changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0  # cells cleaned, once each
     return pd.Series(trimmed.to_pandas(), dtype="string"), changed
 
 
@@ -314,13 +345,20 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
         if any(number is None for number, _ in malformed):
             table, malformed = _read_text(path, header, use_threads=False)
     except pa.ArrowInvalid as err:
-        if "UTF8" in str(err) or "utf8" in str(err).lower():
-            raise _fail(path, f"not UTF-8 text ({err}); save the file as UTF-8") from None
+        if "utf8" in str(err).lower():
+            found = _first_invalid_utf8(path)
+            where = f"byte 0x{found[1]:02x} at offset {found[0]}" if found else str(err)
+            raise _fail(
+                path, f"not UTF-8 text ({where}); save the file as UTF-8 (CSV UTF-8)"
+            ) from None
         raise _fail(path, f"cannot be parsed as CSV: {err}") from None
 
+    skipped = np.array(sorted(n for n, _ in malformed), dtype="int64")
+    all_lines = np.arange(2, 2 + table.num_rows + len(skipped), dtype="int64")
+    lines = np.setdiff1d(all_lines, skipped, assume_unique=True)
+    blank_skipped = sum(1 for _, text in malformed if not text.strip())
+    malformed = [(n, text) for n, text in malformed if text.strip()]
     bad_lines = np.array(sorted(n for n, _ in malformed), dtype="int64")
-    all_lines = np.arange(2, 2 + table.num_rows + len(bad_lines), dtype="int64")
-    lines = np.setdiff1d(all_lines, bad_lines, assume_unique=True)
 
     # Blank lines (every field empty) are not rows: counted, not kept.
     import pyarrow.compute as pc
@@ -332,7 +370,7 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
         present = pc.fill_null(present, False)
         nonblank = present if nonblank is None else pc.or_(nonblank, present)
     keep = np.asarray(nonblank) if nonblank is not None else np.ones(table.num_rows, bool)
-    blank_lines = int((~keep).sum())
+    blank_lines = int((~keep).sum()) + blank_skipped
     if blank_lines:
         table = table.filter(pa.array(keep))
         lines = lines[keep]
@@ -381,6 +419,10 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
 
 
 # --- row level -------------------------------------------------------------------------------
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def _reason(column: str, rule: str, value: object) -> str:
@@ -454,10 +496,7 @@ def find_row_issues(read: ReadResult) -> pd.DataFrame:
                 "source_line": df["source_line"].to_numpy()[index],
                 "column": cases["column"].astype(str).to_numpy(),
                 "rule": cases["check"].astype(str).to_numpy(),
-                "value": [
-                    None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-                    for v in cases["failure_case"]
-                ],
+                "value": [None if _missing(v) else v for v in cases["failure_case"]],
             }
         )
         where_table_wide = (cases["schema_context"] == "DataFrameSchema").to_numpy()
@@ -486,7 +525,7 @@ def find_row_issues(read: ReadResult) -> pd.DataFrame:
         issues = issues[~np.asarray(dup, dtype=bool)]
     issues = issues.assign(
         source_line=issues["source_line"].astype("int64"),
-        value=issues["value"].map(lambda v: None if v is None else str(v)).astype(object),
+        value=issues["value"].map(lambda v: None if _missing(v) else str(v)).astype(object),
     )
     return issues.sort_values(["source_line", "column"], kind="stable").reset_index(drop=True)
 
@@ -555,7 +594,7 @@ def split_rows(read: ReadResult, max_share: float = 0.05, min_rows: int = 1) -> 
                 read.path,
                 issues,
                 records,
-                f"{len(bad_lines)} of {records} rows ({share:.1%}) failed validation, over the "
+                f"{len(bad_lines)} of {records} rows ({_share(share)}) failed validation, over the "
                 f"{max_share:.1%} threshold (setting max_quarantine_share)",
             ),
             summarise_issues(issues),
@@ -580,7 +619,8 @@ def quarantine_table(read: ReadResult, split: SplitResult) -> pd.DataFrame:
     lines = split.quarantined_lines
     in_frame = frame.index.intersection(lines)
     if len(in_frame):
-        subset = frame.loc[in_frame].astype(object).where(frame.loc[in_frame].notna(), None)
+        subset = frame.loc[in_frame].astype(object)
+        subset = subset.where(frame.loc[in_frame].notna(), None)
         raw_values = split.issues.set_index(["source_line", "column"])["value"]
         for line, record in zip(in_frame, subset.to_dict("records"), strict=True):
             for col in record:
