@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from loan_pipeline.assets import charts, features, ingest, risk, segmentation
+from loan_pipeline.assets import charts, features, ingest, monitoring, risk, segmentation
 from loan_pipeline.automation import in_process_by_default, jobs
 from loan_pipeline.io import DuckDBTableIOManager, PickleModelIOManager
+from loan_pipeline.settings import AnalysisMethod
 
 all_assets = [
     ingest.ingest_loan_book,
     features.scaled_features,
     segmentation.cluster_model,
     segmentation.borrower_segments,
+    segmentation.segment_profiles,
     risk.risk_model,
     risk.risk_scores,
     risk.recovery_strategies,
+    monitoring.fairness_report,
+    monitoring.population_stability,
+    monitoring.model_card,
     *charts.chart_assets,
 ]
 
@@ -25,6 +30,7 @@ defs = Definitions(
     resources={
         "io_manager": DuckDBTableIOManager(),
         "model_io_manager": PickleModelIOManager(),
+        "analysis": AnalysisMethod(),
     },
     executor=in_process_by_default,
 )

@@ -99,3 +99,30 @@ class PickleModelIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> object:
         with open(self._path(context), "rb") as fh:
             return pickle.load(fh)
+
+
+def previous_model(asset: str) -> object | None:
+    """The model stored by the last successful materialization of ``asset``, if any and readable.
+
+    Read before the new one replaces it, to compare runs (segment matching, drift)."""
+    path = settings.models_dir() / f"{asset}.pkl"
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+
+
+def previous_table(table: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """The table as the last successful run left it (None if there is none)."""
+    import duckdb
+
+    path = settings.warehouse_path()
+    if not path.exists():
+        return None
+    select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return con.execute(f'SELECT {select} FROM "{table}"').df()
+    except duckdb.Error:
+        return None

@@ -322,18 +322,56 @@ class BorrowerSegments(pa.DataFrameModel):
         strict = True
 
 
+class SegmentProfiles(pa.DataFrameModel):
+    """Per segment: size, feature means and the observed outcome mix."""
+
+    segment_id: Series[int] = pa.Field(ge=0, unique=True, description="Segment id.")
+    segment_name: Series[str] = pa.Field(unique=True, description="Segment name.")
+    borrowers: Series[int] = pa.Field(ge=1, description="Borrowers in the segment.")
+    share_of_book: Series[float] = pa.Field(ge=0, le=1, description="Share of all borrowers.")
+    open_loans: Series[int] = pa.Field(ge=0, description="Borrowers with no outcome yet.")
+    share_fully_recovered: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Of resolved loans."
+    )
+    share_partially_recovered: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Of resolved loans."
+    )
+    share_written_off: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Of resolved loans."
+    )
+
+    class Config:
+        name = "SegmentProfiles"
+        description = "Segment profiles; one extra float column per clustering feature (its mean)."
+        strict = False
+
+
 class RiskScores(pa.DataFrameModel):
-    """One risk score per borrower."""
+    """One risk score per borrower, with where it came from and why it is high."""
 
     Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
     risk_score: Series[float] = pa.Field(
-        ge=0.0, le=1.0, description="Model probability of the risk target."
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability of not being fully recovered (notebook: of the high-burden flag).",
     )
-    risk_label: Series[bool] = pa.Field(description="The target the model was trained on.")
-    split: Series[str] = pa.Field(
-        isin=["train", "test"],
-        description="Whether the borrower was in the training or held-out set.",
+    p_written_off: Series[float] = pa.Field(
+        ge=0.0,
+        le=1.0,
+        nullable=True,
+        description="Calibrated probability of a write-off (empty in notebook mode).",
     )
+    score_source: Series[str] = pa.Field(
+        isin=["out_of_fold", "open_loan", "train", "test"],
+        description="out_of_fold: from a model that never saw the borrower; open_loan: scored by the "
+        "model fitted on all resolved loans; train/test: notebook split.",
+    )
+    observed: Series[float] = pa.Field(
+        isin=[0.0, 1.0], nullable=True, description="The observed target (empty for open loans)."
+    )
+    reason_1: Series[str] = pa.Field(nullable=True, description="Input pushing the score up most.")
+    reason_2: Series[str] = pa.Field(nullable=True, description="Second reason.")
+    reason_3: Series[str] = pa.Field(nullable=True, description="Third reason.")
 
     class Config:
         name = "RiskScores"
@@ -342,7 +380,7 @@ class RiskScores(pa.DataFrameModel):
 
 
 class RecoveryStrategies(pa.DataFrameModel):
-    """The recommended recovery strategy per borrower."""
+    """The recommended recovery strategy per borrower, and why."""
 
     Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
     Loan_ID: Series[str] = pa.Field(unique=True, description="Loan identifier.")
@@ -350,10 +388,66 @@ class RecoveryStrategies(pa.DataFrameModel):
     segment_name: Series[str] = pa.Field(description="Segment name.")
     risk_score: Series[float] = pa.Field(ge=0.0, le=1.0, description="Risk score.")
     recovery_strategy: Series[str] = pa.Field(isin=STRATEGIES, description="Recommended strategy.")
+    policy: Series[str] = pa.Field(
+        isin=["score bands", "rules-based fallback"],
+        description="score bands: from the risk score; rules-based fallback: from arrears, because "
+        "the model did not beat the base rate.",
+    )
+    reason_1: Series[str] = pa.Field(nullable=True, description="Input pushing the score up most.")
+    reason_2: Series[str] = pa.Field(nullable=True, description="Second reason.")
+    reason_3: Series[str] = pa.Field(nullable=True, description="Third reason.")
 
     class Config:
         name = "RecoveryStrategies"
         description = "Recovery strategy per borrower."
+        strict = True
+
+
+class FairnessReport(pa.DataFrameModel):
+    """Strategy rates, mean score and observed outcomes by Gender and by age band."""
+
+    group_type: Series[str] = pa.Field(isin=["all", "Gender", "age_band"], description="Grouping.")
+    group: Series[str] = pa.Field(description="The group.")
+    borrowers: Series[int] = pa.Field(ge=0, description="Borrowers in the group.")
+    share_legal: Series[float] = pa.Field(
+        ge=0, le=1, description="Share given legal action (harshest)."
+    )
+    share_settlement: Series[float] = pa.Field(ge=0, le=1, description="Share offered settlement.")
+    share_reminders: Series[float] = pa.Field(
+        ge=0, le=1, description="Share on automated reminders."
+    )
+    mean_score: Series[float] = pa.Field(ge=0, le=1, description="Mean risk score.")
+    resolved: Series[int] = pa.Field(ge=0, description="Borrowers with an observed outcome.")
+    observed_not_fully_recovered: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Observed rate among resolved."
+    )
+    harshest_gap: Series[float] = pa.Field(description="Legal-action rate minus the overall rate.")
+    outcome_gap: Series[float] = pa.Field(
+        nullable=True, description="Observed rate minus the overall rate."
+    )
+    unexplained_gap: Series[float] = pa.Field(description="harshest_gap - outcome_gap.")
+
+    class Config:
+        name = "FairnessReport"
+        description = "Fairness report."
+        strict = True
+
+
+class PopulationStability(pa.DataFrameModel):
+    """PSI of each model input and the score against the previous materialization."""
+
+    column: Series[str] = pa.Field(unique=True, description="Model input or risk_score.")
+    psi: Series[float] = pa.Field(
+        ge=0, nullable=True, description="Population stability index (empty on a first run)."
+    )
+    status: Series[str] = pa.Field(
+        isin=["no previous run", "stable", "moderate shift", "significant shift"],
+        description="< 0.1 stable; 0.1-0.25 moderate; > 0.25 significant.",
+    )
+
+    class Config:
+        name = "PopulationStability"
+        description = "Population stability."
         strict = True
 
 

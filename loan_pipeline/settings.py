@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from dagster import Config
+from dagster import Config, ConfigurableResource
 from pydantic import Field
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -44,6 +45,11 @@ NOTEBOOK_FEATURES: list[str] = [
     "Num_Missed_Payments",
     "Days_Past_Due",
 ]
+
+# Clustering inputs of the recommended method: the notebook's columns without Age (fair-lending
+# practice: segments, and the strategies read from them, should not be drawn along age; Gender is
+# not an input either way).
+CLUSTER_FEATURES: list[str] = [c for c in NOTEBOOK_FEATURES if c != "Age"]
 
 STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
@@ -120,35 +126,82 @@ def default_max_file_bytes() -> int:
     return total // 6
 
 
-class FeatureConfig(Config):
-    """Which columns are standardised into the feature matrix."""
+class AnalysisMethod(ConfigurableResource):
+    """Which analysis the graph runs: the recommended one, or the original notebook's for
+    comparison. Set once for the whole run (launchpad: resources.analysis.config.method)."""
 
-    columns: list[str] = Field(
-        default_factory=lambda: list(NOTEBOOK_FEATURES),
-        description="Numeric loan-book columns to standardise (the notebook's ten by default).",
+    method: Literal["recommended", "notebook"] = Field(
+        default="recommended",
+        description="'recommended': k chosen from the data, segments matched to the last run, "
+        "an outcome model with out-of-fold calibrated scores. 'notebook': the original method "
+        "(ten columns with Age, k=4, RandomForest predicting the high-burden segments).",
+    )
+
+    @property
+    def is_notebook(self) -> bool:
+        return self.method == "notebook"
+
+
+class FeatureConfig(Config):
+    """Which columns are standardised into the clustering feature matrix."""
+
+    columns: list[str] | None = Field(
+        default=None,
+        description="Numeric loan-book columns to standardise. Empty: the notebook's nine "
+        "without Age (recommended method) or its ten (notebook method).",
     )
 
 
 class ClusterConfig(Config):
     """KMeans settings for the borrower segmentation."""
 
-    k: int = Field(default=4, ge=2, le=20, description="Number of segments.")
-    random_state: int = Field(default=42, description="Seed for KMeans initialisation.")
+    k: int | None = Field(
+        default=None,
+        ge=2,
+        le=20,
+        description="Number of segments. Empty: chosen from the data (recommended) or 4 (notebook).",
+    )
+    k_min: int = Field(default=2, ge=2, description="Smallest k tried when choosing k.")
+    k_max: int = Field(default=8, ge=2, le=20, description="Largest k tried when choosing k.")
+    bootstraps: int = Field(default=10, ge=0, description="Bootstrap refits per k for stability.")
+    stability_threshold: float = Field(
+        default=0.75,
+        ge=0,
+        le=1,
+        description="Mean adjusted Rand index below which a k is unstable.",
+    )
+    selection_sample: int = Field(
+        default=5_000, ge=100, description="Rows (fixed-seed sample) used to score each k."
+    )
+    fit_sample: int = Field(
+        default=200_000, ge=100, description="Most rows KMeans is fitted on; every row is assigned."
+    )
+    random_state: int = Field(default=42, description="Seed for KMeans initialisation and samples.")
     n_init: int = Field(default=10, ge=1, description="KMeans restarts; the best inertia wins.")
 
 
 class RiskConfig(Config):
-    """How the risk model is fitted."""
+    """How the risk model is fitted (the method itself is the `analysis` resource)."""
 
-    method: str = Field(
-        default="notebook",
-        description="'notebook': the original method (RandomForest predicting the high-burden segments).",
+    folds: int = Field(default=5, ge=2, le=20, description="Cross-validation folds (recommended).")
+    max_train_rows: int = Field(
+        default=500_000, ge=1_000, description="Most rows a model is fitted on (fixed-seed sample)."
     )
-    n_estimators: int = Field(default=100, ge=1, description="Trees in the random forest.")
-    random_state: int = Field(default=42, description="Seed for the split and the forest.")
-    test_size: float = Field(default=0.2, gt=0.0, lt=1.0, description="Held-out share.")
+    min_skill: float = Field(
+        default=0.01,
+        description="Brier skill over the base rate the model needs before strategies use it.",
+    )
+    random_state: int = Field(default=42, description="Seed for folds, samples and the forest.")
+    n_estimators: int = Field(
+        default=100, ge=1, description="Notebook method: trees in the forest."
+    )
+    test_size: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="Notebook method: held-out share."
+    )
     high_risk_segments: int = Field(
-        default=2, ge=1, description="How many of the highest-burden segments count as high risk."
+        default=2,
+        ge=1,
+        description="Notebook method: how many highest-burden segments are high risk.",
     )
 
 
@@ -161,3 +214,28 @@ class StrategyConfig(Config):
     settlement_from: float = Field(
         default=0.50, ge=0.0, le=1.0, description="Score in [this, legal_above]: settlement offers."
     )
+    fallback_legal_days: int = Field(
+        default=90, ge=0, description="Fallback: DPD above this -> legal."
+    )
+    fallback_legal_missed: int = Field(
+        default=6, ge=0, description="Fallback: missed >= this -> legal."
+    )
+    fallback_settlement_days: int = Field(
+        default=30, ge=0, description="Fallback: DPD above this -> settlement."
+    )
+    fallback_settlement_missed: int = Field(
+        default=2, ge=0, description="Fallback: missed >= this -> settlement."
+    )
+
+
+class FairnessConfig(Config):
+    """When the fairness report warns."""
+
+    max_gap: float = Field(
+        default=0.10,
+        ge=0,
+        le=1,
+        description="Largest unexplained gap in the harshest strategy's rate between a group and "
+        "the whole book (beyond the gap in observed outcomes).",
+    )
+    min_group: int = Field(default=30, ge=1, description="Smaller groups are shown, not judged.")

@@ -60,11 +60,15 @@ def run_pipeline(
     run_config: dict | None = None,
     job: str = "full_refresh",
     instance: DagsterInstance | None = None,
+    method: str = "recommended",
 ) -> PipelineRun:
     """Materialize ``job`` in this process on ``csv``, writing under ``storage``."""
     from loan_pipeline.definitions import defs
 
-    config = {"ops": {"ingest_loan_book": {"config": {"csv_path": str(csv)}}}}
+    config = {
+        "ops": {"ingest_loan_book": {"config": {"csv_path": str(csv)}}},
+        "resources": {"analysis": {"config": {"method": method}}},
+    }
     for op, op_config in (run_config or {}).get("ops", {}).items():
         merged = config["ops"].setdefault(op, {"config": {}})
         merged["config"] = {**merged.get("config", {}), **op_config.get("config", {})}
@@ -88,6 +92,14 @@ def require_reference() -> Path:
 def sample_run(tmp_path_factory) -> PipelineRun:
     run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("sample_storage"))
     assert run.result.success, "pipeline failed on the shipped sample"
+    return run
+
+
+@pytest.fixture(scope="session")
+def notebook_reference_run(tmp_path_factory) -> PipelineRun:
+    csv = require_reference()
+    run = run_pipeline(csv, tmp_path_factory.mktemp("notebook_storage"), method="notebook")
+    assert run.result.success, "pipeline (notebook method) failed on the reference data set"
     return run
 
 

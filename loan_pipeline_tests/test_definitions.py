@@ -18,11 +18,20 @@ EXPECTED = {
     "validated_loans": ("ingest", set()),
     "quarantined_loans": ("ingest", set()),
     "scaled_features": ("features", {"validated_loans"}),
-    "cluster_model": ("segmentation", {"scaled_features"}),
-    "borrower_segments": ("segmentation", {"validated_loans", "scaled_features", "cluster_model"}),
-    "risk_model": ("risk", {"scaled_features", "borrower_segments"}),
-    "risk_scores": ("risk", {"scaled_features", "risk_model"}),
-    "recovery_strategies": ("risk", {"validated_loans", "borrower_segments", "risk_scores"}),
+    "cluster_model": ("segmentation", {"validated_loans", "scaled_features"}),
+    "borrower_segments": ("segmentation", {"scaled_features", "cluster_model"}),
+    "segment_profiles": ("segmentation", {"validated_loans", "borrower_segments", "cluster_model"}),
+    "risk_model": ("risk", {"validated_loans", "scaled_features", "borrower_segments"}),
+    "risk_scores": ("risk", {"validated_loans", "scaled_features", "risk_model"}),
+    "recovery_strategies": (
+        "risk",
+        {"validated_loans", "borrower_segments", "risk_scores", "risk_model"},
+    ),
+    "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
+    "population_stability": ("monitoring", {"validated_loans", "risk_scores"}),
+    "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),
+    "chart_k_selection": ("charts", {"cluster_model"}),
+    "chart_calibration": ("charts", {"risk_scores"}),
     "chart_loan_amount_distribution": ("charts", {"validated_loans"}),
     "chart_payment_history_recovery": ("charts", {"validated_loans"}),
     "chart_missed_payments_recovery": ("charts", {"validated_loans"}),
@@ -48,7 +57,9 @@ def test_every_asset_has_description_owner_kinds():
         assert spec.owners, key
         assert spec.kinds, key
         if spec.metadata.get("dagster/column_schema") is None:
-            assert key in {"cluster_model", "risk_model"} or key.startswith("chart_"), key
+            assert key in {"cluster_model", "risk_model", "model_card"} or key.startswith(
+                "chart_"
+            ), key
 
 
 def test_tables_carry_their_pandera_schema():

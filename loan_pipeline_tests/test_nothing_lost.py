@@ -27,6 +27,9 @@ TABLES = [
     "borrower_segments",
     "risk_scores",
     "recovery_strategies",
+    "segment_profiles",
+    "fairness_report",
+    "population_stability",
 ]
 
 

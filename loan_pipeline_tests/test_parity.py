@@ -21,27 +21,31 @@ def _notebook_clusters(csv) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     return df, X, labels
 
 
-def test_cluster_assignment_equals_direct_sklearn(reference_run):
+def test_cluster_assignment_equals_direct_sklearn(notebook_reference_run):
     df, _, labels = _notebook_clusters(REFERENCE_CSV)
     segments = (
-        reference_run.table("borrower_segments").set_index("Borrower_ID").loc[df["Borrower_ID"]]
+        notebook_reference_run.table("borrower_segments")
+        .set_index("Borrower_ID")
+        .loc[df["Borrower_ID"]]
     )
     assert adjusted_rand_score(labels, segments["segment_id"]) == 1.0
 
 
-def test_scaled_features_equal_standard_scaler(reference_run):
+def test_scaled_features_equal_standard_scaler(notebook_reference_run):
     df, X, _ = _notebook_clusters(REFERENCE_CSV)
-    scaled = reference_run.table("scaled_features")
+    scaled = notebook_reference_run.table("scaled_features")
     assert scaled["Borrower_ID"].tolist() == df["Borrower_ID"].tolist()
     np.testing.assert_allclose(scaled[NOTEBOOK_FEATURES].to_numpy(), X, rtol=1e-12, atol=1e-12)
 
 
-def test_risk_scores_equal_direct_random_forest(reference_run):
+def test_risk_scores_equal_direct_random_forest(notebook_reference_run):
     """The notebook's RandomForest(100, random_state=42) on a stratified 80/20 split of the
     high-burden flag gives exactly the pipeline's scores."""
     df, X, _ = _notebook_clusters(REFERENCE_CSV)
-    scores = reference_run.table("risk_scores").set_index("Borrower_ID").loc[df["Borrower_ID"]]
-    y = scores["risk_label"].to_numpy()
+    scores = (
+        notebook_reference_run.table("risk_scores").set_index("Borrower_ID").loc[df["Borrower_ID"]]
+    )
+    y = scores["observed"].to_numpy().astype(bool)
     assert 0 < y.mean() < 1
     idx_train, idx_test = train_test_split(
         np.arange(len(X)), test_size=0.2, random_state=42, stratify=y
@@ -50,4 +54,6 @@ def test_risk_scores_equal_direct_random_forest(reference_run):
     np.testing.assert_allclose(
         scores["risk_score"].to_numpy(), rf.predict_proba(X)[:, 1], atol=1e-12
     )
-    assert set(scores.index[scores["split"] == "test"]) == set(df["Borrower_ID"].iloc[idx_test])
+    assert set(scores.index[scores["score_source"] == "test"]) == set(
+        df["Borrower_ID"].iloc[idx_test]
+    )

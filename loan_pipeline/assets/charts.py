@@ -1,10 +1,18 @@
 """Charts: one asset per analyst chart, saved as PNG and shown on the asset page."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from loan_pipeline import settings
 from loan_pipeline.assets.common import png_markdown
+from loan_pipeline.core.segmentation import SegmentModel
 from loan_pipeline.io import atomic_write_bytes
 
 GROUP = "charts"
@@ -68,5 +76,37 @@ def chart_borrower_segments(
     return _publish(context, CHARTS["chart_borrower_segments"](validated_loans, borrower_segments))
 
 
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
+    description="How k was chosen: silhouette, Davies-Bouldin, Calinski-Harabasz and bootstrap "
+    "stability for each candidate k, the chosen k marked.",
+)
+def chart_k_selection(
+    context: AssetExecutionContext, cluster_model: SegmentModel
+) -> MaterializeResult:
+    from loan_pipeline.core.charts import k_selection
+
+    k = len(cluster_model.names)
+    return _publish(context, k_selection(cluster_model.selection.table, k))
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds=KINDS,
+    description="Calibration of the held-out risk scores: observed outcome rate against the "
+    "predicted probability, by decile.",
+)
+def chart_calibration(
+    context: AssetExecutionContext, risk_scores: pd.DataFrame
+) -> MaterializeResult:
+    from loan_pipeline.core.charts import calibration_curve
+
+    return _publish(context, calibration_curve(risk_scores))
+
+
 loan_charts = [_loans_chart(key) for key in DESCRIPTIONS if key != "chart_borrower_segments"]
-chart_assets = [*loan_charts, chart_borrower_segments]
+chart_assets = [*loan_charts, chart_borrower_segments, chart_k_selection, chart_calibration]

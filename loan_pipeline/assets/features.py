@@ -6,7 +6,12 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 from loan_pipeline.assets.common import table_metadata
 from loan_pipeline.core.features import scale_features
 from loan_pipeline.schemas import ScaledFeatures, table_schema, validate
-from loan_pipeline.settings import FeatureConfig
+from loan_pipeline.settings import (
+    CLUSTER_FEATURES,
+    NOTEBOOK_FEATURES,
+    AnalysisMethod,
+    FeatureConfig,
+)
 
 
 @asset(
@@ -14,13 +19,18 @@ from loan_pipeline.settings import FeatureConfig
     owners=["team:data-engineering"],
     kinds={"pandas", "scikit-learn", "duckdb"},
     metadata={"dagster/column_schema": table_schema(ScaledFeatures)},
-    description="Standardised feature matrix keyed by Borrower_ID (the notebook's ten columns by "
-    "default), with the scaler's means and scales recorded as metadata.",
+    description="Standardised clustering features keyed by Borrower_ID (by default the notebook's "
+    "columns without Age; all ten in notebook mode), with the scaler's means and scales as metadata.",
 )
 def scaled_features(
-    context: AssetExecutionContext, config: FeatureConfig, validated_loans: pd.DataFrame
+    context: AssetExecutionContext,
+    config: FeatureConfig,
+    analysis: AnalysisMethod,
+    validated_loans: pd.DataFrame,
 ) -> pd.DataFrame:
-    scaled, scaling = scale_features(validated_loans, config.columns)
+    default = NOTEBOOK_FEATURES if analysis.is_notebook else CLUSTER_FEATURES
+    columns = list(config.columns) if config.columns else list(default)
+    scaled, scaling = scale_features(validated_loans, columns)
     scaled = validate(scaled, ScaledFeatures, source="scaled_features")
     stats = pd.DataFrame(
         {"feature": scaling.columns, "mean": scaling.means, "scale": scaling.scales}
@@ -28,7 +38,7 @@ def scaled_features(
     context.add_output_metadata(
         {
             **table_metadata(scaled),
-            "features": config.columns,
+            "features": columns,
             "scaler": MetadataValue.md(stats.to_markdown(index=False, floatfmt=".6g")),
             "scaler_means": MetadataValue.json(
                 dict(zip(scaling.columns, scaling.means, strict=True))

@@ -1,18 +1,31 @@
 """Risk: the risk model, a score per borrower, and the recovery strategy per borrower."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    MetadataValue,
+    Output,
+    asset,
+)
 
 from loan_pipeline import settings
 from loan_pipeline.assets.common import markdown_table, table_metadata
 from loan_pipeline.core.export import to_csv_bytes
+from loan_pipeline.core.report import model_card_markdown
 from loan_pipeline.core.risk import RiskModel, fit_risk_model, score_borrowers
-from loan_pipeline.core.strategy import assign_strategy
+from loan_pipeline.core.strategy import assign_strategy, rules_based_strategy
 from loan_pipeline.io import atomic_write_bytes
 from loan_pipeline.schemas import RecoveryStrategies, RiskScores, table_schema, validate
 
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
+GATE_CHECK = "model_beats_base_rate"
+POLICY_MODEL = "score bands"
+POLICY_FALLBACK = "rules-based fallback"
 
 
 @asset(
@@ -20,34 +33,71 @@ OWNERS = ["team:credit-risk"]
     owners=OWNERS,
     kinds={"scikit-learn"},
     io_manager_key="model_io_manager",
-    description="The risk model (method from config; default 'notebook': RandomForest(100) "
-    "predicting the two highest-burden segments on a stratified 80/20 split), with held-out "
-    "accuracy and ROC AUC.",
+    check_specs=[
+        AssetCheckSpec(
+            GATE_CHECK,
+            asset="risk_model",
+            description="The model's out-of-fold Brier score beats the base rate's by min_skill. "
+            "When it does not, recovery_strategies does not use the scores: it falls back to the "
+            "rules-based policy on arrears.",
+        )
+    ],
+    description="The risk model. Recommended method: calibrated logistic regressions for 'not "
+    "Fully Recovered' and 'Written Off', learned from resolved loans, evaluated out-of-fold "
+    "against a base-rate and a Days_Past_Due baseline; outcome-side columns are never inputs. "
+    "Notebook method: RandomForest(100) predicting the two highest-burden segments.",
 )
 def risk_model(
     context: AssetExecutionContext,
     config: settings.RiskConfig,
+    analysis: settings.AnalysisMethod,
+    validated_loans: pd.DataFrame,
     scaled_features: pd.DataFrame,
     borrower_segments: pd.DataFrame,
-) -> RiskModel:
+):
     model = fit_risk_model(
+        validated_loans,
         scaled_features,
         borrower_segments,
-        method=config.method,
-        n_estimators=config.n_estimators,
+        method=analysis.method,
+        folds=config.folds,
+        max_train_rows=config.max_train_rows,
+        min_skill=config.min_skill,
         random_state=config.random_state,
+        n_estimators=config.n_estimators,
         test_size=config.test_size,
         high_risk_segments=config.high_risk_segments,
     )
-    context.add_output_metadata(
-        {
-            "method": model.method,
-            "target": model.target,
-            "features": model.features,
-            **{k: v for k, v in model.metrics.items()},
+    metadata = {
+        "method": model.method,
+        "target": model.target,
+        "features": model.features,
+        **{k: v for k, v in model.metrics.items()},
+    }
+    if model.primary is not None:
+        metadata |= {
+            "model_card": MetadataValue.md(model_card_markdown(model)),
+            "excluded_columns": MetadataValue.json(model.excluded),
+            "calibration": markdown_table(model.primary.calibration),
+            "coefficients": markdown_table(model.primary.coefficients),
         }
+    yield Output(model, metadata=metadata)
+    skill = model.metrics.get("brier_skill_vs_base_rate")
+    yield AssetCheckResult(
+        check_name=GATE_CHECK,
+        passed=model.beats_baseline,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "brier_skill_vs_base_rate": float(skill) if skill is not None else float("nan"),
+            "min_skill": model.min_skill,
+            "model_brier": float(model.metrics.get("model_brier", float("nan"))),
+            "base_rate_brier": float(model.metrics.get("base_rate_brier", float("nan"))),
+        },
+        description=None
+        if model.beats_baseline
+        else "The model does not beat the base rate; recovery_strategies uses the rules-based "
+        "fallback policy instead of the scores.",
     )
-    return model
 
 
 @asset(
@@ -56,20 +106,24 @@ def risk_model(
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": table_schema(RiskScores)},
     ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
-    description="The risk model's probability for every borrower, with the label it was trained "
-    "on and whether the borrower was held out.",
+    description="A risk score for every borrower: out-of-fold for resolved loans (from a model "
+    "that never saw the borrower), from the model fitted on all resolved loans for open ones; "
+    "with the observed outcome and the top three reasons pushing the score up.",
 )
 def risk_scores(
-    context: AssetExecutionContext, scaled_features: pd.DataFrame, risk_model: RiskModel
+    context: AssetExecutionContext,
+    validated_loans: pd.DataFrame,
+    scaled_features: pd.DataFrame,
+    risk_model: RiskModel,
 ) -> pd.DataFrame:
-    scores = validate(
-        score_borrowers(risk_model, scaled_features), RiskScores, source="risk_scores"
-    )
+    scores = score_borrowers(risk_model, validated_loans, scaled_features)
+    scores = validate(scores, RiskScores, source="risk_scores")
     context.add_output_metadata(
         {
             **table_metadata(scores),
             "mean_score": float(scores["risk_score"].mean()),
-            "held_out": int(scores["split"].eq("test").sum()),
+            "score_sources": MetadataValue.json(scores["score_source"].value_counts().to_dict()),
+            "top_reasons": MetadataValue.json(scores["reason_1"].value_counts().head(10).to_dict()),
         }
     )
     return scores
@@ -80,8 +134,10 @@ def risk_scores(
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},
     metadata={"dagster/column_schema": table_schema(RecoveryStrategies)},
-    description="The recovery strategy per borrower from the risk-score bands (> 0.75 legal "
-    "action, 0.50-0.75 settlement offers, else automated reminders); also exported to "
+    ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
+    description="The recovery strategy per borrower: the score bands (> 0.75 legal action, "
+    "0.50-0.75 settlement offers, else automated reminders) on the calibrated score, or the "
+    "rules-based policy on arrears when the model does not beat the base rate. Exported to "
     "storage/exports/recovery_strategies.csv for the collections team.",
 )
 def recovery_strategies(
@@ -90,24 +146,45 @@ def recovery_strategies(
     validated_loans: pd.DataFrame,
     borrower_segments: pd.DataFrame,
     risk_scores: pd.DataFrame,
+    risk_model: RiskModel,
 ) -> pd.DataFrame:
     table = (
-        validated_loans[["Borrower_ID", "Loan_ID"]]
+        validated_loans[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]]
         .merge(borrower_segments, on="Borrower_ID", how="inner", validate="one_to_one")
         .merge(
-            risk_scores[["Borrower_ID", "risk_score"]],
+            risk_scores[["Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"]],
             on="Borrower_ID",
             how="inner",
             validate="one_to_one",
         )
     )
-    table["recovery_strategy"] = assign_strategy(
-        table["risk_score"], legal_above=config.legal_above, settlement_from=config.settlement_from
-    )
+    if risk_model.beats_baseline:
+        policy = POLICY_MODEL
+        strategy = assign_strategy(
+            table["risk_score"],
+            legal_above=config.legal_above,
+            settlement_from=config.settlement_from,
+        )
+    else:
+        policy = POLICY_FALLBACK
+        context.log.warning(
+            "the risk model does not beat the base rate: strategies come from the rules-based "
+            "fallback policy on arrears"
+        )
+        strategy = rules_based_strategy(
+            table,
+            legal_days=config.fallback_legal_days,
+            legal_missed=config.fallback_legal_missed,
+            settlement_days=config.fallback_settlement_days,
+            settlement_missed=config.fallback_settlement_missed,
+        )
+    table = table.drop(columns=["Days_Past_Due", "Num_Missed_Payments"])
+    table.insert(table.columns.get_loc("risk_score") + 1, "recovery_strategy", strategy.to_numpy())
+    table.insert(table.columns.get_loc("recovery_strategy") + 1, "policy", policy)
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     export = settings.exports_dir() / "recovery_strategies.csv"
     atomic_write_bytes(export, to_csv_bytes(table))
-    counts = (
+    by_segment = (
         table.groupby(["segment_name", "recovery_strategy"])
         .size()
         .unstack(fill_value=0)
@@ -116,11 +193,19 @@ def recovery_strategies(
     context.add_output_metadata(
         {
             **table_metadata(table),
+            "policy": policy,
+            "policy_note": MetadataValue.md(
+                "**Strategies come from the risk-score bands.**"
+                if policy == POLICY_MODEL
+                else "**The risk model did not beat the base-rate Brier score, so these strategies "
+                "come from the rules-based fallback policy on arrears** (Days_Past_Due and "
+                "Num_Missed_Payments), not from the scores."
+            ),
             "export_path": MetadataValue.path(str(export)),
             "strategy_counts": MetadataValue.json(
                 table["recovery_strategy"].value_counts().to_dict()
             ),
-            "strategy_by_segment": markdown_table(counts),
+            "strategy_by_segment": markdown_table(by_segment),
         }
     )
     return table

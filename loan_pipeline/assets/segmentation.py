@@ -1,21 +1,33 @@
-"""Segmentation: the KMeans model and the borrower segment table."""
+"""Segmentation: choose k, fit the segments, match them to the last run, profile them."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    MetadataValue,
+    Output,
+    asset,
+)
 
+from loan_pipeline import settings
 from loan_pipeline.assets.common import markdown_table, table_metadata
-from loan_pipeline.core.features import feature_matrix
+from loan_pipeline.core.features import feature_matrix, scale_features
 from loan_pipeline.core.segmentation import (
     SegmentModel,
     assign_segments,
+    evaluate_k,
     fit_segments,
     segment_profile,
 )
-from loan_pipeline.schemas import BorrowerSegments, table_schema, validate
-from loan_pipeline.settings import ClusterConfig
+from loan_pipeline.io import previous_model, previous_table
+from loan_pipeline.schemas import BorrowerSegments, SegmentProfiles, table_schema, validate
 
 GROUP = "segmentation"
 OWNERS = ["team:credit-risk"]
+STABILITY_CHECK = "chosen_k_is_stable"
 
 
 @asset(
@@ -23,33 +35,98 @@ OWNERS = ["team:credit-risk"]
     owners=OWNERS,
     kinds={"scikit-learn"},
     io_manager_key="model_io_manager",
-    description="KMeans fitted on the scaled features (k, random_state, n_init from config); "
-    "segments are numbered by centroid burden and named from their centroids.",
+    check_specs=[
+        AssetCheckSpec(
+            STABILITY_CHECK,
+            asset="cluster_model",
+            description="The chosen k is stable: its bootstrap refits agree with the fit "
+            "(mean adjusted Rand index >= stability_threshold). WARN only.",
+        )
+    ],
+    description="KMeans segments. k is chosen from the data (silhouette, Davies-Bouldin, "
+    "Calinski-Harabasz and bootstrap stability for each k in a range) unless configured; "
+    "segments are matched to the last run's so ids and names stay put.",
 )
 def cluster_model(
-    context: AssetExecutionContext, config: ClusterConfig, scaled_features: pd.DataFrame
-) -> SegmentModel:
+    context: AssetExecutionContext,
+    config: settings.ClusterConfig,
+    analysis: settings.AnalysisMethod,
+    validated_loans: pd.DataFrame,
+    scaled_features: pd.DataFrame,
+):
     features = [c for c in scaled_features.columns if c != "Borrower_ID"]
+    X = feature_matrix(scaled_features)
+    _, scaling = scale_features(validated_loans, features)
+    fixed_k = config.k if config.k is not None else (4 if analysis.is_notebook else None)
+    candidates = [fixed_k] if fixed_k is not None else list(range(config.k_min, config.k_max + 1))
+    selection = evaluate_k(
+        X,
+        sorted(set(candidates) | ({4} if analysis.is_notebook else set())),
+        sample_size=config.selection_sample,
+        bootstraps=config.bootstraps,
+        random_state=config.random_state,
+        stability_threshold=config.stability_threshold,
+    )
+    k = fixed_k if fixed_k is not None else selection.chosen
     model = fit_segments(
-        feature_matrix(scaled_features),
+        X,
         features,
-        k=config.k,
+        k=k,
         random_state=config.random_state,
         n_init=config.n_init,
+        fit_sample=None if analysis.is_notebook else config.fit_sample,
+        means=scaling.means,
+        scales=scaling.scales,
+        previous=None if analysis.is_notebook else previous_model("cluster_model"),
+        selection=selection,
     )
-    sizes = {model.names[s]: n for s, n in model.sizes.items()}
+    chosen = selection.table.set_index("k").loc[k]
     centroids = model.centroids.assign(segment_name=[model.names[s] for s in model.centroids.index])
-    context.add_output_metadata(
-        {
-            "k": config.k,
+    yield Output(
+        model,
+        metadata={
+            "k": k,
+            "k_chosen_by": "config"
+            if fixed_k is not None
+            else "data (Borda count of the three scores among stable k)",
+            "k_selection": markdown_table(selection.table),
             "inertia": model.metrics["inertia"],
             "silhouette": model.metrics["silhouette"],
-            "silhouette_sample": int(model.metrics["silhouette_sample"]),
-            "cluster_sizes": MetadataValue.json(sizes),
+            "davies_bouldin": float(chosen["davies_bouldin"]),
+            "calinski_harabasz": float(chosen["calinski_harabasz"]),
+            "stability_ari_mean": float(chosen["ari_mean"]),
+            "stability_ari_min": float(chosen["ari_min"]),
+            "fit_rows": model.fit_rows,
+            "cluster_sizes": MetadataValue.json(
+                {model.names[s]: n for s, n in model.sizes.items()}
+            ),
             "centroids (standardised)": markdown_table(centroids.reset_index(), floatfmt=".2f"),
-        }
+            "matched_to_last_run": MetadataValue.json(
+                {model.names[s]: round(d, 3) for s, d in model.matched.items()}
+            ),
+            "method": analysis.method,
+        },
     )
-    return model
+    stable = (
+        bool(chosen["ari_mean"] >= config.stability_threshold) if selection.bootstraps else True
+    )
+    yield AssetCheckResult(
+        check_name=STABILITY_CHECK,
+        passed=stable,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "k": k,
+            "ari_mean": float(chosen["ari_mean"]),
+            "ari_min": float(chosen["ari_min"]),
+            "threshold": config.stability_threshold,
+            "bootstraps": selection.bootstraps,
+        },
+        description=None
+        if stable
+        else f"k={k} is unstable: bootstrap refits agree with the fit at a mean adjusted Rand "
+        f"index of {chosen['ari_mean']:.2f} (< {config.stability_threshold}); read the segments "
+        "as a convenient partition, not as groups the data insists on.",
+    )
 
 
 @asset(
@@ -58,12 +135,11 @@ def cluster_model(
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": table_schema(BorrowerSegments)},
     ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
-    description="One row per borrower: segment id (0 = lowest centroid burden) and segment name "
-    "(from the centroid); the segment profile (size, mean of each feature) as metadata.",
+    description="One row per borrower: segment id and segment name (from the centroid). "
+    "Reports how many borrowers changed segment since the last run.",
 )
 def borrower_segments(
     context: AssetExecutionContext,
-    validated_loans: pd.DataFrame,
     scaled_features: pd.DataFrame,
     cluster_model: SegmentModel,
 ) -> pd.DataFrame:
@@ -71,12 +147,39 @@ def borrower_segments(
         cluster_model, scaled_features["Borrower_ID"], feature_matrix(scaled_features)
     )
     segments = validate(segments, BorrowerSegments, source="borrower_segments")
-    profile = segment_profile(validated_loans, segments, cluster_model.features)
-    context.add_output_metadata(
-        {
-            **table_metadata(segments),
-            "segment_profile": markdown_table(profile),
-            "segment_sizes": MetadataValue.json(segments["segment_name"].value_counts().to_dict()),
+    metadata = {
+        **table_metadata(segments),
+        "segment_sizes": MetadataValue.json(segments["segment_name"].value_counts().to_dict()),
+    }
+    before = previous_table("borrower_segments", ["Borrower_ID", "segment_id"])
+    if before is not None:
+        both = segments.merge(before, on="Borrower_ID", suffixes=("", "_before"))
+        changed = int((both["segment_id"] != both["segment_id_before"]).sum())
+        metadata |= {
+            "changed_segment_since_last_run": changed,
+            "borrowers_in_both_runs": len(both),
+            "new_borrowers": len(segments) - len(both),
         }
-    )
+    context.add_output_metadata(metadata)
     return segments
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"pandas", "duckdb"},
+    metadata={"dagster/column_schema": table_schema(SegmentProfiles)},
+    ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
+    description="Per segment: size, share of the book, mean of each clustering feature (original "
+    "units), and the observed recovery outcome mix of its resolved loans.",
+)
+def segment_profiles(
+    context: AssetExecutionContext,
+    validated_loans: pd.DataFrame,
+    borrower_segments: pd.DataFrame,
+    cluster_model: SegmentModel,
+) -> pd.DataFrame:
+    profile = segment_profile(validated_loans, borrower_segments, cluster_model.features)
+    profile = validate(profile, SegmentProfiles, source="segment_profiles")
+    context.add_output_metadata({**table_metadata(profile), "profile": markdown_table(profile)})
+    return profile

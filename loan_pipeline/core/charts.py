@@ -42,6 +42,8 @@ __all__ = [
     "STATUS_ORDER",
     "STATUS_PALETTE",
     "PlotSample",
+    "calibration_curve",
+    "k_selection",
     "borrower_segments",
     "correlation_heatmap",
     "figure_to_png",
@@ -677,6 +679,100 @@ def correlation_heatmap(loans: pd.DataFrame) -> Figure:
         tick.set_horizontalalignment("right")
         tick.set_rotation_mode("anchor")
     ax.tick_params(axis="y", labelrotation=0)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Model evidence
+# --------------------------------------------------------------------------------------------
+
+
+@_styled
+def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
+    """The scores behind the choice of k: silhouette, Davies-Bouldin, Calinski-Harabasz and
+    bootstrap stability for each candidate k, the chosen k marked."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    panels = [
+        ("silhouette", "Silhouette (higher is better)", "Silhouette score"),
+        ("davies_bouldin", "Davies-Bouldin (lower is better)", "Davies-Bouldin index"),
+        ("calinski_harabasz", "Calinski-Harabasz (higher is better)", "Calinski-Harabasz index"),
+        ("ari_mean", "Stability: bootstrap ARI (higher is better)", "Adjusted Rand index (mean)"),
+    ]
+    for ax, (column, title, ylabel) in zip(axes, panels, strict=True):
+        ax.plot(table["k"], table[column], marker="o", color="#0072B2", label=ylabel)
+        if column == "ari_mean":
+            ax.fill_between(
+                table["k"],
+                table["ari_min"],
+                table["ari_mean"],
+                color="#0072B2",
+                alpha=0.15,
+                label="min to mean",
+            )
+        row = table[table["k"] == chosen]
+        if len(row):
+            ax.scatter(
+                row["k"],
+                row[column],
+                s=140,
+                facecolors="none",
+                edgecolors="#D55E00",
+                linewidths=2,
+                zorder=5,
+                label=f"chosen k = {chosen}",
+            )
+        ax.set_title(title)
+        ax.set_xlabel("Number of segments k")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(table["k"])
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(f"Choosing the number of segments: k = {chosen}", fontweight="bold")
+    fig.tight_layout()
+    return fig
+
+
+@_styled
+def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
+    """Observed outcome rate against predicted probability, by decile of the score, for the
+    scores that were made without seeing the borrower (out-of-fold, or the held-out test set)."""
+    held_out = scores[
+        scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()
+    ]
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.2, 1]})
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
+    if len(held_out):
+        q = min(bins, len(held_out))
+        decile = pd.qcut(held_out["risk_score"].rank(method="first"), q=q, labels=False)
+        binned = held_out.groupby(decile).agg(
+            predicted=("risk_score", "mean"), observed=("observed", "mean"), n=("observed", "size")
+        )
+        ax.plot(
+            binned["predicted"],
+            binned["observed"],
+            marker="o",
+            color="#0072B2",
+            label=f"held-out scores ({len(held_out):,} borrowers, {q} bins)",
+        )
+        hist.hist(
+            held_out["risk_score"],
+            bins=20,
+            range=(0, 1),
+            color="#0072B2",
+            alpha=0.8,
+            label="held-out scores",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Mean predicted probability (share)")
+    ax.set_ylabel("Observed rate (share)")
+    ax.set_title("Calibration: predicted vs observed")
+    ax.legend(loc="upper left")
+    hist.set_xlabel("Risk score (probability)")
+    hist.set_ylabel("Borrowers (count)")
+    hist.set_title("Distribution of held-out scores")
+    hist.legend(loc="upper right")
+    fig.suptitle("Is a 0.7 score a 70% chance?", fontweight="bold")
+    fig.tight_layout()
     return fig
 
 

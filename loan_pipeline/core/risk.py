@@ -1,7 +1,15 @@
-"""The risk model: fit, evaluate on held-out borrowers, score every borrower.
+"""The risk model: fit, evaluate honestly, score every borrower, explain each score.
 
-``fit_risk_model`` is the single entry point; ``method`` picks the implementation, so a later
-method replaces one function, not the graph.
+``fit_risk_model`` is the single entry point; ``method`` picks the implementation:
+
+- ``recommended``: the target is the real outcome, "not Fully Recovered" (and, as a second model,
+  "Written Off"), learned from the loans that have one. The model is a calibrated logistic
+  regression on pre-outcome columns only (see ``RISK_NUMERIC``, ``RISK_CATEGORICAL``,
+  ``EXCLUDED``). Every resolved borrower's score is out-of-fold (from a model that never saw
+  that borrower); open loans are scored by the model fitted on all resolved loans. Metrics are
+  computed on the held-out folds, next to a base-rate and a one-feature (Days_Past_Due) baseline.
+- ``notebook``: the original method, for comparison: a RandomForest learns the
+  high-burden-segment flag (so it only re-learns the clustering).
 """
 
 from __future__ import annotations
@@ -11,24 +19,323 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core.compute import single_threaded
+from loan_pipeline.schemas import OUTCOME_SIDE_COLUMNS
+
+# Pre-outcome inputs of the recommended model.
+RISK_NUMERIC = [
+    "Monthly_Income",
+    "Num_Dependents",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+]
+# Ratios a credit analyst reads first: instalment burden, share still owed, collateral cover.
+RISK_ENGINEERED = ["emi_to_income", "outstanding_share", "collateral_coverage"]
+RISK_CATEGORICAL = ["Employment_Type", "Loan_Type", "Payment_History"]
+# Heavy-tailed amounts enter as log(1 + x).
+LOG_COLUMNS = [
+    "Monthly_Income",
+    "Loan_Amount",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+]
+
+# Every loan-book column that is not a model input, and why.
+EXCLUDED: dict[str, str] = {
+    "Recovery_Status": "the outcome itself (the target is derived from it)",
+    "Collection_Attempts": "outcome-side: recorded during collection, after the loan went bad",
+    "Collection_Method": "outcome-side: chosen during collection, after the loan went bad",
+    "Legal_Action_Taken": "outcome-side: taken during collection (every 'Yes' is Written Off)",
+    "Age": "protected characteristic (fair lending): monitored in the fairness report, not used",
+    "Gender": "protected characteristic (fair lending): monitored in the fairness report, not used",
+    "Borrower_ID": "identifier",
+    "Loan_ID": "identifier",
+}
+assert set(OUTCOME_SIDE_COLUMNS) <= set(EXCLUDED)
+
+TARGETS = {
+    "not_fully_recovered": ("Recovery_Status", lambda s: s != "Fully Recovered"),
+    "written_off": ("Recovery_Status", lambda s: s == "Written Off"),
+}
+BASELINE_FEATURE = "Days_Past_Due"
+
+
+def risk_inputs(loans: pd.DataFrame) -> pd.DataFrame:
+    """The recommended model's input columns: pre-outcome columns plus three ratios."""
+    income = loans["Monthly_Income"].to_numpy(dtype="float64")
+    amount = loans["Loan_Amount"].to_numpy(dtype="float64")
+    outstanding = loans["Outstanding_Loan_Amount"].to_numpy(dtype="float64")
+    collateral = loans["Collateral_Value"].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        emi_to_income = np.where(
+            income > 0, loans["Monthly_EMI"].to_numpy(dtype="float64") / income, 0.0
+        )
+        outstanding_share = np.where(amount > 0, outstanding / amount, 0.0)
+        coverage = np.where(outstanding > 0, collateral / outstanding, 0.0)
+    out = loans[RISK_NUMERIC + RISK_CATEGORICAL].copy()
+    out["emi_to_income"] = np.clip(emi_to_income, 0, 10)
+    out["outstanding_share"] = np.clip(outstanding_share, 0, 1)
+    out["collateral_coverage"] = np.clip(coverage, 0, 10)
+    for col in RISK_CATEGORICAL:
+        out[col] = out[col].astype(object)
+    return out
+
+
+def _pipeline(numeric: list[str], categorical: list[str], C: float = 1.0):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    logged = [c for c in numeric if c in LOG_COLUMNS]
+    plain = [c for c in numeric if c not in LOG_COLUMNS]
+    parts = []
+    if logged:
+        parts.append(
+            (
+                "log",
+                Pipeline(
+                    [
+                        ("log1p", FunctionTransformer(np.log1p, feature_names_out="one-to-one")),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                logged,
+            )
+        )
+    if plain:
+        parts.append(("num", StandardScaler(), plain))
+    if categorical:
+        parts.append(
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)
+        )
+    return Pipeline(
+        [
+            ("prepare", ColumnTransformer(parts, verbose_feature_names_out=False)),
+            ("model", LogisticRegression(C=C, max_iter=2000)),
+        ]
+    )
+
+
+def _calibrated(numeric: list[str], categorical: list[str]):
+    from sklearn.calibration import CalibratedClassifierCV
+
+    return CalibratedClassifierCV(_pipeline(numeric, categorical), method="sigmoid", cv=3)
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    both = 0 < y.sum() < len(y)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+        "brier": float(brier_score_loss(y, p)),
+    }
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Observed rate against mean predicted probability, by decile of the prediction."""
+    order = pd.qcut(pd.Series(p).rank(method="first"), q=min(bins, len(p)), labels=False)
+    frame = pd.DataFrame({"bin": order, "predicted": p, "observed": y.astype(float)})
+    out = frame.groupby("bin").agg(
+        predicted=("predicted", "mean"),
+        observed=("observed", "mean"),
+        borrowers=("observed", "size"),
+    )
+    out.index = out.index.astype(int) + 1
+    return out.rename_axis("decile").reset_index()
+
+
+@dataclass
+class OutcomeModel:
+    """One calibrated outcome model with its out-of-fold evaluation."""
+
+    target: str
+    estimator: object  # calibrated pipeline fitted on all resolved loans
+    explainer: object  # the plain logistic pipeline fitted on all resolved loans (reason codes)
+    oof: pd.Series  # Borrower_ID -> out-of-fold probability (resolved loans)
+    observed: pd.Series  # Borrower_ID -> 0/1 target (resolved loans)
+    metrics: dict[str, float]
+    calibration: pd.DataFrame
+    coefficients: pd.DataFrame
+    center: np.ndarray  # mean transformed input of the training loans (reason codes)
+
+
+def fit_outcome_model(
+    loans: pd.DataFrame,
+    target: str = "not_fully_recovered",
+    folds: int = 5,
+    random_state: int = 42,
+    max_train_rows: int = 500_000,
+) -> OutcomeModel:
+    """Fit and evaluate one outcome model on the resolved loans of ``loans``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    column, rule = TARGETS[target]
+    resolved = loans[loans[column].notna()].reset_index(drop=True)
+    y = rule(resolved[column]).to_numpy(dtype=int)
+    if len(resolved) < folds * 2 or y.sum() < folds or (len(y) - y.sum()) < folds:
+        raise ValueError(
+            f"too few resolved loans to fit the {target} model: {len(resolved)} with "
+            f"{int(y.sum())} positives; need at least {folds} of each class"
+        )
+    X = risk_inputs(resolved)
+    numeric = RISK_NUMERIC + RISK_ENGINEERED
+    rng = np.random.default_rng(random_state)
+    oof = np.zeros(len(y))
+    oof_base = np.zeros(len(y))
+    oof_one = np.zeros(len(y))
+    fold_metrics = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    with single_threaded():
+        for train, test in splitter.split(X, y):
+            if len(train) > max_train_rows:
+                train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
+            model = _calibrated(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
+            oof[test] = model.predict_proba(X.iloc[test])[:, 1]
+            one = _calibrated([BASELINE_FEATURE], []).fit(
+                X.iloc[train][[BASELINE_FEATURE]], y[train]
+            )
+            oof_one[test] = one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1]
+            oof_base[test] = y[train].mean()
+            fold_metrics.append(_metrics(y[test], oof[test]))
+        everything = np.arange(len(y))
+        if len(everything) > max_train_rows:
+            everything = np.sort(rng.choice(everything, size=max_train_rows, replace=False))
+        estimator = _calibrated(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
+        explainer = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
+        center = explainer.named_steps["prepare"].transform(X.iloc[everything]).mean(axis=0)
+
+    metrics: dict[str, float] = {}
+    for name, p in (("model", oof), ("base_rate", oof_base), ("days_past_due_only", oof_one)):
+        for metric, value in _metrics(y, p).items():
+            metrics[f"{name}_{metric}"] = value
+    for metric in ("roc_auc", "pr_auc", "brier"):
+        metrics[f"model_{metric}_fold_sd"] = float(
+            np.std([m[metric] for m in fold_metrics], ddof=1)
+        )
+    metrics["brier_skill_vs_base_rate"] = 1 - metrics["model_brier"] / metrics["base_rate_brier"]
+    metrics["resolved_loans"] = len(y)
+    metrics["positive_rate"] = float(y.mean())
+    metrics["folds"] = folds
+    names = explainer.named_steps["prepare"].get_feature_names_out()
+    coefficients = pd.DataFrame(
+        {"feature": names, "coefficient": explainer.named_steps["model"].coef_[0]}
+    ).sort_values("coefficient", key=np.abs, ascending=False, ignore_index=True)
+    ids = resolved["Borrower_ID"].to_numpy()
+    return OutcomeModel(
+        target=target,
+        estimator=estimator,
+        explainer=explainer,
+        oof=pd.Series(oof, index=ids),
+        observed=pd.Series(y, index=ids),
+        metrics=metrics,
+        calibration=calibration_table(y, oof),
+        coefficients=coefficients,
+        center=center,
+    )
+
+
+def reason_codes(
+    explainer, center: np.ndarray, X: pd.DataFrame, top: int = 3, chunk_rows: int = 250_000
+) -> pd.DataFrame:
+    """The ``top`` inputs pushing each borrower's score up the most.
+
+    A logistic model's log-odds is a sum of coefficient x transformed input; measured from the
+    average borrower of the training data (``center``), the largest positive terms are the
+    reasons. A numeric input reads "<column> high" or "<column> low" (the side that raised the
+    score); a category reads "<column> = <value>", or "<column> not <value>" when lacking that
+    value raised it. Fewer than ``top`` reasons when fewer terms push the score up.
+    """
+    prepare = explainer.named_steps["prepare"]
+    coef = explainer.named_steps["model"].coef_[0]
+    above, below = [], []
+    for name in prepare.get_feature_names_out():
+        base = next((c for c in RISK_CATEGORICAL if name.startswith(f"{c}_")), None)
+        if base is None:
+            above.append(f"{name} high")
+            below.append(f"{name} low")
+        else:
+            value = name[len(base) + 1 :]
+            above.append(f"{base} = {value}")
+            below.append(f"{base} not {value}")
+    above_arr, below_arr = np.array(above, dtype=object), np.array(below, dtype=object)
+    out = np.full((len(X), top), None, dtype=object)
+    with single_threaded():
+        for start in range(0, len(X), chunk_rows):
+            centred = prepare.transform(X.iloc[start : start + chunk_rows]) - center
+            contrib = centred * coef
+            order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
+            pushed_up = np.take_along_axis(contrib, order, axis=1) > 1e-12
+            is_above = np.take_along_axis(centred, order, axis=1) > 0
+            label = np.where(is_above, above_arr[order], below_arr[order])
+            out[start : start + chunk_rows] = np.where(pushed_up, label, None)
+    return pd.DataFrame(out, columns=[f"reason_{i + 1}" for i in range(top)], index=X.index)
+
 
 @dataclass
 class RiskModel:
-    """A fitted risk model with its evaluation and the borrowers it held out."""
+    """The fitted risk model(s) with their evaluation."""
 
     method: str
     estimator: object
     features: list[str]
     target: str
     metrics: dict[str, float] = field(default_factory=dict)
-    test_ids: list[str] = field(default_factory=list)
-    labels: pd.Series | None = None  # Borrower_ID -> training target
+    test_ids: list[str] = field(default_factory=list)  # notebook: the held-out borrowers
+    labels: pd.Series | None = None  # notebook: Borrower_ID -> training label
+    primary: OutcomeModel | None = None  # recommended: not Fully Recovered
+    secondary: OutcomeModel | None = None  # recommended: Written Off
+    beats_baseline: bool = True
+    min_skill: float = 0.0
+    excluded: dict[str, str] = field(default_factory=dict)
+
+
+def fit_recommended_model(
+    loans: pd.DataFrame,
+    folds: int = 5,
+    random_state: int = 42,
+    max_train_rows: int = 500_000,
+    min_skill: float = 0.01,
+    **_: object,
+) -> RiskModel:
+    """Two calibrated outcome models; the first gates the strategies: it must beat the base
+    rate's Brier score by ``min_skill`` (Brier skill score) on the held-out folds."""
+    primary = fit_outcome_model(loans, "not_fully_recovered", folds, random_state, max_train_rows)
+    try:
+        secondary = fit_outcome_model(loans, "written_off", folds, random_state, max_train_rows)
+    except ValueError:
+        secondary = None  # too few write-offs to model; reported as missing
+    skill = primary.metrics["brier_skill_vs_base_rate"]
+    metrics = dict(primary.metrics)
+    if secondary is not None:
+        metrics |= {f"written_off_{k}": v for k, v in secondary.metrics.items()}
+    return RiskModel(
+        method="recommended",
+        estimator=primary.estimator,
+        features=RISK_NUMERIC + RISK_ENGINEERED + RISK_CATEGORICAL,
+        target="not Fully Recovered (Recovery_Status), resolved loans",
+        metrics=metrics,
+        primary=primary,
+        secondary=secondary,
+        beats_baseline=bool(skill >= min_skill),
+        min_skill=min_skill,
+        excluded=dict(EXCLUDED),
+    )
 
 
 def notebook_target(segments: pd.DataFrame, high_risk_segments: int = 2) -> pd.Series:
     """The notebook's label: the borrower is in one of the ``high_risk_segments`` highest-burden
-    segments (segment ids are ordered by centroid burden, so these are the top ids). At least
-    one segment always stays low risk, so the label has two classes."""
+    segments (in notebook mode segment ids are ordered by centroid burden, so these are the top
+    ids). At least one segment always stays low risk, so the label has two classes."""
     k = int(segments["segment_id"].max()) + 1
     n_high = min(high_risk_segments, k - 1)
     return segments.set_index("Borrower_ID")["segment_id"].ge(k - n_high)
@@ -41,6 +348,7 @@ def fit_notebook_model(
     random_state: int = 42,
     test_size: float = 0.2,
     high_risk_segments: int = 2,
+    **_: object,
 ) -> RiskModel:
     """The original method, faithfully: a RandomForest learns the high-burden-segment flag on a
     stratified 80/20 split; accuracy and ROC AUC are measured on the held-out 20%.
@@ -83,34 +391,67 @@ def fit_notebook_model(
     )
 
 
-METHODS = {"notebook": fit_notebook_model}
-
-
 def fit_risk_model(
-    features: pd.DataFrame, segments: pd.DataFrame, method: str = "notebook", **params
+    loans: pd.DataFrame,
+    features: pd.DataFrame,
+    segments: pd.DataFrame,
+    method: str = "recommended",
+    **params,
 ) -> RiskModel:
     """Fit the risk model by the configured ``method``."""
-    try:
-        fit = METHODS[method]
-    except KeyError:
-        raise ValueError(
-            f"unknown risk method {method!r}; choose one of {sorted(METHODS)}"
-        ) from None
-    return fit(features, segments, **params)
+    if method == "notebook":
+        return fit_notebook_model(features, segments, **params)
+    if method == "recommended":
+        return fit_recommended_model(loans, **params)
+    raise ValueError(f"unknown risk method {method!r}; choose 'recommended' or 'notebook'")
 
 
-def score_borrowers(model: RiskModel, features: pd.DataFrame) -> pd.DataFrame:
-    """Score every borrower: Borrower_ID, risk_score, risk_label, split."""
-    X = features[model.features].to_numpy(dtype="float64")
-    proba = model.estimator.predict_proba(X)[:, 1]
-    ids = features["Borrower_ID"]
-    labels = model.labels.reindex(ids).fillna(False).to_numpy(dtype=bool)
-    split = np.where(ids.isin(set(model.test_ids)), "test", "train")
+def score_borrowers(model: RiskModel, loans: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """One row per borrower: Borrower_ID, risk_score, p_written_off, score_source, observed,
+    reason_1..3. Resolved borrowers get their out-of-fold score; open loans the full model's."""
+    if model.method == "notebook":
+        X = features[model.features].to_numpy(dtype="float64")
+        with single_threaded():
+            proba = model.estimator.predict_proba(X)[:, 1]
+        ids = features["Borrower_ID"]
+        labels = model.labels.reindex(ids).fillna(False).to_numpy(dtype=float)
+        source = np.where(ids.isin(set(model.test_ids)), "test", "train")
+        return pd.DataFrame(
+            {
+                "Borrower_ID": ids.to_numpy(),
+                "risk_score": proba.astype("float64"),
+                "p_written_off": np.nan,
+                "score_source": source.astype(object),
+                "observed": labels,
+                "reason_1": None,
+                "reason_2": None,
+                "reason_3": None,
+            }
+        )
+    ids = loans["Borrower_ID"]
+    X = risk_inputs(loans)
+    with single_threaded():
+        full = model.primary.estimator.predict_proba(X)[:, 1]
+        written = (
+            model.secondary.estimator.predict_proba(X)[:, 1]
+            if model.secondary is not None
+            else np.full(len(X), np.nan)
+        )
+    oof = model.primary.oof.reindex(ids).to_numpy()
+    resolved = ~np.isnan(oof)
+    if model.secondary is not None:
+        oof_w = model.secondary.oof.reindex(ids).to_numpy()
+        written = np.where(np.isnan(oof_w), written, oof_w)
+    reasons = reason_codes(model.primary.explainer, model.primary.center, X)
     return pd.DataFrame(
         {
             "Borrower_ID": ids.to_numpy(),
-            "risk_score": proba.astype("float64"),
-            "risk_label": labels,
-            "split": split.astype(object),
+            "risk_score": np.where(resolved, oof, full),
+            "p_written_off": written,
+            "score_source": np.where(resolved, "out_of_fold", "open_loan").astype(object),
+            "observed": model.primary.observed.reindex(ids).to_numpy(dtype=float),
+            "reason_1": reasons["reason_1"].to_numpy(),
+            "reason_2": reasons["reason_2"].to_numpy(),
+            "reason_3": reasons["reason_3"].to_numpy(),
         }
     )

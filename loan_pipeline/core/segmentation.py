@@ -12,6 +12,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core.compute import single_threaded
+
 # Silhouette is quadratic in rows: above this many it is computed on a fixed-seed sample.
 SILHOUETTE_SAMPLE = 10_000
 
@@ -43,17 +45,40 @@ BURDEN_DIRECTIONS: dict[str, int] = {
 
 
 @dataclass
+class KSelection:
+    """How k was chosen: one row per candidate k with its scores, and the rule's choice."""
+
+    table: (
+        pd.DataFrame
+    )  # k, silhouette, davies_bouldin, calinski_harabasz, ari_mean, ari_min, stable, borda
+    chosen: int
+    sample_size: int
+    bootstraps: int
+    stability_threshold: float
+
+    @property
+    def chosen_row(self) -> pd.Series:
+        return self.table.set_index("k").loc[self.chosen]
+
+
+@dataclass
 class SegmentModel:
     """A fitted KMeans with what is needed to apply and explain it."""
 
     kmeans: object  # sklearn.cluster.KMeans
     features: list[str]
-    # KMeans cluster id -> segment id (ordered by burden) and name.
+    # KMeans cluster id -> segment id, and segment id -> name
     segment_of_cluster: dict[int, int]
     names: dict[int, str]
     centroids: pd.DataFrame  # standardised, index = segment id
     metrics: dict[str, float] = field(default_factory=dict)
     sizes: dict[int, int] = field(default_factory=dict)
+    centroids_original: pd.DataFrame | None = None  # original units, index = segment id
+    selection: KSelection | None = None
+    matched: dict[int, float] = field(
+        default_factory=dict
+    )  # segment id -> distance moved since last run
+    fit_rows: int = 0
 
 
 def _words(feature: str) -> tuple[str, str]:
@@ -66,17 +91,21 @@ def _trait(feature: str, z: float, extreme: bool) -> str:
     return word if extreme else f"Somewhat {word[0].lower()}{word[1:]}"
 
 
-def name_segments(centroids: pd.DataFrame) -> dict[int, str]:
+def name_segments(
+    centroids: pd.DataFrame, reserved: dict[int, str] | None = None
+) -> dict[int, str]:
     """Name each segment from its two most distinctive standardised traits.
 
     A segment's candidate traits are ranked: first the features on which it is the most extreme
     segment (highest or lowest centroid of all), by |z|; then the others, by |z|. A "High loan"
     segment therefore always has the highest mean loan amount. Names are made unique by moving
-    to the next pair of traits.
+    to the next pair of traits. Segments in ``reserved`` keep the name given there.
     """
-    names: dict[int, str] = {}
-    taken: set[str] = set()
+    names: dict[int, str] = dict(reserved or {})
+    taken: set[str] = set(names.values())
     for seg, row in centroids.iterrows():
+        if int(seg) in names:
+            continue
         is_max = centroids.max(axis=0).eq(row)
         is_min = centroids.min(axis=0).eq(row)
         ranked = sorted(
@@ -112,37 +141,177 @@ def burden_scores(centroids: pd.DataFrame) -> pd.Series:
     return (centroids[present] * signs).mean(axis=1)
 
 
-def fit_segments(
+def _kmeans(k: int, random_state: int, n_init: int):
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, random_state=random_state, n_init=n_init)
+
+
+def sample_rows(n: int, size: int | None, random_state: int) -> np.ndarray:
+    """Row positions of a fixed-seed uniform sample without replacement (all rows if small)."""
+    if size is None or n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(random_state).choice(n, size=size, replace=False))
+
+
+def _evaluate_k(
+    X: np.ndarray,
+    k_values: list[int],
+    sample_size: int = 5_000,
+    bootstraps: int = 10,
+    random_state: int = 42,
+    n_init: int = 4,
+    stability_threshold: float = 0.75,
+) -> KSelection:
+    """Score each candidate k on a fixed-seed sample, and choose one.
+
+    Scores: silhouette (higher is better), Davies-Bouldin (lower), Calinski-Harabasz (higher);
+    stability: KMeans refitted on ``bootstraps`` bootstrap resamples, each compared with the fit on
+    the whole sample by the adjusted Rand index of their labels on the sample (mean and min).
+
+    The rule: among the stable k (mean ARI >= ``stability_threshold``; all k if none is), take
+    the best sum of ranks over the three scores (a Borda count); ties go to the higher silhouette,
+    then the smaller k.
+    """
+    from sklearn.metrics import (
+        adjusted_rand_score,
+        calinski_harabasz_score,
+        davies_bouldin_score,
+        silhouette_score,
+    )
+
+    rows = sample_rows(len(X), sample_size, random_state)
+    S = X[rows]
+    k_values = [k for k in k_values if 2 <= k < len(S)]
+    if not k_values:
+        raise ValueError(f"no candidate k fits {len(S)} borrowers")
+    rng = np.random.default_rng(random_state + 1)
+    boot_index = [rng.integers(0, len(S), len(S)) for _ in range(bootstraps)]
+    records = []
+    for k in k_values:
+        labels = _kmeans(k, random_state, n_init).fit_predict(S)
+        aris = [
+            adjusted_rand_score(labels, _kmeans(k, random_state + b + 1, 1).fit(S[idx]).predict(S))
+            for b, idx in enumerate(boot_index)
+        ]
+        records.append(
+            {
+                "k": k,
+                "silhouette": float(silhouette_score(S, labels)),
+                "davies_bouldin": float(davies_bouldin_score(S, labels)),
+                "calinski_harabasz": float(calinski_harabasz_score(S, labels)),
+                "ari_mean": float(np.mean(aris)) if aris else float("nan"),
+                "ari_min": float(np.min(aris)) if aris else float("nan"),
+            }
+        )
+    table = pd.DataFrame(records)
+    table["stable"] = table["ari_mean"].fillna(1.0) >= stability_threshold
+    pool = table[table["stable"]] if table["stable"].any() else table
+    borda = (
+        pool["silhouette"].rank(ascending=False)
+        + pool["davies_bouldin"].rank(ascending=True)
+        + pool["calinski_harabasz"].rank(ascending=False)
+    )
+    table["borda"] = borda.reindex(table.index)
+    best = pool.assign(borda=borda).sort_values(
+        ["borda", "silhouette", "k"], ascending=[True, False, True]
+    )
+    return KSelection(
+        table=table,
+        chosen=int(best["k"].iloc[0]),
+        sample_size=len(S),
+        bootstraps=bootstraps,
+        stability_threshold=stability_threshold,
+    )
+
+
+def match_segments(
+    centroids: pd.DataFrame, previous: pd.DataFrame, scales: pd.Series
+) -> dict[int, tuple[int, float]]:
+    """Pair new centroids with last run's (both in original units), minimising the total distance
+    in current standard deviations. Returns new row -> (previous segment id, distance)."""
+    from scipy.optimize import linear_sum_assignment
+
+    common = [c for c in centroids.columns if c in previous.columns]
+    a = centroids[common].to_numpy() / scales[common].to_numpy()
+    b = previous[common].to_numpy() / scales[common].to_numpy()
+    cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+    rows, cols = linear_sum_assignment(cost)
+    return {
+        int(r): (int(previous.index[c]), float(cost[r, c])) for r, c in zip(rows, cols, strict=True)
+    }
+
+
+def _fit_segments(
     X: np.ndarray,
     features: list[str],
     k: int = 4,
     random_state: int = 42,
     n_init: int = 10,
+    fit_sample: int | None = None,
+    means: list[float] | None = None,
+    scales: list[float] | None = None,
+    previous: SegmentModel | None = None,
+    keep_name_within: float = 0.5,
+    selection: KSelection | None = None,
 ) -> SegmentModel:
-    """Fit KMeans on the standardised matrix and describe the segments from the centroids."""
-    from sklearn.cluster import KMeans
+    """Fit KMeans on the standardised matrix (on a fixed-seed sample of ``fit_sample`` rows when
+    the book is larger) and describe the segments from the centroids.
+
+    Segment ids: without a ``previous`` model, the clusters ordered by centroid burden (0 =
+    lowest). With one (same features), each new centroid is matched to last run's nearest
+    (Hungarian assignment on distance in standard deviations) and takes its id, and its name too
+    if it moved less than ``keep_name_within``; unmatched segments take the next free ids.
+    """
     from sklearn.metrics import silhouette_score
 
     if len(X) < k:
         raise ValueError(f"cannot form {k} segments from {len(X)} borrowers")
-    km = KMeans(n_clusters=k, random_state=random_state, n_init=n_init).fit(X)
+    rows = sample_rows(len(X), fit_sample, random_state)
+    km = _kmeans(k, random_state, n_init).fit(X[rows])
     raw_centroids = pd.DataFrame(km.cluster_centers_, columns=features)
+    mean_s = pd.Series(means if means is not None else [0.0] * len(features), index=features)
+    scale_s = pd.Series(scales if scales is not None else [1.0] * len(features), index=features)
+    original = raw_centroids * scale_s + mean_s
     burden = burden_scores(raw_centroids)
-    order = burden.sort_values(kind="stable").index.tolist()  # lowest burden first
-    segment_of_cluster = {int(cluster): seg for seg, cluster in enumerate(order)}
-    centroids = raw_centroids.loc[order].reset_index(drop=True)
+    by_burden = burden.sort_values(kind="stable").index.tolist()  # lowest burden first
+
+    matched: dict[int, float] = {}
+    reserved: dict[int, str] = {}
+    usable_previous = (
+        previous is not None
+        and previous.centroids_original is not None
+        and list(previous.features) == list(features)
+    )
+    if usable_previous:
+        pairs = match_segments(original, previous.centroids_original, scale_s)
+        segment_of_cluster = {c: pairs[c][0] for c in pairs}
+        free = [s for s in range(k + len(previous.names)) if s not in segment_of_cluster.values()]
+        for cluster in by_burden:
+            if cluster not in segment_of_cluster:
+                segment_of_cluster[cluster] = free.pop(0)
+        for seg, distance in pairs.values():
+            matched[seg] = distance
+            if distance <= keep_name_within:
+                reserved[seg] = previous.names[seg]
+    else:
+        segment_of_cluster = {int(cluster): seg for seg, cluster in enumerate(by_burden)}
+    segment_of_cluster = {int(c): int(s) for c, s in segment_of_cluster.items()}
+    order = sorted(segment_of_cluster, key=segment_of_cluster.get)
+    centroids = raw_centroids.loc[order].set_axis([segment_of_cluster[c] for c in order])
     centroids.index.name = "segment_id"
-    labels = np.vectorize(segment_of_cluster.get)(km.labels_)
-    sizes = {seg: int((labels == seg).sum()) for seg in range(k)}
-    n_sample = min(len(X), SILHOUETTE_SAMPLE)
+    centroids_original = original.loc[order].set_axis(centroids.index)
+    labels = np.vectorize(segment_of_cluster.get)(km.predict(X))
+    sizes = {int(seg): int((labels == seg).sum()) for seg in centroids.index}
+    n_sample = min(len(rows), SILHOUETTE_SAMPLE)
     silhouette = float(
-        silhouette_score(X, km.labels_, sample_size=n_sample, random_state=random_state)
+        silhouette_score(X[rows], km.labels_, sample_size=n_sample, random_state=random_state)
     )
     return SegmentModel(
         kmeans=km,
         features=list(features),
         segment_of_cluster=segment_of_cluster,
-        names=name_segments(centroids),
+        names=name_segments(centroids, reserved=reserved),
         centroids=centroids,
         metrics={
             "inertia": float(km.inertia_),
@@ -150,15 +319,38 @@ def fit_segments(
             "silhouette_sample": n_sample,
         },
         sizes=sizes,
+        centroids_original=centroids_original,
+        selection=selection,
+        matched=matched,
+        fit_rows=len(rows),
     )
+
+
+def evaluate_k(X: np.ndarray, k_values: list[int], **kwargs) -> KSelection:
+    with single_threaded():
+        return _evaluate_k(X, k_values, **kwargs)
+
+
+evaluate_k.__doc__ = _evaluate_k.__doc__
+
+
+def fit_segments(X: np.ndarray, features: list[str], **kwargs) -> SegmentModel:
+    with single_threaded():
+        return _fit_segments(X, features, **kwargs)
+
+
+fit_segments.__doc__ = _fit_segments.__doc__
 
 
 def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray) -> pd.DataFrame:
     """One row per borrower: Borrower_ID, segment_id, segment_name."""
-    clusters = model.kmeans.predict(X)
+    with single_threaded():
+        clusters = model.kmeans.predict(X)
     lookup = np.array([model.segment_of_cluster[c] for c in range(len(model.segment_of_cluster))])
     seg = lookup[clusters]
-    names = np.array([model.names[s] for s in range(len(model.names))], dtype=object)
+    names = np.empty(max(model.names) + 1, dtype=object)
+    for segment, name in model.names.items():
+        names[segment] = name
     return pd.DataFrame(
         {
             "Borrower_ID": borrower_ids.to_numpy(),
@@ -168,14 +360,39 @@ def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray)
     )
 
 
+OUTCOME_SHARES = {
+    "Fully Recovered": "share_fully_recovered",
+    "Partially Recovered": "share_partially_recovered",
+    "Written Off": "share_written_off",
+}
+
+
 def segment_profile(
     loans: pd.DataFrame, segments: pd.DataFrame, features: list[str]
 ) -> pd.DataFrame:
-    """Per segment: name, size and the mean of each feature in its original units."""
+    """Per segment: name, size, share of the book, the mean of each feature in its original
+    units, and the observed outcome mix among its resolved loans (open loans counted apart)."""
+    columns = ["Borrower_ID", *features]
+    if "Recovery_Status" in loans.columns:
+        columns.append("Recovery_Status")
     merged = segments[["Borrower_ID", "segment_id", "segment_name"]].merge(
-        loans[["Borrower_ID", *features]], on="Borrower_ID", how="left", validate="one_to_one"
+        loans[columns], on="Borrower_ID", how="left", validate="one_to_one"
     )
     grouped = merged.groupby(["segment_id", "segment_name"], sort=True)
     profile = grouped[features].mean()
     profile.insert(0, "borrowers", grouped.size())
+    profile.insert(1, "share_of_book", profile["borrowers"] / len(merged))
+    if "Recovery_Status" in merged.columns:
+        status = merged["Recovery_Status"]
+        profile["open_loans"] = (
+            status.isna().groupby([merged["segment_id"], merged["segment_name"]]).sum()
+        )
+        resolved = merged[status.notna()]
+        mix = pd.crosstab(
+            [resolved["segment_id"], resolved["segment_name"]],
+            resolved["Recovery_Status"],
+            normalize="index",
+        )
+        for status_value, column in OUTCOME_SHARES.items():
+            profile[column] = mix[status_value] if status_value in mix.columns else 0.0
     return profile.reset_index()

@@ -24,3 +24,29 @@ def assign_strategy(
         default=STRATEGY_REMINDERS,
     )
     return pd.Series(chosen, index=scores.index, name="recovery_strategy", dtype=object)
+
+
+def rules_based_strategy(
+    loans: pd.DataFrame,
+    legal_days: int = 90,
+    legal_missed: int = 6,
+    settlement_days: int = 30,
+    settlement_missed: int = 2,
+) -> pd.Series:
+    """The fallback when no model beats the base rate: a policy on arrears alone.
+
+    Days_Past_Due > ``legal_days`` or Num_Missed_Payments >= ``legal_missed`` -> legal action;
+    Days_Past_Due > ``settlement_days`` or Num_Missed_Payments >= ``settlement_missed`` ->
+    settlement offers; otherwise automated reminders.
+    """
+    dpd = loans["Days_Past_Due"].to_numpy()
+    missed = loans["Num_Missed_Payments"].to_numpy()
+    chosen = np.select(
+        [
+            (dpd > legal_days) | (missed >= legal_missed),
+            (dpd > settlement_days) | (missed >= settlement_missed),
+        ],
+        [STRATEGY_LEGAL, STRATEGY_SETTLEMENT],
+        default=STRATEGY_REMINDERS,
+    )
+    return pd.Series(chosen, index=loans.index, name="recovery_strategy", dtype=object)

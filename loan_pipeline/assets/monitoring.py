@@ -1,0 +1,172 @@
+"""Monitoring and reports: fairness of the strategies, drift of the book, the model card."""
+
+import json
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from loan_pipeline import settings
+from loan_pipeline.assets.common import markdown_table, png_markdown, table_metadata
+from loan_pipeline.core.monitoring import (
+    distribution_profile,
+    fairness_flags,
+    fairness_table,
+    stability_table,
+)
+from loan_pipeline.core.report import model_card_markdown
+from loan_pipeline.core.risk import RISK_ENGINEERED, RISK_NUMERIC, RiskModel, risk_inputs
+from loan_pipeline.io import atomic_write_bytes
+from loan_pipeline.schemas import FairnessReport, PopulationStability, table_schema, validate
+
+GROUP = "monitoring"
+OWNERS = ["team:credit-risk"]
+FAIRNESS_CHECK = "no_unexplained_strategy_gap"
+PSI_CHECK = "population_is_stable"
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"pandas", "duckdb"},
+    metadata={"dagster/column_schema": table_schema(FairnessReport)},
+    check_specs=[
+        AssetCheckSpec(
+            FAIRNESS_CHECK,
+            asset="fairness_report",
+            description="No Gender or age-band group (of at least min_group borrowers) gets the "
+            "harshest strategy at a rate that differs from the overall rate by more than max_gap "
+            "beyond what its observed outcomes explain. WARN only.",
+        )
+    ],
+    description="Rate of each strategy and mean score by Gender and by age band, next to each "
+    "group's observed rate of 'not Fully Recovered' (neither Gender nor Age is a model input).",
+)
+def fairness_report(
+    context: AssetExecutionContext,
+    config: settings.FairnessConfig,
+    validated_loans: pd.DataFrame,
+    recovery_strategies: pd.DataFrame,
+):
+    table = validate(
+        fairness_table(validated_loans, recovery_strategies),
+        FairnessReport,
+        source="fairness_report",
+    )
+    flagged = fairness_flags(table, max_gap=config.max_gap, min_group=config.min_group)
+    yield Output(table, metadata={**table_metadata(table), "report": markdown_table(table)})
+    yield AssetCheckResult(
+        check_name=FAIRNESS_CHECK,
+        passed=flagged.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "max_gap": config.max_gap,
+            "min_group": config.min_group,
+            "flagged_groups": MetadataValue.json(
+                {
+                    f"{r.group_type}={r.group}": round(r.unexplained_gap, 3)
+                    for r in flagged.itertuples()
+                }
+            ),
+        },
+    )
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"pandas", "duckdb"},
+    metadata={"dagster/column_schema": table_schema(PopulationStability)},
+    check_specs=[
+        AssetCheckSpec(
+            PSI_CHECK,
+            asset="population_stability",
+            description="Every model input and the score have a population stability index of "
+            "at most 0.25 against the previous materialization. WARN only.",
+        )
+    ],
+    description="Population stability index (PSI) of each model input and of the risk score "
+    "against the previous materialization (decile bins of the previous run).",
+)
+def population_stability(
+    context: AssetExecutionContext,
+    validated_loans: pd.DataFrame,
+    risk_scores: pd.DataFrame,
+):
+    current = risk_inputs(validated_loans)[RISK_NUMERIC + RISK_ENGINEERED]
+    current = current.assign(
+        risk_score=risk_scores.set_index("Borrower_ID")["risk_score"]
+        .reindex(validated_loans["Borrower_ID"])
+        .to_numpy()
+    )
+    path = settings.storage_dir() / "monitoring" / "profile.json"
+    previous = json.loads(path.read_text()) if path.exists() else None
+    table = validate(
+        stability_table(previous, current), PopulationStability, source="population_stability"
+    )
+    profile = {column: distribution_profile(current[column]) for column in current.columns}
+    atomic_write_bytes(path, json.dumps(profile).encode())
+    shifted = table[table["psi"] > 0.25]
+    yield Output(
+        table,
+        metadata={
+            **table_metadata(table),
+            "compared_with_previous_run": previous is not None,
+            "psi": markdown_table(table),
+            "max_psi": float(table["psi"].max()) if previous is not None else float("nan"),
+        },
+    )
+    yield AssetCheckResult(
+        check_name=PSI_CHECK,
+        passed=shifted.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "shifted": MetadataValue.json(
+                dict(zip(shifted["column"], shifted["psi"].round(3), strict=True))
+            )
+        },
+        description="first run: nothing to compare with" if previous is None else None,
+    )
+
+
+@asset(
+    group_name="reports",
+    owners=OWNERS,
+    kinds={"markdown"},
+    ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
+    deps=["chart_calibration"],
+    description="The model card (data, target, features, excluded columns and why, metrics vs "
+    "baselines, calibration, fairness), written to storage/reports/model_card.md; "
+    "`python -m loan_pipeline model-card` copies it to docs/model_card.md.",
+)
+def model_card(
+    context: AssetExecutionContext, risk_model: RiskModel, fairness_report: pd.DataFrame
+) -> MaterializeResult:
+    chart = settings.charts_dir() / "chart_calibration.png"
+    if risk_model.primary is None:
+        text = (
+            "# Model card\n\nThe notebook method is running: its model predicts the high-burden "
+            "segments, not an outcome, so it has no outcome metrics. Run the recommended method "
+            "for a model card.\n\n## Fairness\n\n"
+            + fairness_report.to_markdown(index=False, floatfmt=".3f")
+        )
+    else:
+        text = model_card_markdown(
+            risk_model,
+            fairness=fairness_report,
+            calibration_image="![Calibration](../storage/charts/chart_calibration.png)",
+        )
+    path = atomic_write_bytes(settings.storage_dir() / "reports" / "model_card.md", text.encode())
+    metadata = {"path": MetadataValue.path(str(path)), "model_card": MetadataValue.md(text)}
+    if chart.exists():
+        metadata["calibration_chart"] = png_markdown(chart.read_bytes(), "calibration")
+    return MaterializeResult(metadata=metadata)

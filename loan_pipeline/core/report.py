@@ -1,0 +1,106 @@
+"""The model card: what the risk model is, what it was trained on, how well it does, and for whom."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from loan_pipeline.core.risk import BASELINE_FEATURE, RiskModel
+
+
+def _metric_table(metrics: dict[str, float], prefix: str = "") -> str:
+    rows = []
+    for name, label in (
+        ("model", "calibrated logistic regression"),
+        ("days_past_due_only", f"one feature ({BASELINE_FEATURE})"),
+        ("base_rate", "base rate (constant)"),
+    ):
+        row = {"model": label}
+        for metric in ("roc_auc", "pr_auc", "brier"):
+            value = metrics.get(f"{prefix}{name}_{metric}")
+            sd = metrics.get(f"{prefix}{name}_{metric}_fold_sd")
+            row[metric] = (
+                "n/a"
+                if value is None
+                else (f"{value:.3f} ± {sd:.3f}" if sd is not None else f"{value:.3f}")
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def model_card_markdown(
+    model: RiskModel,
+    fairness: pd.DataFrame | None = None,
+    calibration_image: str | None = None,
+) -> str:
+    """The model card as markdown (for the UI and for docs/model_card.md)."""
+    m = model.metrics
+    primary = model.primary
+    lines = [
+        "# Model card: recovery risk",
+        "",
+        "## Data",
+        f"- Resolved loans (with an outcome) used for training and evaluation: {int(m['resolved_loans']):,}",
+        f"- Share not fully recovered: {m['positive_rate']:.1%}",
+        "- Open loans (blank Recovery_Status) are scored, never trained on.",
+        "",
+        "## Target",
+        "- Primary: **not Fully Recovered** (Partially Recovered or Written Off).",
+        "- Secondary: **Written Off**.",
+        "",
+        "## Method",
+        "- Logistic regression (amounts as log(1 + x), numbers standardised, categories one-hot), "
+        "calibrated with Platt scaling (3-fold `CalibratedClassifierCV`).",
+        f"- Evaluated by {int(m['folds'])}-fold stratified cross-validation: every resolved "
+        "borrower's score comes from a model that never saw that borrower (out-of-fold).",
+        f"- Strategies use the model only if its out-of-fold Brier score beats the base rate's by "
+        f"a skill of at least {model.min_skill:.2f}; otherwise a rules-based policy on arrears.",
+        "",
+        "## Features",
+        ", ".join(f"`{f}`" for f in model.features),
+        "",
+        "## Excluded columns, and why",
+        pd.DataFrame(
+            {"column": list(model.excluded), "why": list(model.excluded.values())}
+        ).to_markdown(index=False),
+        "",
+        "## Metrics on held-out folds (pooled out-of-fold scores; ± is the sd across folds)",
+        "",
+        "Not fully recovered:",
+        "",
+        _metric_table(m),
+        "",
+        f"Brier skill over the base rate: **{m['brier_skill_vs_base_rate']:.3f}** → "
+        + (
+            "the model is used."
+            if model.beats_baseline
+            else "**below the bar: the strategies fall back to the rules-based policy.**"
+        ),
+    ]
+    if model.secondary is not None:
+        lines += ["", "Written off:", "", _metric_table(m, prefix="written_off_")]
+    if primary is not None:
+        lines += [
+            "",
+            "## Calibration (out-of-fold, by decile of predicted probability)",
+            "",
+            primary.calibration.to_markdown(index=False, floatfmt=".3f"),
+        ]
+        if calibration_image:
+            lines += ["", calibration_image]
+        lines += [
+            "",
+            "## Largest coefficients (standardised inputs)",
+            "",
+            primary.coefficients.head(10).to_markdown(index=False, floatfmt=".3f"),
+        ]
+    if fairness is not None:
+        lines += ["", "## Fairness", "", fairness.to_markdown(index=False, floatfmt=".3f")]
+    lines += [
+        "",
+        "## Limits",
+        "- The outcome is observed once per loan; the model says how this book's past loans "
+        "ended, not what a collection action would change (no causal claim).",
+        "- Reason codes are the inputs adding most to the log-odds relative to an average "
+        "training borrower; they explain the score, not the outcome.",
+    ]
+    return "\n".join(lines)
