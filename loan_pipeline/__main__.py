@@ -80,6 +80,28 @@ def run(csv: str | None, job_name: str) -> int:
     return 0
 
 
+def model_card(out: str) -> int:
+    """Copy the model card of the latest run (storage/reports/model_card.md) to ``out``."""
+    from loan_pipeline import settings
+
+    source = settings.storage_dir() / "reports" / "model_card.md"
+    if not source.exists():
+        print(f"no model card at {source}: run `make run` first", file=sys.stderr)
+        return 1
+    text = source.read_text()
+    charts = settings.charts_dir()
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # the card links the calibration chart; copy it beside the card so the link works there
+    chart = charts / "chart_calibration.png"
+    if chart.exists():
+        (target.parent / "model_card_calibration.png").write_bytes(chart.read_bytes())
+        text = text.replace("../charts/chart_calibration.png", "model_card_calibration.png")
+    target.write_text(text)
+    print(f"model card written to {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loan_pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument(
         "--job", default="full_refresh", help="asset job to run (default: full_refresh)"
     )
+    card = sub.add_parser("model-card", help="copy the latest run's model card")
+    card.add_argument("--out", default="docs/model_card.md", help="where (default docs/model_card.md)")
     args = parser.parse_args(argv)
+    if args.command == "model-card":
+        return model_card(args.out)
     return run(args.csv, args.job)
 
 

@@ -163,7 +163,7 @@ def model_card(
         text = model_card_markdown(
             risk_model,
             fairness=fairness_report,
-            calibration_image="![Calibration](../storage/charts/chart_calibration.png)",
+            calibration_image="![Calibration](../charts/chart_calibration.png)",
         )
     path = atomic_write_bytes(settings.storage_dir() / "reports" / "model_card.md", text.encode())
     metadata = {"path": MetadataValue.path(str(path)), "model_card": MetadataValue.md(text)}
