@@ -117,3 +117,55 @@ def test_sizes_and_silhouette(book):
 def test_too_few_borrowers_is_a_clear_error():
     with pytest.raises(ValueError, match="cannot form 4 segments from 3 borrowers"):
         fit_segments(np.zeros((3, 2)), ["a", "b"], k=4)
+
+
+def test_k_selection_finds_well_separated_blobs():
+    from loan_pipeline.core.segmentation import evaluate_k
+
+    rng = np.random.default_rng(0)
+    for true_k, seed in ((3, 1), (5, 2)):
+        centres = np.random.default_rng(seed).normal(scale=10, size=(true_k, 6))
+        X = np.vstack([c + rng.normal(size=(400, 6)) for c in centres])
+        selection = evaluate_k(X, list(range(2, 9)), sample_size=2000, bootstraps=5)
+        assert selection.chosen == true_k, selection.table
+        row = selection.chosen_row
+        assert row["stable"] and row["ari_mean"] > 0.95
+
+
+def test_k_selection_on_noise_reports_instability():
+    from loan_pipeline.core.segmentation import evaluate_k
+
+    X = np.random.default_rng(3).normal(size=(1500, 6))
+    table = evaluate_k(X, [4, 6], sample_size=1500, bootstraps=5).table
+    assert (table["ari_mean"] < 0.9).all()
+
+
+def test_segments_keep_ids_and_names_across_runs():
+    """Refit on the same data with another seed (KMeans numbers the clusters differently):
+    matching to the previous model restores the same ids and names."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(scale=8, size=(4, 4))
+    X = np.vstack([c + rng.normal(size=(300, 4)) for c in centres])
+    cols = ["Loan_Amount", "Days_Past_Due", "Monthly_Income", "Interest_Rate"]
+    ids = pd.Series([f"B{i}" for i in range(len(X))])
+    first = fit_segments(X, cols, k=4, random_state=0, n_init=1)
+    second = fit_segments(X, cols, k=4, random_state=9, n_init=1, previous=first)
+    a, b = assign_segments(first, ids, X), assign_segments(second, ids, X)
+    assert (a["segment_id"] == b["segment_id"]).all()
+    assert (a["segment_name"] == b["segment_name"]).all()
+    assert max(second.matched.values()) < 0.2
+
+
+def test_a_new_segment_gets_a_new_id_and_old_ones_keep_theirs():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(scale=8, size=(4, 3))
+    cols = ["Loan_Amount", "Days_Past_Due", "Monthly_Income"]
+    X3 = np.vstack([c + rng.normal(size=(300, 3)) for c in centres[:3]])
+    X4 = np.vstack([X3, centres[3] + rng.normal(size=(300, 3))])
+    first = fit_segments(X3, cols, k=3, n_init=3)
+    second = fit_segments(X4, cols, k=4, n_init=3, previous=first)
+    ids3 = pd.Series([f"B{i}" for i in range(len(X3))])
+    a = assign_segments(first, ids3, X3)
+    b = assign_segments(second, ids3, X3)
+    assert (a["segment_id"] == b["segment_id"]).mean() > 0.99
+    assert sorted(second.names) == [0, 1, 2, 3]

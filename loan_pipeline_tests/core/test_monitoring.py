@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from loan_pipeline.core.monitoring import (
+    age_band,
+    distribution_profile,
+    fairness_flags,
+    fairness_table,
+    psi,
+    stability_table,
+)
+from loan_pipeline.settings import STRATEGY_LEGAL, STRATEGY_REMINDERS
+
+
+def _book(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    loans = pd.DataFrame(
+        {
+            "Borrower_ID": [f"B{i}" for i in range(n)],
+            "Gender": rng.choice(["Male", "Female"], n),
+            "Age": rng.integers(21, 65, n),
+            "Recovery_Status": rng.choice(["Fully Recovered", "Written Off"], n),
+        }
+    )
+    strategies = pd.DataFrame(
+        {
+            "Borrower_ID": loans["Borrower_ID"],
+            "risk_score": rng.uniform(size=n),
+            "recovery_strategy": STRATEGY_REMINDERS,
+        }
+    )
+    return loans, strategies
+
+
+def test_equal_treatment_is_not_flagged():
+    loans, strategies = _book()
+    bad = loans["Recovery_Status"] == "Written Off"
+    strategies.loc[bad, "recovery_strategy"] = (
+        STRATEGY_LEGAL  # harsh exactly where outcomes are bad
+    )
+    table = fairness_table(loans, strategies)
+    assert set(table["group_type"]) == {"all", "Gender", "age_band"}
+    shares = table[["share_legal", "share_settlement", "share_reminders"]].sum(axis=1)
+    np.testing.assert_allclose(shares, 1.0)
+    assert fairness_flags(table).empty
+
+
+def test_harsher_treatment_without_worse_outcomes_is_flagged():
+    loans, strategies = _book()
+    women = loans["Gender"] == "Female"
+    strategies.loc[women & (np.arange(len(loans)) % 2 == 0), "recovery_strategy"] = STRATEGY_LEGAL
+    table = fairness_table(loans, strategies)
+    flagged = fairness_flags(table, max_gap=0.10)
+    assert ("Gender", "Female") in set(zip(flagged["group_type"], flagged["group"], strict=True))
+    row = table[(table["group"] == "Female")].iloc[0]
+    assert row["share_legal"] > 0.45 and abs(row["outcome_gap"]) < 0.05
+
+
+def test_harsher_treatment_matched_by_outcomes_is_not_flagged():
+    loans, strategies = _book()
+    women = loans["Gender"] == "Female"
+    loans.loc[women, "Recovery_Status"] = "Written Off"
+    loans.loc[~women, "Recovery_Status"] = "Fully Recovered"
+    strategies.loc[women, "recovery_strategy"] = STRATEGY_LEGAL
+    assert fairness_flags(fairness_table(loans, strategies)).empty
+
+
+def test_small_groups_are_shown_not_judged():
+    loans, strategies = _book(n=40)
+    strategies.loc[loans["Gender"] == "Female", "recovery_strategy"] = STRATEGY_LEGAL
+    table = fairness_table(loans, strategies)
+    genders = table[table["group_type"] == "Gender"]
+    assert (genders["borrowers"] < 30).all()
+    assert not fairness_flags(table, min_group=1).empty  # the gap is there...
+    assert fairness_flags(table, min_group=30).empty  # ...but too few borrowers to judge
+
+
+def test_age_bands():
+    assert age_band(pd.Series([21, 29, 30, 44, 45, 59, 60, 64])).tolist() == [
+        "under 30",
+        "under 30",
+        "30-44",
+        "30-44",
+        "45-59",
+        "45-59",
+        "60 and over",
+        "60 and over",
+    ]
+
+
+def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
+    rng = np.random.default_rng(0)
+    before = pd.Series(rng.normal(size=50_000))
+    profile = distribution_profile(before)
+    assert psi(profile, before) < 1e-9
+    assert psi(profile, pd.Series(rng.normal(size=50_000))) < 0.01
+    assert psi(profile, pd.Series(rng.normal(loc=1.0, size=50_000))) > 0.25
+    table = stability_table({"x": profile}, pd.DataFrame({"x": before + 2, "y": before}))
+    assert table.set_index("column").loc["x", "status"] == "significant shift"
+    assert table.set_index("column").loc["y", "status"] == "no previous run"
+
+
+def test_psi_of_a_discrete_column():
+    before = pd.Series([0] * 900 + [1] * 100)
+    profile = distribution_profile(before)
+    assert psi(profile, before) < 1e-9
+    assert psi(profile, pd.Series([0] * 500 + [1] * 500)) > 0.25
