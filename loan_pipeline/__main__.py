@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         "--job", default="full_refresh", help="asset job to run (default: full_refresh)"
     )
     card = sub.add_parser("model-card", help="copy the latest run's model card")
-    card.add_argument("--out", default="docs/model_card.md", help="where (default docs/model_card.md)")
+    card.add_argument(
+        "--out", default="docs/model_card.md", help="where (default docs/model_card.md)"
+    )
     args = parser.parse_args(argv)
     if args.command == "model-card":
         return model_card(args.out)

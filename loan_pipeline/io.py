@@ -65,6 +65,9 @@ class DuckDBTableIOManager(ConfigurableIOManager):
         path.parent.mkdir(parents=True, exist_ok=True)
         table = _table_name(context)
         arrow = pa.Table.from_pandas(obj, preserve_index=False)
+        for i, column in enumerate(arrow.schema):
+            if pa.types.is_null(column.type):  # an all-empty text column: keep it text
+                arrow = arrow.set_column(i, column.name, arrow.column(i).cast(pa.string()))
         with duckdb.connect(str(path)) as con:
             con.register("incoming_frame", arrow)
             con.execute("BEGIN TRANSACTION")

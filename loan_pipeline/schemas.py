@@ -393,9 +393,12 @@ class RecoveryStrategies(pa.DataFrameModel):
         description="score bands: from the risk score; rules-based fallback: from arrears, because "
         "the model did not beat the base rate.",
     )
-    reason_1: Series[str] = pa.Field(nullable=True, description="Input pushing the score up most.")
-    reason_2: Series[str] = pa.Field(nullable=True, description="Second reason.")
-    reason_3: Series[str] = pa.Field(nullable=True, description="Third reason.")
+    reason_1: Series[str] = pa.Field(
+        nullable=True,
+        description="Score bands: the input pushing the score up most. Fallback: the arrears rule that fired.",
+    )
+    reason_2: Series[str] = pa.Field(nullable=True, description="Second reason (score bands only).")
+    reason_3: Series[str] = pa.Field(nullable=True, description="Third reason (score bands only).")
 
     class Config:
         name = "RecoveryStrategies"

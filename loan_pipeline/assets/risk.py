@@ -17,7 +17,11 @@ from loan_pipeline.assets.common import markdown_table, table_metadata
 from loan_pipeline.core.export import to_csv_bytes
 from loan_pipeline.core.report import model_card_markdown
 from loan_pipeline.core.risk import RiskModel, fit_risk_model, score_borrowers
-from loan_pipeline.core.strategy import assign_strategy, rules_based_strategy
+from loan_pipeline.core.strategy import (
+    assign_strategy,
+    rules_based_reasons,
+    rules_based_strategy,
+)
 from loan_pipeline.io import atomic_write_bytes
 from loan_pipeline.schemas import RecoveryStrategies, RiskScores, table_schema, validate
 
@@ -171,13 +175,17 @@ def recovery_strategies(
             "the risk model does not beat the base rate: strategies come from the rules-based "
             "fallback policy on arrears"
         )
-        strategy = rules_based_strategy(
-            table,
-            legal_days=config.fallback_legal_days,
-            legal_missed=config.fallback_legal_missed,
-            settlement_days=config.fallback_settlement_days,
-            settlement_missed=config.fallback_settlement_missed,
-        )
+        thresholds = {
+            "legal_days": config.fallback_legal_days,
+            "legal_missed": config.fallback_legal_missed,
+            "settlement_days": config.fallback_settlement_days,
+            "settlement_missed": config.fallback_settlement_missed,
+        }
+        strategy = rules_based_strategy(table, **thresholds)
+        # the reasons are the rule that fired, not the (unused) model's
+        table["reason_1"] = rules_based_reasons(table, **thresholds).to_numpy()
+        table["reason_2"] = None
+        table["reason_3"] = None
     table = table.drop(columns=["Days_Past_Due", "Num_Missed_Payments"])
     table.insert(table.columns.get_loc("risk_score") + 1, "recovery_strategy", strategy.to_numpy())
     table.insert(table.columns.get_loc("recovery_strategy") + 1, "policy", policy)

@@ -50,3 +50,31 @@ def rules_based_strategy(
         default=STRATEGY_REMINDERS,
     )
     return pd.Series(chosen, index=loans.index, name="recovery_strategy", dtype=object)
+
+
+def rules_based_reasons(
+    loans: pd.DataFrame,
+    legal_days: int = 90,
+    legal_missed: int = 6,
+    settlement_days: int = 30,
+    settlement_missed: int = 2,
+) -> pd.Series:
+    """Why the fallback policy chose each borrower's strategy, in words."""
+    dpd = loans["Days_Past_Due"].to_numpy()
+    missed = loans["Num_Missed_Payments"].to_numpy()
+    words = np.select(
+        [
+            dpd > legal_days,
+            missed >= legal_missed,
+            dpd > settlement_days,
+            missed >= settlement_missed,
+        ],
+        [
+            f"Days_Past_Due > {legal_days}",
+            f"Num_Missed_Payments >= {legal_missed}",
+            f"Days_Past_Due > {settlement_days}",
+            f"Num_Missed_Payments >= {settlement_missed}",
+        ],
+        default=f"Days_Past_Due <= {settlement_days} and Num_Missed_Payments < {settlement_missed}",
+    )
+    return pd.Series(words, index=loans.index, dtype=object)

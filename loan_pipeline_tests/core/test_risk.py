@@ -147,3 +147,18 @@ def test_too_few_resolved_loans_is_a_clear_error():
     book = generate_loan_book(300, seed=1, open_fraction=0.99)
     with pytest.raises(ValueError, match="too few resolved loans"):
         fit_recommended_model(book)
+
+
+def test_fallback_reasons_name_the_rule_that_fired():
+    import pandas as pd
+
+    from loan_pipeline.core.strategy import rules_based_reasons
+
+    loans = pd.DataFrame({"Days_Past_Due": [120, 0, 45, 0, 10], "Num_Missed_Payments": [0, 7, 0, 3, 1]})
+    assert rules_based_reasons(loans).tolist() == [
+        "Days_Past_Due > 90",
+        "Num_Missed_Payments >= 6",
+        "Days_Past_Due > 30",
+        "Num_Missed_Payments >= 2",
+        "Days_Past_Due <= 30 and Num_Missed_Payments < 2",
+    ]
