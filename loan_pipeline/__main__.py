@@ -39,7 +39,10 @@ def run(csv: str | None, job_name: str) -> int:
     from loan_pipeline.definitions import defs
 
     os.environ.setdefault("DAGSTER_HOME", str(settings.project_root() / ".dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # as `make setup` writes it: SQLite, no telemetry
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     # The full event log (with stack traces) goes to the instance, where the UI shows it; the
     # terminal gets only the summary below.
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
