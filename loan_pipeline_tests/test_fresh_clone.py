@@ -126,6 +126,7 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
             "validated_loans",
             "borrower_segments",
             "risk_scores",
+            "risk_model",
         }
         assert graph["chart_borrower_segments"] == {"validated_loans", "borrower_segments"}
         # Loopback only: the port answers on 127.0.0.1 and is not bound to any other address.
