@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from loan_pipeline.assets import charts, features, ingest, monitoring, risk, segmentation
-from loan_pipeline.automation import in_process_by_default, jobs
+from loan_pipeline.assets import (
+    charts,
+    features,
+    history,
+    ingest,
+    monitoring,
+    risk,
+    segmentation,
+)
+from loan_pipeline.automation import (
+    apply_policies,
+    in_process_by_default,
+    jobs,
+    schedules,
+    sensors,
+)
 from loan_pipeline.io import DuckDBTableIOManager, PickleModelIOManager
 from loan_pipeline.settings import AnalysisMethod
 
@@ -21,16 +35,19 @@ all_assets = [
     monitoring.fairness_report,
     monitoring.population_stability,
     monitoring.model_card,
+    history.strategy_history,
     *charts.chart_assets,
 ]
 
 defs = Definitions(
     assets=all_assets,
     jobs=jobs,
+    schedules=schedules,
+    sensors=sensors,
     resources={
         "io_manager": DuckDBTableIOManager(),
         "model_io_manager": PickleModelIOManager(),
         "analysis": AnalysisMethod(),
     },
     executor=in_process_by_default,
-)
+).map_asset_specs(func=apply_policies)

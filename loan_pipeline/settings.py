@@ -69,6 +69,23 @@ def storage_dir() -> Path:
     return Path(chosen).expanduser() if chosen else project_root() / "storage"
 
 
+def incoming_dir() -> Path:
+    """Where new loan-book snapshots are dropped (watched by the incoming_loan_files sensor)."""
+    chosen = os.environ.get("LOAN_PIPELINE_INCOMING")
+    return Path(chosen).expanduser() if chosen else project_root() / "data" / "incoming"
+
+
+def processed_dir() -> Path:
+    """Where a dropped file goes once its run has succeeded."""
+    chosen = os.environ.get("LOAN_PIPELINE_PROCESSED")
+    return Path(chosen).expanduser() if chosen else project_root() / "data" / "processed"
+
+
+def schedule_timezone() -> str:
+    """Timezone of the daily schedule (IANA name)."""
+    return os.environ.get("LOAN_PIPELINE_TIMEZONE", "UTC")
+
+
 def warehouse_path() -> Path:
     return storage_dir() / "warehouse.duckdb"
 

@@ -43,7 +43,7 @@ CHARTS = [
     "chart_k_selection",
     "chart_calibration",
 ]
-ALL_ASSETS = {*TABLES, "cluster_model", "risk_model", "model_card", *CHARTS}
+ALL_ASSETS = {*TABLES, "cluster_model", "risk_model", "model_card", "strategy_history", *CHARTS}
 
 
 @pytest.fixture(params=["sample_run", "reference_run"])
@@ -57,7 +57,9 @@ def test_every_asset_materialized(run):
 
 
 def test_every_table_in_duckdb_nonempty_and_schema_valid(run):
-    assert run.tables() == sorted(TABLES)
+    assert run.tables() == sorted(
+        [*TABLES, "recovery_strategies_history", "latest_recovery_strategies"]
+    )
     n_borrowers = len(run.table("validated_loans"))
     assert n_borrowers > 0
     for name, model in TABLES.items():

@@ -30,6 +30,7 @@ EXPECTED = {
     "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
     "population_stability": ("monitoring", {"validated_loans", "risk_scores"}),
     "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),
+    "strategy_history": ("history", {"recovery_strategies"}),
     "chart_k_selection": ("charts", {"cluster_model"}),
     "chart_calibration": ("charts", {"risk_scores"}),
     "chart_loan_amount_distribution": ("charts", {"validated_loans"}),
@@ -57,7 +58,7 @@ def test_every_asset_has_description_owner_kinds():
         assert spec.owners, key
         assert spec.kinds, key
         if spec.metadata.get("dagster/column_schema") is None:
-            assert key in {"cluster_model", "risk_model", "model_card"} or key.startswith(
+            assert key in {"cluster_model", "risk_model", "model_card", "strategy_history"} or key.startswith(
                 "chart_"
             ), key
 

@@ -57,7 +57,7 @@ def test_make_run_from_a_fresh_clone(clone):
         ["make", "run"], cwd=clone, env=_clean_env(), capture_output=True, text=True, timeout=1200
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "succeeded: 21 assets" in done.stdout
+    assert "succeeded: 22 assets" in done.stdout
     charts = sorted(p.name for p in (clone / "storage" / "charts").glob("*.png"))
     assert len(charts) == 8, charts
     with duckdb.connect(str(clone / "storage" / "warehouse.duckdb"), read_only=True) as con:
@@ -121,7 +121,7 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
         graph = {
             n["assetKey"]["path"][-1]: {d["path"][-1] for d in n["dependencyKeys"]} for n in nodes
         }
-        assert len(graph) == 21
+        assert len(graph) == 22
         assert graph["recovery_strategies"] == {
             "validated_loans",
             "borrower_segments",

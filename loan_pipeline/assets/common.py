@@ -24,3 +24,18 @@ def png_markdown(png: bytes, title: str) -> MetadataValue:
     """A PNG embedded in markdown metadata, so the asset page shows the image itself."""
     encoded = base64.b64encode(png).decode("ascii")
     return MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def column_lineage(columns: dict[str, list[tuple[str, str]]]) -> dict:
+    """``dagster/column_lineage`` metadata: each output column with the (asset, column) pairs it
+    is computed from, so the UI shows which source columns feed each derived column."""
+    from dagster import AssetKey, TableColumnDep, TableColumnLineage
+
+    return {
+        "dagster/column_lineage": TableColumnLineage(
+            deps_by_column={
+                column: [TableColumnDep(asset_key=AssetKey(a), column_name=c) for a, c in deps]
+                for column, deps in columns.items()
+            }
+        )
+    }

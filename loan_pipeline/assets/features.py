@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from loan_pipeline.assets.common import table_metadata
+from loan_pipeline.assets.common import column_lineage, table_metadata
 from loan_pipeline.core.features import scale_features
 from loan_pipeline.schemas import ScaledFeatures, table_schema, validate
 from loan_pipeline.settings import (
@@ -38,6 +38,10 @@ def scaled_features(
     context.add_output_metadata(
         {
             **table_metadata(scaled),
+            **column_lineage(
+                {"Borrower_ID": [("validated_loans", "Borrower_ID")]}
+                | {c: [("validated_loans", c)] for c in columns}
+            ),
             "features": columns,
             "scaler": MetadataValue.md(stats.to_markdown(index=False, floatfmt=".6g")),
             "scaler_means": MetadataValue.json(

@@ -10,14 +10,16 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetOut,
+    Backoff,
     Failure,
     MetadataValue,
     Output,
+    RetryPolicy,
     multi_asset,
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import markdown_table, table_metadata
+from loan_pipeline.assets.common import column_lineage, markdown_table, table_metadata
 from loan_pipeline.core.ingest import (
     LoanBookFileError,
     QuarantineThresholdError,
@@ -27,12 +29,14 @@ from loan_pipeline.core.ingest import (
     summarise_issues,
 )
 from loan_pipeline.schemas import (
+    LOAN_BOOK_COLUMNS,
     LoanBook,
     QuarantinedLoans,
     RawLoans,
     table_schema,
     validate,
 )
+from loan_pipeline.versioning import code_version, file_sha256
 
 GROUP = "ingest"
 OWNERS = ["team:data-engineering"]
@@ -69,6 +73,9 @@ SHARE_CHECK = "quarantine_share_below_threshold"
             "reason, offending value and the whole record as read.",
         ),
     },
+    # a read can fail for passing reasons (a file still being copied, a network share): retry;
+    # a file that breaks the contract raises Failure(allow_retries=False) and is not retried
+    retry_policy=RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL),
     check_specs=[
         AssetCheckSpec(
             FILE_CHECK,
@@ -107,7 +114,9 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
         )
         context.log.error(str(err))
         raise Failure(
-            description=str(err), metadata={"file": MetadataValue.path(str(path))}
+            description=str(err),
+            metadata={"file": MetadataValue.path(str(path))},
+            allow_retries=False,  # bad data: retrying gives the same answer
         ) from None
     except LoanBookFileError as err:
         yield AssetCheckResult(
@@ -127,7 +136,9 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
         )
         context.log.error(str(err))
         raise Failure(
-            description=str(err), metadata={"file": MetadataValue.path(str(path))}
+            description=str(err),
+            metadata={"file": MetadataValue.path(str(path))},
+            allow_retries=False,  # bad data: retrying gives the same answer
         ) from None
 
     if read.extra_columns:
@@ -139,7 +150,11 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
             f"{path}: {split.quarantined} of {split.records} rows ({split.share:.1%}) quarantined; "
             "see the quarantined_loans table"
         )
-    source = {"source_path": MetadataValue.path(str(path))}
+    source = {
+        "source_path": MetadataValue.path(str(path)),
+        "source_sha256": file_sha256(path),
+        "code_version": code_version(),
+    }
     raw = validate(read.frame, RawLoans, source=str(path))
     validated = validate(split.valid, LoanBook, source=str(path))
     quarantine = validate(quarantine_table(read, split), QuarantinedLoans, source=str(path))
@@ -163,6 +178,7 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
         metadata={
             **table_metadata(validated),
             **source,
+            **column_lineage({c: [("raw_loans", c)] for c in LOAN_BOOK_COLUMNS}),
             "open_loans": int(validated["Recovery_Status"].isna().sum()),
             "recovery_status_counts": MetadataValue.json(
                 validated["Recovery_Status"].fillna("(open)").value_counts().to_dict()

@@ -13,10 +13,16 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import markdown_table, table_metadata
+from loan_pipeline.assets.common import column_lineage, markdown_table, table_metadata
 from loan_pipeline.core.export import to_csv_bytes
 from loan_pipeline.core.report import model_card_markdown
-from loan_pipeline.core.risk import RiskModel, fit_risk_model, score_borrowers
+from loan_pipeline.core.risk import (
+    RISK_CATEGORICAL,
+    RISK_NUMERIC,
+    RiskModel,
+    fit_risk_model,
+    score_borrowers,
+)
 from loan_pipeline.core.strategy import (
     assign_strategy,
     rules_based_reasons,
@@ -122,9 +128,22 @@ def risk_scores(
 ) -> pd.DataFrame:
     scores = score_borrowers(risk_model, validated_loans, scaled_features)
     scores = validate(scores, RiskScores, source="risk_scores")
+    inputs = (
+        [("scaled_features", c) for c in risk_model.features]
+        if risk_model.method == "notebook"
+        else [("validated_loans", c) for c in RISK_NUMERIC + RISK_CATEGORICAL]
+    )
+    lineage = {
+        c: inputs for c in ("risk_score", "p_written_off", "reason_1", "reason_2", "reason_3")
+    }
+    lineage |= {
+        "Borrower_ID": [("validated_loans", "Borrower_ID")],
+        "observed": [("validated_loans", "Recovery_Status")],
+    }
     context.add_output_metadata(
         {
             **table_metadata(scores),
+            **column_lineage(lineage),
             "mean_score": float(scores["risk_score"].mean()),
             "score_sources": MetadataValue.json(scores["score_source"].value_counts().to_dict()),
             "top_reasons": MetadataValue.json(scores["reason_1"].value_counts().head(10).to_dict()),
@@ -198,9 +217,21 @@ def recovery_strategies(
         .unstack(fill_value=0)
         .reset_index()
     )
+    arrears = [("validated_loans", "Days_Past_Due"), ("validated_loans", "Num_Missed_Payments")]
+    scored = [("risk_scores", "risk_score")]
+    reasons = arrears if policy == POLICY_FALLBACK else None
+    lineage = {
+        "Borrower_ID": [("validated_loans", "Borrower_ID")],
+        "Loan_ID": [("validated_loans", "Loan_ID")],
+        "segment_id": [("borrower_segments", "segment_id")],
+        "segment_name": [("borrower_segments", "segment_name")],
+        "risk_score": scored,
+        "recovery_strategy": arrears if policy == POLICY_FALLBACK else scored,
+    } | {f"reason_{i}": reasons or [("risk_scores", f"reason_{i}")] for i in (1, 2, 3)}
     context.add_output_metadata(
         {
             **table_metadata(table),
+            **column_lineage(lineage),
             "policy": policy,
             "policy_note": MetadataValue.md(
                 "**Strategies come from the risk-score bands.**"

@@ -13,7 +13,7 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import markdown_table, table_metadata
+from loan_pipeline.assets.common import column_lineage, markdown_table, table_metadata
 from loan_pipeline.core.features import feature_matrix, scale_features
 from loan_pipeline.core.segmentation import (
     SegmentModel,
@@ -147,8 +147,16 @@ def borrower_segments(
         cluster_model, scaled_features["Borrower_ID"], feature_matrix(scaled_features)
     )
     segments = validate(segments, BorrowerSegments, source="borrower_segments")
+    from_features = [("scaled_features", c) for c in cluster_model.features]
     metadata = {
         **table_metadata(segments),
+        **column_lineage(
+            {
+                "Borrower_ID": [("scaled_features", "Borrower_ID")],
+                "segment_id": from_features,
+                "segment_name": from_features,
+            }
+        ),
         "segment_sizes": MetadataValue.json(segments["segment_name"].value_counts().to_dict()),
     }
     before = previous_table("borrower_segments", ["Borrower_ID", "segment_id"])
@@ -181,5 +189,20 @@ def segment_profiles(
 ) -> pd.DataFrame:
     profile = segment_profile(validated_loans, borrower_segments, cluster_model.features)
     profile = validate(profile, SegmentProfiles, source="segment_profiles")
-    context.add_output_metadata({**table_metadata(profile), "profile": markdown_table(profile)})
+    lineage = {
+        c: [("validated_loans", c), ("borrower_segments", "segment_id")]
+        for c in cluster_model.features
+    }
+    lineage |= {
+        "segment_id": [("borrower_segments", "segment_id")],
+        "segment_name": [("borrower_segments", "segment_name")],
+        "borrowers": [("borrower_segments", "Borrower_ID")],
+        "open_loans": [("validated_loans", "Recovery_Status")],
+    } | {
+        s: [("validated_loans", "Recovery_Status")]
+        for s in ("share_fully_recovered", "share_partially_recovered", "share_written_off")
+    }
+    context.add_output_metadata(
+        {**table_metadata(profile), **column_lineage(lineage), "profile": markdown_table(profile)}
+    )
     return profile

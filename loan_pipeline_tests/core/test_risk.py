@@ -154,7 +154,9 @@ def test_fallback_reasons_name_the_rule_that_fired():
 
     from loan_pipeline.core.strategy import rules_based_reasons
 
-    loans = pd.DataFrame({"Days_Past_Due": [120, 0, 45, 0, 10], "Num_Missed_Payments": [0, 7, 0, 3, 1]})
+    loans = pd.DataFrame(
+        {"Days_Past_Due": [120, 0, 45, 0, 10], "Num_Missed_Payments": [0, 7, 0, 3, 1]}
+    )
     assert rules_based_reasons(loans).tolist() == [
         "Days_Past_Due > 90",
         "Num_Missed_Payments >= 6",
