@@ -224,3 +224,28 @@ def test_a_few_bad_rows_are_quarantined_and_the_run_goes_on(tmp_path):
     assert len(run.table("validated_loans")) == 499
     assert row[0] not in set(run.table("recovery_strategies")["Borrower_ID"])
     assert run.materialized()["quarantined_loans"]["quarantined_rows"].value == 1
+
+
+def test_tables_report_column_lineage(sample_run):
+    md = sample_run.materialized()
+    for table in (
+        "validated_loans",
+        "scaled_features",
+        "borrower_segments",
+        "risk_scores",
+        "recovery_strategies",
+        "segment_profiles",
+    ):
+        assert "dagster/column_lineage" in md[table], table
+    lineage = md["recovery_strategies"]["dagster/column_lineage"].value.deps_by_column
+    assert [(d.asset_key.to_user_string(), d.column_name) for d in lineage["segment_name"]] == [
+        ("borrower_segments", "segment_name")
+    ]
+    assert ("risk_scores", "risk_score") in {
+        (d.asset_key.to_user_string(), d.column_name) for d in lineage["recovery_strategy"]
+    }
+    scores = md["risk_scores"]["dagster/column_lineage"].value.deps_by_column
+    assert ("validated_loans", "Days_Past_Due") in {
+        (d.asset_key.to_user_string(), d.column_name) for d in scores["risk_score"]
+    }
+    assert not any(d.column_name == "Collection_Method" for deps in scores.values() for d in deps)

@@ -58,9 +58,12 @@ def test_every_asset_has_description_owner_kinds():
         assert spec.owners, key
         assert spec.kinds, key
         if spec.metadata.get("dagster/column_schema") is None:
-            assert key in {"cluster_model", "risk_model", "model_card", "strategy_history"} or key.startswith(
-                "chart_"
-            ), key
+            assert key in {
+                "cluster_model",
+                "risk_model",
+                "model_card",
+                "strategy_history",
+            } or key.startswith("chart_"), key
 
 
 def test_tables_carry_their_pandera_schema():
@@ -103,3 +106,55 @@ def test_loading_the_code_location_imports_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_policies_code_versions_tags_automation_freshness():
+    from dagster import AutomationCondition
+
+    from loan_pipeline.versioning import code_version
+
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    for key, spec in specs.items():
+        assert spec.code_version == code_version(), key
+        assert spec.tags["domain"] == "loan-recovery" and spec.tags["stage"] == spec.group_name, key
+        follows = spec.group_name in {"charts", "monitoring", "reports", "history"}
+        assert (spec.automation_condition == AutomationCondition.eager()) == follows, key
+    assert specs["recovery_strategies"].freshness_policy is not None
+    assert all(s.freshness_policy is None for k, s in specs.items() if k != "recovery_strategies")
+    owners = {k: s.owners for k, s in specs.items()}
+    assert owners["raw_loans"] == ["team:data-engineering"]
+    assert owners["risk_model"] == ["team:credit-risk"]
+    kinds = {k: s.kinds for k, s in specs.items()}
+    assert kinds["validated_loans"] == {"pandas", "pandera", "duckdb"}
+    assert kinds["cluster_model"] == {"scikit-learn"}
+    assert kinds["chart_calibration"] == {"seaborn", "matplotlib"}
+
+
+def test_schedules_sensors_checks_and_retry():
+    assert {s.name for s in defs.schedules} == {"daily_refresh"}
+    assert {s.name for s in defs.sensors} == {"incoming_loan_files", "move_processed_files"}
+    schedule = defs.resolve_schedule_def("daily_refresh")
+    assert schedule.job_name == "full_refresh" and schedule.cron_schedule == "0 6 * * *"
+    sensor = defs.resolve_sensor_def("incoming_loan_files")
+    assert sensor.job_name == "full_refresh" and sensor.minimum_interval_seconds == 30
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("raw_loans", "loan_book_file_is_usable"),
+        ("validated_loans", "quarantine_share_below_threshold"),
+        ("cluster_model", "chosen_k_is_stable"),
+        ("risk_model", "model_beats_base_rate"),
+        ("fairness_report", "no_unexplained_strategy_gap"),
+        ("population_stability", "population_is_stable"),
+    }
+    blocking = {
+        (k.asset_key.to_user_string(), k.name)
+        for k in graph.asset_check_keys
+        if graph.get_check_spec(k).blocking
+    }
+    assert blocking == {
+        ("raw_loans", "loan_book_file_is_usable"),
+        ("validated_loans", "quarantine_share_below_threshold"),
+    }
+    ingest_op = defs.resolve_job_def("full_refresh").graph.node_named("ingest_loan_book").definition
+    assert ingest_op.retry_policy is not None and ingest_op.retry_policy.max_retries == 2
