@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dagster import Definitions
+from dagster._utils.warnings import PreviewWarning
 
 from loan_pipeline.assets import (
     charts,
@@ -39,7 +42,7 @@ all_assets = [
     *charts.chart_assets,
 ]
 
-defs = Definitions(
+_defs = Definitions(
     assets=all_assets,
     jobs=jobs,
     schedules=schedules,
@@ -50,4 +53,9 @@ defs = Definitions(
         "analysis": AnalysisMethod(),
     },
     executor=in_process_by_default,
-).map_asset_specs(func=apply_policies)
+)
+with warnings.catch_warnings():
+    # map_asset_specs is marked "preview" in dagster 1.13 (pinned): it is the documented way to
+    # set a policy once for every asset, so its notice is not repeated to every user
+    warnings.simplefilter("ignore", PreviewWarning)
+    defs = _defs.map_asset_specs(func=apply_policies)
