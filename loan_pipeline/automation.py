@@ -20,6 +20,7 @@ from dagster import (
     AssetSelection,
     AssetSpec,
     AutomationCondition,
+    AutomationConditionSensorDefinition,
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -227,6 +228,17 @@ def apply_policies(spec: AssetSpec) -> AssetSpec:
     return spec.replace_attributes(**changes)
 
 
+# Dagster creates an automation sensor by itself, but STOPPED; declare it RUNNING so the eager
+# assets above really follow their inputs under `make ui`.
+follow_upstream = AutomationConditionSensorDefinition(
+    "follow_upstream_changes",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materializes charts, monitoring, reports and history when their inputs change "
+    "(their eager automation conditions).",
+)
+
 jobs = [full_refresh_job, charts_job]
 schedules = [daily_refresh]
-sensors = [incoming_loan_files, move_processed_files]
+sensors = [incoming_loan_files, move_processed_files, follow_upstream]

@@ -42,20 +42,26 @@ all_assets = [
     *charts.chart_assets,
 ]
 
-_defs = Definitions(
-    assets=all_assets,
-    jobs=jobs,
-    schedules=schedules,
-    sensors=sensors,
-    resources={
-        "io_manager": DuckDBTableIOManager(),
-        "model_io_manager": PickleModelIOManager(),
-        "analysis": AnalysisMethod(),
-    },
-    executor=in_process_by_default,
-)
-with warnings.catch_warnings():
-    # map_asset_specs is marked "preview" in dagster 1.13 (pinned): it is the documented way to
-    # set a policy once for every asset, so its notice is not repeated to every user
-    warnings.simplefilter("ignore", PreviewWarning)
-    defs = _defs.map_asset_specs(func=apply_policies)
+
+def _definitions() -> Definitions:
+    base = Definitions(
+        assets=all_assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
+        resources={
+            "io_manager": DuckDBTableIOManager(),
+            "model_io_manager": PickleModelIOManager(),
+            "analysis": AnalysisMethod(),
+        },
+        executor=in_process_by_default,
+    )
+    with warnings.catch_warnings():
+        # map_asset_specs is marked "preview" in dagster 1.13 (pinned): it is the documented way
+        # to set a policy once for every asset, so its notice is not repeated to every user
+        warnings.simplefilter("ignore", PreviewWarning)
+        return base.map_asset_specs(func=apply_policies)
+
+
+# the one Definitions object of the code location (workspace.yaml and [tool.dagster] name it)
+defs = _definitions()

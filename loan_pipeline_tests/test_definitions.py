@@ -132,7 +132,14 @@ def test_policies_code_versions_tags_automation_freshness():
 
 def test_schedules_sensors_checks_and_retry():
     assert {s.name for s in defs.schedules} == {"daily_refresh"}
-    assert {s.name for s in defs.sensors} == {"incoming_loan_files", "move_processed_files"}
+    assert {s.name for s in defs.sensors} == {
+        "incoming_loan_files",
+        "move_processed_files",
+        "follow_upstream_changes",
+    }
+    from dagster import DefaultSensorStatus
+
+    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in defs.sensors)
     schedule = defs.resolve_schedule_def("daily_refresh")
     assert schedule.job_name == "full_refresh" and schedule.cron_schedule == "0 6 * * *"
     sensor = defs.resolve_sensor_def("incoming_loan_files")

@@ -72,6 +72,13 @@ def test_make_run_from_a_fresh_clone(clone):
     assert status.stdout == "", f"make run left files git does not ignore:\n{status.stdout}"
 
 
+def _default_interrupts() -> None:
+    """A background child inherits SIGINT ignored, and dagster dev maps SIGTERM to the same
+    handler: restore both so the teardown's SIGTERM stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -102,6 +109,7 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_default_interrupts,
     )
     try:
         deadline = time.monotonic() + 120

@@ -1,0 +1,396 @@
+"""The Dagster UI in a real browser against a real `dagster dev` (webserver + daemon).
+
+One `dagster dev` on a free loopback port serves the whole module (tests run in order and build
+on each other: test 3 shows the chart made by test 2's run). Its state and every output go to
+temporary folders; Chromium (Debian's /usr/bin/chromium, driven by Playwright) runs headless.
+A screenshot of every step goes to test-artifacts/ui/NN-name.png, the server log to
+test-artifacts/ui/dagster-dev.log.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import re
+import shutil
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from loan_pipeline.automation import TAG_FILE
+from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
+from loan_pipeline_tests.test_definitions import EXPECTED
+from loan_pipeline_tests.ui_server import (
+    SENSOR_TICKS_QUERY,
+    daemon_report,
+    graphql,
+    runs,
+    start_dagster_dev,
+    wait_for,
+    wait_for_run_end,
+)
+
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:  # the dev extra is not installed
+    sync_playwright = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+if sync_playwright is None:
+    pytest.skip(
+        "browser tests need the playwright package (pip install -e '.[dev]')",
+        allow_module_level=True,
+    )
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"browser tests drive Debian's Chromium at {CHROMIUM}, which is not installed "
+        "(apt-get install chromium)",
+        allow_module_level=True,
+    )
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
+ASSETS = sorted(EXPECTED)
+DEPS = {key: deps for key, (_group, deps) in EXPECTED.items()}
+MISSING_AGE = "required column(s) missing: Age (found 'Borrower_Age': renamed?)"
+ENV_DROP = {"DAGSTER_HOME", "LOAN_BOOK_CSV", "LOAN_PIPELINE_STORAGE", "LOAN_PIPELINE_INCOMING"}
+ENV_DROP |= {"LOAN_PIPELINE_PROCESSED", "LOAN_PIPELINE_TIMEZONE", "PYTHONPATH"}
+
+expect.set_options(timeout=20_000)
+_step = itertools.count(1)
+
+
+def shot(page: Page, name: str) -> Path:
+    """Screenshot of the current step: test-artifacts/ui/NN-name.png."""
+    path = ARTIFACTS / f"{next(_step):02d}-{name}.png"
+    page.screenshot(path=str(path), animations="disabled")
+    return path
+
+
+def nav_link(page: Page, label: str):
+    """A link of the left navigation (its accessible name is "<icon> <label>")."""
+    return page.get_by_role("navigation").get_by_role("link", name=re.compile(rf"\b{label}$"))
+
+
+def run_row(page: Page, run_id: str):
+    """The row of a run in the Runs page's table."""
+    return page.locator("[class*='RunsFeedRow_rowGrid']").filter(
+        has=page.locator(f"a[href='/runs/{run_id}']")
+    )
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`dagster dev -h 127.0.0.1 -p <free port>` with its state and outputs in temporary folders."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    root = tmp_path_factory.mktemp("ui")
+    dirs = SimpleNamespace(
+        **{name: root / name for name in ("home", "storage", "incoming", "processed")}
+    )
+    for folder in vars(dirs).values():
+        folder.mkdir()
+    (dirs.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if k not in ENV_DROP} | {
+        "DAGSTER_HOME": str(dirs.home),
+        "LOAN_BOOK_CSV": str(SAMPLE_CSV),
+        "LOAN_PIPELINE_STORAGE": str(dirs.storage),
+        "LOAN_PIPELINE_INCOMING": str(dirs.incoming),
+        "LOAN_PIPELINE_PROCESSED": str(dirs.processed),
+        "PYTHONUNBUFFERED": "1",
+    }
+    dev = start_dagster_dev(
+        PROJECT_ROOT, env, ARTIFACTS / "dagster-dev.log", expected_assets=len(EXPECTED)
+    )
+    try:
+        # the one-time "Join the Dagster community" dialog would cover the page: mark it seen
+        graphql(dev.port, "mutation { setNuxSeen }")
+        yield SimpleNamespace(port=dev.port, url=dev.url, dev=dev, **vars(dirs))
+    finally:
+        dev.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def _new_page(browser, server, **context_options) -> Page:
+    context = browser.new_context(base_url=server.url, **context_options)
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    # should the community dialog show anyway, dismiss it whenever it gets in the way
+    page.add_locator_handler(
+        page.get_by_role("button", name="Skip", exact=True),
+        lambda skip: skip.click(),
+    )
+    return page
+
+
+@pytest.fixture
+def page(browser, server, request):
+    page = _new_page(browser, server, viewport={"width": 1600, "height": 1000})
+    yield page
+    shot(page, f"{request.node.name.removeprefix('test_')}-end")
+    page.context.close()
+
+
+# --- 1. the lineage graph ----------------------------------------------------------------------
+
+
+def test_global_lineage_shows_every_asset_and_its_edges(server, browser):
+    nodes = graphql(server.port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }")
+    graph = {
+        "/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]}
+        for n in nodes["assetNodes"]
+    }
+    for key in ("recovery_strategies", "chart_borrower_segments", "model_card", "raw_loans"):
+        assert graph[key] == DEPS[key], key
+    assert graph == DEPS
+    edges = sum(len(deps) for deps in graph.values())
+
+    # The graph is drawn in full (full names, not "chart_bo…_segments") from a zoom of 0.6 and
+    # only what lies in the viewport is in the DOM: a big viewport at half the pixel density
+    # holds all 22 nodes at full detail.
+    page = _new_page(
+        browser, server, viewport={"width": 3400, "height": 3900}, device_scale_factor=0.5
+    )
+    try:
+        page.goto("/")
+        nav_link(page, "Lineage").click()
+        expect(page).to_have_url(re.compile(r"/asset-groups$"))
+        expect(page.get_by_text("Global asset lineage", exact=True)).to_be_visible()
+        expect(page.get_by_role("button", name="Materialize all")).to_be_visible()
+        shot(page, "lineage-groups")
+
+        # the groups start collapsed; the graph's settings menu expands them all
+        page.get_by_role("button", name="settings", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile("Expand all groups")).click()
+        page.keyboard.press("Escape")
+        page.mouse.move(0, 0)  # a hovered node would draw its edges a second time
+        svg = page.locator("svg[class*='AssetGraphExplorer_svgContainer']")
+        for name in ASSETS:
+            expect(svg.get_by_text(name, exact=True), name).to_be_visible()
+        # each dependency is one SVG path ending in an arrow marker
+        edge_paths = svg.locator("path[marker-end^='url(#arrow']")
+        expect(edge_paths).to_have_count(edges)
+        assert edge_paths.count() > 0
+        shot(page, "lineage-expanded")
+    finally:
+        page.context.close()
+
+
+# --- 2. Materialize all ------------------------------------------------------------------------
+
+
+def test_materialize_all_run_succeeds_and_shows_in_runs(server, page):
+    page.goto("/asset-groups")
+    materialize = page.get_by_role("button", name="Materialize all")
+    expect(materialize).to_be_enabled()
+    shot(page, "before-materialize-all")
+    materialize.click()
+
+    launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    # a launchpad or confirmation dialog, should this version show one
+    confirm = page.get_by_role("dialog").get_by_role(
+        "button", name=re.compile(r"^(Launch|Materialize)")
+    )
+    expect(launched.or_(confirm).first).to_be_visible()
+    if not launched.is_visible():
+        shot(page, "materialize-all-dialog")
+        confirm.first.click()
+    expect(launched).to_be_visible()
+    shot(page, "run-launched")
+    prefix = re.search(r"Launched run ([0-9a-f]{8})", launched.inner_text()).group(1)
+
+    ours = [r for r in runs(server.port, {"dagster/from_ui": "true"}) if r["runId"][:8] == prefix]
+    assert len(ours) == 1, f"no run {prefix} launched from the UI: {ours}"
+    run_id = ours[0]["runId"]
+    run = wait_for_run_end(server.port, run_id, timeout=90)
+    assert run["status"] == "SUCCESS", f"{run}\n--- dagster dev log ---\n{server.dev.log_tail()}"
+    done = graphql(
+        server.port,
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { assetMaterializations { "
+        "assetKey { path } } } } }",
+        {"id": run_id},
+    )["runOrError"]["assetMaterializations"]
+    assert {"/".join(m["assetKey"]["path"]) for m in done} == set(EXPECTED)
+
+    nav_link(page, "Runs").click()
+    expect(page).to_have_url(re.compile(r"/runs$"))
+    row = run_row(page, run_id)
+    expect(row).to_be_visible()
+    expect(row.get_by_text(run_id[:8], exact=True)).to_be_visible()
+    expect(row.get_by_text("Success", exact=True)).to_be_visible()
+    expect(row.get_by_text(f"{len(EXPECTED)} assets", exact=True)).to_be_visible()
+    shot(page, "runs-page-success")
+
+
+# --- 3. a chart on its asset page --------------------------------------------------------------
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", png[16:24])
+
+
+def test_chart_asset_page_shows_its_image(server, page):
+    latest = graphql(
+        server.port,
+        '{ assetOrError(assetKey: {path: ["chart_borrower_segments"]}) { ... on Asset { '
+        "assetMaterializations(limit: 1) { runId } } } }",
+    )["assetOrError"]
+    if not latest.get("assetMaterializations"):
+        pytest.skip("chart_borrower_segments was never materialized: run the module in order")
+
+    page.goto("/assets/chart_borrower_segments")
+    expect(page.get_by_text("Borrower segments in the income / loan-amount plane")).to_be_visible()
+    # the markdown metadata entry "chart" opens in a dialog from the metadata table
+    row = page.locator("tr").filter(has=page.get_by_text("chart", exact=True))
+    show = row.get_by_text("[Show Markdown]")
+    expect(show).to_be_visible()
+    shot(page, "chart-asset-page")
+    show.click()
+
+    img = page.get_by_role("dialog").locator("img[src^='data:image/png;base64,']")
+    expect(img).to_be_visible()
+    img.evaluate("img => img.decode()")  # resolves once the image data is decoded
+    loaded = img.evaluate(
+        "img => ({complete: img.complete, width: img.naturalWidth, height: img.naturalHeight})"
+    )
+    assert loaded["complete"] and loaded["width"] > 0 and loaded["height"] > 0, loaded
+    shot(page, "chart-image-dialog")
+
+    # it is the chart the run wrote to storage, at its own size
+    src = img.get_attribute("src")
+    shown = base64.b64decode(src.split(",", 1)[1])
+    stored = (server.storage / "charts" / "chart_borrower_segments.png").read_bytes()
+    assert shown == stored
+    assert (loaded["width"], loaded["height"]) == _png_size(stored)
+
+
+# --- 4. incoming files: a bad one fails clearly, a good one still runs -------------------------
+
+
+def _sensor_run(server, path: Path, timeout: float) -> dict:
+    try:
+        return wait_for(
+            lambda: runs(server.port, {TAG_FILE: str(path)}),
+            timeout,
+            what=f"a run for {path.name}",
+        )[0]
+    except TimeoutError as err:
+        pytest.fail(
+            f"{err}: the incoming_loan_files sensor did not start a run\n"
+            f"{daemon_report(server.port, 'incoming_loan_files')}\n"
+            f"--- dagster dev log ---\n{server.dev.log_tail()}"
+        )
+
+
+def test_bad_incoming_file_fails_with_a_clear_message_and_does_not_block(server, page):
+    header, rest = SAMPLE_CSV.read_text().split("\n", 1)
+    columns = header.split(",")
+    columns[columns.index("Age")] = "Borrower_Age"
+    bad = server.incoming / "loan_book_renamed_age.csv"
+    bad.write_text(",".join(columns) + "\n" + rest)
+
+    bad_run = _sensor_run(server, bad, timeout=120)
+    bad_run = wait_for_run_end(server.port, bad_run["runId"], timeout=60)
+    assert bad_run["status"] == "FAILURE", bad_run
+    assert bad.exists(), "a file whose run failed must stay in the incoming folder"
+
+    good = server.incoming / "loan_book_good.csv"
+    shutil.copyfile(SAMPLE_CSV, good)  # picked up at the sensor's next tick
+
+    page.goto(f"/runs/{bad_run['runId']}")
+    expect(page.get_by_text("Failure", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Errored (1)", exact=True)).to_be_visible()
+    shot(page, "bad-file-run-page")
+    # the failed step, listed under "Errored": clicking it filters the event log to that step
+    page.locator(
+        "[class*='GanttStatusPanel_stepItemContainer']", has_text="ingest_loan_book"
+    ).click()
+    expect(page).to_have_url(re.compile(r"logs=query%3Aname%3A%22ingest_loan_book%22"))
+    step_failure = page.locator("[class*='LogsRowComponents_row']").filter(
+        has=page.get_by_text("STEP_FAILURE", exact=True)
+    )
+    expect(step_failure).to_be_visible()
+    expect(step_failure).to_contain_text(f"{bad}: {MISSING_AGE}")
+    shot(page, "bad-file-step-failure")
+
+    good_run = _sensor_run(server, good, timeout=90)
+    good_run = wait_for_run_end(server.port, good_run["runId"], timeout=90)
+    assert good_run["status"] == "SUCCESS", (
+        f"{good_run}\n--- dagster dev log ---\n{server.dev.log_tail()}"
+    )
+    moved = server.processed / good.name
+    try:
+        wait_for(lambda: moved.exists() and not good.exists(), 45, what=f"{good.name} moved")
+    except TimeoutError as err:
+        pytest.fail(f"{err}\n{daemon_report(server.port, 'move_processed_files')}")
+    assert moved.read_bytes() == SAMPLE_CSV.read_bytes()
+    assert bad.exists(), "the failed file must not be moved to the processed folder"
+    assert len(runs(server.port, {TAG_FILE: str(bad)})) == 1, "the bad file ran more than once"
+
+    page.goto(f"/runs/{good_run['runId']}")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    shot(page, "good-file-run-succeeded")
+    page.goto("/runs")
+    expect(run_row(page, bad_run["runId"]).get_by_text("Failure", exact=True)).to_be_visible()
+    expect(run_row(page, good_run["runId"]).get_by_text("Success", exact=True)).to_be_visible()
+    shot(page, "runs-page-bad-and-good")
+
+
+def test_schedule_and_sensors_are_running_under_make_ui(server):
+    """What the daemon will tick: every sensor (the incoming files, the file mover, the
+    automation that makes downstream assets follow) and the daily schedule are on by default."""
+    from loan_pipeline_tests.ui_server import LOCATION, REPOSITORY
+
+    for sensor in ("incoming_loan_files", "move_processed_files", "follow_upstream_changes"):
+        state = graphql(
+            server.port,
+            SENSOR_TICKS_QUERY,
+            {
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": REPOSITORY,
+                    "sensorName": sensor,
+                }
+            },
+        )["sensorOrError"]
+        assert state["__typename"] == "Sensor", state
+        assert state["sensorState"]["status"] == "RUNNING", (sensor, state)
+    schedule = graphql(
+        server.port,
+        """query S($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {
+             __typename ... on Schedule { cronSchedule executionTimezone scheduleState { status } } } }""",
+        {
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "scheduleName": "daily_refresh",
+            }
+        },
+    )["scheduleOrError"]
+    assert schedule["cronSchedule"] == "0 6 * * *"
+    assert schedule["scheduleState"]["status"] == "RUNNING"
