@@ -424,6 +424,10 @@ class FairnessReport(pa.DataFrameModel):
     observed_not_fully_recovered: Series[float] = pa.Field(
         ge=0, le=1, nullable=True, description="Observed rate among resolved."
     )
+    share_legal_se: Series[float] = pa.Field(ge=0, description="Standard error of share_legal.")
+    observed_se: Series[float] = pa.Field(
+        ge=0, nullable=True, description="Standard error of the observed rate."
+    )
     harshest_gap: Series[float] = pa.Field(description="Legal-action rate minus the overall rate.")
     outcome_gap: Series[float] = pa.Field(
         nullable=True, description="Observed rate minus the overall rate."

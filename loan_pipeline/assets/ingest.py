@@ -191,6 +191,13 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
         metadata={
             **table_metadata(quarantine),
             **source,
+            **column_lineage(
+                {
+                    "Borrower_ID": [("raw_loans", "Borrower_ID")],
+                    "original_row": [("raw_loans", c) for c in LOAN_BOOK_COLUMNS],
+                    "value": [("raw_loans", c) for c in LOAN_BOOK_COLUMNS],
+                }
+            ),
             "quarantined_rows": split.quarantined,
             "rows_read": split.records,
             "failure_cases": markdown_table(summary),

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import markdown_table, png_markdown, table_metadata
+from loan_pipeline.assets.common import column_lineage, markdown_table, png_markdown, table_metadata
 from loan_pipeline.core.monitoring import (
     distribution_profile,
     fairness_flags,
@@ -63,7 +63,37 @@ def fairness_report(
         source="fairness_report",
     )
     flagged = fairness_flags(table, max_gap=config.max_gap, min_group=config.min_group)
-    yield Output(table, metadata={**table_metadata(table), "report": markdown_table(table)})
+    strategy = [("recovery_strategies", "recovery_strategy")]
+    outcome = [("validated_loans", "Recovery_Status")]
+    groups = [("validated_loans", "Gender"), ("validated_loans", "Age")]
+    lineage = {
+        "group": groups,
+        "borrowers": groups,
+        "mean_score": [("recovery_strategies", "risk_score")],
+    }
+    lineage |= {
+        c: strategy
+        for c in (
+            "share_legal",
+            "share_settlement",
+            "share_reminders",
+            "share_legal_se",
+            "harshest_gap",
+        )
+    }
+    lineage |= {
+        c: outcome
+        for c in ("resolved", "observed_not_fully_recovered", "observed_se", "outcome_gap")
+    }
+    lineage["unexplained_gap"] = strategy + outcome
+    yield Output(
+        table,
+        metadata={
+            **table_metadata(table),
+            **column_lineage(lineage),
+            "report": markdown_table(table),
+        },
+    )
     yield AssetCheckResult(
         check_name=FAIRNESS_CHECK,
         passed=flagged.empty,
@@ -120,6 +150,14 @@ def population_stability(
         table,
         metadata={
             **table_metadata(table),
+            **column_lineage(
+                {
+                    "psi": [("validated_loans", c) for c in RISK_NUMERIC]
+                    + [("risk_scores", "risk_score")],
+                    "column": [("validated_loans", c) for c in RISK_NUMERIC]
+                    + [("risk_scores", "risk_score")],
+                }
+            ),
             "compared_with_previous_run": previous is not None,
             "psi": markdown_table(table),
             "max_psi": float(table["psi"].max()) if previous is not None else float("nan"),

@@ -47,6 +47,15 @@ def fairness_table(loans: pd.DataFrame, strategies: pd.DataFrame) -> pd.DataFram
         row["observed_not_fully_recovered"] = (
             float(frame["outcome"].mean()) if row["resolved"] else np.nan
         )
+        # binomial standard errors, so a gap can be read against the noise of a small group
+        legal = row[STRATEGY_COLUMNS[STRATEGY_LEGAL]]
+        row["share_legal_se"] = float(np.sqrt(legal * (1 - legal) / max(row["borrowers"], 1)))
+        observed = row["observed_not_fully_recovered"]
+        row["observed_se"] = (
+            float(np.sqrt(observed * (1 - observed) / row["resolved"]))
+            if row["resolved"]
+            else np.nan
+        )
         return row
 
     overall = summarise(df)

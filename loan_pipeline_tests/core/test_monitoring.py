@@ -107,3 +107,14 @@ def test_psi_of_a_discrete_column():
     profile = distribution_profile(before)
     assert psi(profile, before) < 1e-9
     assert psi(profile, pd.Series([0] * 500 + [1] * 500)) > 0.25
+
+
+def test_fairness_rates_carry_their_standard_errors():
+    loans, strategies = _book(n=400)
+    strategies.loc[::4, "recovery_strategy"] = STRATEGY_LEGAL
+    table = fairness_table(loans, strategies).set_index("group")
+    overall = table.loc["all borrowers"]
+    assert overall["share_legal"] == 0.25
+    assert abs(overall["share_legal_se"] - (0.25 * 0.75 / 400) ** 0.5) < 1e-12
+    p = overall["observed_not_fully_recovered"]
+    assert abs(overall["observed_se"] - (p * (1 - p) / 400) ** 0.5) < 1e-12
