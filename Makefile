@@ -7,7 +7,7 @@ PORT ?= 3000
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: setup run test ui sample lint clean
+.PHONY: setup run test ui sample lint clean bench bench-quick
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -29,6 +29,12 @@ test: setup  ## the whole test suite
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT)
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
+
+bench: setup  ## the benchmark: 500 to 10,000,000 rows against the notebook as a script
+	$(BIN)/python benchmarks/bench.py
+
+bench-quick: setup  ## the benchmark up to 100,000 rows
+	$(BIN)/python benchmarks/bench.py --quick
 
 sample: setup  ## regenerate the shipped sample (500 rows, seed 42)
 	$(BIN)/python -m loan_pipeline.sample --rows 500 --seed 42 --out data/loan_book_sample.csv
