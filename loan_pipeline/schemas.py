@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from dagster import TableColumn, TableColumnConstraints, TableConstraints, TableSchema
 from pandera.typing.pandas import Series
 
 from loan_pipeline.settings import STRATEGIES
@@ -518,8 +517,10 @@ def validate(df: pd.DataFrame, model: type[pa.DataFrameModel], source: str) -> p
         raise SchemaViolation(describe_failures(err, df, model, source)) from None
 
 
-def table_schema(model: type[pa.DataFrameModel]) -> TableSchema:
-    """The model as Dagster column metadata, for the asset's Columns tab."""
+def table_schema(model: type[pa.DataFrameModel]):
+    """The model as Dagster column metadata (a TableSchema), for the asset's Columns tab."""
+    from dagster import TableColumn, TableColumnConstraints, TableConstraints, TableSchema
+
     schema = model.to_schema()
     columns = []
     for name, col in schema.columns.items():

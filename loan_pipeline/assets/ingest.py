@@ -44,6 +44,29 @@ FILE_CHECK = "loan_book_file_is_usable"
 SHARE_CHECK = "quarantine_share_below_threshold"
 
 
+def _refuse(context, path, err: LoanBookFileError, check: str, asset: str, threshold=None):
+    """Record the failed check (with the failure cases), log the message, and stop the step
+    without writing anything; data errors are not retried."""
+    metadata = {"file": MetadataValue.path(str(path)), "error": MetadataValue.text(str(err))}
+    if threshold is not None:
+        metadata["threshold"] = threshold
+    if err.summary is not None:
+        metadata["failure_cases"] = markdown_table(err.summary)
+    yield AssetCheckResult(
+        check_name=check,
+        asset_key=asset,
+        passed=False,
+        severity=AssetCheckSeverity.ERROR,
+        metadata=metadata,
+    )
+    context.log.error(str(err))
+    raise Failure(
+        description=str(err),
+        metadata={"file": MetadataValue.path(str(path))},
+        allow_retries=False,  # bad data: retrying gives the same answer
+    )
+
+
 @multi_asset(
     name="ingest_loan_book",
     outs={
@@ -99,47 +122,13 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
     try:
         read = read_loan_book(path, max_bytes=config.max_file_bytes())
         split = split_rows(read, max_share=config.max_quarantine_share, min_rows=config.min_rows)
-    except QuarantineThresholdError as err:
+    except QuarantineThresholdError as err:  # the file is readable; too many of its rows are not
         yield AssetCheckResult(check_name=FILE_CHECK, asset_key="raw_loans", passed=True)
-        yield AssetCheckResult(
-            check_name=SHARE_CHECK,
-            asset_key="validated_loans",
-            passed=False,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "file": MetadataValue.path(str(path)),
-                "threshold": config.max_quarantine_share,
-                "failure_cases": markdown_table(err.summary),
-            },
+        yield from _refuse(
+            context, path, err, SHARE_CHECK, "validated_loans", config.max_quarantine_share
         )
-        context.log.error(str(err))
-        raise Failure(
-            description=str(err),
-            metadata={"file": MetadataValue.path(str(path))},
-            allow_retries=False,  # bad data: retrying gives the same answer
-        ) from None
     except LoanBookFileError as err:
-        yield AssetCheckResult(
-            check_name=FILE_CHECK,
-            asset_key="raw_loans",
-            passed=False,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "file": MetadataValue.path(str(path)),
-                "error": MetadataValue.text(str(err)),
-                **(
-                    {"failure_cases": markdown_table(err.summary)}
-                    if err.summary is not None
-                    else {}
-                ),
-            },
-        )
-        context.log.error(str(err))
-        raise Failure(
-            description=str(err),
-            metadata={"file": MetadataValue.path(str(path))},
-            allow_retries=False,  # bad data: retrying gives the same answer
-        ) from None
+        yield from _refuse(context, path, err, FILE_CHECK, "raw_loans")
 
     if read.extra_columns:
         context.log.warning(

@@ -106,29 +106,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-COLUMNS: list[str] = [
-    "Borrower_ID",
-    "Age",
-    "Gender",
-    "Employment_Type",
-    "Monthly_Income",
-    "Num_Dependents",
-    "Loan_ID",
-    "Loan_Amount",
-    "Loan_Tenure",
-    "Interest_Rate",
-    "Loan_Type",
-    "Collateral_Value",
-    "Outstanding_Loan_Amount",
-    "Monthly_EMI",
-    "Payment_History",
-    "Num_Missed_Payments",
-    "Days_Past_Due",
-    "Recovery_Status",
-    "Collection_Attempts",
-    "Collection_Method",
-    "Legal_Action_Taken",
-]
+from loan_pipeline.schemas import LOAN_BOOK_COLUMNS
+
+COLUMNS: list[str] = list(LOAN_BOOK_COLUMNS)  # the 21 columns in file order
 
 SCHEMA = pa.schema(
     [
