@@ -165,3 +165,42 @@ def test_schedules_sensors_checks_and_retry():
     }
     ingest_op = defs.resolve_job_def("full_refresh").graph.node_named("ingest_loan_book").definition
     assert ingest_op.retry_policy is not None and ingest_op.retry_policy.max_retries == 2
+
+
+def test_launchpad_config_is_typed_and_validated():
+    """Types are checked by the launchpad before a run starts; ranges by the Config class
+    (pydantic) when the step starts, with a message naming the field and its bound."""
+    import pytest
+    from dagster import DagsterInvalidConfigError
+    from pydantic import ValidationError
+
+    from loan_pipeline import settings
+
+    full = defs.resolve_job_def("full_refresh")
+    good = {
+        "ops": {
+            "ingest_loan_book": {"config": {"csv_path": "data/x.csv", "max_quarantine_share": 0.1}},
+            "scaled_features": {"config": {"columns": ["Loan_Amount", "Days_Past_Due"]}},
+            "cluster_model": {"config": {"k": 5}},
+            "recovery_strategies": {"config": {"legal_above": 0.8, "settlement_from": 0.4}},
+        },
+        "resources": {"analysis": {"config": {"method": "notebook"}}},
+    }
+    validate_run_config(full, good)
+    for op, bad in (
+        ("cluster_model", {"k": "four"}),
+        ("scaled_features", {"columns": "Loan_Amount"}),
+        ("ingest_loan_book", {"max_quarantine_share": "high"}),
+        ("cluster_model", {"no_such_setting": 1}),
+    ):
+        with pytest.raises(DagsterInvalidConfigError):
+            validate_run_config(full, {"ops": {op: {"config": bad}}})
+    with pytest.raises(DagsterInvalidConfigError):
+        validate_run_config(full, {"resources": {"analysis": {"config": {"method": "magic"}}}})
+    for config_class, bad, message in (
+        (settings.ClusterConfig, {"k": 1}, "greater than or equal to 2"),
+        (settings.IngestConfig, {"max_quarantine_share": 2.0}, "less than or equal to 1"),
+        (settings.StrategyConfig, {"legal_above": 1.5}, "less than or equal to 1"),
+    ):
+        with pytest.raises(ValidationError, match=message):
+            config_class(**bad)

@@ -1,7 +1,8 @@
 """KMeans segmentation, and segment names and burden read from the centroids.
 
-KMeans numbers its clusters arbitrarily, so nothing here depends on a cluster id: segments are
-re-numbered by centroid burden (0 = lowest) and each is named from its centroid.
+KMeans numbers its clusters arbitrarily, so nothing here depends on a cluster id: on a first run
+segments are numbered by centroid burden (0 = lowest); on later runs each is matched to the
+previous run's nearest centroid and keeps its id. Every segment is named from its centroid.
 """
 
 from __future__ import annotations
