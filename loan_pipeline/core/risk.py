@@ -172,7 +172,7 @@ def fit_outcome_model(
     target: str = "not_fully_recovered",
     folds: int = 5,
     random_state: int = 42,
-    max_train_rows: int = 500_000,
+    max_train_rows: int = 100_000,
 ) -> OutcomeModel:
     """Fit and evaluate one outcome model on the resolved loans of ``loans``."""
     from sklearn.model_selection import StratifiedKFold
@@ -301,7 +301,7 @@ def fit_recommended_model(
     loans: pd.DataFrame,
     folds: int = 5,
     random_state: int = 42,
-    max_train_rows: int = 500_000,
+    max_train_rows: int = 100_000,
     min_skill: float = 0.01,
     **_: object,
 ) -> RiskModel:
