@@ -12,11 +12,15 @@ import pickle
 import tempfile
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
 from loan_pipeline import settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -44,6 +48,42 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def _table_name(context: OutputContext | InputContext) -> str:
     return context.asset_key.path[-1]
+
+
+class _RunFrames:
+    """Tables written in this process by the current run, handed to later steps of the same run.
+
+    With the in-process executor every step runs in one process: a step that needs a table the
+    run has just written gets the very frame (with copy-on-write, so no step can change another's
+    input) instead of reading it back from DuckDB. The warehouse is still written first, so
+    what is stored and what is handed on are the same table. Frames of another run, or held past
+    ``max_bytes``, are dropped (oldest first); a step in another process reads DuckDB.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.run_id: str | None = None
+        self.frames: dict[str, tuple[pd.DataFrame, int]] = {}
+
+    def put(self, run_id: str, table: str, frame: pd.DataFrame) -> None:
+        import pandas as pd
+
+        pd.set_option("mode.copy_on_write", True)
+        if run_id != self.run_id:
+            self.run_id, self.frames = run_id, {}
+        size = int(frame.memory_usage(index=True, deep=False).sum())
+        self.frames.pop(table, None)
+        self.frames[table] = (frame, size)
+        while self.frames and sum(n for _, n in self.frames.values()) > self.max_bytes:
+            self.frames.pop(next(iter(self.frames)))
+
+    def get(self, run_id: str | None, table: str) -> pd.DataFrame | None:
+        if run_id is None or run_id != self.run_id or table not in self.frames:
+            return None
+        return self.frames[table][0].copy(deep=False)
+
+
+RUN_FRAMES = _RunFrames(max_bytes=settings.frame_cache_bytes())
 
 
 class DuckDBTableIOManager(ConfigurableIOManager):
@@ -74,12 +114,20 @@ class DuckDBTableIOManager(ConfigurableIOManager):
             con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming_frame')
             con.execute("COMMIT")
             con.unregister("incoming_frame")
+        RUN_FRAMES.put(context.run_id, table, obj)
         context.add_output_metadata({"warehouse": str(path), "table": table})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         import duckdb
 
         table = _table_name(context)
+        try:
+            run_id = context.step_context.run_id  # the run this step belongs to
+        except Exception:  # an InputContext built outside a run (tests, direct calls)
+            run_id = None
+        cached = RUN_FRAMES.get(run_id, table)
+        if cached is not None:
+            return cached
         with duckdb.connect(str(self._path()), read_only=True) as con:
             return con.execute(f'SELECT * FROM "{table}"').df()
 

@@ -352,13 +352,13 @@ class RiskScores(pa.DataFrameModel):
     risk_score: Series[float] = pa.Field(
         ge=0.0,
         le=1.0,
-        description="Calibrated probability of not being fully recovered (notebook: of the high-burden flag).",
+        description="Probability of not being fully recovered (notebook: of the high-burden flag).",
     )
     p_written_off: Series[float] = pa.Field(
         ge=0.0,
         le=1.0,
         nullable=True,
-        description="Calibrated probability of a write-off (empty in notebook mode).",
+        description="Probability of a write-off (empty in notebook mode).",
     )
     score_source: Series[str] = pa.Field(
         isin=["out_of_fold", "open_loan", "train", "test"],

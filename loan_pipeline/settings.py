@@ -90,6 +90,12 @@ def warehouse_path() -> Path:
     return storage_dir() / "warehouse.duckdb"
 
 
+def frame_cache_bytes() -> int:
+    """How much memory the in-process hand-off of tables between steps may hold
+    (``LOAN_PIPELINE_FRAME_CACHE_MB``, default 4096; 0 turns it off)."""
+    return int(float(os.environ.get("LOAN_PIPELINE_FRAME_CACHE_MB", "4096")) * 2**20)
+
+
 def models_dir() -> Path:
     return storage_dir() / "models"
 
@@ -150,7 +156,7 @@ class AnalysisMethod(ConfigurableResource):
     method: Literal["recommended", "notebook"] = Field(
         default="recommended",
         description="'recommended': k chosen from the data, segments matched to the last run, "
-        "an outcome model with out-of-fold calibrated scores. 'notebook': the original method "
+        "an outcome model with out-of-fold scores. 'notebook': the original method "
         "(ten columns with Age, k=4, RandomForest predicting the high-burden segments).",
     )
 

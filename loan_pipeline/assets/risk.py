@@ -52,7 +52,7 @@ POLICY_FALLBACK = "rules-based fallback"
             "rules-based policy on arrears.",
         )
     ],
-    description="The risk model. Recommended method: calibrated logistic regressions for 'not "
+    description="The risk model. Recommended method: logistic regressions for 'not "
     "Fully Recovered' and 'Written Off', learned from resolved loans, evaluated out-of-fold "
     "against a base-rate and a Days_Past_Due baseline; outcome-side columns are never inputs. "
     "Notebook method: RandomForest(100) predicting the two highest-burden segments.",
@@ -159,7 +159,7 @@ def risk_scores(
     metadata={"dagster/column_schema": table_schema(RecoveryStrategies)},
     ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
     description="The recovery strategy per borrower: the score bands (> 0.75 legal action, "
-    "0.50-0.75 settlement offers, else automated reminders) on the calibrated score, or the "
+    "0.50-0.75 settlement offers, else automated reminders) on the risk score, or the "
     "rules-based policy on arrears when the model does not beat the base rate. Exported to "
     "storage/exports/recovery_strategies.csv for the collections team.",
 )

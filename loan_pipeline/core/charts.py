@@ -691,7 +691,7 @@ def correlation_heatmap(loans: pd.DataFrame) -> Figure:
 def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
     """The scores behind the choice of k: silhouette, Davies-Bouldin, Calinski-Harabasz and
     bootstrap stability for each candidate k, the chosen k marked."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), layout="tight")
     panels = [
         ("silhouette", "Silhouette (higher is better)", "Silhouette score"),
         ("davies_bouldin", "Davies-Bouldin (lower is better)", "Davies-Bouldin index"),
@@ -727,7 +727,6 @@ def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
         ax.set_xticks(table["k"])
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"Choosing the number of segments: k = {chosen}", fontweight="bold")
-    fig.tight_layout()
     return fig
 
 
@@ -738,7 +737,9 @@ def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
     held_out = scores[
         scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()
     ]
-    fig, (ax, hist) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, (ax, hist) = plt.subplots(
+        1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.2, 1]}, layout="tight"
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
     if len(held_out):
         q = min(bins, len(held_out))
@@ -772,7 +773,6 @@ def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
     hist.set_title("Distribution of held-out scores")
     hist.legend(loc="upper right")
     fig.suptitle("Is a 0.7 score a 70% chance?", fontweight="bold")
-    fig.tight_layout()
     return fig
 
 
@@ -782,10 +782,14 @@ def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
 
 
 def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
-    """Render ``fig`` to PNG bytes (tight bounding box) and close it."""
+    """Render ``fig`` to PNG bytes and close it.
+
+    A figure laid out by its own engine (constrained or tight layout) is drawn once; only one
+    without a layout engine gets the tight bounding box, which costs a second draw."""
     try:
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        tight = None if fig.get_layout_engine() is not None else "tight"
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches=tight)
         return buffer.getvalue()
     finally:
         plt.close(fig)

@@ -3,8 +3,9 @@
 ``fit_risk_model`` is the single entry point; ``method`` picks the implementation:
 
 - ``recommended``: the target is the real outcome, "not Fully Recovered" (and, as a second model,
-  "Written Off"), learned from the loans that have one. The model is a calibrated logistic
-  regression on pre-outcome columns only (see ``RISK_NUMERIC``, ``RISK_CATEGORICAL``,
+  "Written Off"), learned from the loans that have one. The model is a logistic regression
+  (maximum likelihood, so its probabilities are calibrated by construction; the calibration
+  table and chart check it on the held-out folds) on pre-outcome columns only (see ``RISK_NUMERIC``, ``RISK_CATEGORICAL``,
   ``EXCLUDED``). Every resolved borrower's score is out-of-fold (from a model that never saw
   that borrower); open loans are scored by the model fitted on all resolved loans. Metrics are
   computed on the held-out folds, next to a base-rate and a one-feature (Days_Past_Due) baseline.
@@ -122,12 +123,6 @@ def _pipeline(numeric: list[str], categorical: list[str], C: float = 1.0):
     )
 
 
-def _calibrated(numeric: list[str], categorical: list[str]):
-    from sklearn.calibration import CalibratedClassifierCV
-
-    return CalibratedClassifierCV(_pipeline(numeric, categorical), method="sigmoid", cv=3)
-
-
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
@@ -154,11 +149,11 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFr
 
 @dataclass
 class OutcomeModel:
-    """One calibrated outcome model with its out-of-fold evaluation."""
+    """One outcome model with its out-of-fold evaluation."""
 
     target: str
-    estimator: object  # calibrated pipeline fitted on all resolved loans
-    explainer: object  # the plain logistic pipeline fitted on all resolved loans (reason codes)
+    estimator: object  # the logistic pipeline fitted on all resolved loans
+    explainer: object  # the same pipeline: reason codes decompose the score's own log-odds
     oof: pd.Series  # Borrower_ID -> out-of-fold probability (resolved loans)
     observed: pd.Series  # Borrower_ID -> 0/1 target (resolved loans)
     metrics: dict[str, float]
@@ -197,9 +192,9 @@ def fit_outcome_model(
         for train, test in splitter.split(X, y):
             if len(train) > max_train_rows:
                 train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
-            model = _calibrated(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
+            model = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
             oof[test] = model.predict_proba(X.iloc[test])[:, 1]
-            one = _calibrated([BASELINE_FEATURE], []).fit(
+            one = _pipeline([BASELINE_FEATURE], []).fit(
                 X.iloc[train][[BASELINE_FEATURE]], y[train]
             )
             oof_one[test] = one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1]
@@ -208,8 +203,10 @@ def fit_outcome_model(
         everything = np.arange(len(y))
         if len(everything) > max_train_rows:
             everything = np.sort(rng.choice(everything, size=max_train_rows, replace=False))
-        estimator = _calibrated(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
-        explainer = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
+        # One model scores and explains: the reason codes decompose the very log-odds that
+        # gives the score.
+        estimator = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
+        explainer = estimator
         center = explainer.named_steps["prepare"].transform(X.iloc[everything]).mean(axis=0)
 
     metrics: dict[str, float] = {}
@@ -305,7 +302,7 @@ def fit_recommended_model(
     min_skill: float = 0.01,
     **_: object,
 ) -> RiskModel:
-    """Two calibrated outcome models; the first gates the strategies: it must beat the base
+    """Two outcome models; the first gates the strategies: it must beat the base
     rate's Brier score by ``min_skill`` (Brier skill score) on the held-out folds."""
     primary = fit_outcome_model(loans, "not_fully_recovered", folds, random_state, max_train_rows)
     try:
