@@ -11,7 +11,6 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext

@@ -194,9 +194,7 @@ def fit_outcome_model(
                 train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
             model = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
             oof[test] = model.predict_proba(X.iloc[test])[:, 1]
-            one = _pipeline([BASELINE_FEATURE], []).fit(
-                X.iloc[train][[BASELINE_FEATURE]], y[train]
-            )
+            one = _pipeline([BASELINE_FEATURE], []).fit(X.iloc[train][[BASELINE_FEATURE]], y[train])
             oof_one[test] = one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1]
             oof_base[test] = y[train].mean()
             fold_metrics.append(_metrics(y[test], oof[test]))
