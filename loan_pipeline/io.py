@@ -45,6 +45,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
+def arrow_to_pandas(table) -> pd.DataFrame:
+    """An Arrow table as pandas, text as Arrow-backed strings (the schemas' text dtype)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(table, pa.RecordBatchReader):
+        table = table.read_all()
+    text = pd.StringDtype("pyarrow")
+    return table.to_pandas(
+        types_mapper=lambda t: text if t in (pa.string(), pa.large_string()) else None
+    )
+
+
 def _table_name(context: OutputContext | InputContext) -> str:
     return context.asset_key.path[-1]
 
@@ -83,6 +96,8 @@ class _RunFrames:
 
 
 RUN_FRAMES = _RunFrames(max_bytes=settings.frame_cache_bytes())
+# Output metadata: False for a table no later step of the run reads (kept out of memory).
+HAND_OFF = "loan_pipeline/hand_off_in_memory"
 
 
 class DuckDBTableIOManager(ConfigurableIOManager):
@@ -113,7 +128,8 @@ class DuckDBTableIOManager(ConfigurableIOManager):
             con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming_frame')
             con.execute("COMMIT")
             con.unregister("incoming_frame")
-        RUN_FRAMES.put(context.run_id, table, obj)
+        if (context.definition_metadata or {}).get(HAND_OFF, True):
+            RUN_FRAMES.put(context.run_id, table, obj)
         context.add_output_metadata({"warehouse": str(path), "table": table})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
@@ -128,7 +144,7 @@ class DuckDBTableIOManager(ConfigurableIOManager):
         if cached is not None:
             return cached
         with duckdb.connect(str(self._path()), read_only=True) as con:
-            return con.execute(f'SELECT * FROM "{table}"').df()
+            return arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
 
 
 class PickleModelIOManager(ConfigurableIOManager):
@@ -173,6 +189,6 @@ def previous_table(table: str, columns: list[str] | None = None) -> pd.DataFrame
     select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     try:
         with duckdb.connect(str(path), read_only=True) as con:
-            return con.execute(f'SELECT {select} FROM "{table}"').df()
+            return arrow_to_pandas(con.sql(f'SELECT {select} FROM "{table}"').to_arrow_table())
     except duckdb.Error:
         return None

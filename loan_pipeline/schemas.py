@@ -7,6 +7,9 @@ income, an unknown loan type), not what is merely unusual (an income of 300,000)
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -75,7 +78,7 @@ LOAN_BOOK_COLUMNS = [
 RAW_DTYPES: dict[str, str] = (
     {c: "Int64" for c in INT_COLUMNS}
     | {c: "float64" for c in FLOAT_COLUMNS}
-    | {c: "string" for c in TEXT_COLUMNS}
+    | {c: "string[pyarrow]" for c in TEXT_COLUMNS}
 )
 # Category columns and their allowed values (matched case-insensitively on read).
 CATEGORIES: dict[str, list[str]] = {
@@ -106,33 +109,40 @@ OUTCOME_SIDE_COLUMNS = [
 ]
 
 
+# Text is stored as Arrow-backed strings: a compact buffer instead of a Python object per cell, so
+# a 10-million-row book fits in memory, the dtype check is O(1) (an object column is checked
+# cell by cell), and DuckDB and the CSV export take the column without conversion.
+TEXT_DTYPE = pd.StringDtype("pyarrow")
+
+
+def text(**kwargs) -> pa.Field:
+    """A text column: Arrow-backed strings (a frame with Python-object strings is converted)."""
+    return pa.Field(dtype_kwargs={"storage": "pyarrow"}, coerce=True, **kwargs)
+
+
 class RawLoans(pa.DataFrameModel):
     """The loan-book CSV as read: every expected column present with its explicit dtype."""
 
     source_line: Series[int] = pa.Field(
         ge=2, unique=True, description="Line in the file (header = line 1)."
     )
-    Borrower_ID: Series[pd.StringDtype] = pa.Field(
-        nullable=True, description="Borrower identifier."
-    )
+    Borrower_ID: Series[pd.StringDtype] = text(nullable=True, description="Borrower identifier.")
     Age: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Age in years.")
-    Gender: Series[pd.StringDtype] = pa.Field(nullable=True, description="Gender as recorded.")
-    Employment_Type: Series[pd.StringDtype] = pa.Field(
-        nullable=True, description="Employment type."
-    )
+    Gender: Series[pd.StringDtype] = text(nullable=True, description="Gender as recorded.")
+    Employment_Type: Series[pd.StringDtype] = text(nullable=True, description="Employment type.")
     Monthly_Income: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, description="Monthly income (currency units)."
     )
     Num_Dependents: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, description="Number of dependents."
     )
-    Loan_ID: Series[pd.StringDtype] = pa.Field(nullable=True, description="Loan identifier.")
+    Loan_ID: Series[pd.StringDtype] = text(nullable=True, description="Loan identifier.")
     Loan_Amount: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, description="Principal lent (currency units)."
     )
     Loan_Tenure: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Term in months.")
     Interest_Rate: Series[float] = pa.Field(nullable=True, description="Interest rate, % a year.")
-    Loan_Type: Series[pd.StringDtype] = pa.Field(nullable=True, description="Product type.")
+    Loan_Type: Series[pd.StringDtype] = text(nullable=True, description="Product type.")
     Collateral_Value: Series[float] = pa.Field(
         nullable=True, description="Collateral (currency units)."
     )
@@ -140,21 +150,17 @@ class RawLoans(pa.DataFrameModel):
         nullable=True, description="Balance still owed."
     )
     Monthly_EMI: Series[float] = pa.Field(nullable=True, description="Monthly instalment.")
-    Payment_History: Series[pd.StringDtype] = pa.Field(
-        nullable=True, description="Payment behaviour."
-    )
+    Payment_History: Series[pd.StringDtype] = text(nullable=True, description="Payment behaviour.")
     Num_Missed_Payments: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, description="Missed instalments."
     )
     Days_Past_Due: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Days in arrears.")
-    Recovery_Status: Series[pd.StringDtype] = pa.Field(
-        nullable=True, description="Collection outcome."
-    )
+    Recovery_Status: Series[pd.StringDtype] = text(nullable=True, description="Collection outcome.")
     Collection_Attempts: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, description="Attempts made."
     )
-    Collection_Method: Series[pd.StringDtype] = pa.Field(nullable=True, description="Method used.")
-    Legal_Action_Taken: Series[pd.StringDtype] = pa.Field(
+    Collection_Method: Series[pd.StringDtype] = text(nullable=True, description="Method used.")
+    Legal_Action_Taken: Series[pd.StringDtype] = text(
         nullable=True, description="Legal action taken."
     )
 
@@ -168,12 +174,12 @@ class RawLoans(pa.DataFrameModel):
 class LoanBook(pa.DataFrameModel):
     """One row per borrower that passed every rule of the loan-book contract."""
 
-    Borrower_ID: Series[str] = pa.Field(
+    Borrower_ID: Series[pd.StringDtype] = text(
         unique=True, str_length={"min_value": 1}, description="Borrower identifier, unique."
     )
     Age: Series[int] = pa.Field(ge=18, le=100, description="Age in years (reference: 21-64).")
-    Gender: Series[str] = pa.Field(isin=GENDERS, description="Male or Female.")
-    Employment_Type: Series[str] = pa.Field(
+    Gender: Series[pd.StringDtype] = text(isin=GENDERS, description="Male or Female.")
+    Employment_Type: Series[pd.StringDtype] = text(
         isin=EMPLOYMENT_TYPES, description="Salaried, Self-Employed or Business Owner."
     )
     Monthly_Income: Series[int] = pa.Field(
@@ -184,7 +190,7 @@ class LoanBook(pa.DataFrameModel):
     Num_Dependents: Series[int] = pa.Field(
         ge=0, le=20, description="Number of dependents (reference: 0-3)."
     )
-    Loan_ID: Series[str] = pa.Field(
+    Loan_ID: Series[pd.StringDtype] = text(
         unique=True, str_length={"min_value": 1}, description="Loan identifier, unique."
     )
     Loan_Amount: Series[int] = pa.Field(
@@ -198,7 +204,7 @@ class LoanBook(pa.DataFrameModel):
     Interest_Rate: Series[float] = pa.Field(
         ge=0, le=100, description="Interest rate, % a year (reference: 5.02-17.97)."
     )
-    Loan_Type: Series[str] = pa.Field(
+    Loan_Type: Series[pd.StringDtype] = text(
         isin=LOAN_TYPES, description="Personal, Home, Auto or Business."
     )
     Collateral_Value: Series[float] = pa.Field(
@@ -210,7 +216,7 @@ class LoanBook(pa.DataFrameModel):
     Monthly_EMI: Series[float] = pa.Field(
         ge=0, description="Equated monthly instalment, currency units."
     )
-    Payment_History: Series[str] = pa.Field(
+    Payment_History: Series[pd.StringDtype] = text(
         isin=PAYMENT_HISTORIES, description="On-Time, Delayed or Missed."
     )
     Num_Missed_Payments: Series[int] = pa.Field(
@@ -219,16 +225,16 @@ class LoanBook(pa.DataFrameModel):
     Days_Past_Due: Series[int] = pa.Field(
         ge=0, le=10_000, description="Days in arrears (reference: 0-180)."
     )
-    Recovery_Status: Series[str] = pa.Field(
+    Recovery_Status: Series[pd.StringDtype] = text(
         isin=RECOVERY_STATUSES, nullable=True, description="Outcome; blank for an open loan."
     )
     Collection_Attempts: Series[int] = pa.Field(
         ge=0, le=1_000, description="Collection attempts (outcome-side)."
     )
-    Collection_Method: Series[str] = pa.Field(
+    Collection_Method: Series[pd.StringDtype] = text(
         isin=COLLECTION_METHODS, description="Collection method (outcome-side)."
     )
-    Legal_Action_Taken: Series[str] = pa.Field(
+    Legal_Action_Taken: Series[pd.StringDtype] = text(
         isin=YES_NO, description="Legal action taken (outcome-side)."
     )
 
@@ -264,15 +270,19 @@ class QuarantinedLoans(pa.DataFrameModel):
     """Rows set aside: one row per rule a record broke, with the record as read."""
 
     source_line: Series[int] = pa.Field(ge=2, description="Line in the file (header = line 1).")
-    Borrower_ID: Series[str] = pa.Field(nullable=True, description="Borrower_ID as read, if any.")
-    column: Series[str] = pa.Field(
+    Borrower_ID: Series[pd.StringDtype] = text(
+        nullable=True, description="Borrower_ID as read, if any."
+    )
+    column: Series[pd.StringDtype] = text(
         description="Column that broke the rule ('<row>' for the whole row)."
     )
-    rule: Series[str] = pa.Field(description="The rule broken (pandera check name or parse rule).")
-    reason: Series[str] = pa.Field(description="Why, in words.")
-    value: Series[str] = pa.Field(nullable=True, description="The offending value as read.")
-    original_row: Series[str] = pa.Field(description="The whole record as read, as JSON.")
-    source_file: Series[str] = pa.Field(description="The file the row came from.")
+    rule: Series[pd.StringDtype] = text(
+        description="The rule broken (pandera check name or parse rule)."
+    )
+    reason: Series[pd.StringDtype] = text(description="Why, in words.")
+    value: Series[pd.StringDtype] = text(nullable=True, description="The offending value as read.")
+    original_row: Series[pd.StringDtype] = text(description="The whole record as read, as JSON.")
+    source_file: Series[pd.StringDtype] = text(description="The file the row came from.")
 
     class Config:
         name = "QuarantinedLoans"
@@ -286,7 +296,9 @@ FEATURE_COLUMNS_REGEX = r"^(?!Borrower_ID$).+$"
 class ScaledFeatures(pa.DataFrameModel):
     """The standardised feature matrix, one row per borrower."""
 
-    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier (the key).")
+    Borrower_ID: Series[pd.StringDtype] = text(
+        unique=True, description="Borrower identifier (the key)."
+    )
     feature: Series[float] = pa.Field(
         alias=FEATURE_COLUMNS_REGEX,
         regex=True,
@@ -307,11 +319,11 @@ class ScaledFeatures(pa.DataFrameModel):
 class BorrowerSegments(pa.DataFrameModel):
     """One row per borrower: the segment it belongs to and that segment's name."""
 
-    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
+    Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
     segment_id: Series[int] = pa.Field(
         ge=0, description="Segment id (ordered by centroid burden, 0 = lowest)."
     )
-    segment_name: Series[str] = pa.Field(
+    segment_name: Series[pd.StringDtype] = text(
         str_length={"min_value": 1}, description="Name derived from the segment's centroid."
     )
 
@@ -325,7 +337,7 @@ class SegmentProfiles(pa.DataFrameModel):
     """Per segment: size, feature means and the observed outcome mix."""
 
     segment_id: Series[int] = pa.Field(ge=0, unique=True, description="Segment id.")
-    segment_name: Series[str] = pa.Field(unique=True, description="Segment name.")
+    segment_name: Series[pd.StringDtype] = text(unique=True, description="Segment name.")
     borrowers: Series[int] = pa.Field(ge=1, description="Borrowers in the segment.")
     share_of_book: Series[float] = pa.Field(ge=0, le=1, description="Share of all borrowers.")
     open_loans: Series[int] = pa.Field(ge=0, description="Borrowers with no outcome yet.")
@@ -348,7 +360,7 @@ class SegmentProfiles(pa.DataFrameModel):
 class RiskScores(pa.DataFrameModel):
     """One risk score per borrower, with where it came from and why it is high."""
 
-    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
+    Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
     risk_score: Series[float] = pa.Field(
         ge=0.0,
         le=1.0,
@@ -360,7 +372,7 @@ class RiskScores(pa.DataFrameModel):
         nullable=True,
         description="Probability of a write-off (empty in notebook mode).",
     )
-    score_source: Series[str] = pa.Field(
+    score_source: Series[pd.StringDtype] = text(
         isin=["out_of_fold", "open_loan", "train", "test"],
         description="out_of_fold: from a model that never saw the borrower; open_loan: scored by the "
         "model fitted on all resolved loans; train/test: notebook split.",
@@ -368,9 +380,11 @@ class RiskScores(pa.DataFrameModel):
     observed: Series[float] = pa.Field(
         isin=[0.0, 1.0], nullable=True, description="The observed target (empty for open loans)."
     )
-    reason_1: Series[str] = pa.Field(nullable=True, description="Input pushing the score up most.")
-    reason_2: Series[str] = pa.Field(nullable=True, description="Second reason.")
-    reason_3: Series[str] = pa.Field(nullable=True, description="Third reason.")
+    reason_1: Series[pd.StringDtype] = text(
+        nullable=True, description="Input pushing the score up most."
+    )
+    reason_2: Series[pd.StringDtype] = text(nullable=True, description="Second reason.")
+    reason_3: Series[pd.StringDtype] = text(nullable=True, description="Third reason.")
 
     class Config:
         name = "RiskScores"
@@ -381,23 +395,29 @@ class RiskScores(pa.DataFrameModel):
 class RecoveryStrategies(pa.DataFrameModel):
     """The recommended recovery strategy per borrower, and why."""
 
-    Borrower_ID: Series[str] = pa.Field(unique=True, description="Borrower identifier.")
-    Loan_ID: Series[str] = pa.Field(unique=True, description="Loan identifier.")
+    Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
+    Loan_ID: Series[pd.StringDtype] = text(unique=True, description="Loan identifier.")
     segment_id: Series[int] = pa.Field(ge=0, description="Segment id.")
-    segment_name: Series[str] = pa.Field(description="Segment name.")
+    segment_name: Series[pd.StringDtype] = text(description="Segment name.")
     risk_score: Series[float] = pa.Field(ge=0.0, le=1.0, description="Risk score.")
-    recovery_strategy: Series[str] = pa.Field(isin=STRATEGIES, description="Recommended strategy.")
-    policy: Series[str] = pa.Field(
+    recovery_strategy: Series[pd.StringDtype] = text(
+        isin=STRATEGIES, description="Recommended strategy."
+    )
+    policy: Series[pd.StringDtype] = text(
         isin=["score bands", "rules-based fallback"],
         description="score bands: from the risk score; rules-based fallback: from arrears, because "
         "the model did not beat the base rate.",
     )
-    reason_1: Series[str] = pa.Field(
+    reason_1: Series[pd.StringDtype] = text(
         nullable=True,
         description="Score bands: the input pushing the score up most. Fallback: the arrears rule that fired.",
     )
-    reason_2: Series[str] = pa.Field(nullable=True, description="Second reason (score bands only).")
-    reason_3: Series[str] = pa.Field(nullable=True, description="Third reason (score bands only).")
+    reason_2: Series[pd.StringDtype] = text(
+        nullable=True, description="Second reason (score bands only)."
+    )
+    reason_3: Series[pd.StringDtype] = text(
+        nullable=True, description="Third reason (score bands only)."
+    )
 
     class Config:
         name = "RecoveryStrategies"
@@ -408,8 +428,10 @@ class RecoveryStrategies(pa.DataFrameModel):
 class FairnessReport(pa.DataFrameModel):
     """Strategy rates, mean score and observed outcomes by Gender and by age band."""
 
-    group_type: Series[str] = pa.Field(isin=["all", "Gender", "age_band"], description="Grouping.")
-    group: Series[str] = pa.Field(description="The group.")
+    group_type: Series[pd.StringDtype] = text(
+        isin=["all", "Gender", "age_band"], description="Grouping."
+    )
+    group: Series[pd.StringDtype] = text(description="The group.")
     borrowers: Series[int] = pa.Field(ge=0, description="Borrowers in the group.")
     share_legal: Series[float] = pa.Field(
         ge=0, le=1, description="Share given legal action (harshest)."
@@ -442,11 +464,11 @@ class FairnessReport(pa.DataFrameModel):
 class PopulationStability(pa.DataFrameModel):
     """PSI of each model input and the score against the previous materialization."""
 
-    column: Series[str] = pa.Field(unique=True, description="Model input or risk_score.")
+    column: Series[pd.StringDtype] = text(unique=True, description="Model input or risk_score.")
     psi: Series[float] = pa.Field(
         ge=0, nullable=True, description="Population stability index (empty on a first run)."
     )
-    status: Series[str] = pa.Field(
+    status: Series[pd.StringDtype] = text(
         isin=["no previous run", "stable", "moderate shift", "significant shift"],
         description="< 0.1 stable; 0.1-0.25 moderate; > 0.25 significant.",
     )
@@ -517,23 +539,53 @@ def validate(df: pd.DataFrame, model: type[pa.DataFrameModel], source: str) -> p
         raise SchemaViolation(describe_failures(err, df, model, source)) from None
 
 
-def table_schema(model: type[pa.DataFrameModel]):
-    """The model as Dagster column metadata (a TableSchema), for the asset's Columns tab."""
-    from dagster import TableColumn, TableColumnConstraints, TableConstraints, TableSchema
+MODELS: list[type[pa.DataFrameModel]] = [
+    RawLoans,
+    LoanBook,
+    QuarantinedLoans,
+    ScaledFeatures,
+    BorrowerSegments,
+    SegmentProfiles,
+    RiskScores,
+    RecoveryStrategies,
+    FairnessReport,
+    PopulationStability,
+]
+CATALOG_PATH = Path(__file__).with_name("schema_catalog.json")
 
+
+def describe_model(model: type[pa.DataFrameModel]) -> dict:
+    """A model's columns and table-wide rules as plain data (what the UI's Columns tab shows)."""
     schema = model.to_schema()
     columns = []
     for name, col in schema.columns.items():
-        checks = [str(c.error or c.name) for c in (col.checks or [])]
         columns.append(
-            TableColumn(
-                name=str(name),
-                type=str(col.dtype),
-                description=col.description,
-                constraints=TableColumnConstraints(
-                    nullable=col.nullable, unique=col.unique, other=checks
-                ),
-            )
+            {
+                "name": str(name),
+                "type": str(col.dtype),
+                "description": col.description,
+                "nullable": bool(col.nullable),
+                "unique": bool(col.unique),
+                "checks": [str(c.error or c.name) for c in (col.checks or [])],
+            }
         )
-    other = [str(c.description or c.name) for c in schema.checks]
-    return TableSchema(columns=columns, constraints=TableConstraints(other=other))
+    return {
+        "columns": columns,
+        "checks": [str(c.description or c.name) for c in schema.checks],
+    }
+
+
+def catalog() -> dict[str, dict]:
+    """Every model described: the content of ``schema_catalog.json``."""
+    return {model.__name__: describe_model(model) for model in MODELS}
+
+
+def write_catalog(path: Path = CATALOG_PATH) -> Path:
+    """Regenerate ``schema_catalog.json``: the asset definitions read it, so that loading the
+    code location needs neither pandas nor pandera (a test keeps it equal to the models)."""
+    path.write_text(json.dumps(catalog(), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_catalog()}")

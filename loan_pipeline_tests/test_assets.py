@@ -249,3 +249,28 @@ def test_tables_report_column_lineage(sample_run):
         (d.asset_key.to_user_string(), d.column_name) for d in scores["risk_score"]
     }
     assert not any(d.column_name == "Collection_Method" for deps in scores.values() for d in deps)
+
+
+def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path):
+    """In-process steps get the tables the run just wrote from memory, not from DuckDB; what they
+    get must be exactly the stored table (values and dtypes), so the in-process and the
+    multiprocess executors compute the same thing. Tables no later step reads stay on disk only."""
+    import duckdb
+
+    from loan_pipeline.io import RUN_FRAMES, arrow_to_pandas
+    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
+
+    run = run_pipeline(SAMPLE_CSV, tmp_path / "storage")
+    assert run.result.success
+    assert RUN_FRAMES.run_id == run.result.run_id
+    held = set(RUN_FRAMES.frames)
+    assert {"validated_loans", "scaled_features", "borrower_segments", "risk_scores"} <= held
+    assert not held & {"raw_loans", "quarantined_loans"}
+    with duckdb.connect(str(run.storage / "warehouse.duckdb"), read_only=True) as con:
+        for table in sorted(held):
+            stored = arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
+            in_memory = RUN_FRAMES.get(run.result.run_id, table)
+            pd.testing.assert_frame_equal(
+                in_memory.reset_index(drop=True), stored, check_exact=True
+            )
+    assert RUN_FRAMES.get("another-run", "validated_loans") is None

@@ -162,7 +162,7 @@ def test_schedule_is_daily_at_six_in_the_configured_timezone():
 
 def test_a_transient_read_error_is_retried(folders, monkeypatch):
     _, _, storage = folders
-    from loan_pipeline.assets import ingest
+    from loan_pipeline.core import ingest  # the step imports read_loan_book from here when it runs
 
     calls = {"n": 0}
     real = ingest.read_loan_book

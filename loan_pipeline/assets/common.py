@@ -1,14 +1,16 @@
 """Metadata helpers shared by the asset modules."""
 
 import base64
+import functools
+import json
+from pathlib import Path
 
-import pandas as pd
 from dagster import MetadataValue
 
 PREVIEW_ROWS = 10
 
 
-def table_metadata(df: pd.DataFrame) -> dict:
+def table_metadata(df) -> dict:
     """Row count and a markdown preview, for every table asset."""
     return {
         "dagster/row_count": len(df),
@@ -16,7 +18,7 @@ def table_metadata(df: pd.DataFrame) -> dict:
     }
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".3g") -> MetadataValue:
+def markdown_table(df, floatfmt: str = ".3g") -> MetadataValue:
     return MetadataValue.md(df.to_markdown(index=False, floatfmt=floatfmt))
 
 
@@ -39,3 +41,31 @@ def column_lineage(columns: dict[str, list[tuple[str, str]]]) -> dict:
             }
         )
     }
+
+
+@functools.cache
+def _catalog() -> dict:
+    path = Path(__file__).resolve().parents[1] / "schema_catalog.json"
+    return json.loads(path.read_text())
+
+
+def column_schema(model: str):
+    """``dagster/column_schema`` metadata of a schema model (``loan_pipeline.schemas``), read from
+    ``schema_catalog.json`` so that defining the assets imports neither pandas nor pandera."""
+    from dagster import TableColumn, TableColumnConstraints, TableConstraints, TableSchema
+
+    described = _catalog()[model]
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=c["name"],
+                type=c["type"],
+                description=c["description"],
+                constraints=TableColumnConstraints(
+                    nullable=c["nullable"], unique=c["unique"], other=c["checks"]
+                ),
+            )
+            for c in described["columns"]
+        ],
+        constraints=TableConstraints(other=described["checks"]),
+    )

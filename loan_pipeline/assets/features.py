@@ -1,11 +1,8 @@
 """Features: the standardised matrix the segmentation and the risk model read."""
 
-import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from loan_pipeline.assets.common import column_lineage, table_metadata
-from loan_pipeline.core.features import scale_features
-from loan_pipeline.schemas import ScaledFeatures, table_schema, validate
+from loan_pipeline.assets.common import column_lineage, column_schema, table_metadata
 from loan_pipeline.settings import (
     CLUSTER_FEATURES,
     NOTEBOOK_FEATURES,
@@ -18,7 +15,7 @@ from loan_pipeline.settings import (
     group_name="features",
     owners=["team:data-engineering"],
     kinds={"pandas", "scikit-learn", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(ScaledFeatures)},
+    metadata={"dagster/column_schema": column_schema("ScaledFeatures")},
     description="Standardised clustering features keyed by Borrower_ID (by default the notebook's "
     "columns without Age; all ten in notebook mode), with the scaler's means and scales as metadata.",
 )
@@ -26,8 +23,13 @@ def scaled_features(
     context: AssetExecutionContext,
     config: FeatureConfig,
     analysis: AnalysisMethod,
-    validated_loans: pd.DataFrame,
-) -> pd.DataFrame:
+    validated_loans,
+):
+    import pandas as pd
+
+    from loan_pipeline.core.features import scale_features
+    from loan_pipeline.schemas import ScaledFeatures, validate
+
     default = NOTEBOOK_FEATURES if analysis.is_notebook else CLUSTER_FEATURES
     columns = list(config.columns) if config.columns else list(default)
     scaled, scaling = scale_features(validated_loans, columns)

@@ -19,23 +19,13 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import column_lineage, markdown_table, table_metadata
-from loan_pipeline.core.ingest import (
-    LoanBookFileError,
-    QuarantineThresholdError,
-    quarantine_table,
-    read_loan_book,
-    split_rows,
-    summarise_issues,
+from loan_pipeline.assets.common import (
+    column_lineage,
+    column_schema,
+    markdown_table,
+    table_metadata,
 )
-from loan_pipeline.schemas import (
-    LOAN_BOOK_COLUMNS,
-    LoanBook,
-    QuarantinedLoans,
-    RawLoans,
-    table_schema,
-    validate,
-)
+from loan_pipeline.io import HAND_OFF
 from loan_pipeline.versioning import code_version, file_sha256
 
 GROUP = "ingest"
@@ -44,7 +34,7 @@ FILE_CHECK = "loan_book_file_is_usable"
 SHARE_CHECK = "quarantine_share_below_threshold"
 
 
-def _refuse(context, path, err: LoanBookFileError, check: str, asset: str, threshold=None):
+def _refuse(context, path, err, check: str, asset: str, threshold=None):
     """Record the failed check (with the failure cases), log the message, and stop the step
     without writing anything; data errors are not retried."""
     metadata = {"file": MetadataValue.path(str(path)), "error": MetadataValue.text(str(err))}
@@ -74,7 +64,7 @@ def _refuse(context, path, err: LoanBookFileError, check: str, asset: str, thres
             group_name=GROUP,
             owners=OWNERS,
             kinds={"csv", "pandas", "duckdb"},
-            metadata={"dagster/column_schema": table_schema(RawLoans)},
+            metadata={"dagster/column_schema": column_schema("RawLoans"), HAND_OFF: False},
             description="The loan-book CSV as read, an explicit dtype for every column, with each "
             "row's line in the file (source: launchpad config, else $LOAN_BOOK_CSV, else "
             "data/loan_book_sample.csv).",
@@ -83,7 +73,7 @@ def _refuse(context, path, err: LoanBookFileError, check: str, asset: str, thres
             group_name=GROUP,
             owners=OWNERS,
             kinds={"pandas", "pandera", "duckdb"},
-            metadata={"dagster/column_schema": table_schema(LoanBook)},
+            metadata={"dagster/column_schema": column_schema("LoanBook")},
             description="The rows that passed every rule of the LoanBook contract (types, ranges, "
             "categories, unique ids, outstanding <= loan amount); open loans included.",
         ),
@@ -91,7 +81,7 @@ def _refuse(context, path, err: LoanBookFileError, check: str, asset: str, thres
             group_name=GROUP,
             owners=OWNERS,
             kinds={"pandas", "duckdb"},
-            metadata={"dagster/column_schema": table_schema(QuarantinedLoans)},
+            metadata={"dagster/column_schema": column_schema("QuarantinedLoans"), HAND_OFF: False},
             description="Rows set aside: one row per rule broken, with the line, column, rule, "
             "reason, offending value and the whole record as read.",
         ),
@@ -117,6 +107,22 @@ def _refuse(context, path, err: LoanBookFileError, check: str, asset: str, thres
     ],
 )
 def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConfig):
+    from loan_pipeline.core.ingest import (
+        LoanBookFileError,
+        QuarantineThresholdError,
+        quarantine_table,
+        read_loan_book,
+        split_rows,
+        summarise_issues,
+    )
+    from loan_pipeline.schemas import (
+        LOAN_BOOK_COLUMNS,
+        LoanBook,
+        QuarantinedLoans,
+        RawLoans,
+        validate,
+    )
+
     path = settings.source_csv(config.csv_path)
     context.log.info(f"reading loan book {path}")
     try:

@@ -2,7 +2,6 @@
 
 import json
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -16,17 +15,14 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import column_lineage, markdown_table, png_markdown, table_metadata
-from loan_pipeline.core.monitoring import (
-    distribution_profile,
-    fairness_flags,
-    fairness_table,
-    stability_table,
+from loan_pipeline.assets.common import (
+    column_lineage,
+    column_schema,
+    markdown_table,
+    png_markdown,
+    table_metadata,
 )
-from loan_pipeline.core.report import model_card_markdown
-from loan_pipeline.core.risk import RISK_ENGINEERED, RISK_NUMERIC, RiskModel, risk_inputs
 from loan_pipeline.io import atomic_write_bytes
-from loan_pipeline.schemas import FairnessReport, PopulationStability, table_schema, validate
 
 GROUP = "monitoring"
 OWNERS = ["team:credit-risk"]
@@ -38,7 +34,7 @@ PSI_CHECK = "population_is_stable"
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(FairnessReport)},
+    metadata={"dagster/column_schema": column_schema("FairnessReport")},
     check_specs=[
         AssetCheckSpec(
             FAIRNESS_CHECK,
@@ -54,9 +50,12 @@ PSI_CHECK = "population_is_stable"
 def fairness_report(
     context: AssetExecutionContext,
     config: settings.FairnessConfig,
-    validated_loans: pd.DataFrame,
-    recovery_strategies: pd.DataFrame,
+    validated_loans,
+    recovery_strategies,
 ):
+    from loan_pipeline.core.monitoring import fairness_flags, fairness_table
+    from loan_pipeline.schemas import FairnessReport, validate
+
     table = validate(
         fairness_table(validated_loans, recovery_strategies),
         FairnessReport,
@@ -115,7 +114,7 @@ def fairness_report(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(PopulationStability)},
+    metadata={"dagster/column_schema": column_schema("PopulationStability")},
     check_specs=[
         AssetCheckSpec(
             PSI_CHECK,
@@ -129,9 +128,13 @@ def fairness_report(
 )
 def population_stability(
     context: AssetExecutionContext,
-    validated_loans: pd.DataFrame,
-    risk_scores: pd.DataFrame,
+    validated_loans,
+    risk_scores,
 ):
+    from loan_pipeline.core.monitoring import distribution_profile, stability_table
+    from loan_pipeline.core.risk import RISK_ENGINEERED, RISK_NUMERIC, risk_inputs
+    from loan_pipeline.schemas import PopulationStability, validate
+
     current = risk_inputs(validated_loans)[RISK_NUMERIC + RISK_ENGINEERED]
     current = current.assign(
         risk_score=risk_scores.set_index("Borrower_ID")["risk_score"]
@@ -186,9 +189,9 @@ def population_stability(
     "baselines, calibration, fairness), written to storage/reports/model_card.md; "
     "`python -m loan_pipeline model-card` copies it to docs/model_card.md.",
 )
-def model_card(
-    context: AssetExecutionContext, risk_model: RiskModel, fairness_report: pd.DataFrame
-) -> MaterializeResult:
+def model_card(context: AssetExecutionContext, risk_model, fairness_report) -> MaterializeResult:
+    from loan_pipeline.core.report import model_card_markdown
+
     chart = settings.charts_dir() / "chart_calibration.png"
     if risk_model.primary is None:
         text = (

@@ -1,6 +1,5 @@
 """Risk: the risk model, a score per borrower, and the recovery strategy per borrower."""
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -13,23 +12,13 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import column_lineage, markdown_table, table_metadata
-from loan_pipeline.core.export import to_csv_bytes
-from loan_pipeline.core.report import model_card_markdown
-from loan_pipeline.core.risk import (
-    RISK_CATEGORICAL,
-    RISK_NUMERIC,
-    RiskModel,
-    fit_risk_model,
-    score_borrowers,
-)
-from loan_pipeline.core.strategy import (
-    assign_strategy,
-    rules_based_reasons,
-    rules_based_strategy,
+from loan_pipeline.assets.common import (
+    column_lineage,
+    column_schema,
+    markdown_table,
+    table_metadata,
 )
 from loan_pipeline.io import atomic_write_bytes
-from loan_pipeline.schemas import RecoveryStrategies, RiskScores, table_schema, validate
 
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
@@ -61,10 +50,13 @@ def risk_model(
     context: AssetExecutionContext,
     config: settings.RiskConfig,
     analysis: settings.AnalysisMethod,
-    validated_loans: pd.DataFrame,
-    scaled_features: pd.DataFrame,
-    borrower_segments: pd.DataFrame,
+    validated_loans,
+    scaled_features,
+    borrower_segments,
 ):
+    from loan_pipeline.core.report import model_card_markdown
+    from loan_pipeline.core.risk import fit_risk_model
+
     model = fit_risk_model(
         validated_loans,
         scaled_features,
@@ -114,7 +106,7 @@ def risk_model(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(RiskScores)},
+    metadata={"dagster/column_schema": column_schema("RiskScores")},
     ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
     description="A risk score for every borrower: out-of-fold for resolved loans (from a model "
     "that never saw the borrower), from the model fitted on all resolved loans for open ones; "
@@ -122,10 +114,13 @@ def risk_model(
 )
 def risk_scores(
     context: AssetExecutionContext,
-    validated_loans: pd.DataFrame,
-    scaled_features: pd.DataFrame,
-    risk_model: RiskModel,
-) -> pd.DataFrame:
+    validated_loans,
+    scaled_features,
+    risk_model,
+):
+    from loan_pipeline.core.risk import RISK_CATEGORICAL, RISK_NUMERIC, score_borrowers
+    from loan_pipeline.schemas import RiskScores, validate
+
     scores = score_borrowers(risk_model, validated_loans, scaled_features)
     scores = validate(scores, RiskScores, source="risk_scores")
     inputs = (
@@ -156,7 +151,7 @@ def risk_scores(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},
-    metadata={"dagster/column_schema": table_schema(RecoveryStrategies)},
+    metadata={"dagster/column_schema": column_schema("RecoveryStrategies")},
     ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
     description="The recovery strategy per borrower: the score bands (> 0.75 legal action, "
     "0.50-0.75 settlement offers, else automated reminders) on the risk score, or the "
@@ -166,11 +161,19 @@ def risk_scores(
 def recovery_strategies(
     context: AssetExecutionContext,
     config: settings.StrategyConfig,
-    validated_loans: pd.DataFrame,
-    borrower_segments: pd.DataFrame,
-    risk_scores: pd.DataFrame,
-    risk_model: RiskModel,
-) -> pd.DataFrame:
+    validated_loans,
+    borrower_segments,
+    risk_scores,
+    risk_model,
+):
+    from loan_pipeline.core.export import to_csv_bytes
+    from loan_pipeline.core.strategy import (
+        assign_strategy,
+        rules_based_reasons,
+        rules_based_strategy,
+    )
+    from loan_pipeline.schemas import RecoveryStrategies, validate
+
     table = (
         validated_loans[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]]
         .merge(borrower_segments, on="Borrower_ID", how="inner", validate="one_to_one")

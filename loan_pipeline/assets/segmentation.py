@@ -1,6 +1,5 @@
 """Segmentation: choose k, fit the segments, match them to the last run, profile them."""
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -13,17 +12,13 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import column_lineage, markdown_table, table_metadata
-from loan_pipeline.core.features import feature_matrix, scale_features
-from loan_pipeline.core.segmentation import (
-    SegmentModel,
-    assign_segments,
-    evaluate_k,
-    fit_segments,
-    segment_profile,
+from loan_pipeline.assets.common import (
+    column_lineage,
+    column_schema,
+    markdown_table,
+    table_metadata,
 )
 from loan_pipeline.io import previous_model, previous_table
-from loan_pipeline.schemas import BorrowerSegments, SegmentProfiles, table_schema, validate
 
 GROUP = "segmentation"
 OWNERS = ["team:credit-risk"]
@@ -51,9 +46,12 @@ def cluster_model(
     context: AssetExecutionContext,
     config: settings.ClusterConfig,
     analysis: settings.AnalysisMethod,
-    validated_loans: pd.DataFrame,
-    scaled_features: pd.DataFrame,
+    validated_loans,
+    scaled_features,
 ):
+    from loan_pipeline.core.features import feature_matrix, scale_features
+    from loan_pipeline.core.segmentation import evaluate_k, fit_segments
+
     features = [c for c in scaled_features.columns if c != "Borrower_ID"]
     X = feature_matrix(scaled_features)
     _, scaling = scale_features(validated_loans, features)
@@ -133,16 +131,20 @@ def cluster_model(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(BorrowerSegments)},
+    metadata={"dagster/column_schema": column_schema("BorrowerSegments")},
     ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
     description="One row per borrower: segment id and segment name (from the centroid). "
     "Reports how many borrowers changed segment since the last run.",
 )
 def borrower_segments(
     context: AssetExecutionContext,
-    scaled_features: pd.DataFrame,
-    cluster_model: SegmentModel,
-) -> pd.DataFrame:
+    scaled_features,
+    cluster_model,
+):
+    from loan_pipeline.core.features import feature_matrix
+    from loan_pipeline.core.segmentation import assign_segments
+    from loan_pipeline.schemas import BorrowerSegments, validate
+
     segments = assign_segments(
         cluster_model, scaled_features["Borrower_ID"], feature_matrix(scaled_features)
     )
@@ -176,17 +178,20 @@ def borrower_segments(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
-    metadata={"dagster/column_schema": table_schema(SegmentProfiles)},
+    metadata={"dagster/column_schema": column_schema("SegmentProfiles")},
     ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
     description="Per segment: size, share of the book, mean of each clustering feature (original "
     "units), and the observed recovery outcome mix of its resolved loans.",
 )
 def segment_profiles(
     context: AssetExecutionContext,
-    validated_loans: pd.DataFrame,
-    borrower_segments: pd.DataFrame,
-    cluster_model: SegmentModel,
-) -> pd.DataFrame:
+    validated_loans,
+    borrower_segments,
+    cluster_model,
+):
+    from loan_pipeline.core.segmentation import segment_profile
+    from loan_pipeline.schemas import SegmentProfiles, validate
+
     profile = segment_profile(validated_loans, borrower_segments, cluster_model.features)
     profile = validate(profile, SegmentProfiles, source="segment_profiles")
     lineage = {

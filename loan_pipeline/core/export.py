@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = "^[" + "".join("\\" + p if p in "-" else p for p in FORMULA_PREFIXES) + "]"
+
+
+def _neutralised_arrow(df: pd.DataFrame):
+    """``df`` as an Arrow table, text cells a spreadsheet would run as a formula quoted."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+        elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            column = table.column(i)
+            risky = pc.fill_null(pc.match_substring_regex(column, _FORMULA_START), False)
+            if pc.any(risky).as_py():
+                quote, nothing = pa.scalar("'", field.type), pa.scalar("", field.type)
+                quoted = pc.binary_join_element_wise(quote, column, nothing)
+                table = table.set_column(i, field.name, pc.if_else(risky, quoted, column))
+    return table
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
@@ -14,16 +36,15 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     Only text columns are touched; numbers (a negative amount, say) stay numbers. The OWASP
     advice: the quote makes the spreadsheet show the cell as text, and the value stays readable.
     """
-    out = df.copy()
-    for column in out.columns:
-        if out[column].dtype == object or isinstance(out[column].dtype, pd.StringDtype):
-            text = out[column]
-            risky = text.astype("string").str.startswith(FORMULA_PREFIXES, na=False)
-            if risky.any():
-                out[column] = text.where(~risky, "'" + text.astype("string"))
-    return out
+    from loan_pipeline.io import arrow_to_pandas
+
+    return arrow_to_pandas(_neutralised_arrow(df))
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    """The export as UTF-8 CSV bytes, formulas neutralised."""
-    return neutralise_formulas(df).to_csv(index=False).encode("utf-8")
+    """The export as UTF-8 CSV bytes, formulas neutralised (written by Arrow's CSV writer)."""
+    import pyarrow.csv as csv
+
+    buffer = io.BytesIO()
+    csv.write_csv(_neutralised_arrow(df), buffer, csv.WriteOptions(quoting_style="needed"))
+    return buffer.getvalue()

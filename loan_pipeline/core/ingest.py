@@ -44,6 +44,7 @@ from loan_pipeline.schemas import (
     MONEY_COLUMNS,
     PERCENT_COLUMNS,
     TEXT_COLUMNS,
+    TEXT_DTYPE,
     row_rules_schema,
 )
 
@@ -331,7 +332,7 @@ def _parse_text(arr, column: str):
         canonical = pc.take(pa.array(allowed), position)
         trimmed = pc.if_else(pc.is_null(position), trimmed, canonical)
     changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0  # cells cleaned, once each
-    return pd.Series(trimmed.to_pandas(), dtype="string"), changed
+    return pd.Series(pd.arrays.ArrowStringArray(trimmed)), changed
 
 
 def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
@@ -565,7 +566,7 @@ def to_loan_book(frame: pd.DataFrame) -> pd.DataFrame:
     """Cast good rows to the strict dtypes of the ``LoanBook`` schema (the 21 columns)."""
     out = frame[LOAN_BOOK_COLUMNS].copy()
     for col in TEXT_COLUMNS:
-        out[col] = out[col].astype(object).where(out[col].notna(), None)
+        out[col] = out[col].astype(TEXT_DTYPE)
     for col in INT_COLUMNS:
         out[col] = out[col].astype("int64")
     for col in FLOAT_COLUMNS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.compute import single_threaded
+from loan_pipeline.core.compute import parallel_map, single_threaded
 
 # Pre-outcome inputs of the recommended model.
 RISK_NUMERIC = [
@@ -124,14 +124,29 @@ def _pipeline(numeric: list[str], categorical: list[str], C: float = 1.0):
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+    """ROC AUC, PR AUC (average precision) and Brier score of scores ``p`` for labels ``y``.
 
-    both = 0 < y.sum() < len(y)
-    return {
-        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
-        "brier": float(brier_score_loss(y, p)),
-    }
+    The same definitions as scikit-learn's ``roc_auc_score``, ``average_precision_score`` and
+    ``brier_score_loss`` (tied scores form one threshold; tested equal), from one sort instead
+    of one per metric: on a million borrowers they are a large part of the model's cost.
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    brier = float(np.mean((p - y) ** 2))
+    positives = y.sum()
+    if not 0 < positives < len(y):
+        return {"roc_auc": float("nan"), "pr_auc": float("nan"), "brier": brier}
+    order = np.argsort(-p, kind="mergesort")
+    ys, ps = y[order], p[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]  # one threshold per value
+    tp = np.cumsum(ys)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    tpr = np.r_[0.0, tp / positives]
+    fpr = np.r_[0.0, fp / (len(y) - positives)]
+    roc_auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    precision = tp / (tp + fp)
+    pr_auc = float(np.sum(np.diff(tpr) * precision))
+    return {"roc_auc": roc_auc, "pr_auc": pr_auc, "brier": brier}
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
@@ -186,25 +201,38 @@ def fit_outcome_model(
     oof = np.zeros(len(y))
     oof_base = np.zeros(len(y))
     oof_one = np.zeros(len(y))
-    fold_metrics = []
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    with single_threaded():
-        for train, test in splitter.split(X, y):
-            if len(train) > max_train_rows:
-                train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
-            model = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
-            oof[test] = model.predict_proba(X.iloc[test])[:, 1]
-            one = _pipeline([BASELINE_FEATURE], []).fit(X.iloc[train][[BASELINE_FEATURE]], y[train])
-            oof_one[test] = one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1]
-            oof_base[test] = y[train].mean()
-            fold_metrics.append(_metrics(y[test], oof[test]))
-        everything = np.arange(len(y))
-        if len(everything) > max_train_rows:
-            everything = np.sort(rng.choice(everything, size=max_train_rows, replace=False))
+    splits = []
+    for train, test in splitter.split(X, y):  # samples drawn in fold order: reproducible
+        if len(train) > max_train_rows:
+            train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
+        splits.append((train, test))
+    everything = np.arange(len(y))
+    if len(everything) > max_train_rows:
+        everything = np.sort(rng.choice(everything, size=max_train_rows, replace=False))
+
+    def fold(split: tuple[np.ndarray, np.ndarray]) -> tuple:
+        train, test = split
+        model = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
+        one = _pipeline([BASELINE_FEATURE], []).fit(X.iloc[train][[BASELINE_FEATURE]], y[train])
+        p = model.predict_proba(X.iloc[test])[:, 1]
+        return p, one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1], y[train].mean()
+
+    def final(_: object):
         # One model scores and explains: the reason codes decompose the very log-odds that
         # gives the score.
-        estimator = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
-        explainer = estimator
+        return _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
+
+    # the folds and the final fit are independent: side by side, one core each
+    *fitted, estimator = parallel_map(
+        lambda job: job[0](job[1]), [(fold, split) for split in splits] + [(final, None)]
+    )
+    fold_metrics = []
+    for (_, test), (p, p_one, base) in zip(splits, fitted, strict=True):
+        oof[test], oof_one[test], oof_base[test] = p, p_one, base
+        fold_metrics.append(_metrics(y[test], p))
+    explainer = estimator
+    with single_threaded():
         center = explainer.named_steps["prepare"].transform(X.iloc[everything]).mean(axis=0)
 
     metrics: dict[str, float] = {}

@@ -13,7 +13,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.compute import single_threaded
+from loan_pipeline.core.compute import parallel_map, single_threaded
 
 # Silhouette is quadratic in rows: above this many it is computed on a fixed-seed sample.
 SILHOUETTE_SAMPLE = 10_000
@@ -188,23 +188,24 @@ def _evaluate_k(
         raise ValueError(f"no candidate k fits {len(S)} borrowers")
     rng = np.random.default_rng(random_state + 1)
     boot_index = [rng.integers(0, len(S), len(S)) for _ in range(bootstraps)]
-    records = []
-    for k in k_values:
+
+    def score(k: int) -> dict:
         labels = _kmeans(k, random_state, n_init).fit_predict(S)
         aris = [
             adjusted_rand_score(labels, _kmeans(k, random_state + b + 1, 1).fit(S[idx]).predict(S))
             for b, idx in enumerate(boot_index)
         ]
-        records.append(
-            {
-                "k": k,
-                "silhouette": float(silhouette_score(S, labels)),
-                "davies_bouldin": float(davies_bouldin_score(S, labels)),
-                "calinski_harabasz": float(calinski_harabasz_score(S, labels)),
-                "ari_mean": float(np.mean(aris)) if aris else float("nan"),
-                "ari_min": float(np.min(aris)) if aris else float("nan"),
-            }
-        )
+        return {
+            "k": k,
+            "silhouette": float(silhouette_score(S, labels)),
+            "davies_bouldin": float(davies_bouldin_score(S, labels)),
+            "calinski_harabasz": float(calinski_harabasz_score(S, labels)),
+            "ari_mean": float(np.mean(aris)) if aris else float("nan"),
+            "ari_min": float(np.min(aris)) if aris else float("nan"),
+        }
+
+    # each k is independent (own seeds): scored side by side, one core each
+    records = parallel_map(score, k_values)
     table = pd.DataFrame(records)
     table["stable"] = table["ari_mean"].fillna(1.0) >= stability_threshold
     pool = table[table["stable"]] if table["stable"].any() else table

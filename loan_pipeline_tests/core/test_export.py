@@ -37,6 +37,14 @@ def test_formula_cells_in_text_columns_are_neutralised():
     assert df["Borrower_ID"][0].startswith("=")  # the input frame is not modified
     back = pd.read_csv(io.BytesIO(to_csv_bytes(df)))
     assert not back["Borrower_ID"].dropna().str.match(r"^[=+\-@]").any()
+    # the pipeline's own text dtype (Arrow-backed strings) is neutralised the same way
+    arrow_text = df.astype({"Borrower_ID": "string[pyarrow]"})
+    assert neutralise_formulas(arrow_text)["Borrower_ID"].tolist()[:2] == [
+        '\'=HYPERLINK("http://x")',
+        "'+1",
+    ]
+    back = pd.read_csv(io.BytesIO(to_csv_bytes(arrow_text)))
+    assert not back["Borrower_ID"].dropna().str.match(r"^[=+\-@]").any()
 
 
 def test_atomic_write_replaces_whole_file_and_clears_stale_temporaries(tmp_path):

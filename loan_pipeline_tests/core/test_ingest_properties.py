@@ -25,6 +25,7 @@ from loan_pipeline.schemas import (
     LOAN_BOOK_COLUMNS,
     MONEY_COLUMNS,
     TEXT_COLUMNS,
+    TEXT_DTYPE,
 )
 
 PROPERTY_SETTINGS = settings(
@@ -110,7 +111,7 @@ def expected_frame(rows: list[dict]) -> pd.DataFrame:
     for column in FLOAT_COLUMNS:
         frame[column] = frame[column].astype("float64")
     for column in TEXT_COLUMNS:
-        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+        frame[column] = frame[column].astype(TEXT_DTYPE)
     return frame.reset_index(drop=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loan_pipeline.core.risk import (
@@ -175,3 +176,41 @@ def test_a_bounded_training_sample_keeps_the_quality_and_scores_everyone():
     assert len(bounded.primary.oof) == len(book)
     assert abs(full.metrics["model_roc_auc"] - bounded.metrics["model_roc_auc"]) < 0.02
     assert bounded.metrics["model_brier"] < full.metrics["model_brier"] + 0.005
+
+
+def test_metrics_equal_scikit_learns_definitions():
+    """The one-sort metrics give scikit-learn's numbers, ties in the scores included."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+    from loan_pipeline.core.risk import _metrics
+
+    rng = np.random.default_rng(7)
+    for n, levels in ((50, 5), (1_000, 40), (20_000, None)):
+        y = rng.integers(0, 2, n)
+        p = rng.random(n) * 0.6 + y * 0.3
+        if levels:  # heavy ties, as a coarse score has
+            p = np.round(p * levels) / levels
+        got = _metrics(y, p)
+        assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+        assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+        assert got["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    constant = _metrics(np.array([0, 1, 1, 0]), np.full(4, 0.5))
+    assert constant["roc_auc"] == pytest.approx(0.5)
+    assert np.isnan(_metrics(np.ones(4), np.full(4, 0.5))["roc_auc"])
+
+
+def test_the_answer_does_not_depend_on_the_number_of_threads(planted, monkeypatch):
+    """Folds and candidate k run side by side in threads; one thread must give the same model,
+    scores and k table to the last bit."""
+    from loan_pipeline.core.segmentation import evaluate_k
+
+    book, parallel = planted
+    X = np.random.default_rng(3).normal(size=(3000, 5))
+    k_parallel = evaluate_k(X, [2, 3, 4], bootstraps=3)
+    monkeypatch.setenv("LOAN_PIPELINE_WORKERS", "1")
+    serial = fit_recommended_model(book)
+    k_serial = evaluate_k(X, [2, 3, 4], bootstraps=3)
+    assert serial.metrics == parallel.metrics
+    np.testing.assert_array_equal(serial.primary.oof.to_numpy(), parallel.primary.oof.to_numpy())
+    pd.testing.assert_frame_equal(k_serial.table, k_parallel.table)
+    assert k_serial.chosen == k_parallel.chosen
