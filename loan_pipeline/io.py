@@ -77,13 +77,14 @@ class _RunFrames:
         self.run_id: str | None = None
         self.frames: dict[str, tuple[pd.DataFrame, int]] = {}
 
-    def put(self, run_id: str, table: str, frame: pd.DataFrame) -> None:
+    def put(self, run_id: str, table: str, frame: object, size: int | None = None) -> None:
         import pandas as pd
 
         pd.set_option("mode.copy_on_write", True)
         if run_id != self.run_id:
             self.run_id, self.frames = run_id, {}
-        size = int(frame.memory_usage(index=True, deep=False).sum())
+        if size is None:
+            size = int(frame.memory_usage(index=True, deep=False).sum())
         self.frames.pop(table, None)
         self.frames[table] = (frame, size)
         while self.frames and sum(n for _, n in self.frames.values()) > self.max_bytes:
@@ -92,7 +93,8 @@ class _RunFrames:
     def get(self, run_id: str | None, table: str) -> pd.DataFrame | None:
         if run_id is None or run_id != self.run_id or table not in self.frames:
             return None
-        return self.frames[table][0].copy(deep=False)
+        held = self.frames[table][0]
+        return held.copy(deep=False) if hasattr(held, "copy") else held
 
 
 RUN_FRAMES = _RunFrames(max_bytes=settings.frame_cache_bytes())
@@ -159,10 +161,19 @@ class PickleModelIOManager(ConfigurableIOManager):
         return base / f"{_table_name(context)}.pkl"
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
-        path = atomic_write_bytes(self._path(context), pickle.dumps(obj, protocol=5))
+        data = pickle.dumps(obj, protocol=5)
+        path = atomic_write_bytes(self._path(context), data)
+        # later steps of this in-process run get the fitted object itself (they only read it)
+        RUN_FRAMES.put(context.run_id, f"model:{_table_name(context)}", obj, size=len(data))
         context.add_output_metadata({"path": str(path)})
 
     def load_input(self, context: InputContext) -> object:
+        try:
+            held = RUN_FRAMES.get(context.step_context.run_id, f"model:{_table_name(context)}")
+        except Exception:  # an InputContext built outside a run
+            held = None
+        if held is not None:
+            return held
         with open(self._path(context), "rb") as fh:
             return pickle.load(fh)
 

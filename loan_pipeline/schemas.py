@@ -259,7 +259,7 @@ def row_rules_schema() -> pa.DataFrameSchema:
     """``LoanBook``'s per-row rules on the nullable frame as read (ids' uniqueness is handled
     row by row, keeping the first occurrence)."""
     nullable = {c: {"dtype": "Int64"} for c in INT_COLUMNS} | {
-        c: {"dtype": "string"} for c in TEXT_COLUMNS
+        c: {"dtype": TEXT_DTYPE} for c in TEXT_COLUMNS
     }
     nullable["Borrower_ID"]["unique"] = False
     nullable["Loan_ID"]["unique"] = False

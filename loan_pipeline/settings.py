@@ -208,7 +208,7 @@ class RiskConfig(Config):
 
     folds: int = Field(default=5, ge=2, le=20, description="Cross-validation folds (recommended).")
     max_train_rows: int = Field(
-        default=100_000, ge=1_000, description="Most rows a model is fitted on (fixed-seed sample)."
+        default=50_000, ge=1_000, description="Most rows a model is fitted on (fixed-seed sample)."
     )
     min_skill: float = Field(
         default=0.01,

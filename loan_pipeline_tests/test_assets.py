@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 
 import pandas as pd
 import pytest
@@ -263,7 +264,7 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path):
     run = run_pipeline(SAMPLE_CSV, tmp_path / "storage")
     assert run.result.success
     assert RUN_FRAMES.run_id == run.result.run_id
-    held = set(RUN_FRAMES.frames)
+    held = {k for k in RUN_FRAMES.frames if not k.startswith("model:")}
     assert {"validated_loans", "scaled_features", "borrower_segments", "risk_scores"} <= held
     assert not held & {"raw_loans", "quarantined_loans"}
     with duckdb.connect(str(run.storage / "warehouse.duckdb"), read_only=True) as con:
@@ -274,3 +275,9 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path):
                 in_memory.reset_index(drop=True), stored, check_exact=True
             )
     assert RUN_FRAMES.get("another-run", "validated_loans") is None
+    # fitted models are handed on as the objects that were pickled
+    for model in ("cluster_model", "risk_model"):
+        stored = (run.storage / "models" / f"{model}.pkl").read_bytes()
+        assert (
+            pickle.dumps(RUN_FRAMES.get(run.result.run_id, f"model:{model}"), protocol=5) == stored
+        )

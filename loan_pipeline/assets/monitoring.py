@@ -131,15 +131,16 @@ def population_stability(
     validated_loans,
     risk_scores,
 ):
+    from loan_pipeline.core.frames import lookup_by_id
     from loan_pipeline.core.monitoring import distribution_profile, stability_table
     from loan_pipeline.core.risk import RISK_ENGINEERED, RISK_NUMERIC, risk_inputs
     from loan_pipeline.schemas import PopulationStability, validate
 
     current = risk_inputs(validated_loans)[RISK_NUMERIC + RISK_ENGINEERED]
     current = current.assign(
-        risk_score=risk_scores.set_index("Borrower_ID")["risk_score"]
-        .reindex(validated_loans["Borrower_ID"])
-        .to_numpy()
+        risk_score=lookup_by_id(
+            risk_scores.set_index("Borrower_ID")["risk_score"], validated_loans["Borrower_ID"]
+        )
     )
     path = settings.storage_dir() / "monitoring" / "profile.json"
     previous = json.loads(path.read_text()) if path.exists() else None

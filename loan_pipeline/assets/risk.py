@@ -167,6 +167,7 @@ def recovery_strategies(
     risk_model,
 ):
     from loan_pipeline.core.export import to_csv_bytes
+    from loan_pipeline.core.frames import join_by_id
     from loan_pipeline.core.strategy import (
         assign_strategy,
         rules_based_reasons,
@@ -174,15 +175,12 @@ def recovery_strategies(
     )
     from loan_pipeline.schemas import RecoveryStrategies, validate
 
-    table = (
-        validated_loans[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]]
-        .merge(borrower_segments, on="Borrower_ID", how="inner", validate="one_to_one")
-        .merge(
-            risk_scores[["Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"]],
-            on="Borrower_ID",
-            how="inner",
-            validate="one_to_one",
-        )
+    table = join_by_id(
+        join_by_id(
+            validated_loans[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]],
+            borrower_segments,
+        ),
+        risk_scores[["Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"]],
     )
     if risk_model.beats_baseline:
         policy = POLICY_MODEL

@@ -364,12 +364,15 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
     # Blank lines (every field empty) are not rows: counted, not kept.
     import pyarrow.compute as pc
 
-    nonblank = None
-    for name in header:
-        present = pc.is_valid(pc.utf8_trim_whitespace(table.column(name)))
-        present = pc.and_(present, pc.not_equal(pc.utf8_trim_whitespace(table.column(name)), ""))
-        present = pc.fill_null(present, False)
-        nonblank = present if nonblank is None else pc.or_(nonblank, present)
+    def present(name: str):
+        trimmed = pc.utf8_trim_whitespace(table.column(name))
+        return pc.fill_null(pc.and_(pc.is_valid(trimmed), pc.not_equal(trimmed, "")), False)
+
+    nonblank = present(header[0]) if header else None
+    # a blank line has every field empty: when the first field is never empty there is none
+    if nonblank is not None and not pc.all(nonblank).as_py():
+        for name in header[1:]:
+            nonblank = pc.or_(nonblank, present(name))
     keep = np.asarray(nonblank) if nonblank is not None else np.ones(table.num_rows, bool)
     blank_lines = int((~keep).sum()) + blank_skipped
     if blank_lines:

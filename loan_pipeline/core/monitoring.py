@@ -27,8 +27,11 @@ def fairness_table(loans: pd.DataFrame, strategies: pd.DataFrame) -> pd.DataFram
     outcome rate - overall outcome rate): how much harsher (or softer) the group is treated than
     its outcomes alone would justify.
     """
-    df = strategies[["Borrower_ID", "risk_score", "recovery_strategy"]].merge(
-        loans[["Borrower_ID", "Gender", "Age", "Recovery_Status"]], on="Borrower_ID", how="left"
+    from loan_pipeline.core.frames import join_by_id
+
+    df = join_by_id(
+        strategies[["Borrower_ID", "risk_score", "recovery_strategy"]],
+        loans[["Borrower_ID", "Gender", "Age", "Recovery_Status"]],
     )
     df["outcome"] = np.where(
         df["Recovery_Status"].isna(),

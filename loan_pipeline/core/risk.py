@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from loan_pipeline.core.compute import parallel_map, single_threaded
+from loan_pipeline.schemas import CATEGORIES
 
 # Pre-outcome inputs of the recommended model.
 RISK_NUMERIC = [
@@ -78,20 +79,31 @@ def risk_inputs(loans: pd.DataFrame) -> pd.DataFrame:
         )
         outstanding_share = np.where(amount > 0, outstanding / amount, 0.0)
         coverage = np.where(outstanding > 0, collateral / outstanding, 0.0)
-    out = loans[RISK_NUMERIC + RISK_CATEGORICAL].copy()
+    out = loans[RISK_NUMERIC].astype("float64")
     out["emi_to_income"] = np.clip(emi_to_income, 0, 10)
     out["outstanding_share"] = np.clip(outstanding_share, 0, 1)
     out["collateral_coverage"] = np.clip(coverage, 0, 10)
+    # Categories one-hot encoded here, over the contract's fixed category sets, so the model sees
+    # numbers only (scikit-learn's encoder would turn a million Arrow strings into Python
+    # objects at every fit and every prediction). Named "<column>_<value>", as OneHotEncoder
+    # names them.
     for col in RISK_CATEGORICAL:
-        out[col] = out[col].astype(object)
+        for value in CATEGORIES[col]:
+            same = loans[col].eq(value).to_numpy(dtype=bool, na_value=False)
+            out[f"{col}_{value}"] = same.astype("float64")
     return out
+
+
+def one_hot_columns() -> list[str]:
+    """The one-hot input columns of ``risk_inputs``, in order."""
+    return [f"{col}_{value}" for col in RISK_CATEGORICAL for value in CATEGORIES[col]]
 
 
 def _pipeline(numeric: list[str], categorical: list[str], C: float = 1.0):
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     logged = [c for c in numeric if c in LOG_COLUMNS]
     plain = [c for c in numeric if c not in LOG_COLUMNS]
@@ -111,10 +123,8 @@ def _pipeline(numeric: list[str], categorical: list[str], C: float = 1.0):
         )
     if plain:
         parts.append(("num", StandardScaler(), plain))
-    if categorical:
-        parts.append(
-            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)
-        )
+    if categorical:  # already one-hot (risk_inputs): 0/1 columns enter as they are
+        parts.append(("cat", "passthrough", categorical))
     return Pipeline(
         [
             ("prepare", ColumnTransformer(parts, verbose_feature_names_out=False)),
@@ -169,8 +179,8 @@ class OutcomeModel:
     target: str
     estimator: object  # the logistic pipeline fitted on all resolved loans
     explainer: object  # the same pipeline: reason codes decompose the score's own log-odds
-    oof: pd.Series  # Borrower_ID -> out-of-fold probability (resolved loans)
-    observed: pd.Series  # Borrower_ID -> 0/1 target (resolved loans)
+    oof: pd.Series  # Borrower_ID -> out-of-fold probability (NaN: open loan)
+    observed: pd.Series  # Borrower_ID -> 0/1 target (NaN: open loan)
     metrics: dict[str, float]
     calibration: pd.DataFrame
     coefficients: pd.DataFrame
@@ -182,7 +192,7 @@ def fit_outcome_model(
     target: str = "not_fully_recovered",
     folds: int = 5,
     random_state: int = 42,
-    max_train_rows: int = 100_000,
+    max_train_rows: int = 50_000,
 ) -> OutcomeModel:
     """Fit and evaluate one outcome model on the resolved loans of ``loans``."""
     from sklearn.model_selection import StratifiedKFold
@@ -213,7 +223,7 @@ def fit_outcome_model(
 
     def fold(split: tuple[np.ndarray, np.ndarray]) -> tuple:
         train, test = split
-        model = _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[train], y[train])
+        model = _pipeline(numeric, one_hot_columns()).fit(X.iloc[train], y[train])
         one = _pipeline([BASELINE_FEATURE], []).fit(X.iloc[train][[BASELINE_FEATURE]], y[train])
         p = model.predict_proba(X.iloc[test])[:, 1]
         return p, one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1], y[train].mean()
@@ -221,7 +231,7 @@ def fit_outcome_model(
     def final(_: object):
         # One model scores and explains: the reason codes decompose the very log-odds that
         # gives the score.
-        return _pipeline(numeric, RISK_CATEGORICAL).fit(X.iloc[everything], y[everything])
+        return _pipeline(numeric, one_hot_columns()).fit(X.iloc[everything], y[everything])
 
     # the folds and the final fit are independent: side by side, one core each
     *fitted, estimator = parallel_map(
@@ -251,13 +261,20 @@ def fit_outcome_model(
     coefficients = pd.DataFrame(
         {"feature": names, "coefficient": explainer.named_steps["model"].coef_[0]}
     ).sort_values("coefficient", key=np.abs, ascending=False, ignore_index=True)
-    ids = resolved["Borrower_ID"].to_numpy()
+    # over every loan of the book, in its order (NaN for open loans): scoring the same book
+    # then looks the scores up by position
+    is_resolved = loans[column].notna().to_numpy()
+    oof_all = np.full(len(loans), np.nan)
+    oof_all[is_resolved] = oof
+    observed_all = np.full(len(loans), np.nan)
+    observed_all[is_resolved] = y
+    ids = pd.Index(loans["Borrower_ID"], name="Borrower_ID")
     return OutcomeModel(
         target=target,
         estimator=estimator,
         explainer=explainer,
-        oof=pd.Series(oof, index=ids),
-        observed=pd.Series(y, index=ids),
+        oof=pd.Series(oof_all, index=ids),
+        observed=pd.Series(observed_all, index=ids),
         metrics=metrics,
         calibration=calibration_table(y, oof),
         coefficients=coefficients,
@@ -288,18 +305,35 @@ def reason_codes(
             value = name[len(base) + 1 :]
             above.append(f"{base} = {value}")
             below.append(f"{base} not {value}")
-    above_arr, below_arr = np.array(above, dtype=object), np.array(below, dtype=object)
-    out = np.full((len(X), top), None, dtype=object)
+    import pyarrow as pa
+
+    labels = pa.array(above + below, pa.large_string())  # label i: feature i high, i + n: low
+    n = len(above)
+    codes = np.zeros((len(X), top), dtype="int64")
+    missing = np.zeros((len(X), top), dtype=bool)
     with single_threaded():
         for start in range(0, len(X), chunk_rows):
             centred = prepare.transform(X.iloc[start : start + chunk_rows]) - center
             contrib = centred * coef
-            order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
+            # the top terms of each row: partition (linear), then order those few
+            k = min(top, contrib.shape[1])
+            part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+            within = np.argsort(-np.take_along_axis(contrib, part, axis=1), axis=1, kind="stable")
+            order = np.take_along_axis(part, within, axis=1)
             pushed_up = np.take_along_axis(contrib, order, axis=1) > 1e-12
             is_above = np.take_along_axis(centred, order, axis=1) > 0
-            label = np.where(is_above, above_arr[order], below_arr[order])
-            out[start : start + chunk_rows] = np.where(pushed_up, label, None)
-    return pd.DataFrame(out, columns=[f"reason_{i + 1}" for i in range(top)], index=X.index)
+            codes[start : start + chunk_rows] = np.where(is_above, order, order + n)
+            missing[start : start + chunk_rows] = ~pushed_up
+    # Arrow strings straight from the label table: no Python object per cell
+    return pd.DataFrame(
+        {
+            f"reason_{i + 1}": pd.arrays.ArrowStringArray(
+                labels.take(pa.array(codes[:, i], mask=missing[:, i]))
+            )
+            for i in range(top)
+        },
+        index=X.index,
+    )
 
 
 @dataclass
@@ -324,7 +358,7 @@ def fit_recommended_model(
     loans: pd.DataFrame,
     folds: int = 5,
     random_state: int = 42,
-    max_train_rows: int = 100_000,
+    max_train_rows: int = 50_000,
     min_skill: float = 0.01,
     **_: object,
 ) -> RiskModel:
@@ -458,21 +492,23 @@ def score_borrowers(model: RiskModel, loans: pd.DataFrame, features: pd.DataFram
             if model.secondary is not None
             else np.full(len(X), np.nan)
         )
-    oof = model.primary.oof.reindex(ids).to_numpy()
+    from loan_pipeline.core.frames import lookup_by_id, text_from_codes
+
+    oof = lookup_by_id(model.primary.oof, ids).astype("float64")
     resolved = ~np.isnan(oof)
     if model.secondary is not None:
-        oof_w = model.secondary.oof.reindex(ids).to_numpy()
+        oof_w = lookup_by_id(model.secondary.oof, ids).astype("float64")
         written = np.where(np.isnan(oof_w), written, oof_w)
     reasons = reason_codes(model.primary.explainer, model.primary.center, X)
     return pd.DataFrame(
         {
-            "Borrower_ID": ids.to_numpy(),
+            "Borrower_ID": ids.array,
             "risk_score": np.where(resolved, oof, full),
             "p_written_off": written,
-            "score_source": np.where(resolved, "out_of_fold", "open_loan").astype(object),
-            "observed": model.primary.observed.reindex(ids).to_numpy(dtype=float),
-            "reason_1": reasons["reason_1"].to_numpy(),
-            "reason_2": reasons["reason_2"].to_numpy(),
-            "reason_3": reasons["reason_3"].to_numpy(),
+            "score_source": text_from_codes(["out_of_fold", "open_loan"], ~resolved),
+            "observed": lookup_by_id(model.primary.observed, ids).astype("float64"),
+            "reason_1": reasons["reason_1"].array,
+            "reason_2": reasons["reason_2"].array,
+            "reason_3": reasons["reason_3"].array,
         }
     )

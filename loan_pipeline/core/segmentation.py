@@ -303,7 +303,8 @@ def _fit_segments(
     centroids = raw_centroids.loc[order].set_axis([segment_of_cluster[c] for c in order])
     centroids.index.name = "segment_id"
     centroids_original = original.loc[order].set_axis(centroids.index)
-    labels = np.vectorize(segment_of_cluster.get)(km.predict(X))
+    segment_of = np.array([segment_of_cluster[c] for c in range(k)], dtype="int64")
+    labels = segment_of[km.predict(X)]
     sizes = {int(seg): int((labels == seg).sum()) for seg in centroids.index}
     n_sample = min(len(rows), SILHOUETTE_SAMPLE)
     silhouette = float(
@@ -350,14 +351,14 @@ def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray)
         clusters = model.kmeans.predict(X)
     lookup = np.array([model.segment_of_cluster[c] for c in range(len(model.segment_of_cluster))])
     seg = lookup[clusters]
-    names = np.empty(max(model.names) + 1, dtype=object)
-    for segment, name in model.names.items():
-        names[segment] = name
+    from loan_pipeline.core.frames import text_from_codes
+
+    names = [model.names.get(s) for s in range(max(model.names) + 1)]
     return pd.DataFrame(
         {
-            "Borrower_ID": borrower_ids.to_numpy(),
+            "Borrower_ID": borrower_ids.array,
             "segment_id": seg.astype("int64"),
-            "segment_name": names[seg],
+            "segment_name": text_from_codes(names, seg),
         }
     )
 
@@ -377,9 +378,9 @@ def segment_profile(
     columns = ["Borrower_ID", *features]
     if "Recovery_Status" in loans.columns:
         columns.append("Recovery_Status")
-    merged = segments[["Borrower_ID", "segment_id", "segment_name"]].merge(
-        loans[columns], on="Borrower_ID", how="left", validate="one_to_one"
-    )
+    from loan_pipeline.core.frames import join_by_id
+
+    merged = join_by_id(segments[["Borrower_ID", "segment_id", "segment_name"]], loans[columns])
     grouped = merged.groupby(["segment_id", "segment_name"], sort=True)
     profile = grouped[features].mean()
     profile.insert(0, "borrowers", grouped.size())
