@@ -17,6 +17,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
 from loan_pipeline import settings
+from loan_pipeline.core.compute import release_memory, return_large_allocations_to_the_os
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +28,12 @@ os.umask(_UMASK)
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write(path: Path, write) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``: a
+    reader sees the old file or the whole new one. Streams: nothing is held in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
@@ -34,7 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
@@ -63,43 +70,100 @@ def _table_name(context: OutputContext | InputContext) -> str:
 
 
 class _RunFrames:
-    """Tables written in this process by the current run, handed to later steps of the same run.
+    """Outputs written in this process by the current run, handed to later steps of the same run.
 
-    With the in-process executor every step runs in one process: a step that needs a table the
-    run has just written gets the very frame (with copy-on-write, so no step can change another's
-    input) instead of reading it back from DuckDB. The warehouse is still written first, so
-    what is stored and what is handed on are the same table. Frames of another run, or held past
-    ``max_bytes``, are dropped (oldest first); a step in another process reads DuckDB.
+    With the in-process executor every step runs in one process: a step that needs a table (or
+    model) the run has just written gets the very object (a table with copy-on-write, so no step
+    can change another's input) instead of reading it back from DuckDB or unpickling it. The
+    store is written first, so what is stored and what is handed on are the same.
+
+    An output is held only while a step of the run that reads it has yet to run: it is dropped
+    when its last reader has loaded it (a table nothing downstream reads, like ``raw_loans``, is
+    never held), so memory holds what is still to be used, not everything made so far. A cap
+    (``max_bytes``) drops the least recently used first; a dropped or foreign output is read
+    from the store. Outputs of another run are dropped when a new run writes its first.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.run_id: str | None = None
-        self.frames: dict[str, tuple[pd.DataFrame, int]] = {}
+        self.frames: dict[str, tuple[object, int]] = {}
+        self.waiting: dict[str, set] = {}  # name -> asset keys of the run that will read it
 
-    def put(self, run_id: str, table: str, frame: object, size: int | None = None) -> None:
+    def put(
+        self, run_id: str, name: str, obj: object, readers: set, size: int | None = None
+    ) -> None:
         import pandas as pd
 
         pd.set_option("mode.copy_on_write", True)
         if run_id != self.run_id:
-            self.run_id, self.frames = run_id, {}
+            self.run_id, self.frames, self.waiting = run_id, {}, {}
+        self._drop(name)
+        if not readers:
+            return
         if size is None:
-            size = int(frame.memory_usage(index=True, deep=False).sum())
-        self.frames.pop(table, None)
-        self.frames[table] = (frame, size)
+            size = int(obj.memory_usage(index=True, deep=False).sum())
+        self.frames[name], self.waiting[name] = (obj, size), set(readers)
         while self.frames and sum(n for _, n in self.frames.values()) > self.max_bytes:
-            self.frames.pop(next(iter(self.frames)))
+            self._drop(next(iter(self.frames)))
 
-    def get(self, run_id: str | None, table: str) -> pd.DataFrame | None:
-        if run_id is None or run_id != self.run_id or table not in self.frames:
+    def get(self, run_id: str | None, name: str, reader: set | None = None) -> object | None:
+        """The held output, or None; ``reader`` (the loading step's asset keys) is crossed off
+        the output's readers, and the output dropped once none is left."""
+        if run_id is None or run_id != self.run_id or name not in self.frames:
             return None
-        held = self.frames[table][0]
-        return held.copy(deep=False) if hasattr(held, "copy") else held
+        held = self.frames.pop(name)
+        self.frames[name] = held  # most recently used last
+        obj = held[0]
+        if reader:
+            self.waiting[name] -= set(reader)
+            if not self.waiting[name]:
+                self._drop(name)
+        return obj.copy(deep=False) if hasattr(obj, "copy") else obj
+
+    def _drop(self, name: str) -> None:
+        self.frames.pop(name, None)
+        self.waiting.pop(name, None)
 
 
 RUN_FRAMES = _RunFrames(max_bytes=settings.frame_cache_bytes())
-# Output metadata: False for a table no later step of the run reads (kept out of memory).
-HAND_OFF = "loan_pipeline/hand_off_in_memory"
+return_large_allocations_to_the_os()
+
+
+def _loads(assets_def, parent) -> bool:
+    """Does this asset load ``parent`` as an input value (not only depend on it, as
+    ``strategy_history`` depends on ``recovery_strategies`` and reads DuckDB itself)?"""
+    for name, key in assets_def.keys_by_input_name.items():
+        if key == parent and not assets_def.op.ins[name].dagster_type.is_nothing:
+            return True
+    return False
+
+
+def _readers(context: OutputContext) -> set:
+    """Asset keys of this run that load the output's asset as an input."""
+    try:
+        step = context.step_context
+        graph = step.job_def.asset_layer.asset_graph
+        selected = step.dagster_run.asset_selection or step.job_def.asset_layer.selected_asset_keys
+        children = graph.get(context.asset_key).child_keys
+        return {
+            key
+            for key in children
+            if key in selected and _loads(graph.get(key).assets_def, context.asset_key)
+        }
+    except Exception:  # an OutputContext built outside a run
+        return set()
+
+
+def _held(context: InputContext, name: str) -> object | None:
+    """The output ``name`` as handed on within this run, if it is held."""
+    try:
+        step = context.step_context
+        run_id = step.run_id
+        reader = set(step.assets_def.keys) if step.assets_def is not None else None
+    except Exception:  # an InputContext built outside a run
+        return None
+    return RUN_FRAMES.get(run_id, name, reader)
 
 
 class DuckDBTableIOManager(ConfigurableIOManager):
@@ -130,19 +194,15 @@ class DuckDBTableIOManager(ConfigurableIOManager):
             con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming_frame')
             con.execute("COMMIT")
             con.unregister("incoming_frame")
-        if (context.definition_metadata or {}).get(HAND_OFF, True):
-            RUN_FRAMES.put(context.run_id, table, obj)
+        RUN_FRAMES.put(context.run_id, table, obj, _readers(context))
+        release_memory()  # the step is done with its working memory
         context.add_output_metadata({"warehouse": str(path), "table": table})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         import duckdb
 
         table = _table_name(context)
-        try:
-            run_id = context.step_context.run_id  # the run this step belongs to
-        except Exception:  # an InputContext built outside a run (tests, direct calls)
-            run_id = None
-        cached = RUN_FRAMES.get(run_id, table)
+        cached = _held(context, table)
         if cached is not None:
             return cached
         with duckdb.connect(str(self._path()), read_only=True) as con:
@@ -164,14 +224,13 @@ class PickleModelIOManager(ConfigurableIOManager):
         data = pickle.dumps(obj, protocol=5)
         path = atomic_write_bytes(self._path(context), data)
         # later steps of this in-process run get the fitted object itself (they only read it)
-        RUN_FRAMES.put(context.run_id, f"model:{_table_name(context)}", obj, size=len(data))
+        name = f"model:{_table_name(context)}"
+        RUN_FRAMES.put(context.run_id, name, obj, _readers(context), size=len(data))
+        release_memory()
         context.add_output_metadata({"path": str(path)})
 
     def load_input(self, context: InputContext) -> object:
-        try:
-            held = RUN_FRAMES.get(context.step_context.run_id, f"model:{_table_name(context)}")
-        except Exception:  # an InputContext built outside a run
-            held = None
+        held = _held(context, f"model:{_table_name(context)}")
         if held is not None:
             return held
         with open(self._path(context), "rb") as fh:

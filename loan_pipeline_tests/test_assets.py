@@ -252,32 +252,44 @@ def test_tables_report_column_lineage(sample_run):
     assert not any(d.column_name == "Collection_Method" for deps in scores.values() for d in deps)
 
 
-def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path):
-    """In-process steps get the tables the run just wrote from memory, not from DuckDB; what they
-    get must be exactly the stored table (values and dtypes), so the in-process and the
-    multiprocess executors compute the same thing. Tables no later step reads stay on disk only."""
+def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path, monkeypatch):
+    """In-process steps get the tables and models the run just wrote from memory, not from
+    DuckDB or the pickle files; what they get must be exactly what is stored (values and dtypes),
+    so the in-process and the multiprocess executors compute the same thing. An output is held
+    only until its last reader has loaded it: nothing stays in memory after the run, and a
+    table no step reads (raw_loans, quarantined_loans) is never held."""
     import duckdb
 
     from loan_pipeline.io import RUN_FRAMES, arrow_to_pandas
     from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
 
+    handed: dict[str, list] = {}
+    real_get = RUN_FRAMES.get
+
+    def spy(run_id, name, reader=None):
+        obj = real_get(run_id, name, reader)
+        if obj is not None:
+            handed.setdefault(name, []).append(obj)
+        return obj
+
+    monkeypatch.setattr(RUN_FRAMES, "get", spy)
     run = run_pipeline(SAMPLE_CSV, tmp_path / "storage")
     assert run.result.success
-    assert RUN_FRAMES.run_id == run.result.run_id
-    held = {k for k in RUN_FRAMES.frames if not k.startswith("model:")}
-    assert {"validated_loans", "scaled_features", "borrower_segments", "risk_scores"} <= held
-    assert not held & {"raw_loans", "quarantined_loans"}
+    assert RUN_FRAMES.frames == {}  # every held output was read by its last reader, then dropped
+    tables = {k for k in handed if not k.startswith("model:")}
+    assert {"validated_loans", "scaled_features", "borrower_segments", "risk_scores"} <= tables
+    assert not tables & {"raw_loans", "quarantined_loans"}
+    assert len(handed["validated_loans"]) >= 8  # one load per reading step, none from DuckDB
     with duckdb.connect(str(run.storage / "warehouse.duckdb"), read_only=True) as con:
-        for table in sorted(held):
+        for table in sorted(tables):
             stored = arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
-            in_memory = RUN_FRAMES.get(run.result.run_id, table)
-            pd.testing.assert_frame_equal(
-                in_memory.reset_index(drop=True), stored, check_exact=True
-            )
-    assert RUN_FRAMES.get("another-run", "validated_loans") is None
+            for in_memory in handed[table]:
+                pd.testing.assert_frame_equal(
+                    in_memory.reset_index(drop=True), stored, check_exact=True
+                )
     # fitted models are handed on as the objects that were pickled
     for model in ("cluster_model", "risk_model"):
         stored = (run.storage / "models" / f"{model}.pkl").read_bytes()
-        assert (
-            pickle.dumps(RUN_FRAMES.get(run.result.run_id, f"model:{model}"), protocol=5) == stored
-        )
+        assert handed[f"model:{model}"]
+        for obj in handed[f"model:{model}"]:
+            assert pickle.dumps(obj, protocol=5) == stored

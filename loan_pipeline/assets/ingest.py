@@ -25,7 +25,6 @@ from loan_pipeline.assets.common import (
     markdown_table,
     table_metadata,
 )
-from loan_pipeline.io import HAND_OFF
 from loan_pipeline.versioning import code_version, file_sha256
 
 GROUP = "ingest"
@@ -64,7 +63,7 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
             group_name=GROUP,
             owners=OWNERS,
             kinds={"csv", "pandas", "duckdb"},
-            metadata={"dagster/column_schema": column_schema("RawLoans"), HAND_OFF: False},
+            metadata={"dagster/column_schema": column_schema("RawLoans")},
             description="The loan-book CSV as read, an explicit dtype for every column, with each "
             "row's line in the file (source: launchpad config, else $LOAN_BOOK_CSV, else "
             "data/loan_book_sample.csv).",
@@ -81,7 +80,7 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
             group_name=GROUP,
             owners=OWNERS,
             kinds={"pandas", "duckdb"},
-            metadata={"dagster/column_schema": column_schema("QuarantinedLoans"), HAND_OFF: False},
+            metadata={"dagster/column_schema": column_schema("QuarantinedLoans")},
             description="Rows set aside: one row per rule broken, with the line, column, rule, "
             "reason, offending value and the whole record as read.",
         ),

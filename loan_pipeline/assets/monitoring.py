@@ -136,7 +136,7 @@ def population_stability(
     from loan_pipeline.core.risk import RISK_ENGINEERED, RISK_NUMERIC, risk_inputs
     from loan_pipeline.schemas import PopulationStability, validate
 
-    current = risk_inputs(validated_loans)[RISK_NUMERIC + RISK_ENGINEERED]
+    current = risk_inputs(validated_loans, one_hot=False)[RISK_NUMERIC + RISK_ENGINEERED]
     current = current.assign(
         risk_score=lookup_by_id(
             risk_scores.set_index("Borrower_ID")["risk_score"], validated_loans["Borrower_ID"]

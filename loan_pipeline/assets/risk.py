@@ -18,7 +18,7 @@ from loan_pipeline.assets.common import (
     markdown_table,
     table_metadata,
 )
-from loan_pipeline.io import atomic_write_bytes
+from loan_pipeline.io import atomic_write
 
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
@@ -166,7 +166,7 @@ def recovery_strategies(
     risk_scores,
     risk_model,
 ):
-    from loan_pipeline.core.export import to_csv_bytes
+    from loan_pipeline.core.export import write_csv
     from loan_pipeline.core.frames import join_by_id
     from loan_pipeline.core.strategy import (
         assign_strategy,
@@ -211,7 +211,7 @@ def recovery_strategies(
     table.insert(table.columns.get_loc("recovery_strategy") + 1, "policy", policy)
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     export = settings.exports_dir() / "recovery_strategies.csv"
-    atomic_write_bytes(export, to_csv_bytes(table))
+    atomic_write(export, lambda sink: write_csv(table, sink))
     by_segment = (
         table.groupby(["segment_name", "recovery_strategy"])
         .size()

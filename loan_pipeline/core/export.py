@@ -41,10 +41,16 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return arrow_to_pandas(_neutralised_arrow(df))
 
 
-def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    """The export as UTF-8 CSV bytes, formulas neutralised (written by Arrow's CSV writer)."""
+def write_csv(df: pd.DataFrame, sink) -> None:
+    """Write the export as UTF-8 CSV to ``sink`` (a binary file), formulas neutralised, by
+    Arrow's CSV writer, streamed batch by batch."""
     import pyarrow.csv as csv
 
+    csv.write_csv(_neutralised_arrow(df), sink, csv.WriteOptions(quoting_style="needed"))
+
+
+def to_csv_bytes(df: pd.DataFrame) -> bytes:
+    """The export as UTF-8 CSV bytes (see ``write_csv``)."""
     buffer = io.BytesIO()
-    csv.write_csv(_neutralised_arrow(df), buffer, csv.WriteOptions(quoting_style="needed"))
+    write_csv(df, buffer)
     return buffer.getvalue()

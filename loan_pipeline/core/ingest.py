@@ -36,6 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# Copy-on-write (the default from pandas 3): selecting columns or rows does not copy a
+# 10-million-row frame until something writes to it.
+pd.set_option("mode.copy_on_write", True)
+
 from loan_pipeline.schemas import (
     CATEGORIES,
     FLOAT_COLUMNS,
@@ -567,7 +571,7 @@ def describe_issues(path: Path, issues: pd.DataFrame, records: int, headline: st
 
 def to_loan_book(frame: pd.DataFrame) -> pd.DataFrame:
     """Cast good rows to the strict dtypes of the ``LoanBook`` schema (the 21 columns)."""
-    out = frame[LOAN_BOOK_COLUMNS].copy()
+    out = frame[LOAN_BOOK_COLUMNS]  # copy-on-write: the casts below replace columns
     for col in TEXT_COLUMNS:
         out[col] = out[col].astype(TEXT_DTYPE)
     for col in INT_COLUMNS:

@@ -65,10 +65,13 @@ TARGETS = {
     "written_off": ("Recovery_Status", lambda s: s == "Written Off"),
 }
 BASELINE_FEATURE = "Days_Past_Due"
+# Rows turned into model inputs at a time when scoring: bounds memory on large books.
+SCORE_CHUNK = 500_000
 
 
-def risk_inputs(loans: pd.DataFrame) -> pd.DataFrame:
-    """The recommended model's input columns: pre-outcome columns plus three ratios."""
+def risk_inputs(loans: pd.DataFrame, one_hot: bool = True) -> pd.DataFrame:
+    """The recommended model's input columns: pre-outcome columns plus three ratios, and (unless
+    ``one_hot`` is False) the categories one-hot encoded."""
     income = loans["Monthly_Income"].to_numpy(dtype="float64")
     amount = loans["Loan_Amount"].to_numpy(dtype="float64")
     outstanding = loans["Outstanding_Loan_Amount"].to_numpy(dtype="float64")
@@ -87,7 +90,7 @@ def risk_inputs(loans: pd.DataFrame) -> pd.DataFrame:
     # numbers only (scikit-learn's encoder would turn a million Arrow strings into Python
     # objects at every fit and every prediction). Named "<column>_<value>", as OneHotEncoder
     # names them.
-    for col in RISK_CATEGORICAL:
+    for col in RISK_CATEGORICAL if one_hot else []:
         for value in CATEGORIES[col]:
             same = loans[col].eq(value).to_numpy(dtype=bool, na_value=False)
             out[f"{col}_{value}"] = same.astype("float64")
@@ -198,14 +201,14 @@ def fit_outcome_model(
     from sklearn.model_selection import StratifiedKFold
 
     column, rule = TARGETS[target]
-    resolved = loans[loans[column].notna()].reset_index(drop=True)
-    y = rule(resolved[column]).to_numpy(dtype=int)
-    if len(resolved) < folds * 2 or y.sum() < folds or (len(y) - y.sum()) < folds:
+    is_resolved = loans[column].notna().to_numpy()
+    at = np.flatnonzero(is_resolved)  # positions in ``loans`` of the resolved loans
+    y = rule(loans[column].iloc[at]).to_numpy(dtype=int)
+    if len(at) < folds * 2 or y.sum() < folds or (len(y) - y.sum()) < folds:
         raise ValueError(
-            f"too few resolved loans to fit the {target} model: {len(resolved)} with "
+            f"too few resolved loans to fit the {target} model: {len(at)} with "
             f"{int(y.sum())} positives; need at least {folds} of each class"
         )
-    X = risk_inputs(resolved)
     numeric = RISK_NUMERIC + RISK_ENGINEERED
     rng = np.random.default_rng(random_state)
     oof = np.zeros(len(y))
@@ -213,7 +216,7 @@ def fit_outcome_model(
     oof_one = np.zeros(len(y))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
     splits = []
-    for train, test in splitter.split(X, y):  # samples drawn in fold order: reproducible
+    for train, test in splitter.split(np.zeros(len(y)), y):  # samples drawn in fold order
         if len(train) > max_train_rows:
             train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
         splits.append((train, test))
@@ -221,17 +224,27 @@ def fit_outcome_model(
     if len(everything) > max_train_rows:
         everything = np.sort(rng.choice(everything, size=max_train_rows, replace=False))
 
+    # Inputs are built only for the rows a step needs (the fitting sample; the held-out fold a
+    # chunk at a time), so memory stays bounded whatever the size of the book.
+    def inputs(rows: np.ndarray) -> pd.DataFrame:
+        return risk_inputs(loans.iloc[at[rows]])
+
     def fold(split: tuple[np.ndarray, np.ndarray]) -> tuple:
         train, test = split
-        model = _pipeline(numeric, one_hot_columns()).fit(X.iloc[train], y[train])
-        one = _pipeline([BASELINE_FEATURE], []).fit(X.iloc[train][[BASELINE_FEATURE]], y[train])
-        p = model.predict_proba(X.iloc[test])[:, 1]
-        return p, one.predict_proba(X.iloc[test][[BASELINE_FEATURE]])[:, 1], y[train].mean()
+        X_train = inputs(train)
+        model = _pipeline(numeric, one_hot_columns()).fit(X_train, y[train])
+        one = _pipeline([BASELINE_FEATURE], []).fit(X_train[[BASELINE_FEATURE]], y[train])
+        p, p_one = np.empty(len(test)), np.empty(len(test))
+        for start in range(0, len(test), SCORE_CHUNK):
+            X_test = inputs(test[start : start + SCORE_CHUNK])
+            p[start : start + SCORE_CHUNK] = model.predict_proba(X_test)[:, 1]
+            p_one[start : start + SCORE_CHUNK] = one.predict_proba(X_test[[BASELINE_FEATURE]])[:, 1]
+        return p, p_one, y[train].mean()
 
     def final(_: object):
         # One model scores and explains: the reason codes decompose the very log-odds that
         # gives the score.
-        return _pipeline(numeric, one_hot_columns()).fit(X.iloc[everything], y[everything])
+        return _pipeline(numeric, one_hot_columns()).fit(inputs(everything), y[everything])
 
     # the folds and the final fit are independent: side by side, one core each
     *fitted, estimator = parallel_map(
@@ -243,7 +256,7 @@ def fit_outcome_model(
         fold_metrics.append(_metrics(y[test], p))
     explainer = estimator
     with single_threaded():
-        center = explainer.named_steps["prepare"].transform(X.iloc[everything]).mean(axis=0)
+        center = explainer.named_steps["prepare"].transform(inputs(everything)).mean(axis=0)
 
     metrics: dict[str, float] = {}
     for name, p in (("model", oof), ("base_rate", oof_base), ("days_past_due_only", oof_one)):
@@ -263,7 +276,6 @@ def fit_outcome_model(
     ).sort_values("coefficient", key=np.abs, ascending=False, ignore_index=True)
     # over every loan of the book, in its order (NaN for open loans): scoring the same book
     # then looks the scores up by position
-    is_resolved = loans[column].notna().to_numpy()
     oof_all = np.full(len(loans), np.nan)
     oof_all[is_resolved] = oof
     observed_all = np.full(len(loans), np.nan)
@@ -483,23 +495,29 @@ def score_borrowers(model: RiskModel, loans: pd.DataFrame, features: pd.DataFram
                 "reason_3": None,
             }
         )
-    ids = loans["Borrower_ID"]
-    X = risk_inputs(loans)
-    with single_threaded():
-        full = model.primary.estimator.predict_proba(X)[:, 1]
-        written = (
-            model.secondary.estimator.predict_proba(X)[:, 1]
-            if model.secondary is not None
-            else np.full(len(X), np.nan)
-        )
     from loan_pipeline.core.frames import lookup_by_id, text_from_codes
+
+    ids = loans["Borrower_ID"]
+    full = np.empty(len(loans))
+    written = np.full(len(loans), np.nan)
+    reason_parts = []
+    # a chunk of borrowers at a time: inputs, both models' scores and the reasons
+    for start in range(0, len(loans), SCORE_CHUNK):
+        X = risk_inputs(loans.iloc[start : start + SCORE_CHUNK])
+        with single_threaded():
+            full[start : start + len(X)] = model.primary.estimator.predict_proba(X)[:, 1]
+            if model.secondary is not None:
+                written[start : start + len(X)] = model.secondary.estimator.predict_proba(X)[:, 1]
+        reason_parts.append(
+            reason_codes(model.primary.explainer, model.primary.center, X).reset_index(drop=True)
+        )
+    reasons = pd.concat(reason_parts, ignore_index=True)
 
     oof = lookup_by_id(model.primary.oof, ids).astype("float64")
     resolved = ~np.isnan(oof)
     if model.secondary is not None:
         oof_w = lookup_by_id(model.secondary.oof, ids).astype("float64")
         written = np.where(np.isnan(oof_w), written, oof_w)
-    reasons = reason_codes(model.primary.explainer, model.primary.center, X)
     return pd.DataFrame(
         {
             "Borrower_ID": ids.array,

@@ -16,7 +16,7 @@ import pandas as pd
 from loan_pipeline.core.compute import parallel_map, single_threaded
 
 # Silhouette is quadratic in rows: above this many it is computed on a fixed-seed sample.
-SILHOUETTE_SAMPLE = 10_000
+SILHOUETTE_SAMPLE = 5_000  # silhouette is quadratic: a fixed-seed sample, as in choosing k
 
 # How each feature reads when a segment's centroid is low / high on it.
 TRAIT_WORDS: dict[str, tuple[str, str]] = {

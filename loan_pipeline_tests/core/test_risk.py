@@ -231,3 +231,17 @@ def test_joins_by_position_equal_joins_by_key():
         pd.testing.assert_frame_equal(join_by_id(left, other), expected)
         values = other.set_index("Borrower_ID")["b"]
         np.testing.assert_array_equal(lookup_by_id(values, ids), values.reindex(ids).to_numpy())
+
+
+def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
+    """Large books are scored (and held-out folds predicted) a chunk of rows at a time; the
+    chunk size must not change a single score or reason."""
+    import loan_pipeline.core.risk as risk
+
+    book, model = planted
+    whole = score_borrowers(model, book, None)
+    monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
+    chunked = score_borrowers(model, book, None)
+    pd.testing.assert_frame_equal(chunked, whole)
+    refit = risk.fit_recommended_model(book)
+    assert refit.metrics == model.metrics
