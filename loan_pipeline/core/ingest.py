@@ -36,10 +36,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Copy-on-write (the default from pandas 3): selecting columns or rows does not copy a
-# 10-million-row frame until something writes to it.
-pd.set_option("mode.copy_on_write", True)
-
 from loan_pipeline.schemas import (
     CATEGORIES,
     FLOAT_COLUMNS,
@@ -51,6 +47,10 @@ from loan_pipeline.schemas import (
     TEXT_DTYPE,
     row_rules_schema,
 )
+
+# Copy-on-write (the default from pandas 3): selecting columns or rows does not copy a
+# 10-million-row frame until something writes to it.
+pd.set_option("mode.copy_on_write", True)
 
 ISSUE_COLUMNS = ["source_line", "column", "rule", "reason", "value"]
 EXAMPLES = 5
