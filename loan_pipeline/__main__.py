@@ -33,7 +33,8 @@ def _failure_messages(result) -> list[str]:
 
 
 def run(csv: str | None, job_name: str) -> int:
-    from dagster import DagsterInstance
+    from dagster import DagsterInstance, execute_job
+    from dagster._core.definitions.reconstruct import build_reconstructable_job
 
     from loan_pipeline import settings
     from loan_pipeline.definitions import defs
@@ -48,12 +49,14 @@ def run(csv: str | None, job_name: str) -> int:
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     if csv:
         run_config["ops"] = {"ingest_loan_book": {"config": {"csv_path": csv}}}
-    job = defs.resolve_job_def(job_name)
+    defs.resolve_job_def(job_name)  # an unknown job name fails here, before any run
     print(f"Materializing job {job_name} from {settings.source_csv(csv)} ...", flush=True)
+    # execute_job, not execute_in_process: the latter keeps every step's output in memory for
+    # its result object (gigabytes on a large book); this runs the job's own executor (in this
+    # process by default) and keeps nothing but the events.
+    job = build_reconstructable_job("loan_pipeline.definitions", "job_named", (job_name,))
     with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
-        )
+        result = execute_job(job, instance=instance, run_config=run_config, raise_on_error=False)
     source = settings.source_csv(csv)
     if not result.success:
         print(f"\nLoan pipeline run {result.run_id} FAILED (source: {source})", file=sys.stderr)

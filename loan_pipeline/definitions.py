@@ -65,3 +65,9 @@ def _definitions() -> Definitions:
 
 # the one Definitions object of the code location (workspace.yaml and [tool.dagster] name it)
 defs = _definitions()
+
+
+def job_named(name: str):
+    """The asset job ``name`` of ``defs``: what ``python -m loan_pipeline run`` executes through
+    ``dagster.execute_job`` (a reconstructable job needs a module-level function to rebuild it)."""
+    return defs.resolve_job_def(name)

@@ -80,8 +80,8 @@ class _RunFrames:
     An output is held only while a step of the run that reads it has yet to run: it is dropped
     when its last reader has loaded it (a table nothing downstream reads, like ``raw_loans``, is
     never held), so memory holds what is still to be used, not everything made so far. A cap
-    (``max_bytes``) drops the least recently used first; a dropped or foreign output is read
-    from the store. Outputs of another run are dropped when a new run writes its first.
+    (``max_bytes``) drops first what the fewest steps are still to read; a dropped or foreign
+    output is read from the store. Outputs of another run are dropped when a new run writes its first.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -105,7 +105,10 @@ class _RunFrames:
             size = int(obj.memory_usage(index=True, deep=False).sum())
         self.frames[name], self.waiting[name] = (obj, size), set(readers)
         while self.frames and sum(n for _, n in self.frames.values()) > self.max_bytes:
-            self._drop(next(iter(self.frames)))
+            # over the cap: drop what the fewest steps are still to read (oldest first among
+            # equals), so the loan book, which nearly every step reads, stays
+            victim = min(self.frames, key=lambda k: len(self.waiting.get(k, ())))
+            self._drop(victim)
 
     def get(self, run_id: str | None, name: str, reader: set | None = None) -> object | None:
         """The held output, or None; ``reader`` (the loading step's asset keys) is crossed off

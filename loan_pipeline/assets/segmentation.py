@@ -49,12 +49,12 @@ def cluster_model(
     validated_loans,
     scaled_features,
 ):
-    from loan_pipeline.core.features import feature_matrix, scale_features
+    from loan_pipeline.core.features import column_scaling, feature_matrix
     from loan_pipeline.core.segmentation import evaluate_k, fit_segments
 
     features = [c for c in scaled_features.columns if c != "Borrower_ID"]
     X = feature_matrix(scaled_features)
-    _, scaling = scale_features(validated_loans, features)
+    scaling = column_scaling(validated_loans, features)
     fixed_k = config.k if config.k is not None else (4 if analysis.is_notebook else None)
     candidates = [fixed_k] if fixed_k is not None else list(range(config.k_min, config.k_max + 1))
     selection = evaluate_k(

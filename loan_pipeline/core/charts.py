@@ -490,11 +490,13 @@ def _segment_per_loan(loan_ids: pd.Series, segment_ids: pd.Series, names: pd.Ser
     segments lists the same borrowers in the same order as loans (how the pipeline builds
     it): then only an element-wise comparison is needed, and the uniqueness of Borrower_ID
     is the schemas' guarantee rather than re-checked here."""
-    loan_values = np.asarray(loan_ids, dtype=object)
-    segment_values = np.asarray(segment_ids, dtype=object)
-    if len(loan_values) == len(segment_values) and np.array_equal(loan_values, segment_values):
-        positions = np.arange(len(loan_values))
+    from loan_pipeline.core.frames import same_ids
+
+    if not isinstance(loan_ids.dtype, pd.CategoricalDtype) and same_ids(loan_ids, segment_ids):
+        positions = np.arange(len(loan_ids))  # compared as Arrow strings: no Python objects
     else:
+        loan_values = np.asarray(loan_ids, dtype=object)
+        segment_values = np.asarray(segment_ids, dtype=object)
         index = pd.Index(segment_values)
         if not index.is_unique:
             duplicated = index[index.duplicated()].unique()[:5].tolist()
@@ -517,7 +519,9 @@ def borrower_segments(loans: pd.DataFrame, segments: pd.DataFrame) -> Figure:
     """Left: borrowers in the Monthly_Income vs Loan_Amount plane coloured by segment_name
     (sample when large). Right: borrowers per segment, every row. Borrowers with no segment
     are shown as 'Unassigned'."""
-    names = segments["segment_name"].astype(str)
+    names = segments["segment_name"]
+    if not pd.api.types.is_string_dtype(names):
+        names = names.astype(str)
     seg_order = (
         pd.DataFrame({"segment_id": segments["segment_id"].to_numpy(), "segment_name": names})
         .drop_duplicates()

@@ -16,6 +16,8 @@ import pandas as pd
 from loan_pipeline.core.compute import parallel_map, single_threaded
 
 # Silhouette is quadratic in rows: above this many it is computed on a fixed-seed sample.
+# Rows assigned to segments at a time (the distance matrix is rows x k).
+PREDICT_CHUNK = 1_000_000
 SILHOUETTE_SAMPLE = 5_000  # silhouette is quadratic: a fixed-seed sample, as in choosing k
 
 # How each feature reads when a segment's centroid is low / high on it.
@@ -304,8 +306,10 @@ def _fit_segments(
     centroids.index.name = "segment_id"
     centroids_original = original.loc[order].set_axis(centroids.index)
     segment_of = np.array([segment_of_cluster[c] for c in range(k)], dtype="int64")
-    labels = segment_of[km.predict(X)]
-    sizes = {int(seg): int((labels == seg).sum()) for seg in centroids.index}
+    counts = np.zeros(k, dtype="int64")
+    for start in range(0, len(X), PREDICT_CHUNK):  # every borrower, a chunk at a time
+        counts += np.bincount(km.predict(X[start : start + PREDICT_CHUNK]), minlength=k)
+    sizes = {int(segment_of[c]): int(counts[c]) for c in range(k)}
     n_sample = min(len(rows), SILHOUETTE_SAMPLE)
     silhouette = float(
         silhouette_score(X[rows], km.labels_, sample_size=n_sample, random_state=random_state)
@@ -348,7 +352,16 @@ fit_segments.__doc__ = _fit_segments.__doc__
 def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray) -> pd.DataFrame:
     """One row per borrower: Borrower_ID, segment_id, segment_name."""
     with single_threaded():
-        clusters = model.kmeans.predict(X)
+        clusters = (
+            np.concatenate(
+                [
+                    model.kmeans.predict(X[start : start + PREDICT_CHUNK])
+                    for start in range(0, len(X), PREDICT_CHUNK)
+                ]
+            )
+            if len(X)
+            else model.kmeans.predict(X)
+        )
     lookup = np.array([model.segment_of_cluster[c] for c in range(len(model.segment_of_cluster))])
     seg = lookup[clusters]
     from loan_pipeline.core.frames import text_from_codes
