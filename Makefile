@@ -30,8 +30,8 @@ test: setup  ## the whole test suite
 ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT)
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
 
-bench: setup  ## the benchmark: 500 to 10,000,000 rows against the notebook as a script
-	$(BIN)/python benchmarks/bench.py
+bench: setup  ## the benchmark: 500 to 10,000,000 rows against the notebook as a script (BENCH_ARGS=...)
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 bench-quick: setup  ## the benchmark up to 100,000 rows
 	$(BIN)/python benchmarks/bench.py --quick
