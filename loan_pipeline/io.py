@@ -98,6 +98,7 @@ class _RunFrames:
         pd.set_option("mode.copy_on_write", True)
         if run_id != self.run_id:
             self.run_id, self.frames, self.waiting = run_id, {}, {}
+            return_large_allocations_to_the_os()  # once a run writes data, not at import
         self._drop(name)
         if not readers:
             return
@@ -130,7 +131,6 @@ class _RunFrames:
 
 
 RUN_FRAMES = _RunFrames(max_bytes=settings.frame_cache_bytes())
-return_large_allocations_to_the_os()
 
 
 def _loads(assets_def, parent) -> bool:

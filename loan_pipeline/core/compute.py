@@ -11,6 +11,7 @@ scikit-learn's and NumPy's compiled loops release the GIL, so nothing is copied 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +51,7 @@ def parallel_map(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
             return list(pool.map(func, items))
 
 
+@functools.cache
 def _libc():
     import ctypes
     import ctypes.util
