@@ -276,19 +276,76 @@ def _issues(lines: np.ndarray, column: str, rule: str, reason, values) -> pd.Dat
     )
 
 
-def _parse_number(arr, column: str, lines: np.ndarray, integer: bool):
-    """Arrow strings -> (numpy values, issues frame, cells normalised)."""
+def _chars(arr) -> np.ndarray:
+    """The UTF-8 bytes of every cell of an Arrow string array, end to end (a view, no copy).
+
+    Any bytes a null cell spans are included too: a test on them can only send a column to the
+    regex path when it did not need to, never the other way.
+    """
+    import pyarrow as pa
+
+    _, offsets, data = arr.buffers()
+    if len(arr) == 0 or data is None:
+        return np.empty(0, np.uint8)
+    width = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    ends = np.frombuffer(offsets, width, count=len(arr) + 1, offset=arr.offset * width.itemsize)
+    return np.frombuffer(data, np.uint8)[ends[0] : ends[-1]]
+
+
+def _plain(chars: np.ndarray, integer: bool) -> bool:
+    """Whether every byte is an ASCII digit, or for a float a digit or ``.``."""
+    if not len(chars):
+        return True
+    if integer:
+        return chars.min() >= ord("0") and chars.max() <= ord("9")
+    # "/" is the one byte between "." and "0"
+    return chars.min() >= ord(".") and chars.max() <= ord("9") and not (chars == ord("/")).any()
+
+
+def _plain_valid(text, integer: bool):
+    """What ``_INT_RE`` / ``_FLOAT_RE`` answer for every cell, when every cell is plain (ASCII
+    digits, and dots for a float), found without a regex pass; None when not plain.
+
+    Over digits alone, the integer regex matches exactly the non-empty cells; over digits and
+    dots, the float regex matches exactly the cells with at most one dot and at least one digit.
+    A null cell is null in both.
+    """
+    import pyarrow.compute as pc
+
+    if not _plain(_chars(text), integer):
+        return None
+    if integer:
+        return pc.not_equal(text, "")
+    dots = pc.count_substring(text, ".")
+    return pc.and_(pc.less_equal(dots, 1), pc.greater(pc.binary_length(text), dots))
+
+
+def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool = True):
+    """Arrow strings (a ``pa.Array``) -> (numpy values, issues frame, cells normalised).
+
+    ``fast=False`` runs every clean-up and the number check as a pass over the whole column, the
+    check a regex. The fast path (the default) skips a pass only where its outcome is known
+    without it, so the results are the same: trimming when no cell has a byte other than a digit
+    or dot; the thousands and ``%`` clean-ups when no cell has a ``,`` or ``%``; the regex when
+    every cell is plain (see ``_plain_valid``).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(arr)
-    if column in MONEY_COLUMNS:
+    chars = _chars(arr) if fast else None
+    if chars is not None and _plain(chars, integer=False):
+        text = arr  # no whitespace to trim
+    else:
+        text = pc.utf8_trim_whitespace(arr)
+    if column in MONEY_COLUMNS and (chars is None or (chars == ord(",")).any()):
         thousands = pc.match_substring_regex(text, _THOUSANDS_RE)
         text = pc.if_else(thousands, pc.replace_substring(text, ",", ""), text)
-    if column in PERCENT_COLUMNS:
+    if column in PERCENT_COLUMNS and (chars is None or (chars == ord("%")).any()):
         text = pc.replace_substring_regex(text, r"\s*%$", "")
     blank = pc.or_kleene(pc.is_null(text), pc.equal(text, ""))
-    valid = pc.match_substring_regex(text, _INT_RE if integer else _FLOAT_RE)
+    valid = _plain_valid(text, integer) if fast else None
+    if valid is None:
+        valid = pc.match_substring_regex(text, _INT_RE if integer else _FLOAT_RE)
     good = pc.fill_null(valid, False)
     changed = pc.sum(pc.and_(good, pc.not_equal(text, arr))).as_py() or 0  # cells cleaned
     numbers = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), pa.float64())
@@ -321,14 +378,44 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool):
     return values, issues, changed
 
 
-def _parse_text(arr, column: str):
-    """Arrow strings -> (pandas string Series, cells normalised)."""
+def _whole_numbers(values: np.ndarray) -> pd.Series:
+    """Parsed whole numbers (float64, NaN for missing) -> an Int64 Series.
+
+    The same result as ``pd.Series(values).round().astype("Int64")``, built directly (pandas'
+    checked cast costs ~60 ms per million rows); anything that cast would refuse (infinity, or
+    beyond int64) goes to it, so it raises as before.
+    """
+    rounded = np.round(values)
+    missing = np.isnan(rounded)
+    rounded[missing] = 1  # what pandas stores under the mask
+    with np.errstate(invalid="ignore"):
+        data = rounded.astype("int64")
+    if not (np.isfinite(rounded).all() and (data == rounded).all()):
+        return pd.Series(values).round().astype("Int64")
+    return pd.Series(pd.arrays.IntegerArray(data, missing))
+
+
+def _parse_text(arr, column: str, fast: bool = True):
+    """Arrow strings -> (pandas string Series, cells normalised).
+
+    ``fast=False`` always maps category cells through their lower case; the fast path skips that
+    when every cell is already an allowed spelling, which the mapping gives back unchanged as
+    long as the allowed values are ASCII and distinct in lower case (checked here).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     trimmed = pc.utf8_trim_whitespace(arr)
     trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
     allowed = CATEGORIES.get(column)
+    if (
+        allowed
+        and fast
+        and all(a.isascii() for a in allowed)
+        and len({a.lower() for a in allowed}) == len(allowed)
+        and pc.index_in(trimmed, value_set=pa.array(allowed)).null_count == trimmed.null_count
+    ):
+        allowed = None  # every cell is already an allowed spelling: nothing to respell
     if allowed:
         position = pc.index_in(
             pc.utf8_lower(trimmed), value_set=pa.array([a.lower() for a in allowed])
@@ -392,7 +479,7 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
             integer = name in INT_COLUMNS
             values, issues, changed = _parse_number(arr, name, lines, integer)
             if integer:
-                series = pd.Series(values).round().astype("Int64")  # NaN -> <NA>
+                series = _whole_numbers(values)  # NaN -> <NA>
             else:
                 series = pd.Series(values, dtype="float64")
             if issues is not None:
