@@ -19,36 +19,73 @@ def age_band(age: pd.Series) -> pd.Series:
     return pd.cut(age, bins=edges, right=False, labels=labels).astype(object)
 
 
-def fairness_table(loans: pd.DataFrame, strategies: pd.DataFrame) -> pd.DataFrame:
-    """Per Gender and per age band, next to the whole book: each strategy's rate, the mean
-    score, and the observed rate of "not Fully Recovered" among resolved loans.
+def _age_band_codes(age: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Index into AGE_BANDS per borrower (-1 outside every band or missing), and the labels."""
+    edges = np.array([lo for lo, _, _ in AGE_BANDS] + [AGE_BANDS[-1][1]], dtype="float64")
+    x = age.to_numpy(dtype="float64", na_value=np.nan)
+    codes = np.searchsorted(edges, x, side="right") - 1
+    codes[np.isnan(x) | (codes >= len(AGE_BANDS))] = -1
+    return codes, [label for _, _, label in AGE_BANDS]
 
-    ``unexplained_gap`` = (group's rate of the harshest strategy - overall rate) - (group's
-    outcome rate - overall outcome rate): how much harsher (or softer) the group is treated than
-    its outcomes alone would justify.
-    """
-    from loan_pipeline.core.frames import join_by_id
 
-    df = join_by_id(
-        strategies[["Borrower_ID", "risk_score", "recovery_strategy"]],
-        loans[["Borrower_ID", "Gender", "Age", "Recovery_Status"]],
-    )
-    df["outcome"] = np.where(
-        df["Recovery_Status"].isna(),
-        np.nan,
-        (df["Recovery_Status"] != "Fully Recovered").astype(float),
-    )
-    df["age_band"] = age_band(df["Age"])
+def _category_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes into the sorted distinct values (-1 for missing), as ``groupby(sort=True)`` orders
+    its groups; Arrow's dictionary encoding, not a hash of Python objects."""
+    codes, uniques = pd.factorize(values, sort=True)
+    return np.asarray(codes, dtype="int64"), [str(u) for u in uniques]
 
-    def summarise(frame: pd.DataFrame) -> dict:
-        row = {"borrowers": len(frame)}
-        shares = frame["recovery_strategy"].value_counts(normalize=True)
-        for strategy, column in STRATEGY_COLUMNS.items():
-            row[column] = float(shares.get(strategy, 0.0))
-        row["mean_score"] = float(frame["risk_score"].mean())
-        row["resolved"] = int(frame["outcome"].notna().sum())
+
+def _strategy_codes(chosen: pd.Series) -> np.ndarray:
+    """Index into STRATEGIES per borrower; -1 for another value, -2 for none (value_counts,
+    which the shares follow, leaves missing values out of the denominator)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(chosen.astype("string[pyarrow]"), pa.large_string())
+    found = pc.index_in(text, value_set=pa.array(STRATEGIES, pa.large_string()))
+    codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+    codes[chosen.isna().to_numpy()] = -2
+    return codes
+
+
+def _group_summaries(
+    codes: np.ndarray,
+    n_groups: int,
+    strategy: np.ndarray,
+    score: np.ndarray,
+    outcome: np.ndarray,
+) -> list[dict]:
+    """``summarise`` of the fairness table for each group code 0..n_groups-1, from counts and
+    sums (np.bincount): one pass over the book, no sub-frame per group."""
+    keep = codes >= 0
+    g, s, sc, out = codes[keep], strategy[keep], score[keep], outcome[keep]
+    n_strategies = len(STRATEGIES)
+
+    def count(mask: np.ndarray | None = None, weights: np.ndarray | None = None) -> np.ndarray:
+        if mask is None:
+            return np.bincount(g, weights=weights, minlength=n_groups)
+        w = None if weights is None else weights[mask]
+        return np.bincount(g[mask], weights=w, minlength=n_groups)
+
+    borrowers = count()
+    named = s >= 0
+    per_strategy = np.bincount(
+        g[named] * n_strategies + s[named], minlength=n_groups * n_strategies
+    ).reshape(n_groups, n_strategies)
+    has_strategy = count(s != -2)
+    scored = ~np.isnan(sc)
+    score_n, score_sum = count(scored), count(scored, sc)
+    resolved_mask = ~np.isnan(out)
+    resolved, outcome_sum = count(resolved_mask), count(resolved_mask, out)
+    rows = []
+    for i in range(n_groups):
+        row = {"borrowers": int(borrowers[i])}
+        for j, column in enumerate(STRATEGY_COLUMNS.values()):
+            row[column] = float(per_strategy[i, j] / has_strategy[i]) if has_strategy[i] else 0.0
+        row["mean_score"] = float(score_sum[i] / score_n[i]) if score_n[i] else np.nan
+        row["resolved"] = int(resolved[i])
         row["observed_not_fully_recovered"] = (
-            float(frame["outcome"].mean()) if row["resolved"] else np.nan
+            float(outcome_sum[i] / resolved[i]) if resolved[i] else np.nan
         )
         # binomial standard errors, so a gap can be read against the noise of a small group
         legal = row[STRATEGY_COLUMNS[STRATEGY_LEGAL]]
@@ -59,13 +96,52 @@ def fairness_table(loans: pd.DataFrame, strategies: pd.DataFrame) -> pd.DataFram
             if row["resolved"]
             else np.nan
         )
-        return row
+        rows.append(row)
+    return rows
 
-    overall = summarise(df)
+
+def fairness_table(loans: pd.DataFrame, strategies: pd.DataFrame) -> pd.DataFrame:
+    """Per Gender and per age band, next to the whole book: each strategy's rate, the mean
+    score, and the observed rate of "not Fully Recovered" among resolved loans.
+
+    ``unexplained_gap`` = (group's rate of the harshest strategy - overall rate) - (group's
+    outcome rate - overall outcome rate): how much harsher (or softer) the group is treated than
+    its outcomes alone would justify.
+
+    Computed from per-group counts and sums over code arrays, so a ten-million-row book costs a
+    few arrays of numbers, not a copy of the book per group.
+    """
+    from loan_pipeline.core.frames import join_by_id
+
+    df = join_by_id(
+        strategies[["Borrower_ID", "risk_score", "recovery_strategy"]],
+        loans[["Borrower_ID", "Gender", "Age", "Recovery_Status"]],
+    )
+    status = df["Recovery_Status"]
+    outcome = np.where(
+        status.isna().to_numpy(),
+        np.nan,
+        (status != "Fully Recovered").to_numpy(dtype=bool, na_value=False).astype(float),
+    )
+    strategy = _strategy_codes(df["recovery_strategy"])
+    score = df["risk_score"].to_numpy(dtype="float64", na_value=np.nan)
+
+    def summaries(codes: np.ndarray, n: int) -> list[dict]:
+        return _group_summaries(codes, n, strategy, score, outcome)
+
+    overall = summaries(np.zeros(len(df), dtype="int64"), 1)[0]
     rows = [{"group_type": "all", "group": "all borrowers", **overall}]
-    for group_type in ("Gender", "age_band"):
-        for group, frame in df.groupby(group_type, sort=True, observed=True):
-            rows.append({"group_type": group_type, "group": str(group), **summarise(frame)})
+    gender_codes, genders = _category_codes(df["Gender"])
+    band_codes, bands = _age_band_codes(df["Age"])
+    for group_type, codes, labels in (
+        ("Gender", gender_codes, genders),
+        ("age_band", band_codes, bands),
+    ):
+        stats = summaries(codes, len(labels))
+        # groupby's order: sorted by label, only groups that occur
+        for i in sorted(range(len(labels)), key=lambda i: labels[i]):
+            if stats[i]["borrowers"]:
+                rows.append({"group_type": group_type, "group": labels[i], **stats[i]})
     table = pd.DataFrame(rows)
     harsh = STRATEGY_COLUMNS[STRATEGY_LEGAL]
     table["harshest_gap"] = table[harsh] - overall[harsh]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.settings import STRATEGY_LEGAL, STRATEGY_REMINDERS, STRATEGY_SETTLEMENT
+from loan_pipeline.settings import STRATEGIES
 
 
 def assign_strategy(
@@ -18,12 +18,15 @@ def assign_strategy(
             f"settlement_from ({settlement_from}) must not exceed legal_above ({legal_above})"
         )
     s = scores.to_numpy(dtype="float64")
-    chosen = np.select(
-        [s > legal_above, s >= settlement_from],
-        [STRATEGY_LEGAL, STRATEGY_SETTLEMENT],
-        default=STRATEGY_REMINDERS,
-    )
-    return pd.Series(chosen, index=scores.index, name="recovery_strategy", dtype=object)
+    chosen = np.select([s > legal_above, s >= settlement_from], [0, 1], default=2)
+    return _text(STRATEGIES, chosen, scores.index, "recovery_strategy")
+
+
+def _text(labels: list[str], codes: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
+    """``labels[codes]`` as an Arrow-backed text Series (no Python string per borrower)."""
+    from loan_pipeline.core.frames import text_from_codes
+
+    return pd.Series(text_from_codes(labels, codes), index=index, name=name)
 
 
 def rules_based_strategy(
@@ -46,10 +49,10 @@ def rules_based_strategy(
             (dpd > legal_days) | (missed >= legal_missed),
             (dpd > settlement_days) | (missed >= settlement_missed),
         ],
-        [STRATEGY_LEGAL, STRATEGY_SETTLEMENT],
-        default=STRATEGY_REMINDERS,
+        [0, 1],
+        default=2,
     )
-    return pd.Series(chosen, index=loans.index, name="recovery_strategy", dtype=object)
+    return _text(STRATEGIES, chosen, loans.index, "recovery_strategy")
 
 
 def rules_based_reasons(
@@ -62,19 +65,21 @@ def rules_based_reasons(
     """Why the fallback policy chose each borrower's strategy, in words."""
     dpd = loans["Days_Past_Due"].to_numpy()
     missed = loans["Num_Missed_Payments"].to_numpy()
-    words = np.select(
+    words = [
+        f"Days_Past_Due > {legal_days}",
+        f"Num_Missed_Payments >= {legal_missed}",
+        f"Days_Past_Due > {settlement_days}",
+        f"Num_Missed_Payments >= {settlement_missed}",
+        f"Days_Past_Due <= {settlement_days} and Num_Missed_Payments < {settlement_missed}",
+    ]
+    chosen = np.select(
         [
             dpd > legal_days,
             missed >= legal_missed,
             dpd > settlement_days,
             missed >= settlement_missed,
         ],
-        [
-            f"Days_Past_Due > {legal_days}",
-            f"Num_Missed_Payments >= {legal_missed}",
-            f"Days_Past_Due > {settlement_days}",
-            f"Num_Missed_Payments >= {settlement_missed}",
-        ],
-        default=f"Days_Past_Due <= {settlement_days} and Num_Missed_Payments < {settlement_missed}",
+        [0, 1, 2, 3],
+        default=4,
     )
-    return pd.Series(words, index=loans.index, dtype=object)
+    return _text(words, chosen, loans.index, None)

@@ -118,3 +118,60 @@ def test_fairness_rates_carry_their_standard_errors():
     assert abs(overall["share_legal_se"] - (0.25 * 0.75 / 400) ** 0.5) < 1e-12
     p = overall["observed_not_fully_recovered"]
     assert abs(overall["observed_se"] - (p * (1 - p) / 400) ** 0.5) < 1e-12
+
+
+def _fairness_by_groupby(loans, strategies):
+    """The straightforward version (a pandas groupby, one sub-frame per group): the reference
+    the count-and-sum implementation must match."""
+    from loan_pipeline.core.monitoring import STRATEGY_COLUMNS
+
+    df = strategies[["Borrower_ID", "risk_score", "recovery_strategy"]].merge(
+        loans[["Borrower_ID", "Gender", "Age", "Recovery_Status"]], on="Borrower_ID", how="left"
+    )
+    df["outcome"] = np.where(
+        df["Recovery_Status"].isna(),
+        np.nan,
+        (df["Recovery_Status"] != "Fully Recovered").astype(float),
+    )
+    df["age_band"] = age_band(df["Age"])
+
+    def summarise(frame):
+        row = {"borrowers": len(frame)}
+        shares = frame["recovery_strategy"].value_counts(normalize=True)
+        for strategy, column in STRATEGY_COLUMNS.items():
+            row[column] = float(shares.get(strategy, 0.0))
+        row["mean_score"] = float(frame["risk_score"].mean())
+        row["resolved"] = int(frame["outcome"].notna().sum())
+        row["observed_not_fully_recovered"] = (
+            float(frame["outcome"].mean()) if row["resolved"] else np.nan
+        )
+        return row
+
+    rows = [{"group_type": "all", "group": "all borrowers", **summarise(df)}]
+    for group_type in ("Gender", "age_band"):
+        for group, frame in df.groupby(group_type, sort=True, observed=True):
+            rows.append({"group_type": group_type, "group": str(group), **summarise(frame)})
+    return pd.DataFrame(rows)
+
+
+def test_fairness_counts_match_a_groupby_on_messy_data():
+    loans, strategies = _book(n=3000, seed=3)
+    rng = np.random.default_rng(3)
+    loans["Gender"] = loans["Gender"].astype("string[pyarrow]")
+    loans.loc[rng.choice(3000, 40, replace=False), "Gender"] = "Other"
+    loans.loc[rng.choice(3000, 30, replace=False), "Gender"] = None
+    loans.loc[rng.choice(3000, 25, replace=False), "Age"] = 70  # a fourth band
+    loans.loc[rng.choice(3000, 300, replace=False), "Recovery_Status"] = None  # open loans
+    chosen = rng.choice([STRATEGY_LEGAL, STRATEGY_REMINDERS, "Settlement Offer"], 3000)
+    strategies["recovery_strategy"] = pd.array(chosen, dtype="string[pyarrow]")
+    strategies.loc[rng.choice(3000, 50, replace=False), "risk_score"] = np.nan
+    strategies = strategies.sample(frac=1.0, random_state=0)  # ids not in the book's order
+
+    got = fairness_table(loans, strategies)
+    want = _fairness_by_groupby(loans, strategies)
+    assert got["group"].tolist() == want["group"].tolist()
+    assert got["group_type"].tolist() == want["group_type"].tolist()
+    for column in want.columns.drop(["group_type", "group"]):
+        np.testing.assert_allclose(
+            got[column].to_numpy(float), want[column].to_numpy(float), rtol=1e-12, err_msg=column
+        )
