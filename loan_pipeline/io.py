@@ -169,6 +169,25 @@ def _held(context: InputContext, name: str) -> object | None:
     return RUN_FRAMES.get(run_id, name, reader)
 
 
+COLUMNS_TAG = "loan_pipeline/columns."
+
+
+def _wanted_columns(context: InputContext) -> list[str] | None:
+    """The columns an input asks for (None: all of them): ``columns`` in the input's metadata,
+    or, for a multi-asset (whose inputs cannot carry metadata beside their specs' deps), the op
+    tag ``loan_pipeline/columns.<input>`` (JSON). Both made by ``assets.common``."""
+    import json
+
+    try:
+        columns = (context.definition_metadata or {}).get("columns")
+        if not columns and context.op_def is not None:
+            tagged = (context.op_def.tags or {}).get(COLUMNS_TAG + context.name)
+            columns = json.loads(tagged) if tagged else None
+    except Exception:  # an InputContext built outside a run
+        return None
+    return list(columns) if columns else None
+
+
 class DuckDBTableIOManager(ConfigurableIOManager):
     """Stores each table asset as a DuckDB table named after the asset, replaced atomically."""
 
@@ -202,14 +221,18 @@ class DuckDBTableIOManager(ConfigurableIOManager):
         context.add_output_metadata({"warehouse": str(path), "table": table})
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
+        """The table, or only the columns the input asks for (``columns`` in its metadata:
+        ``assets.common.columns_of``), from memory when this run holds it, else from DuckDB."""
         import duckdb
 
         table = _table_name(context)
+        columns = _wanted_columns(context)
         cached = _held(context, table)
         if cached is not None:
-            return cached
+            return cached[columns] if columns else cached
+        select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         with duckdb.connect(str(self._path()), read_only=True) as con:
-            return arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
+            return arrow_to_pandas(con.sql(f'SELECT {select} FROM "{table}"').to_arrow_table())
 
 
 class PickleModelIOManager(ConfigurableIOManager):
@@ -250,6 +273,22 @@ def previous_model(asset: str) -> object | None:
             return pickle.load(fh)
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         return None
+
+
+def stored_table(table: str) -> pd.DataFrame:
+    """A table as the warehouse holds it, for a step that needs it only in some configurations
+    (it depends on the asset without loading it as an input, so the usual run does not pay for
+    reading it)."""
+    import duckdb
+
+    path = settings.warehouse_path()
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
+    except duckdb.Error as err:
+        raise RuntimeError(
+            f"table {table!r} is not in the warehouse {path}: materialize it first ({err})"
+        ) from err
 
 
 def previous_table(table: str, columns: list[str] | None = None) -> pd.DataFrame | None:

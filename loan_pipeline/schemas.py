@@ -15,6 +15,12 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
+from loan_pipeline.columns import (  # the column lists, re-exported: the contract's names
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    LOAN_BOOK_COLUMNS,  # noqa: F401
+    TEXT_COLUMNS,
+)
 from loan_pipeline.settings import STRATEGIES
 
 # --- the loan book's columns ---------------------------------------------------------------
@@ -27,52 +33,6 @@ RECOVERY_STATUSES = ["Fully Recovered", "Partially Recovered", "Written Off"]
 COLLECTION_METHODS = ["Calls", "Legal Notice", "Debt Collectors", "Settlement Offer"]
 YES_NO = ["No", "Yes"]
 
-INT_COLUMNS = [
-    "Age",
-    "Monthly_Income",
-    "Num_Dependents",
-    "Loan_Amount",
-    "Loan_Tenure",
-    "Num_Missed_Payments",
-    "Days_Past_Due",
-    "Collection_Attempts",
-]
-FLOAT_COLUMNS = ["Interest_Rate", "Collateral_Value", "Outstanding_Loan_Amount", "Monthly_EMI"]
-TEXT_COLUMNS = [
-    "Borrower_ID",
-    "Gender",
-    "Employment_Type",
-    "Loan_ID",
-    "Loan_Type",
-    "Payment_History",
-    "Recovery_Status",
-    "Collection_Method",
-    "Legal_Action_Taken",
-]
-# The 21 columns in file order.
-LOAN_BOOK_COLUMNS = [
-    "Borrower_ID",
-    "Age",
-    "Gender",
-    "Employment_Type",
-    "Monthly_Income",
-    "Num_Dependents",
-    "Loan_ID",
-    "Loan_Amount",
-    "Loan_Tenure",
-    "Interest_Rate",
-    "Loan_Type",
-    "Collateral_Value",
-    "Outstanding_Loan_Amount",
-    "Monthly_EMI",
-    "Payment_History",
-    "Num_Missed_Payments",
-    "Days_Past_Due",
-    "Recovery_Status",
-    "Collection_Attempts",
-    "Collection_Method",
-    "Legal_Action_Taken",
-]
 # Explicit dtypes for reading the CSV: nullable, so a blank cell is read as missing and judged
 # by the validated stage, not by the parser.
 RAW_DTYPES: dict[str, str] = (

@@ -51,6 +51,21 @@ NOTEBOOK_FEATURES: list[str] = [
 # not an input either way).
 CLUSTER_FEATURES: list[str] = [c for c in NOTEBOOK_FEATURES if c != "Age"]
 
+# Pre-outcome inputs of the recommended model.
+RISK_NUMERIC: list[str] = [
+    "Monthly_Income",
+    "Num_Dependents",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+]
+RISK_CATEGORICAL: list[str] = ["Employment_Type", "Loan_Type", "Payment_History"]
+
 STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"

@@ -293,3 +293,57 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path, monkeypatch):
         assert handed[f"model:{model}"]
         for obj in handed[f"model:{model}"]:
             assert pickle.dumps(obj, protocol=5) == stored
+
+
+def test_steps_load_only_the_columns_they_read(tmp_path, monkeypatch):
+    """A step that reads a few columns of the loan book loads just those, from memory or from
+    DuckDB alike, and a run with nothing held in memory (every input read back from the
+    warehouse, as on a book too large to hold) stores the same tables."""
+    import duckdb
+
+    from loan_pipeline.io import RUN_FRAMES, DuckDBTableIOManager, arrow_to_pandas
+    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
+
+    loaded: dict[tuple[str, str, bool], list[str]] = {}
+    real_load = DuckDBTableIOManager.load_input
+
+    def spy(self, context):
+        frame = real_load(self, context)
+        held = RUN_FRAMES.max_bytes > 0
+        loaded[(context.op_def.name, context.asset_key.path[-1], held)] = list(frame.columns)
+        return frame
+
+    monkeypatch.setattr(DuckDBTableIOManager, "load_input", spy)
+    held_run = run_pipeline(SAMPLE_CSV, tmp_path / "held")
+    monkeypatch.setattr(RUN_FRAMES, "max_bytes", 0)  # nothing held: every input from DuckDB
+    stored_run = run_pipeline(SAMPLE_CSV, tmp_path / "stored")
+    assert held_run.result.success and stored_run.result.success
+
+    for held in (True, False):
+        assert loaded[("fairness_report", "validated_loans", held)] == [
+            "Borrower_ID",
+            "Gender",
+            "Age",
+            "Recovery_Status",
+        ]
+        assert loaded[("fairness_report", "recovery_strategies", held)] == [
+            "Borrower_ID",
+            "risk_score",
+            "recovery_strategy",
+        ]
+        chart_columns = loaded[("draw_charts", "validated_loans", held)]
+        assert "Loan_Amount" in chart_columns and "Collection_Method" not in chart_columns
+        risk_columns = loaded[("risk_model", "validated_loans", held)]
+        assert not {"Collection_Attempts", "Collection_Method", "Legal_Action_Taken"} & set(
+            risk_columns
+        )
+        # a step with no column list still gets the whole table
+        assert len(loaded[("borrower_segments", "scaled_features", held)]) > 2
+
+    tables = ["borrower_segments", "risk_scores", "recovery_strategies", "fairness_report"]
+    for table in tables:
+        frames = []
+        for run in (held_run, stored_run):
+            with duckdb.connect(str(run.storage / "warehouse.duckdb"), read_only=True) as con:
+                frames.append(arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table()))
+        pd.testing.assert_frame_equal(*frames, check_exact=True)

@@ -16,7 +16,8 @@ from dagster import (
 )
 
 from loan_pipeline import settings
-from loan_pipeline.assets.common import png_markdown
+from loan_pipeline.assets.common import columns_tags, png_markdown
+from loan_pipeline.columns import LOAN_BOOK_COLUMNS, NUMERIC_COLUMNS
 from loan_pipeline.io import atomic_write_bytes
 
 GROUP = "charts"
@@ -114,6 +115,15 @@ def draw_chart(key: str, inputs: dict):
         "cluster_model": AssetIn(input_manager_key="model_io_manager"),
     },
     can_subset=True,
+    # the columns the charts read: every numeric one (the correlation heatmap), in book order
+    op_tags=columns_tags(
+        validated_loans=[
+            c
+            for c in LOAN_BOOK_COLUMNS
+            if c in NUMERIC_COLUMNS or c in ("Borrower_ID", "Payment_History", "Recovery_Status")
+        ],
+        risk_scores=["risk_score", "observed", "score_source"],
+    ),
 )
 def draw_charts(
     context: AssetExecutionContext, validated_loans, borrower_segments, risk_scores, cluster_model

@@ -5,9 +5,24 @@ import functools
 import json
 from pathlib import Path
 
-from dagster import MetadataValue
+from dagster import AssetIn, MetadataValue
 
 PREVIEW_ROWS = 10
+
+
+def columns_of(*groups: list[str] | str) -> AssetIn:
+    """An input that loads only these columns of a table (in this order, duplicates dropped):
+    the warehouse reads just them, and a table held in memory is narrowed without a copy. A
+    step that reads a few columns of a ten-million-row book holds those, not the book."""
+    names = [c for g in groups for c in ([g] if isinstance(g, str) else g)]
+    return AssetIn(metadata={"columns": list(dict.fromkeys(names))})
+
+
+def columns_tags(**inputs: list[str]) -> dict[str, str]:
+    """``columns_of`` for a multi-asset's inputs, as op tags (``io.COLUMNS_TAG``)."""
+    from loan_pipeline.io import COLUMNS_TAG
+
+    return {COLUMNS_TAG + name: json.dumps(cols) for name, cols in inputs.items()}
 
 
 def table_metadata(df) -> dict:

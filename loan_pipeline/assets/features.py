@@ -2,7 +2,8 @@
 
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from loan_pipeline.assets.common import column_lineage, column_schema, table_metadata
+from loan_pipeline.assets.common import column_lineage, column_schema, columns_of, table_metadata
+from loan_pipeline.columns import NUMERIC_COLUMNS
 from loan_pipeline.settings import (
     CLUSTER_FEATURES,
     NOTEBOOK_FEATURES,
@@ -16,6 +17,7 @@ from loan_pipeline.settings import (
     owners=["team:data-engineering"],
     kinds={"pandas", "scikit-learn", "duckdb"},
     metadata={"dagster/column_schema": column_schema("ScaledFeatures")},
+    ins={"validated_loans": columns_of("Borrower_ID", NUMERIC_COLUMNS)},
     description="Standardised clustering features keyed by Borrower_ID (by default the notebook's "
     "columns without Age; all ten in notebook mode), with the scaler's means and scales as metadata.",
 )

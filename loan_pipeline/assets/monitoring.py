@@ -18,6 +18,7 @@ from loan_pipeline import settings
 from loan_pipeline.assets.common import (
     column_lineage,
     column_schema,
+    columns_of,
     markdown_table,
     png_markdown,
     table_metadata,
@@ -35,6 +36,10 @@ PSI_CHECK = "population_is_stable"
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("FairnessReport")},
+    ins={
+        "validated_loans": columns_of("Borrower_ID", "Gender", "Age", "Recovery_Status"),
+        "recovery_strategies": columns_of("Borrower_ID", "risk_score", "recovery_strategy"),
+    },
     check_specs=[
         AssetCheckSpec(
             FAIRNESS_CHECK,
@@ -115,6 +120,10 @@ def fairness_report(
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("PopulationStability")},
+    ins={
+        "validated_loans": columns_of("Borrower_ID", settings.RISK_NUMERIC),
+        "risk_scores": columns_of("Borrower_ID", "risk_score"),
+    },
     check_specs=[
         AssetCheckSpec(
             PSI_CHECK,

@@ -15,10 +15,16 @@ from loan_pipeline import settings
 from loan_pipeline.assets.common import (
     column_lineage,
     column_schema,
+    columns_of,
     markdown_table,
     table_metadata,
 )
-from loan_pipeline.io import atomic_write
+from loan_pipeline.io import atomic_write, stored_table
+
+# The loan-book columns the risk model and its scores read: its inputs and the outcome.
+RISK_LOANS = columns_of(
+    "Borrower_ID", settings.RISK_NUMERIC, settings.RISK_CATEGORICAL, "Recovery_Status"
+)
 
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
@@ -32,6 +38,10 @@ POLICY_FALLBACK = "rules-based fallback"
     owners=OWNERS,
     kinds={"scikit-learn"},
     io_manager_key="model_io_manager",
+    ins={"validated_loans": RISK_LOANS},
+    # read only by the notebook method, which loads them itself: the recommended model does not
+    # pay for reading a features table and a segments table it does not use
+    deps=["scaled_features", "borrower_segments"],
     check_specs=[
         AssetCheckSpec(
             GATE_CHECK,
@@ -51,16 +61,15 @@ def risk_model(
     config: settings.RiskConfig,
     analysis: settings.AnalysisMethod,
     validated_loans,
-    scaled_features,
-    borrower_segments,
 ):
     from loan_pipeline.core.report import model_card_markdown
     from loan_pipeline.core.risk import fit_risk_model
 
+    notebook = analysis.is_notebook
     model = fit_risk_model(
         validated_loans,
-        scaled_features,
-        borrower_segments,
+        stored_table("scaled_features") if notebook else None,
+        stored_table("borrower_segments") if notebook else None,
         method=analysis.method,
         folds=config.folds,
         max_train_rows=config.max_train_rows,
@@ -107,7 +116,11 @@ def risk_model(
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("RiskScores")},
-    ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
+    ins={
+        "risk_model": AssetIn(input_manager_key="model_io_manager"),
+        "validated_loans": RISK_LOANS,
+    },
+    deps=["scaled_features"],  # the notebook method's inputs; it loads them itself
     description="A risk score for every borrower: out-of-fold for resolved loans (from a model "
     "that never saw the borrower), from the model fitted on all resolved loans for open ones; "
     "with the observed outcome and the top three reasons pushing the score up.",
@@ -115,13 +128,14 @@ def risk_model(
 def risk_scores(
     context: AssetExecutionContext,
     validated_loans,
-    scaled_features,
     risk_model,
 ):
     from loan_pipeline.core.risk import RISK_CATEGORICAL, RISK_NUMERIC, score_borrowers
     from loan_pipeline.schemas import RiskScores, validate
 
-    scores = score_borrowers(risk_model, validated_loans, scaled_features)
+    notebook = risk_model.method == "notebook"
+    features = stored_table("scaled_features") if notebook else None
+    scores = score_borrowers(risk_model, validated_loans, features)
     scores = validate(scores, RiskScores, source="risk_scores")
     inputs = (
         [("scaled_features", c) for c in risk_model.features]
@@ -152,7 +166,13 @@ def risk_scores(
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},
     metadata={"dagster/column_schema": column_schema("RecoveryStrategies")},
-    ins={"risk_model": AssetIn(input_manager_key="model_io_manager")},
+    ins={
+        "risk_model": AssetIn(input_manager_key="model_io_manager"),
+        "validated_loans": columns_of(
+            "Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"
+        ),
+        "risk_scores": columns_of("Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"),
+    },
     description="The recovery strategy per borrower: the score bands (> 0.75 legal action, "
     "0.50-0.75 settlement offers, else automated reminders) on the risk score, or the "
     "rules-based policy on arrears when the model does not beat the base rate. Exported to "
@@ -166,8 +186,10 @@ def recovery_strategies(
     risk_scores,
     risk_model,
 ):
+    import numpy as np
+
     from loan_pipeline.core.export import write_csv
-    from loan_pipeline.core.frames import join_by_id
+    from loan_pipeline.core.frames import join_by_id, text_from_codes
     from loan_pipeline.core.strategy import (
         assign_strategy,
         rules_based_reasons,
@@ -203,12 +225,17 @@ def recovery_strategies(
         }
         strategy = rules_based_strategy(table, **thresholds)
         # the reasons are the rule that fired, not the (unused) model's
-        table["reason_1"] = rules_based_reasons(table, **thresholds).to_numpy()
-        table["reason_2"] = None
-        table["reason_3"] = None
+        table["reason_1"] = rules_based_reasons(table, **thresholds).array
+        none = text_from_codes([None], np.zeros(len(table), dtype="int64"))
+        table["reason_2"] = none
+        table["reason_3"] = none
     table = table.drop(columns=["Days_Past_Due", "Num_Missed_Payments"])
-    table.insert(table.columns.get_loc("risk_score") + 1, "recovery_strategy", strategy.to_numpy())
-    table.insert(table.columns.get_loc("recovery_strategy") + 1, "policy", policy)
+    table.insert(table.columns.get_loc("risk_score") + 1, "recovery_strategy", strategy.array)
+    table.insert(
+        table.columns.get_loc("recovery_strategy") + 1,
+        "policy",
+        text_from_codes([policy], np.zeros(len(table), dtype="int64")),
+    )
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     export = settings.exports_dir() / "recovery_strategies.csv"
     atomic_write(export, lambda sink: write_csv(table, sink))

@@ -15,9 +15,11 @@ from loan_pipeline import settings
 from loan_pipeline.assets.common import (
     column_lineage,
     column_schema,
+    columns_of,
     markdown_table,
     table_metadata,
 )
+from loan_pipeline.columns import NUMERIC_COLUMNS
 from loan_pipeline.io import previous_model, previous_table
 
 GROUP = "segmentation"
@@ -30,6 +32,7 @@ STABILITY_CHECK = "chosen_k_is_stable"
     owners=OWNERS,
     kinds={"scikit-learn"},
     io_manager_key="model_io_manager",
+    ins={"validated_loans": columns_of(NUMERIC_COLUMNS)},
     check_specs=[
         AssetCheckSpec(
             STABILITY_CHECK,
@@ -179,7 +182,10 @@ def borrower_segments(
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("SegmentProfiles")},
-    ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
+    ins={
+        "cluster_model": AssetIn(input_manager_key="model_io_manager"),
+        "validated_loans": columns_of("Borrower_ID", NUMERIC_COLUMNS, "Recovery_Status"),
+    },
     description="Per segment: size, share of the book, mean of each clustering feature (original "
     "units), and the observed recovery outcome mix of its resolved loans.",
 )

@@ -22,7 +22,9 @@ def column_scaling(loans: pd.DataFrame, columns: list[str]) -> Scaling:
     maps to zeros instead of dividing by zero), one column at a time."""
     unknown = [c for c in columns if c not in loans.columns]
     if unknown:
-        raise ValueError(f"feature column(s) not in the loan book: {', '.join(unknown)}")
+        raise ValueError(
+            f"feature column(s) not numeric columns of the loan book: {', '.join(unknown)}"
+        )
     means, scales = [], []
     for column in columns:
         values = loans[column].to_numpy(dtype="float64")

@@ -22,23 +22,10 @@ import pandas as pd
 
 from loan_pipeline.core.compute import parallel_map, single_threaded
 from loan_pipeline.schemas import CATEGORIES
+from loan_pipeline.settings import RISK_CATEGORICAL, RISK_NUMERIC
 
-# Pre-outcome inputs of the recommended model.
-RISK_NUMERIC = [
-    "Monthly_Income",
-    "Num_Dependents",
-    "Loan_Amount",
-    "Loan_Tenure",
-    "Interest_Rate",
-    "Collateral_Value",
-    "Outstanding_Loan_Amount",
-    "Monthly_EMI",
-    "Num_Missed_Payments",
-    "Days_Past_Due",
-]
 # Ratios a credit analyst reads first: instalment burden, share still owed, collateral cover.
 RISK_ENGINEERED = ["emi_to_income", "outstanding_share", "collateral_coverage"]
-RISK_CATEGORICAL = ["Employment_Type", "Loan_Type", "Payment_History"]
 # Heavy-tailed amounts enter as log(1 + x).
 LOG_COLUMNS = [
     "Monthly_Income",
@@ -460,12 +447,13 @@ def fit_notebook_model(
 
 def fit_risk_model(
     loans: pd.DataFrame,
-    features: pd.DataFrame,
-    segments: pd.DataFrame,
+    features: pd.DataFrame | None,
+    segments: pd.DataFrame | None,
     method: str = "recommended",
     **params,
 ) -> RiskModel:
-    """Fit the risk model by the configured ``method``."""
+    """Fit the risk model by the configured ``method`` (``features`` and ``segments`` are the
+    notebook method's inputs; the recommended model reads only ``loans``)."""
     if method == "notebook":
         return fit_notebook_model(features, segments, **params)
     if method == "recommended":
@@ -473,7 +461,9 @@ def fit_risk_model(
     raise ValueError(f"unknown risk method {method!r}; choose 'recommended' or 'notebook'")
 
 
-def score_borrowers(model: RiskModel, loans: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+def score_borrowers(
+    model: RiskModel, loans: pd.DataFrame, features: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per borrower: Borrower_ID, risk_score, p_written_off, score_source, observed,
     reason_1..3. Resolved borrowers get their out-of-fold score; open loans the full model's."""
     if model.method == "notebook":

@@ -35,5 +35,5 @@ def test_scaling_matches_population_std_and_survives_constant_columns():
     assert scaled["x"].round(6).tolist() == [-1.224745, 0.0, 1.224745]
     assert scaled["c"].tolist() == [0.0, 0.0, 0.0]
     assert scaling.scales == [pytest.approx(0.816496580927726), 1.0]
-    with pytest.raises(ValueError, match="not in the loan book: nope"):
+    with pytest.raises(ValueError, match="not numeric columns of the loan book: nope"):
         scale_features(df, ["nope"])
