@@ -136,7 +136,7 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     positives = y.sum()
     if not 0 < positives < len(y):
         return {"roc_auc": float("nan"), "pr_auc": float("nan"), "brier": brier}
-    order = np.argsort(-p, kind="mergesort")
+    order = np.argsort(-p)  # order within a tie does not matter: a tie is one threshold
     ys, ps = y[order], p[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]  # one threshold per value
     tp = np.cumsum(ys)[last_of_tie]
