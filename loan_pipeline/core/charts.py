@@ -161,6 +161,13 @@ def _compact(value: float, _pos: object = None, digits: int = 3) -> str:
 _MONEY_FORMAT = FuncFormatter(_compact)
 
 
+def _all_categories_used(values: pd.Series) -> bool:
+    """Whether every category of the categorical ``values`` occurs at least once."""
+    codes = values.cat.codes.to_numpy()
+    n_categories = len(values.cat.categories)
+    return bool((np.bincount(codes[codes >= 0], minlength=n_categories) > 0).all())
+
+
 def _ordered_category(
     values: pd.Series, preferred: list[str], missing_label: str, name: str
 ) -> pd.Series:
@@ -170,7 +177,8 @@ def _ordered_category(
     without materialising millions of Python strings."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype("category")
-    values = values.cat.remove_unused_categories()
+    if not _all_categories_used(values):  # (remove_unused_categories sorts every code)
+        values = values.cat.remove_unused_categories()
     if not all(isinstance(c, str) for c in values.cat.categories):
         values = values.cat.rename_categories([str(c) for c in values.cat.categories])
     present = set(values.cat.categories)
@@ -355,6 +363,32 @@ def payment_history_recovery(loans: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
+def _missed_status_counts(missed: pd.Series, status: pd.Series) -> pd.DataFrame:
+    """Loans per (number of missed payments, level of the categorical ``status``): one row per
+    count present (rows with either value missing left out), sorted, and one column per
+    status category in order; the table
+
+        DataFrame({"missed": missed, "status": status}).dropna(subset=["missed"])
+        .groupby(["missed", "status"], observed=True).size().unstack("status", fill_value=0)
+        .reindex(columns=levels, fill_value=0).sort_index()
+
+    counted with one ``np.bincount`` over integer codes instead of a two-key groupby (4x
+    faster at 1M rows)."""
+    levels = list(status.cat.categories)
+    status_codes = status.cat.codes.to_numpy()
+    keep = missed.notna().to_numpy() & (status_codes >= 0)
+    row_codes, values = pd.factorize(missed[keep], sort=True)
+    counts = np.bincount(
+        row_codes.astype(np.intp) * len(levels) + status_codes[keep].astype(np.intp),
+        minlength=len(values) * len(levels),
+    ).reshape(len(values), len(levels))
+    return pd.DataFrame(
+        counts.astype(np.int64),
+        index=pd.Index(values, name="missed"),
+        columns=pd.Index(levels, name="status"),
+    )
+
+
 @_styled
 def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
     """Stacked bars: share of each recovery outcome per number of missed payments, every
@@ -365,15 +399,7 @@ def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
     missed = loans["Num_Missed_Payments"]
     n_unrecorded = int(missed.isna().sum())
 
-    counts = (
-        pd.DataFrame({"missed": missed, "status": status})
-        .dropna(subset=["missed"])
-        .groupby(["missed", "status"], observed=True)
-        .size()
-        .unstack("status", fill_value=0)
-        .reindex(columns=levels, fill_value=0)
-        .sort_index()
-    )
+    counts = _missed_status_counts(missed, status)
     totals = counts.sum(axis=1)
     shares = counts.div(totals, axis=0)
     labels = [_compact(v) if float(v).is_integer() else f"{v:g}" for v in counts.index]
@@ -607,27 +633,42 @@ def borrower_segments(loans: pd.DataFrame, segments: pd.DataFrame) -> Figure:
 
 def _numeric_columns(loans: pd.DataFrame) -> list[str]:
     """Every int/float column except identifiers (text columns are not numeric anyway)."""
+    # select_dtypes on the empty head: the same dtype rules without copying every row.
     return [
         c
-        for c in loans.select_dtypes("number").columns
+        for c in loans.iloc[:0].select_dtypes("number").columns
         if not str(c).lower().endswith("_id") and str(c).lower() != "id"
     ]
 
 
-def _pearson(numeric: pd.DataFrame, chunk_rows: int = 1_000_000) -> pd.DataFrame:
-    """``numeric.corr()`` (Pearson, pairwise-complete). For large frames without missing or
-    infinite values, where pairwise-complete means all rows, the same matrix is computed from
-    centred cross-products accumulated chunk by chunk: BLAS-fast, and it never holds more
-    than one chunk as a float copy (pandas' pairwise loop is slow at 10M rows)."""
-    columns = numeric.columns
-    if len(numeric) <= 2 * chunk_rows or len(columns) == 0:
-        return numeric.corr(method="pearson")
-    mean = numeric.mean().to_numpy(dtype=float)
+# Up to this many rows the chart uses pandas' own pairwise loop (0.05 s at 50,000 rows, but
+# 0.6 s at 1M and proportionally more beyond); larger frames use the cross-product path.
+_PAIRWISE_MAX_ROWS = 50_000
+
+
+def _pearson(
+    numeric: pd.DataFrame, columns: list | None = None, chunk_rows: int = 1_000_000
+) -> pd.DataFrame:
+    """``numeric[columns].corr()`` (Pearson, pairwise-complete; ``columns`` default: all).
+
+    For frames above ``_PAIRWISE_MAX_ROWS`` rows (or above two chunks, when the caller asks
+    for small chunks) without missing or infinite values, where pairwise-complete means all
+    rows, the same matrix is computed from centred cross-products accumulated chunk by chunk:
+    BLAS-fast (0.1 s instead of 0.6 s at 1M rows; equal to pandas' within 1e-13), and it never
+    holds more than one chunk as a float copy. Columns are read one by one into the chunk, so
+    the frame is never copied to select them."""
+    columns = list(numeric.columns if columns is None else columns)
+    if len(numeric) <= min(_PAIRWISE_MAX_ROWS, 2 * chunk_rows) or len(columns) == 0:
+        return numeric[columns].corr(method="pearson")
+    mean = np.array([numeric[c].mean() for c in columns], dtype=float)
     cross = np.zeros((len(columns), len(columns)))
     for start in range(0, len(numeric), chunk_rows):
-        block = numeric.iloc[start : start + chunk_rows].to_numpy(dtype=float)
+        rows = slice(start, start + chunk_rows)
+        block = np.empty((min(chunk_rows, len(numeric) - start), len(columns)), order="F")
+        for j, column in enumerate(columns):
+            block[:, j] = numeric[column].iloc[rows].to_numpy(dtype=float, na_value=np.nan)
         if not np.isfinite(block).all():
-            return numeric.corr(method="pearson")
+            return numeric[columns].corr(method="pearson")
         block -= mean
         cross += block.T @ block
     scale = np.sqrt(np.diag(cross))
@@ -637,7 +678,8 @@ def _pearson(numeric: pd.DataFrame, chunk_rows: int = 1_000_000) -> pd.DataFrame
     corr[constant, :] = np.nan
     corr[:, constant] = np.nan
     np.fill_diagonal(corr, np.where(constant, np.nan, 1.0))
-    return pd.DataFrame(corr, index=columns, columns=columns)
+    index = pd.Index(columns)
+    return pd.DataFrame(corr, index=index, columns=index.copy())
 
 
 @_styled
@@ -645,7 +687,7 @@ def correlation_heatmap(loans: pd.DataFrame) -> Figure:
     """Pearson correlation of every numeric column, annotated to 2 decimals, diverging
     palette centred on 0 over [-1, 1]."""
     columns = _numeric_columns(loans)
-    corr = _pearson(loans[columns])
+    corr = _pearson(loans, columns)
     labels = [str(c).replace("_", " ") for c in columns]
     # Two decimals, without the '-0.00' that tiny negative values would print as.
     annotations = np.vectorize(lambda v: "" if np.isnan(v) else f"{v + 0.0:.2f}")(
@@ -734,6 +776,27 @@ def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
     return fig
 
 
+def _rank_bins(values: pd.Series, q: int) -> pd.Series:
+    """``pd.qcut(values.rank(method="first"), q=q, labels=False)``: equal-sized bins by rank,
+    ties broken by order of appearance.
+
+    Without missing values the ranks are 1..n in the order of a stable sort, so the bins are
+    those of the sorted ranks put back in place: the same result without pandas' rank (0.2 s at
+    1M rows). When no two values are equal any sort order is the stable one, and numpy's
+    default sort is 4x faster than its stable sort."""
+    x = values.to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(x).any():
+        return pd.qcut(values.rank(method="first"), q=q, labels=False)
+    order = np.argsort(x)
+    ordered = x[order]
+    if (ordered[1:] == ordered[:-1]).any():  # ties: keep their order of appearance
+        order = np.argsort(x, kind="stable")
+    sorted_bins = pd.qcut(np.arange(1, len(x) + 1, dtype=float), q=q, labels=False)
+    bins = np.empty_like(sorted_bins)
+    bins[order] = sorted_bins
+    return pd.Series(bins, index=values.index, name=values.name)
+
+
 @_styled
 def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
     """Observed outcome rate against predicted probability, by decile of the score, for the
@@ -747,7 +810,7 @@ def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
     ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
     if len(held_out):
         q = min(bins, len(held_out))
-        decile = pd.qcut(held_out["risk_score"].rank(method="first"), q=q, labels=False)
+        decile = _rank_bins(held_out["risk_score"], q)
         binned = held_out.groupby(decile).agg(
             predicted=("risk_score", "mean"), observed=("observed", "mean"), n=("observed", "size")
         )
