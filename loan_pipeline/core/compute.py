@@ -72,13 +72,30 @@ def return_large_allocations_to_the_os(threshold: int = 1 << 20) -> None:
         libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
 
 
+# Above this resident size, release_memory() also runs a full garbage collection.
+COLLECT_ABOVE_BYTES = 2 << 30
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux), or None where /proc is not there."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def release_memory() -> None:
-    """Give freed memory back to the OS between steps: frames a finished step left in reference
-    cycles are collected now rather than at some later allocation, Arrow's allocator keeps freed
-    blocks for reuse, and glibc keeps freed heap pages."""
+    """Give freed memory back to the OS between steps: Arrow's allocator keeps freed blocks for
+    reuse, and glibc keeps freed heap pages. On a large book (the process above
+    ``COLLECT_ABOVE_BYTES``), frames a finished step left in reference cycles are collected now
+    rather than at some later allocation; a full collection walks every object the imported
+    libraries made (0.15 s), too much to pay after every step of a small run."""
     import gc
 
-    gc.collect()
+    rss = resident_bytes()
+    if rss is None or rss > COLLECT_ABOVE_BYTES:
+        gc.collect()
     try:
         import pyarrow as pa
 
