@@ -18,7 +18,8 @@ Cell clean-up, decided per column (see docs/data_contracts.md):
 - money columns: thousands separators (``1,445,796``) are accepted; a currency symbol or code
   is not (the book has one currency; a symbol suggests a unit mix-up);
 - Interest_Rate: a trailing ``%`` is accepted;
-- integer columns: a whole number (``12`` or ``12.0``); anything else is quarantined;
+- integer columns: a whole number (``12`` or ``12.0``) within the 64-bit range (about 19
+  digits); anything else is quarantined;
 - NaN and infinity are never numbers here: quarantined.
 
 Line numbers are physical lines of the file (the header is line 1), exact as long as no quoted
@@ -59,6 +60,9 @@ _INT_RE = r"^[+-]?\d+(\.0*)?$"
 _FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _THOUSANDS_RE = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
 _CURRENCY_RE = r"(?i)^[+-]?\s*([$€£₹¥]|(rs\.?|inr|usd|eur|gbp)\s)|([$€£₹¥]|\s(inr|usd|eur|gbp))$"
+# Whole numbers are stored as int64: a parsed value at or beyond 2**63 in size cannot be (the
+# float64 parse of 9223372036854775807 is 2**63 already).
+_INT64_LIMIT = 2.0**63
 _DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
@@ -351,6 +355,15 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
     numbers = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), pa.float64())
     values = numbers.to_numpy(zero_copy_only=False)
     bad = ~np.asarray(pc.fill_null(pc.or_kleene(blank, valid), False))
+    # A whole number too large for int64 (20 digits and more, or an infinite parse of hundreds)
+    # cannot become an Int64 cell: set aside, missing in the frame, like any cell that is not a
+    # number. NaN (blank or bad) compares false on both sides.
+    oversized = (values < -_INT64_LIMIT) | (values >= _INT64_LIMIT) if integer else None
+    if oversized is not None and oversized.any():
+        values = np.where(oversized, np.nan, values)
+        cleaned = np.asarray(pc.fill_null(pc.not_equal(text, arr), False))
+        changed -= int((oversized & cleaned).sum())  # not kept, so not counted as cleaned
+        bad = bad | oversized
     issues = None
     if bad.any():
         idx = np.flatnonzero(bad)
@@ -364,6 +377,12 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
             f"{column} has a currency symbol; amounts must be plain numbers in the book's units",
             f"{column} is not {kind}",
         )
+        if oversized is not None:
+            reasons = np.where(
+                oversized[idx],
+                f"{column} is out of range for a whole number (beyond a 64-bit integer)",
+                reasons,
+            )
         rules = np.where(currency, "no_currency_symbol", "integer" if integer else "number")
         issues = pd.DataFrame(
             {
@@ -383,7 +402,8 @@ def _whole_numbers(values: np.ndarray) -> pd.Series:
 
     The same result as ``pd.Series(values).round().astype("Int64")``, built directly (pandas'
     checked cast costs ~60 ms per million rows); anything that cast would refuse (infinity, or
-    beyond int64) goes to it, so it raises as before.
+    beyond int64) goes to it, so it raises as before (``_parse_number`` sets such cells aside,
+    so a read never gets here with one).
     """
     rounded = np.round(values)
     missing = np.isnan(rounded)
