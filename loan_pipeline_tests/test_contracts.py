@@ -703,6 +703,28 @@ CASES = [
         Quarantined((Issue(4, "Age", "integer", "30.5"),)),
     ),
     Case(
+        "whole_number_beyond_int64",
+        cells({(4, "Age"): "99999999999999999999", (7, "Loan_Amount"): "123456789012345678901"}),
+        Quarantined(
+            (
+                Issue(
+                    4,
+                    "Age",
+                    "integer",
+                    "99999999999999999999",
+                    "Age is out of range for a whole number (beyond a 64-bit integer)",
+                ),
+                Issue(
+                    7,
+                    "Loan_Amount",
+                    "integer",
+                    "123456789012345678901",
+                    "Loan_Amount is out of range for a whole number (beyond a 64-bit integer)",
+                ),
+            )
+        ),
+    ),
+    Case(
         "too_many_fields",
         content(lambda: joined([*LINES[:3], LINES[3] + ",extra", *LINES[4:]])),
         Quarantined(

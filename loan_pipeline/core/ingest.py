@@ -18,7 +18,8 @@ Cell clean-up, decided per column (see docs/data_contracts.md):
 - money columns: thousands separators (``1,445,796``) are accepted; a currency symbol or code
   is not (the book has one currency; a symbol suggests a unit mix-up);
 - Interest_Rate: a trailing ``%`` is accepted;
-- integer columns: a whole number (``12`` or ``12.0``); anything else is quarantined;
+- integer columns: a whole number (``12`` or ``12.0``) within the 64-bit range (about 19
+  digits); anything else is quarantined;
 - NaN and infinity are never numbers here: quarantined.
 
 Line numbers are physical lines of the file (the header is line 1), exact as long as no quoted
@@ -59,6 +60,9 @@ _INT_RE = r"^[+-]?\d+(\.0*)?$"
 _FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _THOUSANDS_RE = r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$"
 _CURRENCY_RE = r"(?i)^[+-]?\s*([$€£₹¥]|(rs\.?|inr|usd|eur|gbp)\s)|([$€£₹¥]|\s(inr|usd|eur|gbp))$"
+# Whole numbers are stored as int64: a parsed value at or beyond 2**63 in size cannot be (the
+# float64 parse of 9223372036854775807 is 2**63 already).
+_INT64_LIMIT = 2.0**63
 _DELIMITERS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
 
 
@@ -233,7 +237,11 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
     return header
 
 
-def _read_text(path: Path, header: list[str], use_threads: bool):
+def _read_text(path: Path, header: list[str], use_threads: bool, columns: list[str] | None = None):
+    """The file as Arrow strings, and the rows with the wrong number of fields as (line, text).
+
+    ``columns``: convert only these (the parse, and so which rows are malformed, is the same).
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -254,6 +262,7 @@ def _read_text(path: Path, header: list[str], use_threads: bool):
             null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
+            include_columns=columns,
         ),
     )
     return table, malformed
@@ -282,14 +291,49 @@ def _chars(arr) -> np.ndarray:
     Any bytes a null cell spans are included too: a test on them can only send a column to the
     regex path when it did not need to, never the other way.
     """
-    import pyarrow as pa
-
-    _, offsets, data = arr.buffers()
+    _, _, data = arr.buffers()
     if len(arr) == 0 or data is None:
         return np.empty(0, np.uint8)
-    width = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
-    ends = np.frombuffer(offsets, width, count=len(arr) + 1, offset=arr.offset * width.itemsize)
+    ends = _offsets(arr)
     return np.frombuffer(data, np.uint8)[ends[0] : ends[-1]]
+
+
+def _offsets(arr) -> np.ndarray:
+    """Where each cell of an Arrow string array starts, and the last one ends (a view)."""
+    import pyarrow as pa
+
+    offsets = arr.buffers()[1]
+    width = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    return np.frombuffer(offsets, width, count=len(arr) + 1, offset=arr.offset * width.itemsize)
+
+
+def _nothing_to_trim(arr) -> bool:
+    """Whether trimming and blank-to-missing leave every cell as it is: no cell is empty, and
+    each starts and ends with a printable ASCII byte other than a space. Whitespace, ASCII or
+    not, starts with a byte outside that range and ends with one (a UTF-8 sequence begins and
+    ends with bytes of 0x80 and above), so no cell can have any to trim.
+
+    Null cells are skipped (bytes a null cell spans are tested too: they can only send the
+    column to the trimming path when it did not need it).
+    """
+    if arr.null_count == len(arr):
+        return True
+    _, _, data = arr.buffers()
+    if data is None:  # some cell is valid and every cell is zero bytes long
+        return False
+    ends = _offsets(arr)
+    lengths = np.diff(ends)
+    empty = lengths == 0
+    if arr.null_count:
+        empty &= np.asarray(arr.is_valid(), dtype=bool)
+    if empty.any():
+        return False
+    chars = np.frombuffer(data, np.uint8)
+    spanned = lengths > 0
+    first = chars[ends[:-1][spanned]]
+    last = chars[ends[1:][spanned] - 1]
+    # uint8 arithmetic wraps: 0x21..0x7e map to 0..0x5d, every other byte above
+    return bool(((first - 0x21) < 0x5E).all() and ((last - 0x21) < 0x5E).all())
 
 
 def _plain(chars: np.ndarray, integer: bool) -> bool:
@@ -347,10 +391,24 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
     if valid is None:
         valid = pc.match_substring_regex(text, _INT_RE if integer else _FLOAT_RE)
     good = pc.fill_null(valid, False)
-    changed = pc.sum(pc.and_(good, pc.not_equal(text, arr))).as_py() or 0  # cells cleaned
-    numbers = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), pa.float64())
+    # cells cleaned (none when no clean-up ran)
+    changed = 0 if text is arr else pc.sum(pc.and_(good, pc.not_equal(text, arr))).as_py() or 0
+    if not pc.all(good).as_py():
+        text_numbers = pc.if_else(good, text, pa.scalar(None, pa.string()))
+    else:  # every cell a number: nothing to blank out first
+        text_numbers = text
+    numbers = pc.cast(text_numbers, pa.float64())
     values = numbers.to_numpy(zero_copy_only=False)
     bad = ~np.asarray(pc.fill_null(pc.or_kleene(blank, valid), False))
+    # A whole number too large for int64 (20 digits and more, or an infinite parse of hundreds)
+    # cannot become an Int64 cell: set aside, missing in the frame, like any cell that is not a
+    # number. NaN (blank or bad) compares false on both sides.
+    oversized = (values < -_INT64_LIMIT) | (values >= _INT64_LIMIT) if integer else None
+    if oversized is not None and oversized.any():
+        values = np.where(oversized, np.nan, values)
+        cleaned = np.asarray(pc.fill_null(pc.not_equal(text, arr), False))
+        changed -= int((oversized & cleaned).sum())  # not kept, so not counted as cleaned
+        bad = bad | oversized
     issues = None
     if bad.any():
         idx = np.flatnonzero(bad)
@@ -364,6 +422,12 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
             f"{column} has a currency symbol; amounts must be plain numbers in the book's units",
             f"{column} is not {kind}",
         )
+        if oversized is not None:
+            reasons = np.where(
+                oversized[idx],
+                f"{column} is out of range for a whole number (beyond a 64-bit integer)",
+                reasons,
+            )
         rules = np.where(currency, "no_currency_symbol", "integer" if integer else "number")
         issues = pd.DataFrame(
             {
@@ -383,7 +447,8 @@ def _whole_numbers(values: np.ndarray) -> pd.Series:
 
     The same result as ``pd.Series(values).round().astype("Int64")``, built directly (pandas'
     checked cast costs ~60 ms per million rows); anything that cast would refuse (infinity, or
-    beyond int64) goes to it, so it raises as before.
+    beyond int64) goes to it, so it raises as before (``_parse_number`` sets such cells aside,
+    so a read never gets here with one).
     """
     rounded = np.round(values)
     missing = np.isnan(rounded)
@@ -398,15 +463,20 @@ def _whole_numbers(values: np.ndarray) -> pd.Series:
 def _parse_text(arr, column: str, fast: bool = True):
     """Arrow strings -> (pandas string Series, cells normalised).
 
-    ``fast=False`` always maps category cells through their lower case; the fast path skips that
-    when every cell is already an allowed spelling, which the mapping gives back unchanged as
-    long as the allowed values are ASCII and distinct in lower case (checked here).
+    ``fast=False`` always trims, and maps category cells through their lower case; the fast path
+    skips trimming when no cell has anything to trim and none is empty (``_nothing_to_trim``),
+    and the mapping when every cell is already an allowed spelling, which the mapping gives back
+    unchanged as long as the allowed values are ASCII and distinct in lower case (checked here).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(arr)
-    trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    untouched = fast and _nothing_to_trim(arr)
+    if untouched:
+        trimmed = arr
+    else:
+        trimmed = pc.utf8_trim_whitespace(arr)
+        trimmed = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
     allowed = CATEGORIES.get(column)
     if (
         allowed
@@ -422,7 +492,9 @@ def _parse_text(arr, column: str, fast: bool = True):
         )
         canonical = pc.take(pa.array(allowed), position)
         trimmed = pc.if_else(pc.is_null(position), trimmed, canonical)
-    changed = pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0  # cells cleaned, once each
+        untouched = False
+    # cells cleaned, once each
+    changed = 0 if untouched else pc.sum(pc.not_equal(trimmed, arr)).as_py() or 0
     return pd.Series(pd.arrays.ArrowStringArray(trimmed)), changed
 
 
@@ -435,7 +507,14 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
     try:
         table, malformed = _read_text(path, header, use_threads=True)
         if any(number is None for number, _ in malformed):
-            table, malformed = _read_text(path, header, use_threads=False)
+            # Parsed in parallel, skipped rows have no line number. A serial pass numbers them;
+            # it converts one column only (half the time of a whole serial read), as the rows
+            # kept above are the same rows either way.
+            _, numbered = _read_text(path, header, use_threads=False, columns=header[:1])
+            if sorted(t for _, t in numbered) == sorted(t for _, t in malformed):
+                malformed = numbered
+            else:  # not expected: read the whole file serially, as before
+                table, malformed = _read_text(path, header, use_threads=False)
     except pa.ArrowInvalid as err:
         if "utf8" in str(err).lower():
             found = _first_invalid_utf8(path)
@@ -489,7 +568,7 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
         columns[name] = series
         if changed:
             normalised[name] = int(changed)
-    frame = pd.DataFrame(columns)
+    frame = pd.DataFrame(columns, copy=False)  # the Series are this function's own
     frame.insert(0, "source_line", lines)
     issues = (
         pd.concat(issue_frames, ignore_index=True)
@@ -530,6 +609,24 @@ def _reason(column: str, rule: str, value: object) -> str:
     return f"{column} {value!r} breaks {rule}"
 
 
+def _repeats(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(which rows repeat an id seen on an earlier row, the position of that earlier row for
+    each of them); a missing id is never a repeat. One hashing pass over the column.
+
+    ``pd.factorize`` numbers the ids in order of first appearance (missing: -1), so a row is a
+    first occurrence exactly when its code is higher than every code before it.
+    """
+    codes, _ = pd.factorize(ids)
+    codes = np.asarray(codes, dtype=np.int64)
+    before = np.empty_like(codes)  # the highest code on an earlier row
+    if len(codes):
+        before[0] = -1
+        np.maximum.accumulate(codes[:-1], out=before[1:])
+    repeat = (codes >= 0) & (codes <= before)
+    firsts = np.flatnonzero((codes >= 0) & ~repeat)  # firsts[k]: where id number k first appears
+    return repeat, firsts[codes[repeat]]
+
+
 def find_row_issues(read: ReadResult) -> pd.DataFrame:
     """Every rule each record breaks: parse issues, wrong field counts, duplicate ids, and the
     LoanBook schema's per-row rules (nulls, ranges, categories, cross-column)."""
@@ -552,10 +649,9 @@ def find_row_issues(read: ReadResult) -> pd.DataFrame:
         )
     for column in ("Borrower_ID", "Loan_ID"):
         ids = df[column]
-        dup = (ids.notna() & ids.duplicated(keep="first")).to_numpy()
+        dup, first = _repeats(ids)
         if dup.any():
-            first = df.loc[~df[column].duplicated(keep="first")].set_index(column)["source_line"]
-            first_line = first.reindex(ids[dup]).to_numpy()
+            first_line = df["source_line"].to_numpy()[first]
             found.append(
                 pd.DataFrame(
                     {
@@ -571,7 +667,9 @@ def find_row_issues(read: ReadResult) -> pd.DataFrame:
                 )
             )
     try:
-        row_rules_schema().validate(df[LOAN_BOOK_COLUMNS], lazy=True)
+        # in place: the selection is a new frame, so pandera's defensive deep copy of a
+        # million rows (and its consolidation of the columns into blocks) buys nothing
+        row_rules_schema().validate(df[LOAN_BOOK_COLUMNS], lazy=True, inplace=True)
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
         cases = cases[cases["index"].notna()]
@@ -700,42 +798,61 @@ def split_rows(read: ReadResult, max_share: float = 0.05, min_rows: int = 1) -> 
             "and score a book (setting min_rows)"
         )
     return SplitResult(
-        valid=to_loan_book(read.frame.loc[good]),
+        # every row good: the frame itself (to_loan_book selects and casts columns, copy-on-write)
+        valid=to_loan_book(read.frame if n_good == len(good) else read.frame.loc[good]),
         issues=issues,
         quarantined_lines=bad_lines,
         records=records,
     )
 
 
+def _positions(source_line: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """The row of each of ``lines`` in a frame with these ``source_line`` values (-1: none)."""
+    n = len(source_line)
+    if n and (np.diff(source_line) > 0).all():  # as read_loan_book makes them: a binary search
+        pos = np.minimum(np.searchsorted(source_line, lines), n - 1)
+        return np.where(source_line[pos] == lines, pos, -1)
+    return pd.Index(source_line).get_indexer(lines)
+
+
 def quarantine_table(read: ReadResult, split: SplitResult) -> pd.DataFrame:
-    """The quarantine as stored: one row per broken rule, with the record's original values."""
-    frame = read.frame.set_index("source_line")
+    """The quarantine as stored: one row per broken rule, with the record's original values.
+
+    Only the quarantined records are looked up (by line), not the whole book.
+    """
+    source_line = read.frame["source_line"].to_numpy()
     originals: dict[int, str] = {}
-    lines = split.quarantined_lines
-    in_frame = frame.index.intersection(lines)
+    lines = np.asarray(split.quarantined_lines, dtype="int64")
+    at = _positions(source_line, lines)
+    in_frame = lines[at >= 0]
     if len(in_frame):
-        subset = frame.loc[in_frame].astype(object)
-        subset = subset.where(frame.loc[in_frame].notna(), None)
-        raw_values = split.issues.set_index(["source_line", "column"])["value"]
-        for line, record in zip(in_frame, subset.to_dict("records"), strict=True):
-            for col in record:
-                key = (line, col)
-                if record[col] is None and key in raw_values.index:
-                    record[col] = (
-                        raw_values.loc[key]
-                        if not isinstance(raw_values.loc[key], pd.Series)
-                        else raw_values.loc[key].iloc[0]
-                    )
-            originals[int(line)] = json.dumps(record, default=str)
+        typed = read.frame.iloc[at[at >= 0]].drop(columns="source_line")
+        subset = typed.astype(object).where(typed.notna(), None)
+        raw_values: dict[tuple[int, str], object] = {}
+        for line, col, value in zip(
+            split.issues["source_line"], split.issues["column"], split.issues["value"], strict=True
+        ):
+            raw_values.setdefault((int(line), col), value)  # the first issue's value
+        columns = subset.columns.tolist()
+        cells = zip(*(subset[c].tolist() for c in columns), strict=True)  # row by row
+        for line, row in zip(in_frame.tolist(), cells, strict=True):
+            record = {}
+            for col, value in zip(columns, row, strict=True):
+                if isinstance(value, np.generic):  # as DataFrame.to_dict("records") boxes them
+                    value = value.item()
+                if value is None and (line, col) in raw_values:
+                    value = raw_values[line, col]
+                record[col] = value
+            originals[line] = json.dumps(record, default=str)
     for line, text in zip(read.malformed["source_line"], read.malformed["text"], strict=True):
         originals[int(line)] = json.dumps({"<row>": text})
     out = split.issues.copy()
-    ids = frame["Borrower_ID"].astype(object)
-    out.insert(
-        1,
-        "Borrower_ID",
-        out["source_line"].map(ids).astype(object).where(lambda s: s.notna(), None),
-    )
+    rows = _positions(source_line, out["source_line"].to_numpy(dtype="int64"))
+    ids = np.full(len(out), None, dtype=object)
+    if (rows >= 0).any():
+        found = read.frame["Borrower_ID"].iloc[rows[rows >= 0]]
+        ids[rows >= 0] = found.astype(object).where(found.notna(), None).to_numpy()
+    out.insert(1, "Borrower_ID", ids)
     out["original_row"] = out["source_line"].map(originals).astype(object)
     out["source_file"] = str(read.path)
     return out.reset_index(drop=True)

@@ -195,9 +195,9 @@ def messy_book() -> str:
         "Collection_Method": "Calls",
         "Legal_Action_Taken": "No",
     }
-    # Not the 20-digit and longer whole numbers: in an integer column they stop the read with a
-    # TypeError from the Int64 cast, on both paths (test_whole_numbers_equal_the_pandas_cast).
-    odd = [v for v in TRICKY if v is not None and len(v) < 19] + ["female", " YES "]
+    # The 20-digit and longer whole numbers included: in an integer column both paths set them
+    # aside (out of range for int64) instead of reaching the Int64 cast.
+    odd = [v for v in TRICKY if v is not None] + ["female", " YES ", " 99999999999999999999 "]
     rows = []
     for n, value in enumerate(odd * 2):
         row = {c: v.format(n=n) for c, v in good.items()}
@@ -225,6 +225,9 @@ def test_read_loan_book_with_and_without_the_fast_path(monkeypatch) -> None:
             )
             slow = ingest.read_loan_book(path)
     assert len(fast.issues) > 20  # the tricky cells did reach the parser
+    oversized = fast.issues[fast.issues["reason"].str.contains("out of range for a whole number")]
+    # plain, money and padded cells: the issue and the cells_normalised count agree on both paths
+    assert set(oversized["column"]) == {"Loan_Amount", "Collection_Attempts", "Monthly_Income"}
     pd.testing.assert_frame_equal(fast.frame, slow.frame, check_exact=True)
     for column in fast.frame.columns:
         if fast.frame[column].dtype == "float64":
