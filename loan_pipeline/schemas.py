@@ -207,7 +207,12 @@ class LoanBook(pa.DataFrameModel):
 
     @pa.dataframe_check(description="Outstanding_Loan_Amount <= Loan_Amount")
     def outstanding_within_loan(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["Outstanding_Loan_Amount"] <= df["Loan_Amount"] * (1 + 1e-9)
+        # a missing amount passes here: its blank is its own issue (not_nullable); a missing
+        # value must not make the check fail for every row of the book
+        outstanding = df["Outstanding_Loan_Amount"].to_numpy(dtype="float64", na_value=np.nan)
+        amount = df["Loan_Amount"].to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            return pd.Series(~(outstanding > amount * (1 + 1e-9)), index=df.index)
 
     class Config:
         name = "LoanBook"
@@ -492,9 +497,14 @@ def describe_failures(
 
 
 def validate(df: pd.DataFrame, model: type[pa.DataFrameModel], source: str) -> pd.DataFrame:
-    """Validate every rule at once (lazy) and raise one readable :class:`SchemaViolation`."""
+    """Validate every rule at once (lazy) and raise one readable :class:`SchemaViolation`.
+
+    In place: every caller validates the frame its step has just built, so pandera's defensive
+    deep copy buys nothing and costs a second copy of the table (0.04-0.5 s a million-row
+    table; on a ten-million-row book, gigabytes at the step's peak). With copy-on-write on, a
+    coerced column replaces the frame's own, never a column another frame shares."""
     try:
-        return model.validate(df, lazy=True)
+        return model.validate(df, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as err:
         raise SchemaViolation(describe_failures(err, df, model, source)) from None
 

@@ -679,6 +679,28 @@ CASES = [
         ),
     ),
     Case(
+        # a blank amount on one row must not stop the rule from judging the other rows
+        "outstanding_above_loan_amount_beside_a_blank_amount",
+        cells(
+            {
+                (4, "Loan_Amount"): "",
+                (5, "Outstanding_Loan_Amount"): str(int(cell(5, "Loan_Amount")) + 1),
+            }
+        ),
+        Quarantined(
+            (
+                Issue(4, "Loan_Amount", "not_nullable", None),
+                Issue(
+                    5,
+                    "Outstanding_Loan_Amount",
+                    "outstanding_within_loan",
+                    f"{int(cell(5, 'Loan_Amount')) + 1}.0",
+                    "Outstanding_Loan_Amount is larger than Loan_Amount",
+                ),
+            )
+        ),
+    ),
+    Case(
         "negative_collateral",
         cells({(4, "Collateral_Value"): "-5"}),
         Quarantined((Issue(4, "Collateral_Value", "greater_than_or_equal_to(0)", "-5.0"),)),
