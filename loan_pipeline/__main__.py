@@ -129,4 +129,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # By now everything is written and closed: the Dagster instance, every DuckDB connection
+    # (checkpointed on close), every file (fsynced and renamed into place). Skip the
+    # interpreter's teardown, which frees the objects of every imported library one by one
+    # (about 0.9 s, measured, whatever the book's size).
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
