@@ -107,8 +107,8 @@ def warehouse_path() -> Path:
 
 def frame_cache_bytes() -> int:
     """How much memory the in-process hand-off of outputs between steps may hold at most
-    (``LOAN_PIPELINE_FRAME_CACHE_MB``, default 3072; 0 turns it off)."""
-    return int(float(os.environ.get("LOAN_PIPELINE_FRAME_CACHE_MB", "3072")) * 2**20)
+    (``LOAN_PIPELINE_FRAME_CACHE_MB``, default 5120; 0 turns it off)."""
+    return int(float(os.environ.get("LOAN_PIPELINE_FRAME_CACHE_MB", "5120")) * 2**20)
 
 
 def models_dir() -> Path:
