@@ -245,3 +245,22 @@ def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
     pd.testing.assert_frame_equal(chunked, whole)
     refit = risk.fit_recommended_model(book)
     assert refit.metrics == model.metrics
+
+
+def test_inputs_from_category_codes_equal_inputs_from_text():
+    """The folds take rows of ``model_source`` (categories as codes), not of the loans: the
+    model must see exactly the inputs the text gives, odd values and blanks included."""
+    from loan_pipeline.core.risk import model_source, risk_inputs
+
+    book = generate_loan_book(3000, seed=9)
+    for col, odd in (
+        ("Employment_Type", "Freelance"),
+        ("Loan_Type", None),
+        ("Payment_History", ""),
+    ):
+        book[col] = book[col].astype("string[pyarrow]")
+        book.loc[book.index[::37], col] = odd
+    rows = np.random.default_rng(0).permutation(len(book))[:1000]
+    pd.testing.assert_frame_equal(
+        risk_inputs(model_source(book).iloc[rows]), risk_inputs(book.iloc[rows]), check_exact=True
+    )
