@@ -306,7 +306,12 @@ def fit_outcome_model(
 
 
 def reason_codes(
-    explainer, center: np.ndarray, X: pd.DataFrame, top: int = 3, chunk_rows: int = 250_000
+    explainer,
+    center: np.ndarray,
+    X: pd.DataFrame,
+    top: int = 3,
+    chunk_rows: int = 250_000,
+    transformed: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The ``top`` inputs pushing each borrower's score up the most.
 
@@ -315,6 +320,7 @@ def reason_codes(
     reasons. A numeric input reads "<column> high" or "<column> low" (the side that raised the
     score); a category reads "<column> = <value>", or "<column> not <value>" when lacking that
     value raised it. Fewer than ``top`` reasons when fewer terms push the score up.
+    ``transformed``: ``X`` through the explainer's preparation, when the caller has it already.
     """
     prepare = explainer.named_steps["prepare"]
     coef = explainer.named_steps["model"].coef_[0]
@@ -336,7 +342,9 @@ def reason_codes(
     missing = np.zeros((len(X), top), dtype=bool)
     with single_threaded():
         for start in range(0, len(X), chunk_rows):
-            centred = prepare.transform(X.iloc[start : start + chunk_rows]) - center
+            rows = slice(start, start + chunk_rows)
+            prepared = prepare.transform(X.iloc[rows]) if transformed is None else transformed[rows]
+            centred = prepared - center
             contrib = centred * coef
             # the top terms of each row: partition (linear), then order those few
             k = min(top, contrib.shape[1])
@@ -519,18 +527,24 @@ def score_borrowers(
     ids = loans["Borrower_ID"]
     full = np.empty(len(loans))
     written = np.full(len(loans), np.nan)
-    reason_parts = []
-    # a chunk of borrowers at a time: inputs, both models' scores and the reasons
-    for start in range(0, len(loans), SCORE_CHUNK):
+
+    def chunk(start: int) -> pd.DataFrame:
+        # a chunk of borrowers: inputs, both models' scores and the reasons (chunks are
+        # independent and write disjoint slices: scored side by side, one core each)
         X = risk_inputs(loans.iloc[start : start + SCORE_CHUNK])
-        with single_threaded():
-            full[start : start + len(X)] = model.primary.estimator.predict_proba(X)[:, 1]
-            if model.secondary is not None:
-                written[start : start + len(X)] = model.secondary.estimator.predict_proba(X)[:, 1]
-        reason_parts.append(
-            reason_codes(model.primary.explainer, model.primary.center, X).reset_index(drop=True)
-        )
-    reasons = pd.concat(reason_parts, ignore_index=True)
+        # the primary pipeline is also the explainer: its preparation is computed once for the
+        # score and the reasons (what Pipeline.predict_proba does, step by step)
+        primary = model.primary.estimator
+        prepared = primary.named_steps["prepare"].transform(X)
+        full[start : start + len(X)] = primary.named_steps["model"].predict_proba(prepared)[:, 1]
+        if model.secondary is not None:
+            written[start : start + len(X)] = model.secondary.estimator.predict_proba(X)[:, 1]
+        explainer = model.primary.explainer
+        shared = prepared if explainer is primary else None
+        reasons = reason_codes(explainer, model.primary.center, X, transformed=shared)
+        return reasons.reset_index(drop=True)
+
+    reasons = pd.concat(parallel_map(chunk, range(0, len(loans), SCORE_CHUNK)), ignore_index=True)
 
     oof = lookup_by_id(model.primary.oof, ids).astype("float64")
     resolved = ~np.isnan(oof)

@@ -243,6 +243,12 @@ def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
     monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
     chunked = score_borrowers(model, book, None)
     pd.testing.assert_frame_equal(chunked, whole)
+    # open loans' scores are the pipeline's own predict_proba (the preparation is shared with
+    # the reasons, not recomputed)
+    open_loans = (whole["score_source"] == "open_loan").to_numpy()
+    assert open_loans.any()
+    direct = model.primary.estimator.predict_proba(risk.risk_inputs(book))[:, 1]
+    np.testing.assert_array_equal(whole["risk_score"].to_numpy()[open_loans], direct[open_loans])
     refit = risk.fit_recommended_model(book)
     assert refit.metrics == model.metrics
 
