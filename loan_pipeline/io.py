@@ -65,6 +65,15 @@ def arrow_to_pandas(table) -> pd.DataFrame:
     )
 
 
+def read_table(database: Path, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """``SELECT`` the table (or only ``columns``) from a DuckDB file, as pandas through Arrow."""
+    import duckdb
+
+    select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    with duckdb.connect(str(database), read_only=True) as con:
+        return arrow_to_pandas(con.sql(f'SELECT {select} FROM "{table}"').to_arrow_table())
+
+
 def _table_name(context: OutputContext | InputContext) -> str:
     return context.asset_key.path[-1]
 
@@ -223,16 +232,12 @@ class DuckDBTableIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame:
         """The table, or only the columns the input asks for (``columns`` in its metadata:
         ``assets.common.columns_of``), from memory when this run holds it, else from DuckDB."""
-        import duckdb
-
         table = _table_name(context)
         columns = _wanted_columns(context)
         cached = _held(context, table)
         if cached is not None:
             return cached[columns] if columns else cached
-        select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-        with duckdb.connect(str(self._path()), read_only=True) as con:
-            return arrow_to_pandas(con.sql(f'SELECT {select} FROM "{table}"').to_arrow_table())
+        return read_table(self._path(), table, columns)
 
 
 class PickleModelIOManager(ConfigurableIOManager):
@@ -283,8 +288,7 @@ def stored_table(table: str) -> pd.DataFrame:
 
     path = settings.warehouse_path()
     try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            return arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
+        return read_table(path, table)
     except duckdb.Error as err:
         raise RuntimeError(
             f"table {table!r} is not in the warehouse {path}: materialize it first ({err})"
@@ -298,9 +302,7 @@ def previous_table(table: str, columns: list[str] | None = None) -> pd.DataFrame
     path = settings.warehouse_path()
     if not path.exists():
         return None
-    select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
     try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            return arrow_to_pandas(con.sql(f'SELECT {select} FROM "{table}"').to_arrow_table())
+        return read_table(path, table, columns)
     except duckdb.Error:
         return None
