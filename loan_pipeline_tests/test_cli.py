@@ -110,3 +110,19 @@ def test_too_many_bad_rows_name_file_column_rule_and_rows(tmp_path):
         "line 6: '-7'; line 7: '-7'; line 8: '-7'\n" in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_the_imports_made_ahead_are_the_ones_the_steps_make():
+    """`run` imports the steps' heavy modules in a thread while the CSV is read; a renamed
+    module would make that silently useless, so each name must import, and each must be one a
+    step really imports (its top-level package appears in the code of the steps)."""
+    import importlib
+
+    from loan_pipeline.__main__ import _STEP_IMPORTS
+
+    sources = "\n".join(
+        p.read_text() for p in (PROJECT_ROOT / "loan_pipeline").rglob("*.py") if p.name != "__main__.py"
+    )
+    for name in _STEP_IMPORTS:
+        importlib.import_module(name)
+        assert f"from {name} import" in sources or f"import {name}" in sources, name
