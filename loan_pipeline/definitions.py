@@ -24,7 +24,7 @@ from loan_pipeline.automation import (
     sensors,
 )
 from loan_pipeline.io import DuckDBTableIOManager, PickleModelIOManager
-from loan_pipeline.settings import AnalysisMethod
+from loan_pipeline.settings import AnalysisMethod, DaskClusterResource
 
 all_assets = [
     ingest.ingest_loan_book,
@@ -53,6 +53,7 @@ def _definitions() -> Definitions:
             "io_manager": DuckDBTableIOManager(),
             "model_io_manager": PickleModelIOManager(),
             "analysis": AnalysisMethod(),
+            "dask": DaskClusterResource(),
         },
         executor=in_process_by_default,
     )

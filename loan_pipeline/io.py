@@ -197,8 +197,55 @@ def _wanted_columns(context: InputContext) -> list[str] | None:
     return list(columns) if columns else None
 
 
+def _on_cluster(table: str) -> bool:
+    """Is ``table`` kept as a partitioned dataset (a Dask cluster is configured and the table
+    is one row per borrower)?"""
+    return table in settings.PARTITIONED_TABLES and settings.dask_scheduler_address() is not None
+
+
+PARTITIONED = "partitioned"
+
+
+def _drop_other_kind(con, name: str, keep: str) -> None:
+    """Drop ``name`` if it is a view and a table is wanted, or the other way round (a run on a
+    cluster keeps a view over its dataset; a local run after it, a table)."""
+    views = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name]
+    ).fetchone()[0]
+    if keep == "TABLE" and views:
+        con.execute(f'DROP VIEW "{name}"')
+    elif keep == "VIEW" and not views:
+        con.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def _wants_partitions(context: InputContext) -> bool:
+    """Does the loading step apply its functions per partition (input metadata
+    ``partitioned``, set by ``assets.common.columns_of(..., partitioned=True)``)?"""
+    try:
+        return bool((context.definition_metadata or {}).get(PARTITIONED))
+    except Exception:  # an InputContext built outside a run
+        return False
+
+
+def arrow_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as Arrow-backed strings (the schemas' text dtype), whatever made them."""
+    import pandas as pd
+
+    text = pd.StringDtype("pyarrow")
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        if isinstance(dtype, pd.StringDtype) and dtype != text:
+            frame[name] = frame[name].astype(text)
+    return frame
+
+
 class DuckDBTableIOManager(ConfigurableIOManager):
-    """Stores each table asset as a DuckDB table named after the asset, replaced atomically."""
+    """Stores each table asset as a DuckDB table named after the asset, replaced atomically.
+
+    On a Dask cluster (``DASK_SCHEDULER_ADDRESS``), the tables of one row per borrower
+    (``settings.PARTITIONED_TABLES``) are partitioned Parquet datasets instead
+    (``loan_pipeline.cluster``), written by the workers, and the warehouse gets a view of the
+    same name over the current version when the datasets are on a local disk."""
 
     database: str | None = Field(
         default=None,
@@ -215,6 +262,9 @@ class DuckDBTableIOManager(ConfigurableIOManager):
         path = self._path()
         path.parent.mkdir(parents=True, exist_ok=True)
         table = _table_name(context)
+        if _on_cluster(table):
+            self._write_dataset(context, table, obj)
+            return
         arrow = pa.Table.from_pandas(obj, preserve_index=False)
         for i, column in enumerate(arrow.schema):
             if pa.types.is_null(column.type):  # an all-empty text column: keep it text
@@ -222,6 +272,7 @@ class DuckDBTableIOManager(ConfigurableIOManager):
         with duckdb.connect(str(path)) as con:
             con.register("incoming_frame", arrow)
             con.execute("BEGIN TRANSACTION")
+            _drop_other_kind(con, table, keep="TABLE")
             con.execute(f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM incoming_frame')
             con.execute("COMMIT")
             con.unregister("incoming_frame")
@@ -234,10 +285,39 @@ class DuckDBTableIOManager(ConfigurableIOManager):
         ``assets.common.columns_of``), from memory when this run holds it, else from DuckDB."""
         table = _table_name(context)
         columns = _wanted_columns(context)
+        if _on_cluster(table):
+            from loan_pipeline.cluster import read_dataset
+
+            frame = read_dataset(table, columns)
+            # a step not written for partitions gets the table whole, in this process
+            return frame if _wants_partitions(context) else arrow_frame(frame.compute())
         cached = _held(context, table)
         if cached is not None:
             return cached[columns] if columns else cached
         return read_table(self._path(), table, columns)
+
+    def _write_dataset(self, context: OutputContext, table: str, obj) -> None:
+        import duckdb
+
+        from loan_pipeline.cluster import write_dataset
+
+        written = write_dataset(table, obj)
+        metadata = {
+            "dagster/row_count": written["rows"],
+            "dataset": written["url"],
+            "partitions": len(written["partition_rows"]),
+        }
+        if "://" not in written["url"]:  # a local folder: queryable from the warehouse too
+            files = f"{written['url']}/*.parquet".replace("'", "''")
+            with duckdb.connect(str(self._path())) as con:
+                con.execute("BEGIN TRANSACTION")
+                _drop_other_kind(con, table, keep="VIEW")
+                con.execute(
+                    f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{files}')"
+                )
+                con.execute("COMMIT")
+            metadata |= {"warehouse": str(self._path()), "table": table}
+        context.add_output_metadata(metadata)
 
 
 class PickleModelIOManager(ConfigurableIOManager):

@@ -5,6 +5,11 @@ Environment variables (all optional):
 - ``LOAN_BOOK_CSV``: the loan book to read (default ``data/loan_book_sample.csv``).
 - ``LOAN_PIPELINE_STORAGE``: where outputs go (default ``storage/`` in the project).
 - ``DAGSTER_HOME``: Dagster's own state; the Makefile points it at ``.dagster_home/``.
+- ``DASK_SCHEDULER_ADDRESS``: a Dask scheduler (``tcp://host:8786``). Set, the heavy steps run
+  on that cluster and keep their tables as Parquet datasets under ``LOAN_PIPELINE_DATASETS``;
+  unset, everything runs in this process as before.
+- ``LOAN_PIPELINE_DATASETS``: where those datasets live, any fsspec URL the workers can reach
+  (``s3://bucket/loans``, a shared folder); default ``<storage>/datasets``.
 
 Everything a user may change per run is a Dagster ``Config`` class below, so it shows, typed and
 validated, in the launchpad.
@@ -111,6 +116,32 @@ def frame_cache_bytes() -> int:
     return int(float(os.environ.get("LOAN_PIPELINE_FRAME_CACHE_MB", "5120")) * 2**20)
 
 
+def dask_scheduler_address() -> str | None:
+    """The Dask scheduler the heavy steps run on (``DASK_SCHEDULER_ADDRESS``), or None: local."""
+    return os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
+
+
+def datasets_url() -> str:
+    """Root of the partitioned Parquet datasets written on a Dask cluster: an fsspec URL or a
+    folder every worker can reach (``LOAN_PIPELINE_DATASETS``; default ``<storage>/datasets``)."""
+    chosen = os.environ.get("LOAN_PIPELINE_DATASETS", "").strip()
+    return chosen.rstrip("/") if chosen else str(storage_dir() / "datasets")
+
+
+# Tables that, on a Dask cluster, are partitioned Parquet datasets (one row per borrower: their
+# size is the book's). The other tables are small summaries and stay in the DuckDB warehouse.
+PARTITIONED_TABLES: frozenset[str] = frozenset(
+    {
+        "raw_loans",
+        "validated_loans",
+        "scaled_features",
+        "borrower_segments",
+        "risk_scores",
+        "recovery_strategies",
+    }
+)
+
+
 def models_dir() -> Path:
     return storage_dir() / "models"
 
@@ -178,6 +209,36 @@ class AnalysisMethod(ConfigurableResource):
     @property
     def is_notebook(self) -> bool:
         return self.method == "notebook"
+
+
+class DaskClusterResource(ConfigurableResource):
+    """The Dask cluster the heavy, per-borrower steps run on. Its scheduler is
+    ``DASK_SCHEDULER_ADDRESS``; with none, every step runs in this process exactly as without
+    Dask. On a cluster, those steps read and write partitioned Parquet under
+    ``LOAN_PIPELINE_DATASETS`` and apply the same pandas functions to each partition."""
+
+    block_mb: int = Field(
+        default=64,
+        ge=1,
+        description="On a cluster: the loan-book CSV is read in blocks of about this many "
+        "megabytes, one task (and one partition of the tables) per block.",
+    )
+
+    @property
+    def address(self) -> str | None:
+        return dask_scheduler_address()
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+    def client(self):
+        """The process's client of the cluster (made once, shared by every step)."""
+        from loan_pipeline.cluster import client_for
+
+        if self.address is None:
+            raise RuntimeError("no Dask cluster: DASK_SCHEDULER_ADDRESS is not set")
+        return client_for(self.address)
 
 
 class FeatureConfig(Config):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from loan_pipeline import schemas
+from loan_pipeline import schemas, settings
 from loan_pipeline.settings import STRATEGIES
 
 TABLES = {
@@ -25,15 +25,8 @@ TABLES = {
     "fairness_report": schemas.FairnessReport,
     "population_stability": schemas.PopulationStability,
 }
-# tables with one row per borrower
-BORROWER_TABLES = [
-    "raw_loans",
-    "validated_loans",
-    "scaled_features",
-    "borrower_segments",
-    "risk_scores",
-    "recovery_strategies",
-]
+# tables with one row per borrower (on a Dask cluster: the partitioned ones)
+BORROWER_TABLES = sorted(settings.PARTITIONED_TABLES)
 CHARTS = [
     "chart_loan_amount_distribution",
     "chart_payment_history_recovery",

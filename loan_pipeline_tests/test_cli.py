@@ -121,7 +121,9 @@ def test_the_imports_made_ahead_are_the_ones_the_steps_make():
     from loan_pipeline.__main__ import _STEP_IMPORTS
 
     sources = "\n".join(
-        p.read_text() for p in (PROJECT_ROOT / "loan_pipeline").rglob("*.py") if p.name != "__main__.py"
+        p.read_text()
+        for p in (PROJECT_ROOT / "loan_pipeline").rglob("*.py")
+        if p.name != "__main__.py"
     )
     for name in _STEP_IMPORTS:
         importlib.import_module(name)

@@ -10,12 +10,23 @@ from dagster import AssetIn, MetadataValue
 PREVIEW_ROWS = 10
 
 
-def columns_of(*groups: list[str] | str) -> AssetIn:
+def columns_of(*groups: list[str] | str, partitioned: bool = False) -> AssetIn:
     """An input that loads only these columns of a table (in this order, duplicates dropped):
     the warehouse reads just them, and a table held in memory is narrowed without a copy. A
-    step that reads a few columns of a ten-million-row book holds those, not the book."""
+    step that reads a few columns of a ten-million-row book holds those, not the book.
+
+    ``partitioned``: the step applies its functions per partition (``core.partitions``), so on
+    a Dask cluster it gets the table as a Dask frame; without it, the table whole."""
     names = [c for g in groups for c in ([g] if isinstance(g, str) else g)]
-    return AssetIn(metadata={"columns": list(dict.fromkeys(names))})
+    metadata: dict = {"columns": list(dict.fromkeys(names))} if names else {}
+    if partitioned:
+        metadata["partitioned"] = True
+    return AssetIn(metadata=metadata)
+
+
+def partitioned_input() -> AssetIn:
+    """An input applied per partition on a Dask cluster (every column)."""
+    return columns_of(partitioned=True)
 
 
 def columns_tags(**inputs: list[str]) -> dict[str, str]:
@@ -26,7 +37,13 @@ def columns_tags(**inputs: list[str]) -> dict[str, str]:
 
 
 def table_metadata(df) -> dict:
-    """Row count and a markdown preview, for every table asset."""
+    """Row count and a markdown preview, for every table asset. A Dask frame gets the preview
+    of its first rows only: the IO manager adds its row count once it is written."""
+    from loan_pipeline.core.partitions import is_dask
+
+    if is_dask(df):
+        head = df.head(PREVIEW_ROWS, npartitions=1)
+        return {"preview": MetadataValue.md(head.to_markdown(index=False))}
     return {
         "dagster/row_count": len(df),
         "preview": MetadataValue.md(df.head(PREVIEW_ROWS).to_markdown(index=False)),

@@ -17,7 +17,7 @@ from loan_pipeline.settings import (
     owners=["team:data-engineering"],
     kinds={"pandas", "scikit-learn", "duckdb"},
     metadata={"dagster/column_schema": column_schema("ScaledFeatures")},
-    ins={"validated_loans": columns_of("Borrower_ID", NUMERIC_COLUMNS)},
+    ins={"validated_loans": columns_of("Borrower_ID", NUMERIC_COLUMNS, partitioned=True)},
     description="Standardised clustering features keyed by Borrower_ID (by default the notebook's "
     "columns without Age; all ten in notebook mode), with the scaler's means and scales as metadata.",
 )

@@ -118,7 +118,13 @@ def risk_model(
     metadata={"dagster/column_schema": column_schema("RiskScores")},
     ins={
         "risk_model": AssetIn(input_manager_key="model_io_manager"),
-        "validated_loans": RISK_LOANS,
+        "validated_loans": columns_of(
+            "Borrower_ID",
+            settings.RISK_NUMERIC,
+            settings.RISK_CATEGORICAL,
+            "Recovery_Status",
+            partitioned=True,
+        ),
     },
     deps=["scaled_features"],  # the notebook method's inputs; it loads them itself
     description="A risk score for every borrower: out-of-fold for resolved loans (from a model "
@@ -130,12 +136,16 @@ def risk_scores(
     validated_loans,
     risk_model,
 ):
-    from loan_pipeline.core.risk import RISK_CATEGORICAL, RISK_NUMERIC, score_borrowers
+    from loan_pipeline.core.partitions import collect, is_dask, per_partition
+    from loan_pipeline.core.risk import RISK_CATEGORICAL, RISK_NUMERIC, score_borrowers, scores_of
     from loan_pipeline.schemas import RiskScores, validate
 
     notebook = risk_model.method == "notebook"
-    features = stored_table("scaled_features") if notebook else None
-    scores = score_borrowers(risk_model, validated_loans, features)
+    if notebook:  # the notebook's method scores its features table, in this process
+        features = stored_table("scaled_features")
+        scores = score_borrowers(risk_model, collect(validated_loans), features)
+    else:  # every borrower's score from its own row: per partition on a cluster
+        scores = per_partition(scores_of, validated_loans, risk_model)
     scores = validate(scores, RiskScores, source="risk_scores")
     inputs = (
         [("scaled_features", c) for c in risk_model.features]
@@ -149,6 +159,9 @@ def risk_scores(
         "Borrower_ID": [("validated_loans", "Borrower_ID")],
         "observed": [("validated_loans", "Recovery_Status")],
     }
+    if is_dask(scores):  # counted as the workers write it
+        context.add_output_metadata({**table_metadata(scores), **column_lineage(lineage)})
+        return scores
     context.add_output_metadata(
         {
             **table_metadata(scores),

@@ -17,6 +17,7 @@ from loan_pipeline.assets.common import (
     column_schema,
     columns_of,
     markdown_table,
+    partitioned_input,
     table_metadata,
 )
 from loan_pipeline.columns import NUMERIC_COLUMNS
@@ -135,7 +136,10 @@ def cluster_model(
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("BorrowerSegments")},
-    ins={"cluster_model": AssetIn(input_manager_key="model_io_manager")},
+    ins={
+        "cluster_model": AssetIn(input_manager_key="model_io_manager"),
+        "scaled_features": partitioned_input(),
+    },
     description="One row per borrower: segment id and segment name (from the centroid). "
     "Reports how many borrowers changed segment since the last run.",
 )
@@ -144,13 +148,11 @@ def borrower_segments(
     scaled_features,
     cluster_model,
 ):
-    from loan_pipeline.core.features import feature_matrix
-    from loan_pipeline.core.segmentation import assign_segments
+    from loan_pipeline.core.partitions import is_dask, per_partition
+    from loan_pipeline.core.segmentation import segments_of
     from loan_pipeline.schemas import BorrowerSegments, validate
 
-    segments = assign_segments(
-        cluster_model, scaled_features["Borrower_ID"], feature_matrix(scaled_features)
-    )
+    segments = per_partition(segments_of, scaled_features, cluster_model)
     segments = validate(segments, BorrowerSegments, source="borrower_segments")
     from_features = [("scaled_features", c) for c in cluster_model.features]
     metadata = {
@@ -162,8 +164,13 @@ def borrower_segments(
                 "segment_name": from_features,
             }
         ),
-        "segment_sizes": MetadataValue.json(segments["segment_name"].value_counts().to_dict()),
     }
+    if is_dask(segments):  # counted as the workers write it; compared with the last run below
+        context.add_output_metadata(metadata)
+        return segments
+    metadata["segment_sizes"] = MetadataValue.json(
+        segments["segment_name"].value_counts().to_dict()
+    )
     before = previous_table("borrower_segments", ["Borrower_ID", "segment_id"])
     if before is not None:
         both = segments.merge(before, on="Borrower_ID", suffixes=("", "_before"))

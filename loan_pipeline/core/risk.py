@@ -498,6 +498,11 @@ def fit_risk_model(
     raise ValueError(f"unknown risk method {method!r}; choose 'recommended' or 'notebook'")
 
 
+def scores_of(loans: pd.DataFrame, model: RiskModel) -> pd.DataFrame:
+    """``score_borrowers`` of the recommended model on a frame, or one partition of it."""
+    return score_borrowers(model, loans)
+
+
 def score_borrowers(
     model: RiskModel, loans: pd.DataFrame, features: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -544,7 +549,12 @@ def score_borrowers(
         reasons = reason_codes(explainer, model.primary.center, X, transformed=shared)
         return reasons.reset_index(drop=True)
 
-    reasons = pd.concat(parallel_map(chunk, range(0, len(loans), SCORE_CHUNK)), ignore_index=True)
+    parts = parallel_map(chunk, range(0, len(loans), SCORE_CHUNK))
+    reasons = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({f"reason_{i}": pd.array([], "string[pyarrow]") for i in (1, 2, 3)})
+    )
 
     oof = lookup_by_id(model.primary.oof, ids).astype("float64")
     resolved = ~np.isnan(oof)

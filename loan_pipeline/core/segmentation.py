@@ -364,7 +364,7 @@ def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray)
                 ]
             )
             if len(X)
-            else model.kmeans.predict(X)
+            else np.zeros(0, dtype="int64")  # an empty partition (or a Dask frame's meta)
         )
     lookup = np.array([model.segment_of_cluster[c] for c in range(len(model.segment_of_cluster))])
     seg = lookup[clusters]
@@ -378,6 +378,13 @@ def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray)
             "segment_name": text_from_codes(names, seg),
         }
     )
+
+
+def segments_of(scaled: pd.DataFrame, model: SegmentModel) -> pd.DataFrame:
+    """``assign_segments`` on a scaled-features frame, or one partition of it."""
+    from loan_pipeline.core.features import feature_matrix
+
+    return assign_segments(model, scaled["Borrower_ID"], feature_matrix(scaled))
 
 
 OUTCOME_SHARES = {

@@ -1,0 +1,163 @@
+"""The Dask side of storage: the process's client, and tables kept as partitioned Parquet.
+
+Used only when ``DASK_SCHEDULER_ADDRESS`` is set (``settings.DaskClusterResource``). A table
+written on the cluster is a Parquet dataset under ``LOAN_PIPELINE_DATASETS`` (any fsspec URL
+the workers can reach), one file per partition, written by the workers themselves.
+
+Every write is all-or-nothing, as the DuckDB warehouse's: each write goes to a new version
+folder, and only once every partition is written does the dataset's ``_CURRENT`` file (one
+small object: atomic on object stores, renamed into place on a local disk) name it. A run that
+fails or is killed half-way leaves the previous version current and readable; the version
+before the previous one is removed after a successful write.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from loan_pipeline import settings
+from loan_pipeline.core.partitions import is_dask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CURRENT = "_CURRENT"
+# about this much memory (pandas) per partition when a table made in this process is written
+PARTITION_BYTES = 128 * 2**20
+
+_lock = threading.Lock()
+_clients: dict[str, object] = {}
+
+
+def enabled() -> bool:
+    """Do the heavy steps run on a Dask cluster (``DASK_SCHEDULER_ADDRESS`` set)?"""
+    return settings.dask_scheduler_address() is not None
+
+
+def client_for(address: str):
+    """The process's client of the scheduler at ``address``, made once and set as Dask's
+    default, so every ``compute`` of this process runs on that cluster."""
+    from distributed import Client
+
+    with _lock:
+        client = _clients.get(address)
+        if client is None or client.status in ("closing", "closed"):
+            client = Client(address, set_as_default=True, timeout="30s")
+            _clients[address] = client
+        return client
+
+
+def client():
+    """The client of the configured cluster (``DASK_SCHEDULER_ADDRESS``)."""
+    address = settings.dask_scheduler_address()
+    if address is None:
+        raise RuntimeError("no Dask cluster: DASK_SCHEDULER_ADDRESS is not set")
+    return client_for(address)
+
+
+def close_clients() -> None:
+    """Close every client this process made (tests; a long-lived process never needs to)."""
+    with _lock:
+        for made in _clients.values():
+            made.close()
+        _clients.clear()
+
+
+def _fs(url: str):
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(url)
+
+
+def dataset_url(table: str) -> str:
+    return f"{settings.datasets_url()}/{table}"
+
+
+def current_version(table: str) -> str | None:
+    """The version folder ``_CURRENT`` names for ``table`` (None: never written)."""
+    fs, root = _fs(dataset_url(table))
+    pointer = f"{root}/{CURRENT}"
+    try:
+        return fs.cat_file(pointer).decode().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def has_dataset(table: str) -> bool:
+    return current_version(table) is not None
+
+
+def _point(table: str, version: str) -> None:
+    from pathlib import Path
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    from loan_pipeline.io import atomic_write_bytes
+
+    fs, root = _fs(dataset_url(table))
+    if isinstance(fs, LocalFileSystem):
+        atomic_write_bytes(Path(root) / CURRENT, version.encode())
+    else:  # one small object: replaced whole by the store
+        fs.pipe_file(f"{root}/{CURRENT}", version.encode())
+
+
+def _prune(table: str, keep: set[str]) -> None:
+    """Remove the version folders of ``table`` not in ``keep`` (older ones, or left by a
+    failed write)."""
+    fs, root = _fs(dataset_url(table))
+    for entry in fs.ls(root, detail=False):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("v-") and name not in keep:
+            fs.rm(entry, recursive=True)
+
+
+def to_dask(frame: pd.DataFrame):
+    """A pandas frame as a Dask frame of about ``PARTITION_BYTES`` per partition."""
+    import dask.dataframe as dd
+
+    size = int(frame.memory_usage(index=False, deep=False).sum())
+    return dd.from_pandas(frame, npartitions=max(1, -(-size // PARTITION_BYTES)), sort=False)
+
+
+def write_dataset(table: str, frame) -> dict:
+    """Write ``frame`` (Dask, or pandas made in this process) as the new version of ``table``'s
+    dataset, on the workers, then make it current. Returns its row count, its rows per
+    partition and where it is."""
+    import dask
+
+    client()  # computations below run on the cluster
+    if not is_dask(frame):
+        frame = to_dask(frame)
+    version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    previous = current_version(table)
+    target = f"{dataset_url(table)}/{version}"
+    write = frame.to_parquet(
+        target,
+        write_index=False,
+        compute=False,
+        name_function=lambda i: f"part.{i:05d}.parquet",
+    )
+    lengths = frame.map_partitions(len, meta=(None, "int64"))
+    _, rows = dask.compute(write, lengths)
+    _point(table, version)
+    _prune(table, {version} | ({previous} if previous else set()))
+    rows = [int(n) for n in rows]
+    return {"rows": sum(rows), "partition_rows": rows, "url": target}
+
+
+def read_dataset(table: str, columns: list[str] | None = None):
+    """The current version of ``table`` as a Dask frame (only ``columns``, if given), one
+    partition per file, in the order written."""
+    import dask.dataframe as dd
+
+    client()
+    version = current_version(table)
+    if version is None:
+        raise RuntimeError(
+            f"table {table!r} has no dataset under {settings.datasets_url()}: materialize it "
+            "on the cluster first"
+        )
+    return dd.read_parquet(f"{dataset_url(table)}/{version}", columns=columns)

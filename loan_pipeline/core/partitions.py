@@ -1,0 +1,87 @@
+"""One code path for a table in memory and a table in partitions on a Dask cluster.
+
+The pipeline's per-borrower work is pure pandas functions of a frame. Here they are applied to
+a whole pandas frame (a plain call) or to every partition of a Dask frame (``map_partitions``),
+so both give the same rows; and summaries are computed per partition and combined, so a whole
+book never has to sit in one process. Nothing here imports Dask unless it is handed a Dask frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+
+def is_dask(frame: object) -> bool:
+    """Is ``frame`` a Dask collection (decided without importing Dask)?"""
+    return type(frame).__module__.split(".")[0] == "dask"
+
+
+def per_partition(func: Callable[..., pd.DataFrame], frame, *args: Any, **kwargs: Any):
+    """``func(frame, *args, **kwargs)`` for a pandas frame; for a Dask frame, the same call on
+    every partition (lazy). The result's columns and dtypes are ``func`` applied to the empty
+    frame, so ``func`` must accept zero rows."""
+    if not is_dask(frame):
+        return func(frame, *args, **kwargs)
+    import dask
+
+    meta = func(frame._meta, *args, **kwargs)
+    # an argument that is an object (a fitted model) becomes one task of the graph, sent once to
+    # each worker that needs it, not copied into every partition's task
+    shipped = [a if is_dask(a) or _plain(a) else dask.delayed(a, pure=True) for a in args]
+    return frame.map_partitions(
+        func, *shipped, meta=meta, align_dataframes=False, enforce_metadata=False, **kwargs
+    )
+
+
+def _plain(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def combine(
+    partial: Callable[..., Any], merge: Callable[[list[Any]], Any], frame, *args: Any
+) -> Any:
+    """``merge([partial(part, *args) for each partition])``: a summary of the whole frame from
+    per-partition summaries (for pandas, one part: the frame itself). Computed now."""
+    if not is_dask(frame):
+        return merge([partial(frame, *args)])
+    import dask
+
+    parts = frame.to_delayed()
+    return merge(list(dask.compute(*[dask.delayed(partial)(p, *args) for p in parts])))
+
+
+def collect(frame) -> pd.DataFrame:
+    """The frame as one pandas frame (computed, for a Dask frame): only for what is small."""
+    return frame.compute() if is_dask(frame) else frame
+
+
+def partition_lengths(frame) -> list[int]:
+    """Rows in each partition (one entry for a pandas frame)."""
+    return combine(len, list, frame)
+
+
+def take_positions(frame, positions) -> pd.DataFrame:
+    """The rows at ``positions`` (sorted, 0-based over the whole frame in partition order) as
+    one pandas frame: the same rows whether the frame is whole or in partitions, so a sample
+    drawn by position is the same sample in both."""
+    import numpy as np
+
+    positions = np.asarray(positions, dtype="int64")
+    if not is_dask(frame):
+        return frame.iloc[positions]
+    import dask
+
+    lengths = partition_lengths(frame)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype("int64")
+    parts = frame.to_delayed()
+    wanted = []
+    for part, start, n in zip(parts, starts, lengths, strict=True):
+        inside = positions[(positions >= start) & (positions < start + n)] - start
+        if len(inside):
+            wanted.append(dask.delayed(lambda p, i: p.iloc[i])(part, inside))
+    if not wanted:
+        return frame._meta
+    return pd.concat(dask.compute(*wanted), ignore_index=False)

@@ -1,0 +1,207 @@
+"""The asset graph on a real Dask cluster (``distributed.LocalCluster``: a scheduler in this
+process and two worker processes, every server on 127.0.0.1) against the same graph run
+locally: the same tables, the per-borrower work done by the workers, datasets replaced whole,
+and a worker killed mid-run leaving the last good outputs in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, run_pipeline
+
+distributed = pytest.importorskip("distributed")
+
+# Tables made per borrower: on the cluster they are partitioned datasets.
+PER_BORROWER = ["scaled_features", "borrower_segments", "risk_scores", "recovery_strategies"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
+    ) as made:
+        yield made
+    from loan_pipeline.cluster import close_clients
+
+    close_clients()
+
+
+@pytest.fixture(scope="module")
+def small_partitions():
+    """Tables written from this process go out in several partitions even for the sample."""
+    import loan_pipeline.cluster as cluster_module
+
+    before = cluster_module.PARTITION_BYTES
+    cluster_module.PARTITION_BYTES = 16 * 1024
+    yield
+    cluster_module.PARTITION_BYTES = before
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("local"))
+    assert run.result.success
+    return run
+
+
+def _on(cluster, storage: Path):
+    from loan_pipeline.cluster import client_for
+
+    with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
+        client = client_for(cluster.scheduler_address)
+        with distributed.get_task_stream(client=client) as tasks:
+            run = run_pipeline(SAMPLE_CSV, storage)
+    return run, tasks.data
+
+
+@pytest.fixture(scope="module")
+def dask_run(cluster, small_partitions, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("dask")
+    run, tasks = _on(cluster, storage)
+    assert run.result.success
+    return run, tasks
+
+
+def test_the_cluster_gives_the_same_tables_as_a_local_run(local_run, dask_run):
+    run, _ = dask_run
+    for table in PER_BORROWER + ["segment_profiles", "fairness_report", "validated_loans"]:
+        pd.testing.assert_frame_equal(
+            run.table(table), local_run.table(table), check_dtype=False, obj=table
+        )
+
+
+def test_per_borrower_tables_are_partitioned_datasets_with_a_view_in_the_warehouse(dask_run):
+    from loan_pipeline.cluster import CURRENT
+
+    run, _ = dask_run
+    metadata = run.materialized()
+    for table in PER_BORROWER:
+        folder = run.storage / "datasets" / table
+        version = (folder / CURRENT).read_text().strip()
+        files = sorted((folder / version).glob("part.*.parquet"))
+        assert len(files) == metadata[table]["partitions"].value > 1, table
+        stored = pd.concat(pd.read_parquet(f) for f in files)
+        assert len(stored) == metadata[table]["dagster/row_count"].value == 500
+        assert metadata[table]["dataset"].value == str(folder / version)
+        # analysts' SQL still works: the warehouse has a view of the current version
+        assert len(run.table(table)) == 500
+    # small summaries stay tables in the warehouse
+    assert not (run.storage / "datasets" / "segment_profiles").exists()
+
+
+def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
+    _, tasks = dask_run
+    workers = set(cluster.scheduler_info["workers"])
+    ran: dict[str, set[str]] = {}
+    for task in tasks:
+        ran.setdefault(str(task["key"]), set()).add(task["worker"])
+    by_function = {
+        name: {w for key, ws in ran.items() if name in key for w in ws}
+        for name in ("apply_scaling", "segments_of", "scores_of", "validate", "toparquetdata")
+    }
+    for name, on in by_function.items():
+        prefixes = sorted({key.split("-")[0] for key in ran})
+        assert on, f"no task of {name} in the task stream: {prefixes}"
+        assert on <= workers, name
+    # both workers took part
+    assert set().union(*by_function.values()) == workers
+
+
+def test_each_write_replaces_the_dataset_whole(cluster, small_partitions, tmp_path):
+    from loan_pipeline.cluster import CURRENT
+
+    first, _ = _on(cluster, tmp_path)
+    assert first.result.success
+    folder = tmp_path / "datasets" / "risk_scores"
+    v1 = (folder / CURRENT).read_text().strip()
+    second, _ = _on(cluster, tmp_path)
+    assert second.result.success
+    v2 = (folder / CURRENT).read_text().strip()
+    assert v2 != v1
+    # the previous version is kept (one back), nothing older
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("v-")) == sorted([v1, v2])
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(folder / v1), pd.read_parquet(folder / v2), check_dtype=False
+    )
+
+
+class _KillWorkerOn(distributed.WorkerPlugin):
+    """Kills the worker process (as a crash would) when it starts a task whose key contains
+    ``name``: once if ``marker`` names a file (deleted as it fires), else every time."""
+
+    def __init__(self, name: str, marker: str | None = None):
+        self.name, self.marker = name, marker
+
+    def setup(self, worker):
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or self.name not in str(key):
+            return
+        if self.marker is not None:
+            try:
+                os.unlink(self.marker)
+            except FileNotFoundError:
+                return
+        os._exit(1)
+
+
+def _killing(cluster, plugin, name):
+    from loan_pipeline.cluster import client_for
+
+    client = client_for(cluster.scheduler_address)
+    client.register_plugin(plugin, name=name)
+    return client
+
+
+def test_a_worker_killed_once_is_replaced_and_the_run_completes(
+    cluster, small_partitions, local_run, tmp_path
+):
+    marker = tmp_path / "kill-once"
+    marker.touch()
+    client = _killing(cluster, _KillWorkerOn("scores_of", str(marker)), "kill-once")
+    try:
+        run, _ = _on(cluster, tmp_path / "storage")
+    finally:
+        client.unregister_worker_plugin("kill-once")
+    assert not marker.exists(), "no worker was killed"
+    assert run.result.success
+    pd.testing.assert_frame_equal(
+        run.table("risk_scores"), local_run.table("risk_scores"), check_dtype=False
+    )
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
+    cluster, small_partitions, tmp_path
+):
+    from loan_pipeline.cluster import CURRENT
+
+    good, _ = _on(cluster, tmp_path)
+    assert good.result.success
+    folder = tmp_path / "datasets" / "risk_scores"
+    version = (folder / CURRENT).read_text().strip()
+    before = {t: good.table(t) for t in PER_BORROWER}
+    client = _killing(cluster, _KillWorkerOn("scores_of"), "kill-always")
+    try:
+        failed, _ = _on(cluster, tmp_path)
+    finally:
+        client.unregister_worker_plugin("kill-always")
+    assert not failed.result.success
+    failures = failed.result.get_step_failure_events()
+    assert [e.step_key for e in failures] == ["risk_scores"]
+    assert "KilledWorker" in str(failures[0].step_failure_data.error)
+    # the last good outputs stay current and readable
+    assert (folder / CURRENT).read_text().strip() == version
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(failed.table(table), frame, obj=table)
+    client.wait_for_workers(2, timeout=60)
