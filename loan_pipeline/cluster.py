@@ -149,9 +149,11 @@ def write_dataset(table: str, frame) -> dict:
 
 
 def read_dataset(table: str, columns: list[str] | None = None):
-    """The current version of ``table`` as a Dask frame (only ``columns``, if given), one
-    partition per file, in the order written."""
+    """The current version of ``table`` as a Dask frame (only ``columns``, if given): exactly
+    one partition per file, in the order written, so tables made from the same partitions line
+    up partition by partition."""
     import dask.dataframe as dd
+    import pyarrow.parquet as pq
 
     client()
     version = current_version(table)
@@ -160,4 +162,28 @@ def read_dataset(table: str, columns: list[str] | None = None):
             f"table {table!r} has no dataset under {settings.datasets_url()}: materialize it "
             "on the cluster first"
         )
-    return dd.read_parquet(f"{dataset_url(table)}/{version}", columns=columns)
+    fs, root = _fs(f"{dataset_url(table)}/{version}")
+    files = sorted(f for f in fs.ls(root, detail=False) if f.endswith(".parquet"))
+    schema = pq.read_schema(files[0], filesystem=fs)
+    if columns is not None:
+        schema = pa_select(schema, columns)
+    meta = _read_part(None, schema=schema)
+    return dd.from_map(_read_part, files, fs=fs, columns=columns, meta=meta, enforce_metadata=False)
+
+
+def pa_select(schema, columns: list[str]):
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+
+
+def _read_part(path, fs=None, columns=None, schema=None) -> pd.DataFrame:
+    """One partition: one Parquet file as pandas with Arrow-backed text (None: the empty frame
+    of ``schema``)."""
+    import pyarrow.parquet as pq
+
+    from loan_pipeline.io import arrow_to_pandas
+
+    if path is None:
+        return arrow_to_pandas(schema.empty_table())
+    return arrow_to_pandas(pq.read_table(path, columns=columns, filesystem=fs))

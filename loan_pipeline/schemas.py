@@ -509,7 +509,7 @@ def validate(df: pd.DataFrame, model: type[pa.DataFrameModel], source: str) -> p
     from loan_pipeline.core.partitions import is_dask, per_partition
 
     if is_dask(df):  # each partition as it is computed, on the worker computing it
-        return per_partition(validate, df, model, source)
+        return per_partition(validate, df, model, source, label=f"validate_{source}")
     try:
         return model.validate(df, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as err:

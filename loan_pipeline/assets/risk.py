@@ -17,8 +17,10 @@ from loan_pipeline.assets.common import (
     column_schema,
     columns_of,
     markdown_table,
+    partitioned_input,
     table_metadata,
 )
+from loan_pipeline.core.strategy import POLICY_FALLBACK, POLICY_MODEL
 from loan_pipeline.io import atomic_write, stored_table
 
 # The loan-book columns the risk model and its scores read: its inputs and the outcome.
@@ -29,8 +31,6 @@ RISK_LOANS = columns_of(
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
 GATE_CHECK = "model_beats_base_rate"
-POLICY_MODEL = "score bands"
-POLICY_FALLBACK = "rules-based fallback"
 
 
 @asset(
@@ -182,9 +182,12 @@ def risk_scores(
     ins={
         "risk_model": AssetIn(input_manager_key="model_io_manager"),
         "validated_loans": columns_of(
-            "Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"
+            "Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments", partitioned=True
         ),
-        "risk_scores": columns_of("Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"),
+        "borrower_segments": partitioned_input(),
+        "risk_scores": columns_of(
+            "Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3", partitioned=True
+        ),
     },
     description="The recovery strategy per borrower: the score bands (> 0.75 legal action, "
     "0.50-0.75 settlement offers, else automated reminders) on the risk score, or the "
@@ -199,65 +202,45 @@ def recovery_strategies(
     risk_scores,
     risk_model,
 ):
-    import numpy as np
-
-    from loan_pipeline.core.export import write_csv
-    from loan_pipeline.core.frames import join_by_id, text_from_codes
-    from loan_pipeline.core.strategy import (
-        assign_strategy,
-        rules_based_reasons,
-        rules_based_strategy,
+    from loan_pipeline.core.export import write_export
+    from loan_pipeline.core.partitions import (
+        combine,
+        is_dask,
+        per_partition,
+        sum_counts,
+        value_counts,
     )
+    from loan_pipeline.core.strategy import strategy_table
     from loan_pipeline.schemas import RecoveryStrategies, validate
 
-    table = join_by_id(
-        join_by_id(
-            validated_loans[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]],
-            borrower_segments,
-        ),
-        risk_scores[["Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"]],
-    )
-    if risk_model.beats_baseline:
-        policy = POLICY_MODEL
-        strategy = assign_strategy(
-            table["risk_score"],
-            legal_above=config.legal_above,
-            settlement_from=config.settlement_from,
-        )
-    else:
-        policy = POLICY_FALLBACK
+    policy = POLICY_MODEL if risk_model.beats_baseline else POLICY_FALLBACK
+    if policy == POLICY_FALLBACK:
         context.log.warning(
             "the risk model does not beat the base rate: strategies come from the rules-based "
             "fallback policy on arrears"
         )
-        thresholds = {
-            "legal_days": config.fallback_legal_days,
-            "legal_missed": config.fallback_legal_missed,
-            "settlement_days": config.fallback_settlement_days,
-            "settlement_missed": config.fallback_settlement_missed,
-        }
-        strategy = rules_based_strategy(table, **thresholds)
-        # the reasons are the rule that fired, not the (unused) model's
-        table["reason_1"] = rules_based_reasons(table, **thresholds).array
-        none = text_from_codes([None], np.zeros(len(table), dtype="int64"))
-        table["reason_2"] = none
-        table["reason_3"] = none
-    table = table.drop(columns=["Days_Past_Due", "Num_Missed_Payments"])
-    table.insert(table.columns.get_loc("risk_score") + 1, "recovery_strategy", strategy.array)
-    table.insert(
-        table.columns.get_loc("recovery_strategy") + 1,
-        "policy",
-        text_from_codes([policy], np.zeros(len(table), dtype="int64")),
+    # on a cluster the three tables are partitioned alike (each made from the loan book's
+    # partitions, in order), so each partition joins its own rows: no shuffle
+    table = per_partition(
+        strategy_table,
+        validated_loans,
+        borrower_segments,
+        risk_scores,
+        policy,
+        legal_above=config.legal_above,
+        settlement_from=config.settlement_from,
+        legal_days=config.fallback_legal_days,
+        legal_missed=config.fallback_legal_missed,
+        settlement_days=config.fallback_settlement_days,
+        settlement_missed=config.fallback_settlement_missed,
     )
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
+    if is_dask(table):  # computed once, kept on the workers for the export and the write
+        table = table.persist()
     export = settings.exports_dir() / "recovery_strategies.csv"
-    atomic_write(export, lambda sink: write_csv(table, sink))
-    by_segment = (
-        table.groupby(["segment_name", "recovery_strategy"])
-        .size()
-        .unstack(fill_value=0)
-        .reset_index()
-    )
+    atomic_write(export, lambda sink: write_export(table, sink))
+    counts = combine(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
+    by_segment = counts.unstack(fill_value=0).reset_index()
     arrears = [("validated_loans", "Days_Past_Due"), ("validated_loans", "Num_Missed_Payments")]
     scored = [("risk_scores", "risk_score")]
     reasons = arrears if policy == POLICY_FALLBACK else None
@@ -283,7 +266,10 @@ def recovery_strategies(
             ),
             "export_path": MetadataValue.path(str(export)),
             "strategy_counts": MetadataValue.json(
-                table["recovery_strategy"].value_counts().to_dict()
+                counts.groupby(level="recovery_strategy")
+                .sum()
+                .sort_values(ascending=False)
+                .to_dict()
             ),
             "strategy_by_segment": markdown_table(by_segment),
         }

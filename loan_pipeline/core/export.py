@@ -49,6 +49,24 @@ def write_csv(df: pd.DataFrame, sink) -> None:
     csv.write_csv(_neutralised_arrow(df), sink, csv.WriteOptions(quoting_style="needed"))
 
 
+def write_export(table, sink) -> None:
+    """``write_csv`` of a whole frame, or of a Dask frame one partition at a time (one header),
+    so the export of a book of any size streams through this process."""
+    from loan_pipeline.core.partitions import is_dask
+
+    if not is_dask(table):
+        write_csv(table, sink)
+        return
+    import pyarrow.csv as csv
+
+    options = csv.WriteOptions(quoting_style="needed")
+    for i in range(table.npartitions):
+        part = table.get_partition(i).compute()
+        if i:
+            options = csv.WriteOptions(quoting_style="needed", include_header=False)
+        csv.write_csv(_neutralised_arrow(part), sink, options)
+
+
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
     """The export as UTF-8 CSV bytes (see ``write_csv``)."""
     buffer = io.BytesIO()

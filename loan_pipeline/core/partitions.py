@@ -19,20 +19,38 @@ def is_dask(frame: object) -> bool:
     return type(frame).__module__.split(".")[0] == "dask"
 
 
-def per_partition(func: Callable[..., pd.DataFrame], frame, *args: Any, **kwargs: Any):
+def per_partition(
+    func: Callable[..., pd.DataFrame], frame, *args: Any, label: str | None = None, **kwargs: Any
+):
     """``func(frame, *args, **kwargs)`` for a pandas frame; for a Dask frame, the same call on
-    every partition (lazy). The result's columns and dtypes are ``func`` applied to the empty
-    frame, so ``func`` must accept zero rows."""
+    every partition (lazy), its tasks named ``label`` (default: the function's name) in the
+    cluster's task stream and logs. The result's columns and dtypes are ``func`` applied to the
+    empty frame, so ``func`` must accept zero rows."""
     if not is_dask(frame):
         return func(frame, *args, **kwargs)
     import dask
 
-    meta = func(frame._meta, *args, **kwargs)
-    # an argument that is an object (a fitted model) becomes one task of the graph, sent once to
-    # each worker that needs it, not copied into every partition's task
+    others = [a for a in args if is_dask(a)]
+    if any(o.npartitions != frame.npartitions for o in others):
+        raise ValueError(
+            f"{func.__name__}: the tables are not partitioned alike ("
+            + ", ".join(str(f.npartitions) for f in [frame, *others])
+            + " partitions); they must all be made from the same loan-book partitions"
+        )
+    meta = func(frame._meta, *[a._meta if is_dask(a) else a for a in args], **kwargs)
+    # Another Dask frame is taken partition by partition alongside (the tables made from the
+    # loan book's partitions are partitioned alike: see ``aligned``). An argument that is an
+    # object (a fitted model) becomes one task of the graph, sent once to each worker that needs
+    # it, not copied into every partition's task.
     shipped = [a if is_dask(a) or _plain(a) else dask.delayed(a, pure=True) for a in args]
     return frame.map_partitions(
-        func, *shipped, meta=meta, align_dataframes=False, enforce_metadata=False, **kwargs
+        func,
+        *shipped,
+        meta=meta,
+        align_dataframes=False,
+        enforce_metadata=False,
+        token=label or func.__name__,
+        **kwargs,
     )
 
 
@@ -85,3 +103,13 @@ def take_positions(frame, positions) -> pd.DataFrame:
     if not wanted:
         return frame._meta
     return pd.concat(dask.compute(*wanted), ignore_index=False)
+
+
+def value_counts(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Rows per combination of ``columns`` (a frame or one partition)."""
+    return frame.groupby(columns, observed=True).size()
+
+
+def sum_counts(parts: list[pd.Series]) -> pd.Series:
+    """Per-partition ``value_counts`` added up."""
+    return pd.concat(parts).groupby(level=list(range(parts[0].index.nlevels))).sum()

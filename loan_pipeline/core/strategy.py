@@ -83,3 +83,49 @@ def rules_based_reasons(
         default=4,
     )
     return _text(words, chosen, loans.index, None)
+
+
+POLICY_MODEL = "score bands"
+POLICY_FALLBACK = "rules-based fallback"
+
+
+def strategy_table(
+    loans: pd.DataFrame,
+    segments: pd.DataFrame,
+    scores: pd.DataFrame,
+    policy: str,
+    legal_above: float = 0.75,
+    settlement_from: float = 0.50,
+    **fallback: int,
+) -> pd.DataFrame:
+    """One row per borrower: ids, segment, score, strategy, policy and the three reasons, from
+    the loan book (ids and arrears), the segments and the scores (a whole book, or one aligned
+    partition of each). ``policy``: the score bands, or the rules-based fallback on arrears
+    (``fallback``: its thresholds) with the rule that fired as the reason."""
+    from loan_pipeline.core.frames import join_by_id, text_from_codes
+
+    table = join_by_id(
+        join_by_id(
+            loans[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]], segments
+        ),
+        scores[["Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3"]],
+    )
+    if policy == POLICY_MODEL:
+        strategy = assign_strategy(
+            table["risk_score"], legal_above=legal_above, settlement_from=settlement_from
+        )
+    else:
+        strategy = rules_based_strategy(table, **fallback)
+        # the reasons are the rule that fired, not the (unused) model's
+        table["reason_1"] = rules_based_reasons(table, **fallback).array
+        none = text_from_codes([None], np.zeros(len(table), dtype="int64"))
+        table["reason_2"] = none
+        table["reason_3"] = none
+    table = table.drop(columns=["Days_Past_Due", "Num_Missed_Payments"])
+    table.insert(table.columns.get_loc("risk_score") + 1, "recovery_strategy", strategy.array)
+    table.insert(
+        table.columns.get_loc("recovery_strategy") + 1,
+        "policy",
+        text_from_codes([policy], np.zeros(len(table), dtype="int64")),
+    )
+    return table
