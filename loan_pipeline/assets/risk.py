@@ -34,6 +34,7 @@ POLICY_FALLBACK = "rules-based fallback"
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"scikit-learn"},
@@ -112,6 +113,7 @@ def risk_model(
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
@@ -162,6 +164,7 @@ def risk_scores(
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},
