@@ -14,11 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dagster import DagsterEventType as E
 from dagster import DagsterInstance
 
 from loan_pipeline import settings
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV, environment
 from loan_pipeline_tests.servers import Socket, listening_sockets, parse_proc_net
+from loan_pipeline_tests.ui_server import (
+    LOCATION,
+    REPOSITORY,
+    graphql,
+    start_dagster_dev,
+    wait_for_run_end,
+)
 
 TEMPLATE = PROJECT_ROOT / "docs" / "deploy" / "dagster.yaml"
 
@@ -220,3 +228,71 @@ def test_sockets_of_a_child_process_are_found():
     finally:
         parent.stdin.close()
         parent.wait(timeout=30)
+
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId status } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_dagster_dev_queues_and_runs_on_postgres(postgres_server, tmp_path):
+    """`make ui` with the template: a run launched in the UI waits in the run queue, the daemon
+    (heartbeats in PostgreSQL) starts it, and it succeeds; webserver, daemon and code server
+    listen on loopback only."""
+    home = dagster_home(tmp_path / "home")
+    db_name = postgres_server.create_database("dagster_dev")
+    drop = {"DAGSTER_HOME", "LOAN_BOOK_CSV", "LOAN_PIPELINE_STORAGE", "LOAN_PIPELINE_TIMEZONE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(
+        postgres_server.dagster_env(db_name),
+        DAGSTER_HOME=str(home),
+        LOAN_PIPELINE_STORAGE=str(tmp_path / "storage"),
+        LOAN_PIPELINE_INCOMING=str(tmp_path / "incoming"),  # absent: the sensor skips
+        LOAN_PIPELINE_PROCESSED=str(tmp_path / "processed"),
+        PYTHONUNBUFFERED="1",
+    )
+    dev = start_dagster_dev(PROJECT_ROOT, env, tmp_path / "dagster-dev.log", expected_assets=22)
+    try:
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "jobName": "full_refresh",
+        }
+        launched = graphql(
+            dev.port, LAUNCH, {"params": {"selector": selector, "runConfigData": {}}}
+        )["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        assert launched["run"]["status"] == "QUEUED"
+        run = wait_for_run_end(dev.port, run_id, timeout=300)
+        assert run["status"] == "SUCCESS", dev.log_tail()
+        sockets = listening_sockets(dev.process.pid)
+        assert sockets, "dagster dev listens nowhere?"
+        assert all(s.is_loopback for s in sockets), [str(s) for s in sockets if not s.is_loopback]
+    finally:
+        dev.stop()
+
+    events = dict(
+        _query(
+            postgres_server,
+            db_name,
+            "SELECT dagster_event_type, count(*) FROM event_logs WHERE run_id = %s "
+            "GROUP BY dagster_event_type",
+            run_id,
+        )
+    )
+    queue_path = (E.RUN_ENQUEUED, E.RUN_STARTING, E.RUN_START, E.RUN_SUCCESS)
+    assert [events.get(e.value) for e in queue_path] == [1, 1, 1, 1], events
+    assert events[E.ASSET_MATERIALIZATION.value] == 22
+    daemons = {
+        row[0]
+        for row in _query(postgres_server, db_name, "SELECT daemon_type FROM daemon_heartbeats")
+    }
+    assert "QUEUED_RUN_COORDINATOR" in daemons, daemons
+    assert not [str(p) for p in home.rglob("*.db")]
