@@ -71,6 +71,12 @@ RISK_NUMERIC: list[str] = [
 ]
 RISK_CATEGORICAL: list[str] = ["Employment_Type", "Loan_Type", "Payment_History"]
 
+# Dagster concurrency pool of the heavy steps (ingest, features, model fits, scoring, strategies,
+# monitoring, charts). An instance's `concurrency: pools:` config caps how many of them run at once
+# across all runs (docs/deploy/dagster.yaml); without a limit (the default SQLite instance) the
+# pool changes nothing.
+HEAVY_POOL = "loan_pipeline_heavy"
+
 STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"

@@ -109,3 +109,18 @@ def reference_run(tmp_path_factory) -> PipelineRun:
     run = run_pipeline(csv, tmp_path_factory.mktemp("reference_storage"))
     assert run.result.success, "pipeline failed on the reference data set"
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server (Debian's binaries) on 127.0.0.1, for the whole session; tests
+    that count rows make their own database with ``create_database``. Skips where PostgreSQL is
+    not installed (.ci/run installs it)."""
+    from loan_pipeline_tests.servers import PostgresServer, ServerUnavailable
+
+    try:
+        server = PostgresServer()
+    except ServerUnavailable as err:
+        pytest.skip(str(err))
+    with server:
+        yield server

@@ -226,3 +226,35 @@ def test_the_columns_tab_shows_each_tables_schema():
     assert columns["Borrower_ID"].constraints.unique
     assert columns["Borrower_ID"].type == "string[pyarrow]"
     assert any("isin" in check for check in columns["Gender"].constraints.other)
+
+
+def test_heavy_steps_are_in_the_heavy_pool():
+    """The steps that load the machine (or, later, the cluster) share one concurrency pool, which
+    the instance limits (docs/deploy/dagster.yaml); the light ones are in none."""
+    from dagster._core.execution.api import create_execution_plan
+
+    from loan_pipeline import settings
+
+    heavy = {
+        "ingest_loan_book",
+        "scaled_features",
+        "cluster_model",
+        "borrower_segments",
+        "risk_model",
+        "risk_scores",
+        "recovery_strategies",
+        "draw_charts",
+        "population_stability",
+        "fairness_report",
+    }
+    assert settings.HEAVY_POOL == "loan_pipeline_heavy"
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key).assets_def.node_def
+        assert node.pools == ({settings.HEAVY_POOL} if node.name in heavy else set()), key
+    # and the steps of both jobs carry it, so an executor claims a slot for each
+    for job in ("full_refresh", "charts_only"):
+        plan = create_execution_plan(defs.resolve_job_def(job))
+        steps = {s.key: s.pool for s in plan.get_all_steps_in_topo_order()}
+        assert steps == {k: settings.HEAVY_POOL if k in heavy else None for k in steps}, job
+    assert steps == {"draw_charts": settings.HEAVY_POOL}

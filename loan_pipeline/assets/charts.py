@@ -96,6 +96,7 @@ def draw_chart(key: str, inputs: dict):
 
 @multi_asset(
     name="draw_charts",
+    pool=settings.HEAVY_POOL,
     specs=[
         AssetSpec(
             key,

@@ -6,6 +6,7 @@ from loan_pipeline.assets.common import column_lineage, column_schema, columns_o
 from loan_pipeline.columns import NUMERIC_COLUMNS
 from loan_pipeline.settings import (
     CLUSTER_FEATURES,
+    HEAVY_POOL,
     NOTEBOOK_FEATURES,
     AnalysisMethod,
     FeatureConfig,
@@ -13,6 +14,7 @@ from loan_pipeline.settings import (
 
 
 @asset(
+    pool=HEAVY_POOL,
     group_name="features",
     owners=["team:data-engineering"],
     kinds={"pandas", "scikit-learn", "duckdb"},

@@ -58,6 +58,7 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
 
 @multi_asset(
     name="ingest_loan_book",
+    pool=settings.HEAVY_POOL,
     outs={
         "raw_loans": AssetOut(
             group_name=GROUP,

@@ -32,6 +32,7 @@ PSI_CHECK = "population_is_stable"
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
@@ -116,6 +117,7 @@ def fairness_report(
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},

@@ -34,6 +34,7 @@ GATE_CHECK = "model_beats_base_rate"
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"scikit-learn"},
@@ -112,6 +113,7 @@ def risk_model(
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
@@ -175,6 +177,7 @@ def risk_scores(
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},

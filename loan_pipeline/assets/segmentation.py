@@ -29,6 +29,7 @@ STABILITY_CHECK = "chosen_k_is_stable"
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"scikit-learn"},
@@ -132,6 +133,7 @@ def cluster_model(
 
 
 @asset(
+    pool=settings.HEAVY_POOL,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
