@@ -15,6 +15,8 @@ from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, run_pipeline
 
 distributed = pytest.importorskip("distributed")
 
+# Samples smaller than the book, so that drawing them across partitions is exercised.
+SAMPLES = {"ops": {"cluster_model": {"config": {"selection_sample": 200, "fit_sample": 300}}}}
 # Tables made per borrower: on the cluster they are partitioned datasets.
 PER_BORROWER = ["scaled_features", "borrower_segments", "risk_scores", "recovery_strategies"]
 
@@ -48,7 +50,7 @@ def small_partitions():
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("local"))
+    run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("local"), SAMPLES)
     assert run.result.success
     return run
 
@@ -59,7 +61,7 @@ def _on(cluster, storage: Path):
     with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
         client = client_for(cluster.scheduler_address)
         with distributed.get_task_stream(client=client) as tasks:
-            run = run_pipeline(SAMPLE_CSV, storage)
+            run = run_pipeline(SAMPLE_CSV, storage, SAMPLES)
     return run, tasks.data
 
 
@@ -77,6 +79,18 @@ def test_the_cluster_gives_the_same_tables_as_a_local_run(local_run, dask_run):
         pd.testing.assert_frame_equal(
             run.table(table), local_run.table(table), check_dtype=False, obj=table
         )
+    # the segments are fitted on the same sample rows, drawn by position across partitions
+    import pickle
+
+    local_model, dask_model = (
+        pickle.loads((r.storage / "models" / "cluster_model.pkl").read_bytes())
+        for r in (local_run, run)
+    )
+    pd.testing.assert_frame_equal(dask_model.centroids, local_model.centroids)
+    assert dask_model.sizes == local_model.sizes  # counted on the workers
+    assert (dask_model.names, dask_model.fit_rows) == (local_model.names, local_model.fit_rows)
+    assert dask_model.fit_rows == 300 and dask_model.selection.sample_size == 200
+    pd.testing.assert_frame_equal(dask_model.selection.table, local_model.selection.table)
     # the collections team's export, written a partition at a time, is the same file
     export = "exports/recovery_strategies.csv"
     assert (run.storage / export).read_bytes() == (local_run.storage / export).read_bytes()

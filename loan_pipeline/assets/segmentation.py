@@ -34,7 +34,10 @@ STABILITY_CHECK = "chosen_k_is_stable"
     owners=OWNERS,
     kinds={"scikit-learn"},
     io_manager_key="model_io_manager",
-    ins={"validated_loans": columns_of(NUMERIC_COLUMNS)},
+    ins={
+        "validated_loans": columns_of(NUMERIC_COLUMNS, partitioned=True),
+        "scaled_features": partitioned_input(),
+    },
     check_specs=[
         AssetCheckSpec(
             STABILITY_CHECK,
@@ -55,15 +58,44 @@ def cluster_model(
     scaled_features,
 ):
     from loan_pipeline.core.features import column_scaling, feature_matrix
-    from loan_pipeline.core.segmentation import evaluate_k, fit_segments
+    from loan_pipeline.core.partitions import (
+        combine,
+        is_dask,
+        partition_lengths,
+        take_positions,
+    )
+    from loan_pipeline.core.segmentation import (
+        evaluate_k,
+        fit_segments,
+        partition_cluster_counts,
+        sample_rows,
+    )
 
     features = [c for c in scaled_features.columns if c != "Borrower_ID"]
-    X = feature_matrix(scaled_features)
     scaling = column_scaling(validated_loans, features)
+    fit_sample = None if analysis.is_notebook else config.fit_sample
+    if is_dask(scaled_features):
+        # Partitions on a cluster: the same fixed-seed samples by position over the whole book
+        # (so the same rows, and the same models, as a local run), fetched from the partitions
+        # that hold them; borrowers per segment counted on the workers.
+        n = sum(partition_lengths(scaled_features))
+
+        def sample(size):
+            rows = sample_rows(n, size, config.random_state)
+            return feature_matrix(take_positions(scaled_features, rows))
+
+        X_select, X_fit = sample(config.selection_sample), sample(fit_sample)
+
+        def count_clusters(kmeans):
+            return combine(partition_cluster_counts, sum, scaled_features, kmeans)
+
+    else:
+        X_select = X_fit = feature_matrix(scaled_features)
+        count_clusters = None
     fixed_k = config.k if config.k is not None else (4 if analysis.is_notebook else None)
     candidates = [fixed_k] if fixed_k is not None else list(range(config.k_min, config.k_max + 1))
     selection = evaluate_k(
-        X,
+        X_select,
         sorted(set(candidates) | ({4} if analysis.is_notebook else set())),
         sample_size=config.selection_sample,
         bootstraps=config.bootstraps,
@@ -72,12 +104,13 @@ def cluster_model(
     )
     k = fixed_k if fixed_k is not None else selection.chosen
     model = fit_segments(
-        X,
+        X_fit,
         features,
         k=k,
         random_state=config.random_state,
         n_init=config.n_init,
-        fit_sample=None if analysis.is_notebook else config.fit_sample,
+        fit_sample=fit_sample,
+        count_clusters=count_clusters,
         means=scaling.means,
         scales=scaling.scales,
         previous=None if analysis.is_notebook else previous_model("cluster_model"),

@@ -7,6 +7,7 @@ previous run's nearest centroid and keeps its id. Every segment is named from it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -262,6 +263,7 @@ def _fit_segments(
     previous: SegmentModel | None = None,
     keep_name_within: float = 0.5,
     selection: KSelection | None = None,
+    count_clusters: Callable[[object], np.ndarray] | None = None,
 ) -> SegmentModel:
     """Fit KMeans on the standardised matrix (on a fixed-seed sample of ``fit_sample`` rows when
     the book is larger) and describe the segments from the centroids.
@@ -270,6 +272,9 @@ def _fit_segments(
     lowest). With one (same features), each new centroid is matched to last run's nearest
     (Hungarian assignment on distance in standard deviations) and takes its id, and its name too
     if it moved less than ``keep_name_within``; unmatched segments take the next free ids.
+
+    ``count_clusters(kmeans)``: borrowers per cluster over the whole book, when ``X`` is only
+    the fitting sample of a book in partitions (default: every row of ``X``).
     """
     from sklearn.metrics import silhouette_score
 
@@ -310,9 +315,7 @@ def _fit_segments(
     centroids.index.name = "segment_id"
     centroids_original = original.loc[order].set_axis(centroids.index)
     segment_of = np.array([segment_of_cluster[c] for c in range(k)], dtype="int64")
-    counts = np.zeros(k, dtype="int64")
-    for start in range(0, len(X), PREDICT_CHUNK):  # every borrower, a chunk at a time
-        counts += np.bincount(km.predict(X[start : start + PREDICT_CHUNK]), minlength=k)
+    counts = cluster_counts(X, km) if count_clusters is None else count_clusters(km)
     sizes = {int(segment_of[c]): int(counts[c]) for c in range(k)}
     n_sample = min(len(rows), SILHOUETTE_SAMPLE)
     silhouette = float(
@@ -335,6 +338,23 @@ def _fit_segments(
         matched=matched,
         fit_rows=len(rows),
     )
+
+
+def cluster_counts(X: np.ndarray, kmeans) -> np.ndarray:
+    """Rows of ``X`` per KMeans cluster (every borrower, a chunk at a time)."""
+    k = kmeans.n_clusters
+    counts = np.zeros(k, dtype="int64")
+    for start in range(0, len(X), PREDICT_CHUNK):
+        counts += np.bincount(kmeans.predict(X[start : start + PREDICT_CHUNK]), minlength=k)
+    return counts
+
+
+def partition_cluster_counts(scaled: pd.DataFrame, kmeans) -> np.ndarray:
+    """``cluster_counts`` of a scaled-features frame, or one partition of it."""
+    from loan_pipeline.core.features import feature_matrix
+
+    with single_threaded():
+        return cluster_counts(feature_matrix(scaled), kmeans)
 
 
 def evaluate_k(X: np.ndarray, k_values: list[int], **kwargs) -> KSelection:
