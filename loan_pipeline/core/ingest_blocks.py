@@ -30,6 +30,11 @@ One thing is refused that the whole-file read accepts: a quoted field that spans
 break inside quotes). Blocks are cut at line breaks without parsing what comes before them, so
 such a record cannot be read in blocks; ``read_block`` detects it and raises
 ``MultilineRecordError`` naming the line (read such a file whole, with ``read_loan_book``).
+
+One message can differ: bytes that are not UTF-8 in two rows, one of them malformed. The whole
+read names the malformed row (its reader reports a row with the wrong number of fields before a
+cell that is not UTF-8, anywhere in the same 16 MB piece); blocks, read in order, can name the
+other row, if it comes first. Both refuse the file as not UTF-8 (``LoanBookFileError``).
 """
 
 from __future__ import annotations

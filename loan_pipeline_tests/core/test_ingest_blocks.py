@@ -573,6 +573,26 @@ def test_a_bad_sequence_where_a_scan_piece_ends_is_reported_alike(tmp_path: Path
             assert_same_error(blockwise(path, plan), expected)
 
 
+def test_two_rows_not_utf8_one_malformed_may_be_named_differently(tmp_path: Path) -> None:
+    """The one known difference. The whole-file reader reports a malformed row that is not
+    UTF-8 (a parse error) before a good row that is not UTF-8 (a conversion error) anywhere in
+    the same 16 MB piece; blocks, read in file order, report the first bad row's block. Either
+    way the file is refused (LoanBookFileError) for bytes that are not UTF-8."""
+    lines = [line.encode() for line in PADDED]
+    lines[699] = PADDED[699].replace("BRW_", "BRW_\xe9", 1).encode("latin-1")
+    lines[949] = PADDED[949].rsplit(",", 1)[0].replace("BRW_", "BRW_\xe9", 1).encode("latin-1")
+    path = write(tmp_path / "book.csv", b"\n".join(lines) + b"\n")
+    expected = whole(path)
+    assert "cannot be parsed as CSV: CSV parse error: Expected 21 columns, got 20" in str(expected)
+    assert_same_error(blockwise(path, 10**9), expected)  # one block: the whole file's reader
+    got = blockwise(path, 30_000)
+    offset = sum(len(line) + 1 for line in lines[:699]) + len("BRW_")
+    assert type(got) is LoanBookFileError
+    assert str(got) == (
+        f"{path}: not UTF-8 text (byte 0xe9 at offset {offset}); save the file as UTF-8 (CSV UTF-8)"
+    )
+
+
 # --- quoted fields that span lines: refused blockwise -----------------------------------------
 
 
