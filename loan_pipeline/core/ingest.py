@@ -133,22 +133,71 @@ def _share(x: float) -> str:
     return text
 
 
-def _first_invalid_utf8(path: Path) -> tuple[int, int] | None:
+def source_path(path: str | Path) -> str | Path:
+    """A local file as a ``Path``; an fsspec URL (a string containing ``://``) as it is."""
+    return path if isinstance(path, str) and "://" in path else Path(path)
+
+
+def _url(path: str | Path) -> bool:
+    return isinstance(path, str) and "://" in path
+
+
+def open_source(path: str | Path):
+    """The file opened for reading bytes (a context manager): fsspec for a URL, else local."""
+    if _url(path):
+        import fsspec
+
+        return fsspec.open(path, "rb")
+    return open(path, "rb")
+
+
+def _url_fs(path: str):
+    import fsspec
+
+    opened = fsspec.open(path, "rb")
+    return opened.fs, opened.path
+
+
+def _exists(path: str | Path) -> bool:
+    if _url(path):
+        fs, where = _url_fs(path)
+        return fs.exists(where)
+    return path.exists()
+
+
+def _is_dir(path: str | Path) -> bool:
+    if _url(path):
+        fs, where = _url_fs(path)
+        return fs.isdir(where)
+    return path.is_dir()
+
+
+def file_size(path: str | Path) -> int:
+    if _url(path):
+        fs, where = _url_fs(path)
+        return int(fs.size(where))
+    return path.stat().st_size
+
+
+def _first_invalid_utf8(path: str | Path) -> tuple[int, int] | None:
     """(offset, byte) of the first byte that is not UTF-8, counted from the start of the file."""
+    with open_source(path) as fh:
+        return first_invalid_utf8_in(iter(lambda: fh.read(1 << 20), b""))
+
+
+def first_invalid_utf8_in(chunks, offset: int = 0) -> tuple[int, int] | None:
+    """(offset, byte) of the first byte that is not UTF-8 in consecutive chunks of bytes, the
+    first of which starts at ``offset`` in the file (where no UTF-8 sequence is open)."""
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as err:
-                start = offset + err.start - len(decoder.getstate()[0])
-                return max(start, 0), block[max(err.start, 0)] if err.start < len(block) else block[
-                    -1
-                ]
-            offset += len(block)
+    for block in chunks:
+        try:
+            decoder.decode(block)
+        except UnicodeDecodeError as err:
+            start = offset + err.start - len(decoder.getstate()[0])
+            return max(start, 0), block[max(err.start, 0)] if err.start < len(block) else block[-1]
+        offset += len(block)
     return None
 
 
@@ -156,14 +205,18 @@ def _fail(path: Path, message: str) -> LoanBookFileError:
     return LoanBookFileError(f"{path}: {message}")
 
 
+def _header_only(path: Path) -> LoanBookFileError:
+    return _fail(path, "header only: the file has no loan rows")
+
+
 def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
     """File-level checks that need only the first bytes; returns the header's column names."""
-    path = Path(path)
-    if not path.exists():
+    path = source_path(path)  # a local file, or an fsspec URL
+    if not _exists(path):
         raise _fail(path, "loan book not found (expected a CSV file at this path)")
-    if path.is_dir():
+    if _is_dir(path):
         raise _fail(path, "is a folder, not a CSV file")
-    size = path.stat().st_size
+    size = file_size(path)
     if size == 0:
         raise _fail(path, "empty file (0 bytes); expected a CSV header row and one row per loan")
     if max_bytes is not None and size > max_bytes:
@@ -173,7 +226,7 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
             "(setting max_file_gb); it was not read, so the run cannot run out of memory. "
             "Split the book, or raise the limit on a machine with more memory.",
         )
-    with open(path, "rb") as fh:
+    with open_source(path) as fh:
         head = fh.read(1 << 16)
     if b"\x00" in head:
         raise _fail(path, "binary data (NUL bytes): not a CSV text file")
@@ -237,13 +290,18 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
     return header
 
 
-def _read_text(path: Path, header: list[str], use_threads: bool, columns: list[str] | None = None):
+def _read_text(path, header: list[str], use_threads: bool, columns: list[str] | None = None):
     """The file as Arrow strings, and the rows with the wrong number of fields as (line, text).
 
-    ``columns``: convert only these (the parse, and so which rows are malformed, is the same).
+    ``path``: the file, or a ``pyarrow.Buffer`` of bytes laid out as in one (see
+    ``read_records``). ``columns``: convert only these (the parse, and so which rows are
+    malformed, is the same).
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    if isinstance(path, pa.Buffer):
+        path = pa.BufferReader(path)
 
     malformed: list[tuple[int | None, str]] = []
 
@@ -500,32 +558,57 @@ def _parse_text(arr, column: str, fast: bool = True):
 
 def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
     """Read the file (file-level checks first), every cell parsed by its column's rule."""
-    import pyarrow as pa
-
     path = Path(path)
     header = inspect_header(path, max_bytes)
+    read = read_records(path, header, path)
+    if not read.records:
+        raise _header_only(path)
+    return read
+
+
+def read_records(
+    path: str | Path,
+    header: list[str],
+    source,
+    first_line: int = 2,
+    invalid_utf8=None,
+) -> ReadResult:
+    """Parse ``source`` as the loan book ``path``, every cell by its column's rule; the checks of
+    ``inspect_header``, and that there is a row at all, are the caller's.
+
+    ``source`` is the file itself (``read_loan_book``), or a ``pyarrow.Buffer`` holding the
+    file's first line as it is in the file (a BOM, the header, its line break) followed by some
+    of the file's lines (``ingest_blocks.read_block``): parsed the same way either way, its
+    records numbered from ``first_line`` (the file's first record is line 2).
+    ``invalid_utf8``: a function giving (offset in the file, byte) of the first byte that is not
+    UTF-8, when the parse finds one (default: searched for in the whole file).
+    """
+    import pyarrow as pa
+
     try:
-        table, malformed = _read_text(path, header, use_threads=True)
+        table, malformed = _read_text(source, header, use_threads=True)
         if any(number is None for number, _ in malformed):
             # Parsed in parallel, skipped rows have no line number. A serial pass numbers them;
             # it converts one column only (half the time of a whole serial read), as the rows
             # kept above are the same rows either way.
-            _, numbered = _read_text(path, header, use_threads=False, columns=header[:1])
+            _, numbered = _read_text(source, header, use_threads=False, columns=header[:1])
             if sorted(t for _, t in numbered) == sorted(t for _, t in malformed):
                 malformed = numbered
             else:  # not expected: read the whole file serially, as before
-                table, malformed = _read_text(path, header, use_threads=False)
+                table, malformed = _read_text(source, header, use_threads=False)
     except pa.ArrowInvalid as err:
         if "utf8" in str(err).lower():
-            found = _first_invalid_utf8(path)
+            found = (invalid_utf8 or (lambda: _first_invalid_utf8(path)))()
             where = f"byte 0x{found[1]:02x} at offset {found[0]}" if found else str(err)
             raise _fail(
                 path, f"not UTF-8 text ({where}); save the file as UTF-8 (CSV UTF-8)"
             ) from None
         raise _fail(path, f"cannot be parsed as CSV: {err}") from None
+    if first_line != 2:  # the parser numbers the source's lines from 2: the header is line 1
+        malformed = [(n + first_line - 2, text) for n, text in malformed]
 
     skipped = np.array(sorted(n for n, _ in malformed), dtype="int64")
-    all_lines = np.arange(2, 2 + table.num_rows + len(skipped), dtype="int64")
+    all_lines = np.arange(first_line, first_line + table.num_rows + len(skipped), dtype="int64")
     lines = np.setdiff1d(all_lines, skipped, assume_unique=True)
     blank_skipped = sum(1 for _, text in malformed if not text.strip())
     malformed = [(n, text) for n, text in malformed if text.strip()]
@@ -578,8 +661,6 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
     malformed_frame = pd.DataFrame(
         {"source_line": bad_lines, "text": [t for _, t in sorted(malformed, key=lambda m: m[0])]}
     )
-    if table.num_rows == 0 and not len(malformed_frame):
-        raise _fail(path, "header only: the file has no loan rows")
     return ReadResult(
         path=path,
         frame=frame,
@@ -627,9 +708,34 @@ def _repeats(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return repeat, firsts[codes[repeat]]
 
 
-def find_row_issues(read: ReadResult) -> pd.DataFrame:
+ID_COLUMNS = ["Borrower_ID", "Loan_ID"]
+
+
+def repeat_issues(lines: np.ndarray, ids: pd.Series, column: str) -> pd.DataFrame | None:
+    """The ``unique`` issues of one id column: each row (in the order given, with these lines)
+    that repeats an id seen on an earlier row; None when there is none."""
+    dup, first = _repeats(ids)
+    if not dup.any():
+        return None
+    return pd.DataFrame(
+        {
+            "source_line": lines[dup],
+            "column": column,
+            "rule": "unique",
+            "reason": [f"duplicate {column}: first seen on line {f}" for f in lines[first]],
+            "value": ids[dup].astype(object).to_numpy(),
+        },
+        columns=ISSUE_COLUMNS,
+    )
+
+
+def find_row_issues(read: ReadResult, repeats: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every rule each record breaks: parse issues, wrong field counts, duplicate ids, and the
-    LoanBook schema's per-row rules (nulls, ranges, categories, cross-column)."""
+    LoanBook schema's per-row rules (nulls, ranges, categories, cross-column).
+
+    ``repeats``: the duplicate-id issues of these rows, found elsewhere (``read`` is one block
+    of a file whose ids were compared across blocks), instead of among ``read``'s rows alone.
+    """
     import pandera.pandas as pa
 
     df = read.frame
@@ -647,25 +753,13 @@ def find_row_issues(read: ReadResult) -> pd.DataFrame:
                 columns=ISSUE_COLUMNS,
             )
         )
-    for column in ("Borrower_ID", "Loan_ID"):
-        ids = df[column]
-        dup, first = _repeats(ids)
-        if dup.any():
-            first_line = df["source_line"].to_numpy()[first]
-            found.append(
-                pd.DataFrame(
-                    {
-                        "source_line": df["source_line"].to_numpy()[dup],
-                        "column": column,
-                        "rule": "unique",
-                        "reason": [
-                            f"duplicate {column}: first seen on line {f}" for f in first_line
-                        ],
-                        "value": ids[dup].astype(object).to_numpy(),
-                    },
-                    columns=ISSUE_COLUMNS,
-                )
-            )
+    if repeats is None:
+        for column in ID_COLUMNS:
+            repeated = repeat_issues(df["source_line"].to_numpy(), df[column], column)
+            if repeated is not None:
+                found.append(repeated)
+    else:
+        found.append(repeats[ISSUE_COLUMNS])
     try:
         # in place: the selection is a new frame, so pandera's defensive deep copy of a
         # million rows (and its consolidation of the columns into blocks) buys nothing
@@ -723,35 +817,101 @@ def find_row_issues(read: ReadResult) -> pd.DataFrame:
     return issues.sort_values(["source_line", "column"], kind="stable").reset_index(drop=True)
 
 
-def summarise_issues(issues: pd.DataFrame, examples: int = EXAMPLES) -> pd.DataFrame:
-    """One row per (column, rule): how many rows broke it and up to ``examples`` of them."""
-    rows = []
+def issue_groups(issues: pd.DataFrame, examples: int = EXAMPLES) -> tuple:
+    """The issues per (column, rule), in order of first appearance, as
+    ``(column, rule, rows, ((line, value), ...))``: how many distinct lines broke it and the
+    first ``examples`` issues. Groups of consecutive parts of the issues (blocks of a file)
+    combine with ``merge_issue_groups`` into the groups of the whole."""
+    groups = []
     for (column, rule), group in issues.groupby(["column", "rule"], sort=False):
         shown = group.head(examples)
-        rows.append(
-            {
-                "column": column,
-                "rule": rule,
-                "rows": int(group["source_line"].nunique()),
-                "examples": "; ".join(
-                    f"line {line}: {value!r}" if value is not None else f"line {line}: blank"
-                    for line, value in zip(shown["source_line"], shown["value"], strict=True)
-                ),
-            }
+        groups.append(
+            (
+                column,
+                rule,
+                int(group["source_line"].nunique()),
+                tuple(zip(shown["source_line"].tolist(), shown["value"].tolist(), strict=True)),
+            )
         )
+    return tuple(groups)
+
+
+def merge_issue_groups(parts, examples: int = EXAMPLES) -> tuple:
+    """``issue_groups`` of the issues of consecutive parts of a file (no line in two parts),
+    given in file order: the groups of all their issues together."""
+    merged: dict[tuple[str, str], tuple[int, tuple]] = {}
+    for part in parts:
+        for column, rule, rows, shown in part:
+            before, seen = merged.get((column, rule), (0, ()))
+            merged[column, rule] = (before + rows, (seen + tuple(shown))[:examples])
+    return tuple((column, rule, rows, shown) for (column, rule), (rows, shown) in merged.items())
+
+
+def summarise_groups(groups: tuple) -> pd.DataFrame:
+    """``issue_groups`` as a table: one row per (column, rule), most rows first."""
+    rows = [
+        {
+            "column": column,
+            "rule": rule,
+            "rows": count,
+            "examples": "; ".join(
+                f"line {line}: {value!r}" if value is not None else f"line {line}: blank"
+                for line, value in shown
+            ),
+        }
+        for column, rule, count, shown in groups
+    ]
     return pd.DataFrame(rows, columns=["column", "rule", "rows", "examples"]).sort_values(
         "rows", ascending=False, kind="stable"
     )
 
 
-def describe_issues(path: Path, issues: pd.DataFrame, records: int, headline: str) -> str:
-    summary = summarise_issues(issues)
+def summarise_issues(issues: pd.DataFrame, examples: int = EXAMPLES) -> pd.DataFrame:
+    """One row per (column, rule): how many rows broke it and up to ``examples`` of them."""
+    return summarise_groups(issue_groups(issues, examples))
+
+
+def _describe(path: Path, summary: pd.DataFrame, headline: str) -> str:
     lines = [f"{path}: {headline}"]
     for row in summary.itertuples(index=False):
         lines.append(
             f"  column {row.column}, rule {row.rule}: {row.rows} row(s); e.g. {row.examples}"
         )
     return "\n".join(lines)
+
+
+def describe_issues(path: Path, issues: pd.DataFrame, records: int, headline: str) -> str:
+    return _describe(path, summarise_issues(issues), headline)
+
+
+def check_quarantine(
+    path: Path, records: int, quarantined: int, valid: int, groups, max_share: float, min_rows: int
+) -> None:
+    """Stop if too many of the ``records`` rows were set aside, or too few ``valid`` ones are
+    left: the errors of ``split_rows``. ``groups``: a function giving the ``issue_groups`` of
+    all the issues (called only to describe a failure)."""
+    if valid == 0:
+        summary = summarise_groups(groups())
+        raise LoanBookFileError(
+            _describe(path, summary, f"every row failed validation ({records} row(s))"), summary
+        )
+    share = quarantined / records
+    if share > max_share:
+        summary = summarise_groups(groups())
+        raise QuarantineThresholdError(
+            _describe(
+                path,
+                summary,
+                f"{quarantined} of {records} rows ({_share(share)}) failed validation, over the "
+                f"{max_share:.1%} threshold (setting max_quarantine_share)",
+            ),
+            summary,
+        )
+    if valid < min_rows:
+        raise LoanBookFileError(
+            f"{path}: only {valid} valid row(s); at least {min_rows} are needed to segment "
+            "and score a book (setting min_rows)"
+        )
 
 
 def to_loan_book(frame: pd.DataFrame) -> pd.DataFrame:
@@ -769,40 +929,40 @@ def to_loan_book(frame: pd.DataFrame) -> pd.DataFrame:
 def split_rows(read: ReadResult, max_share: float = 0.05, min_rows: int = 1) -> SplitResult:
     """Set aside every record that breaks a rule; stop if too many did, or none are left."""
     issues = find_row_issues(read)
+    bad_lines, good = _bad_and_good(read, issues)
+    check_quarantine(
+        read.path,
+        read.records,
+        len(bad_lines),
+        int(good.sum()),
+        lambda: issue_groups(issues),
+        max_share,
+        min_rows,
+    )
+    return _set_aside(read, issues, bad_lines, good)
+
+
+def _bad_and_good(read: ReadResult, issues: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The lines with an issue, and which rows of the frame have none."""
     bad_lines = np.unique(issues["source_line"].to_numpy(dtype="int64"))
-    records = read.records
-    good = ~read.frame["source_line"].isin(bad_lines).to_numpy()
-    n_good = int(good.sum())
-    if n_good == 0:
-        raise LoanBookFileError(
-            describe_issues(
-                read.path, issues, records, f"every row failed validation ({records} row(s))"
-            ),
-            summarise_issues(issues),
-        )
-    share = len(bad_lines) / records
-    if share > max_share:
-        raise QuarantineThresholdError(
-            describe_issues(
-                read.path,
-                issues,
-                records,
-                f"{len(bad_lines)} of {records} rows ({_share(share)}) failed validation, over the "
-                f"{max_share:.1%} threshold (setting max_quarantine_share)",
-            ),
-            summarise_issues(issues),
-        )
-    if n_good < min_rows:
-        raise LoanBookFileError(
-            f"{read.path}: only {n_good} valid row(s); at least {min_rows} are needed to segment "
-            "and score a book (setting min_rows)"
-        )
+    return bad_lines, ~read.frame["source_line"].isin(bad_lines).to_numpy()
+
+
+def set_aside(read: ReadResult, issues: pd.DataFrame) -> SplitResult:
+    """The rows with no issue, and the issues (no threshold: for a block of a file, whose
+    threshold is the whole file's)."""
+    return _set_aside(read, issues, *_bad_and_good(read, issues))
+
+
+def _set_aside(
+    read: ReadResult, issues: pd.DataFrame, bad_lines: np.ndarray, good: np.ndarray
+) -> SplitResult:
     return SplitResult(
         # every row good: the frame itself (to_loan_book selects and casts columns, copy-on-write)
-        valid=to_loan_book(read.frame if n_good == len(good) else read.frame.loc[good]),
+        valid=to_loan_book(read.frame if good.all() else read.frame.loc[good]),
         issues=issues,
         quarantined_lines=bad_lines,
-        records=records,
+        records=read.records,
     )
 
 
