@@ -187,3 +187,85 @@ def _read_part(path, fs=None, columns=None, schema=None) -> pd.DataFrame:
     if path is None:
         return arrow_to_pandas(schema.empty_table())
     return arrow_to_pandas(pq.read_table(path, columns=columns, filesystem=fs))
+
+
+def _bucket_repeats(k: int, *buckets: list) -> pd.DataFrame:
+    """The repeated ids of hash bucket ``k``, from every block's buckets."""
+    from loan_pipeline.core.ingest_blocks import find_repeats
+
+    return find_repeats([b[k] for b in buckets])
+
+
+def _first_error(futures: list) -> None:
+    """Wait for ``futures``; raise the error of the earliest one (in block order) that failed,
+    so a broken file gets the message a whole-file read gives."""
+    from distributed import wait
+
+    wait(futures)
+    for future in futures:
+        if future.status == "error":
+            raise future.exception()
+
+
+def read_loan_book_on_cluster(
+    path,
+    block_bytes: int,
+    max_bytes: int | None,
+    max_share: float,
+    min_rows: int,
+):
+    """The loan book read in blocks on the workers (``core.ingest_blocks``: the same parsing
+    and rules as a whole-file read, and the same result): ``(raw, validated, quarantined,
+    counts)``, the first two Dask frames of one partition per block, held on the workers; the
+    quarantine table (small) and the counts here. A broken file, or too many bad rows, raises
+    the whole-file read's error before anything is returned."""
+    import dask.dataframe as dd
+
+    from loan_pipeline.core import ingest_blocks as blocks_
+
+    c = client()
+    path = blocks_.source_path(path)
+    header = blocks_.inspect_header(path, max_bytes)
+    blocks = blocks_.plan_blocks(path, block_bytes)
+    n = len(blocks)
+    lines = c.map(blocks_.count_lines, [path] * n, blocks, pure=False)
+    _first_error(lines)
+    blocks = blocks_.number_blocks(blocks, c.gather(lines))
+    reads = c.map(blocks_.read_block, [path] * n, [header] * n, blocks, pure=False)
+    _first_error(reads)
+    # repeated ids across blocks: each block's ids hashed into one bucket per worker, each
+    # bucket searched on its own
+    n_buckets = max(1, len(c.scheduler_info()["workers"]))
+    buckets = c.map(_ids_in_buckets, reads, n_buckets=n_buckets)
+    repeats = c.gather([c.submit(_bucket_repeats, k, *buckets) for k in range(n_buckets)])
+    splits = c.map(blocks_.split_block, reads, blocks_.repeats_by_block(repeats, blocks))
+    _first_error(splits)
+    counts = blocks_.combine_counts(c.gather(c.map(blocks_.block_counts, reads, splits)), header)
+    blocks_.check_book(path, counts, max_share, min_rows)
+    quarantined = blocks_.concat_frames(c.gather(c.map(blocks_.quarantine_table, reads, splits)))
+    raw = c.map(_frame_of, reads)
+    valid = c.map(_valid_of, splits)
+    return (
+        dd.from_delayed(raw, meta=c.submit(_empty, raw[0]).result(), verify_meta=False),
+        dd.from_delayed(valid, meta=c.submit(_empty, valid[0]).result(), verify_meta=False),
+        quarantined,
+        counts,
+    )
+
+
+def _ids_in_buckets(read, n_buckets: int) -> list:
+    from loan_pipeline.core.ingest_blocks import block_ids, id_buckets
+
+    return id_buckets(block_ids(read), n_buckets)
+
+
+def _frame_of(read) -> pd.DataFrame:
+    return read.frame
+
+
+def _valid_of(split) -> pd.DataFrame:
+    return split.valid
+
+
+def _empty(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[:0]

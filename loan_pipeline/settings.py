@@ -81,12 +81,23 @@ STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"
 STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
+# Where a borrower's strategy comes from: the risk-score bands, or (when the model does not beat
+# the base rate) the rules-based policy on arrears.
+POLICY_MODEL = "score bands"
+POLICY_FALLBACK = "rules-based fallback"
 
 
 def source_csv(configured: str | None = None) -> Path:
     """The loan book to read: launchpad config, else ``LOAN_BOOK_CSV``, else the shipped sample."""
     chosen = configured or os.environ.get("LOAN_BOOK_CSV") or str(DEFAULT_CSV)
     return Path(chosen).expanduser()
+
+
+def source_location(configured: str | None = None) -> str | Path:
+    """``source_csv``, except that an fsspec URL (``s3://bucket/book.csv``) stays a URL: what the
+    workers of a Dask cluster read the book from."""
+    chosen = configured or os.environ.get("LOAN_BOOK_CSV") or ""
+    return chosen if "://" in chosen else source_csv(configured)
 
 
 def storage_dir() -> Path:
@@ -223,9 +234,9 @@ class DaskClusterResource(ConfigurableResource):
     Dask. On a cluster, those steps read and write partitioned Parquet under
     ``LOAN_PIPELINE_DATASETS`` and apply the same pandas functions to each partition."""
 
-    block_mb: int = Field(
+    block_mb: float = Field(
         default=64,
-        ge=1,
+        gt=0,
         description="On a cluster: the loan-book CSV is read in blocks of about this many "
         "megabytes, one task (and one partition of the tables) per block.",
     )

@@ -9,10 +9,13 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in chunks (constant memory)."""
+def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (a local file or an fsspec URL), read in chunks (constant
+    memory)."""
+    from loan_pipeline.core.ingest import open_source
+
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_source(path) as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()

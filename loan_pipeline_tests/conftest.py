@@ -69,6 +69,8 @@ def run_pipeline(
         "ops": {"ingest_loan_book": {"config": {"csv_path": str(csv)}}},
         "resources": {"analysis": {"config": {"method": method}}},
     }
+    for resource, resource_config in (run_config or {}).get("resources", {}).items():
+        config["resources"][resource] = resource_config
     for op, op_config in (run_config or {}).get("ops", {}).items():
         merged = config["ops"].setdefault(op, {"config": {}})
         merged["config"] = {**merged.get("config", {}), **op_config.get("config", {})}
@@ -124,3 +126,23 @@ def postgres_server():
         pytest.skip(str(err))
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real Dask cluster for the session: ``distributed.LocalCluster``, its scheduler in this
+    process and two single-threaded worker processes, the scheduler, the workers and both
+    dashboards on 127.0.0.1. Stopped (and this process's clients closed) at the end."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
+    ) as cluster:
+        yield cluster
+        from loan_pipeline.cluster import close_clients
+
+        close_clients()

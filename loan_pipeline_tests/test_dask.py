@@ -16,25 +16,19 @@ from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, run_pipeline
 distributed = pytest.importorskip("distributed")
 
 # Samples smaller than the book, so that drawing them across partitions is exercised.
-SAMPLES = {"ops": {"cluster_model": {"config": {"selection_sample": 200, "fit_sample": 300}}}}
+# On the cluster, the sample (70 kB) is read in blocks of 16 kB: five partitions.
+SAMPLES = {
+    "ops": {"cluster_model": {"config": {"selection_sample": 200, "fit_sample": 300}}},
+    "resources": {"dask": {"config": {"block_mb": 16 / 1024}}},
+}
 # Tables made per borrower: on the cluster they are partitioned datasets.
 PER_BORROWER = ["scaled_features", "borrower_segments", "risk_scores", "recovery_strategies"]
+INGESTED = ["raw_loans", "validated_loans", "quarantined_loans"]
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        worker_dashboard_address="127.0.0.1:0",
-    ) as made:
-        yield made
-    from loan_pipeline.cluster import close_clients
-
-    close_clients()
+def cluster(dask_cluster):
+    return dask_cluster
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +69,7 @@ def dask_run(cluster, small_partitions, tmp_path_factory):
 
 def test_the_cluster_gives_the_same_tables_as_a_local_run(local_run, dask_run):
     run, _ = dask_run
-    for table in PER_BORROWER + ["segment_profiles", "fairness_report", "validated_loans"]:
+    for table in PER_BORROWER + ["segment_profiles", "fairness_report"] + INGESTED:
         pd.testing.assert_frame_equal(
             run.table(table), local_run.table(table), check_dtype=False, obj=table
         )
@@ -225,3 +219,63 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     for table, frame in before.items():
         pd.testing.assert_frame_equal(failed.table(table), frame, obj=table)
     client.wait_for_workers(2, timeout=60)
+
+
+def _messy_book(path: Path, bad_ages: int = 1) -> Path:
+    """The sample with a BOM, CRLF line ends, blank lines, a padded category, bad ages on the
+    first ``bad_ages`` rows and a Loan_ID repeated far from its first use (another block)."""
+    from loan_pipeline_tests.test_contracts import FEMALE, cell, edited, joined
+
+    changes = {(n, "Age"): "150" for n in range(2, 2 + bad_ages)}
+    changes |= {(480, "Loan_ID"): cell(3, "Loan_ID"), (FEMALE, "Gender"): " FEMALE "}
+    path.write_text("\ufeff" + joined(edited(changes), "\r\n") + "\r\n\r\n")
+    return path
+
+
+def test_a_messy_book_read_in_blocks_on_the_cluster_sets_aside_the_same_rows(
+    cluster, small_partitions, tmp_path
+):
+    book = _messy_book(tmp_path / "messy.csv")
+    local = run_pipeline(book, tmp_path / "local", SAMPLES)
+    with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
+        on_cluster = run_pipeline(book, tmp_path / "dask", SAMPLES)
+    assert local.result.success and on_cluster.result.success
+    quarantine = on_cluster.table("quarantined_loans")
+    assert sorted(quarantine["source_line"]) == [2, 480]  # the repeat: across blocks
+    for table in INGESTED + ["recovery_strategies"]:
+        pd.testing.assert_frame_equal(
+            on_cluster.table(table), local.table(table), check_dtype=False, obj=table
+        )
+    meta = on_cluster.materialized()
+    assert meta["validated_loans"]["partitions"].value > 1
+    assert meta["quarantined_loans"]["quarantined_rows"].value == 2
+    assert (
+        meta["raw_loans"]["blank_lines"].value
+        == local.materialized()["raw_loans"]["blank_lines"].value
+    )
+
+
+def test_too_many_bad_rows_on_the_cluster_fail_like_a_local_run_and_keep_the_outputs(
+    cluster, small_partitions, tmp_path
+):
+    from loan_pipeline.cluster import CURRENT
+
+    with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
+        good = run_pipeline(SAMPLE_CSV, tmp_path / "dask", SAMPLES)
+        assert good.result.success
+        pointer = tmp_path / "dask" / "datasets" / "validated_loans" / CURRENT
+        version, before = pointer.read_text(), good.table("validated_loans")
+        bad = _messy_book(tmp_path / "bad.csv", bad_ages=60)
+        failed = run_pipeline(bad, tmp_path / "dask", SAMPLES)
+    local = run_pipeline(bad, tmp_path / "local", SAMPLES)
+    assert not failed.result.success and not local.result.success
+    (on_cluster,), (here,) = (
+        [
+            e.step_failure_data.user_failure_data.description
+            for e in r.result.get_step_failure_events()
+        ]
+        for r in (failed, local)
+    )
+    assert on_cluster == here and "quarantine" in on_cluster
+    assert pointer.read_text() == version
+    pd.testing.assert_frame_equal(failed.table("validated_loans"), before)

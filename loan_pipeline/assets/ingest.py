@@ -106,15 +106,21 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
         ),
     ],
 )
-def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConfig):
+def ingest_loan_book(
+    context: AssetExecutionContext,
+    config: settings.IngestConfig,
+    dask: settings.DaskClusterResource,
+):
     from loan_pipeline.core.ingest import (
         LoanBookFileError,
         QuarantineThresholdError,
         quarantine_table,
         read_loan_book,
         split_rows,
-        summarise_issues,
+        summarise_groups,
     )
+    from loan_pipeline.core.ingest_blocks import block_counts
+    from loan_pipeline.core.partitions import combine, sum_counts, value_counts
     from loan_pipeline.schemas import (
         LOAN_BOOK_COLUMNS,
         LoanBook,
@@ -126,8 +132,24 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
     path = settings.source_csv(config.csv_path)
     context.log.info(f"reading loan book {path}")
     try:
-        read = read_loan_book(path, max_bytes=config.max_file_bytes())
-        split = split_rows(read, max_share=config.max_quarantine_share, min_rows=config.min_rows)
+        if dask.enabled:  # in blocks, on the workers: the same rules, the same result
+            from loan_pipeline.cluster import read_loan_book_on_cluster
+
+            raw_rows, valid_rows, quarantined, counts = read_loan_book_on_cluster(
+                settings.source_location(config.csv_path),
+                block_bytes=max(1, int(dask.block_mb * 2**20)),
+                max_bytes=config.max_file_bytes(),
+                max_share=config.max_quarantine_share,
+                min_rows=config.min_rows,
+            )
+        else:
+            read = read_loan_book(path, max_bytes=config.max_file_bytes())
+            split = split_rows(
+                read, max_share=config.max_quarantine_share, min_rows=config.min_rows
+            )
+            raw_rows, valid_rows = read.frame, split.valid
+            quarantined = quarantine_table(read, split)
+            counts = block_counts(read, split)
     except QuarantineThresholdError as err:  # the file is readable; too many of its rows are not
         yield AssetCheckResult(check_name=FILE_CHECK, asset_key="raw_loans", passed=True)
         yield from _refuse(
@@ -136,35 +158,42 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
     except LoanBookFileError as err:
         yield from _refuse(context, path, err, FILE_CHECK, "raw_loans")
 
-    if read.extra_columns:
+    summary = summarise_groups(counts.issue_groups)
+    share = counts.quarantined / counts.records if counts.records else 0.0
+    if counts.extra_columns:
         context.log.warning(
-            f"{path}: extra column(s) kept in raw_loans, not used as features: {read.extra_columns}"
+            f"{path}: extra column(s) kept in raw_loans, not used as features: "
+            f"{counts.extra_columns}"
         )
-    if split.quarantined:
+    if counts.quarantined:
         context.log.warning(
-            f"{path}: {split.quarantined} of {split.records} rows ({split.share:.1%}) quarantined; "
+            f"{path}: {counts.quarantined} of {counts.records} rows ({share:.1%}) quarantined; "
             "see the quarantined_loans table"
         )
     source = {
         "source_path": MetadataValue.path(str(path)),
-        "source_sha256": file_sha256(path),
+        "source_sha256": file_sha256(settings.source_location(config.csv_path)),
         "code_version": code_version(),
     }
-    raw = validate(read.frame, RawLoans, source=str(path))
-    validated = validate(split.valid, LoanBook, source=str(path))
-    quarantine = validate(quarantine_table(read, split), QuarantinedLoans, source=str(path))
-    summary = summarise_issues(split.issues)
-
+    raw = validate(raw_rows, RawLoans, source=str(path))
+    validated = validate(valid_rows, LoanBook, source=str(path))
+    quarantine = validate(quarantined, QuarantinedLoans, source=str(path))
+    statuses = combine(
+        value_counts,
+        sum_counts,
+        validated[["Recovery_Status"]].fillna("(open)"),
+        ["Recovery_Status"],
+    )
     yield Output(
         raw,
         output_name="raw_loans",
         metadata={
             **table_metadata(raw),
             **source,
-            "extra_columns": read.extra_columns,
-            "blank_lines": read.blank_lines,
-            "malformed_rows": len(read.malformed),
-            "cells_normalised": MetadataValue.json(read.normalised),
+            "extra_columns": counts.extra_columns,
+            "blank_lines": counts.blank_lines,
+            "malformed_rows": counts.malformed,
+            "cells_normalised": MetadataValue.json(counts.normalised),
         },
     )
     yield Output(
@@ -174,9 +203,9 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
             **table_metadata(validated),
             **source,
             **column_lineage({c: [("raw_loans", c)] for c in LOAN_BOOK_COLUMNS}),
-            "open_loans": int(validated["Recovery_Status"].isna().sum()),
+            "open_loans": int(statuses.get("(open)", 0)),
             "recovery_status_counts": MetadataValue.json(
-                validated["Recovery_Status"].fillna("(open)").value_counts().to_dict()
+                statuses.sort_values(ascending=False, kind="stable").to_dict()
             ),
         },
     )
@@ -193,8 +222,8 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
                     "value": [("raw_loans", c) for c in LOAN_BOOK_COLUMNS],
                 }
             ),
-            "quarantined_rows": split.quarantined,
-            "rows_read": split.records,
+            "quarantined_rows": counts.quarantined,
+            "rows_read": counts.records,
             "failure_cases": markdown_table(summary),
         },
     )
@@ -202,7 +231,7 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
         check_name=FILE_CHECK,
         asset_key="raw_loans",
         passed=True,
-        metadata={**source, "extra_columns": read.extra_columns},
+        metadata={**source, "extra_columns": counts.extra_columns},
     )
     yield AssetCheckResult(
         check_name=SHARE_CHECK,
@@ -210,9 +239,9 @@ def ingest_loan_book(context: AssetExecutionContext, config: settings.IngestConf
         passed=True,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "quarantined_rows": split.quarantined,
-            "rows": split.records,
-            "share": split.share,
+            "quarantined_rows": counts.quarantined,
+            "rows": counts.records,
+            "share": share,
             "threshold": config.max_quarantine_share,
             "failure_cases": markdown_table(summary),
         },

@@ -20,8 +20,8 @@ from loan_pipeline.assets.common import (
     partitioned_input,
     table_metadata,
 )
-from loan_pipeline.core.strategy import POLICY_FALLBACK, POLICY_MODEL
 from loan_pipeline.io import atomic_write, stored_table
+from loan_pipeline.settings import POLICY_FALLBACK, POLICY_MODEL
 
 # The loan-book columns the risk model and its scores read: its inputs and the outcome.
 RISK_LOANS = columns_of(

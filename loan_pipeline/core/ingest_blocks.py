@@ -437,7 +437,8 @@ def check_book(
 # --- all phases, one block after another ------------------------------------------------------
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-block frames as one, in block order (empty blocks left out unless all are)."""
     kept = [f for f in frames if len(f)] or frames[:1]
     return pd.concat(kept, ignore_index=True)
 
@@ -491,8 +492,8 @@ def read_blocks(
     )
     check_book(path, counts, max_share, min_rows)
     return (
-        _concat([r.frame for r in reads]),
-        _concat([s.valid for s in splits]),
-        _concat([quarantine_table(r, s) for r, s in zip(reads, splits, strict=True)]),
+        concat_frames([r.frame for r in reads]),
+        concat_frames([s.valid for s in splits]),
+        concat_frames([quarantine_table(r, s) for r, s in zip(reads, splits, strict=True)]),
         counts,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.settings import STRATEGIES
+from loan_pipeline.settings import POLICY_MODEL, STRATEGIES
 
 
 def assign_strategy(
@@ -85,8 +85,6 @@ def rules_based_reasons(
     return _text(words, chosen, loans.index, None)
 
 
-POLICY_MODEL = "score bands"
-POLICY_FALLBACK = "rules-based fallback"
 
 
 def strategy_table(
