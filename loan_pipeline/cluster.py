@@ -171,6 +171,19 @@ def read_dataset(table: str, columns: list[str] | None = None):
     return dd.from_map(_read_part, files, fs=fs, columns=columns, meta=meta, enforce_metadata=False)
 
 
+def arrow_dataset(table: str):
+    """The current version of ``table`` as a pyarrow dataset (scanned lazily, a file at a time:
+    DuckDB can query it wherever the files are)."""
+    import pyarrow.dataset as ds
+
+    version = current_version(table)
+    if version is None:
+        raise RuntimeError(f"table {table!r} has no dataset under {settings.datasets_url()}")
+    fs, root = _fs(f"{dataset_url(table)}/{version}")
+    files = sorted(f for f in fs.ls(root, detail=False) if f.endswith(".parquet"))
+    return ds.dataset(files, format="parquet", filesystem=fs)
+
+
 def pa_select(schema, columns: list[str]):
     import pyarrow as pa
 

@@ -307,16 +307,19 @@ class DuckDBTableIOManager(ConfigurableIOManager):
             "dataset": written["url"],
             "partitions": len(written["partition_rows"]),
         }
-        if "://" not in written["url"]:  # a local folder: queryable from the warehouse too
-            files = f"{written['url']}/*.parquet".replace("'", "''")
-            with duckdb.connect(str(self._path())) as con:
-                con.execute("BEGIN TRANSACTION")
+        with duckdb.connect(str(self._path())) as con:
+            con.execute("BEGIN TRANSACTION")
+            if "://" not in written["url"]:  # a local folder: queryable from the warehouse too
+                files = f"{written['url']}/*.parquet".replace("'", "''")
                 _drop_other_kind(con, table, keep="VIEW")
                 con.execute(
                     f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{files}')"
                 )
-                con.execute("COMMIT")
-            metadata |= {"warehouse": str(self._path()), "table": table}
+                metadata |= {"warehouse": str(self._path()), "table": table}
+            else:  # object storage: no view; nothing stale of that name either
+                _drop_other_kind(con, table, keep="VIEW")
+                con.execute(f'DROP VIEW IF EXISTS "{table}"')
+            con.execute("COMMIT")
         context.add_output_metadata(metadata)
 
 
@@ -366,6 +369,8 @@ def stored_table(table: str) -> pd.DataFrame:
     reading it)."""
     import duckdb
 
+    if _on_cluster(table):
+        return _dataset_frame(table)
     path = settings.warehouse_path()
     try:
         return read_table(path, table)
@@ -375,10 +380,35 @@ def stored_table(table: str) -> pd.DataFrame:
         ) from err
 
 
+def _dataset_frame(table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A cluster's dataset read whole into this process (for steps that need it whole)."""
+    from loan_pipeline.cluster import arrow_dataset
+
+    return arrow_to_pandas(arrow_dataset(table).to_table(columns=columns))
+
+
+def sql_source(con, table: str) -> str:
+    """The name to query ``table`` by on the DuckDB connection ``con``: the warehouse table, or,
+    when the table is a dataset on a cluster (wherever its files are: a folder or object
+    storage), its current version registered on ``con`` (scanned a file at a time)."""
+    if not _on_cluster(table):
+        return table
+    from loan_pipeline.cluster import arrow_dataset
+
+    name = f"{table}_dataset"
+    con.register(name, arrow_dataset(table))
+    return name
+
+
 def previous_table(table: str, columns: list[str] | None = None) -> pd.DataFrame | None:
     """The table as the last successful run left it (None if there is none)."""
     import duckdb
 
+    if _on_cluster(table):
+        try:
+            return _dataset_frame(table, columns)
+        except (RuntimeError, OSError):
+            return None
     path = settings.warehouse_path()
     if not path.exists():
         return None

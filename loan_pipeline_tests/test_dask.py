@@ -279,3 +279,21 @@ def test_too_many_bad_rows_on_the_cluster_fail_like_a_local_run_and_keep_the_out
     assert on_cluster == here and "quarantine" in on_cluster
     assert pointer.read_text() == version
     pd.testing.assert_frame_equal(failed.table("validated_loans"), before)
+
+
+def test_datasets_on_a_url_need_no_warehouse_view(cluster, small_partitions, local_run, tmp_path):
+    """Datasets at an fsspec URL (object storage in production; ``file://`` here): no view in
+    the warehouse, and the steps that read a dataset whole (the strategy history) read it from
+    the files."""
+    storage = tmp_path / "storage"
+    with environment(LOAN_PIPELINE_DATASETS=f"file://{tmp_path}/bucket"):
+        run, _ = _on(cluster, storage)
+    assert run.result.success
+    assert (tmp_path / "bucket" / "risk_scores" / "_CURRENT").exists()
+    assert "risk_scores" not in run.tables()
+    history = run.table("latest_recovery_strategies").drop(
+        columns=["snapshot_id", "source_file", "snapshot_time"]
+    )
+    pd.testing.assert_frame_equal(
+        history, local_run.table("recovery_strategies"), check_dtype=False
+    )

@@ -36,21 +36,24 @@ def _source_of_this_snapshot(context: AssetExecutionContext) -> tuple[str, str, 
 def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
     import duckdb
 
+    from loan_pipeline.io import sql_source
+
     path, sha, loaded_at = _source_of_this_snapshot(context)
     snapshot_id = f"{path.rsplit('/', 1)[-1]}@{sha[:12]}"
     with duckdb.connect(str(settings.warehouse_path())) as con:
+        strategies = sql_source(con, "recovery_strategies")  # a table, or a cluster's dataset
         con.execute("BEGIN TRANSACTION")
         con.execute(
             f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} AS
                 SELECT ''::VARCHAR AS snapshot_id, ''::VARCHAR AS source_file,
                        now()::TIMESTAMPTZ AS snapshot_time, *
-                FROM recovery_strategies WHERE false"""
+                FROM {strategies} WHERE false"""
         )
         con.execute(f"DELETE FROM {HISTORY_TABLE} WHERE snapshot_id = ?", [snapshot_id])
         con.execute(
             f"""INSERT INTO {HISTORY_TABLE} BY NAME
                 SELECT ? AS snapshot_id, ? AS source_file, to_timestamp(?) AS snapshot_time, *
-                FROM recovery_strategies""",
+                FROM {strategies}""",
             [snapshot_id, path, loaded_at],
         )
         con.execute(

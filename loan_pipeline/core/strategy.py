@@ -85,8 +85,6 @@ def rules_based_reasons(
     return _text(words, chosen, loans.index, None)
 
 
-
-
 def strategy_table(
     loans: pd.DataFrame,
     segments: pd.DataFrame,
