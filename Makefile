@@ -7,7 +7,7 @@ PORT ?= 3000
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: setup run test ui sample lint clean bench bench-quick
+.PHONY: setup run test ui sample lint clean bench bench-quick bench-dask
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -35,6 +35,9 @@ bench: setup  ## the benchmark: 500 to 10,000,000 rows against the notebook as a
 
 bench-quick: setup  ## the benchmark up to 100,000 rows
 	$(BIN)/python benchmarks/bench.py --quick
+
+bench-dask: setup  ## the pipeline on a 2-worker Dask cluster vs locally: 10M and 30M rows (BENCH_ARGS=...)
+	$(BIN)/python benchmarks/bench.py --dask $(BENCH_ARGS)
 
 sample: setup  ## regenerate the shipped sample (500 rows, seed 42)
 	$(BIN)/python -m loan_pipeline.sample --rows 500 --seed 42 --out data/loan_book_sample.csv

@@ -138,7 +138,15 @@ def risk_scores(
     validated_loans,
     risk_model,
 ):
-    from loan_pipeline.core.partitions import collect, is_dask, per_partition
+    from loan_pipeline.core.partitions import (
+        collect,
+        combine,
+        is_dask,
+        per_partition,
+        score_sum,
+        sum_counts,
+        value_counts,
+    )
     from loan_pipeline.core.risk import RISK_CATEGORICAL, RISK_NUMERIC, score_borrowers, scores_of
     from loan_pipeline.schemas import RiskScores, validate
 
@@ -161,16 +169,22 @@ def risk_scores(
         "Borrower_ID": [("validated_loans", "Borrower_ID")],
         "observed": [("validated_loans", "Recovery_Status")],
     }
-    if is_dask(scores):  # counted as the workers write it
-        context.add_output_metadata({**table_metadata(scores), **column_lineage(lineage)})
-        return scores
+    if is_dask(scores):  # computed once and kept on the workers, for the summaries and the write
+        scores = scores.persist()
+    sources = combine(value_counts, sum_counts, scores, ["score_source"])
+    reasons = combine(value_counts, sum_counts, scores, ["reason_1"])
+    total = combine(score_sum, sum, scores)
     context.add_output_metadata(
         {
             **table_metadata(scores),
             **column_lineage(lineage),
-            "mean_score": float(scores["risk_score"].mean()),
-            "score_sources": MetadataValue.json(scores["score_source"].value_counts().to_dict()),
-            "top_reasons": MetadataValue.json(scores["reason_1"].value_counts().head(10).to_dict()),
+            "mean_score": float(total[0] / total[1]) if total[1] else float("nan"),
+            "score_sources": MetadataValue.json(
+                sources.sort_values(ascending=False, kind="stable").to_dict()
+            ),
+            "top_reasons": MetadataValue.json(
+                reasons.sort_values(ascending=False, kind="stable").head(10).to_dict()
+            ),
         }
     )
     return scores

@@ -183,7 +183,13 @@ def borrower_segments(
     scaled_features,
     cluster_model,
 ):
-    from loan_pipeline.core.partitions import is_dask, per_partition
+    from loan_pipeline.core.partitions import (
+        combine,
+        is_dask,
+        per_partition,
+        sum_counts,
+        value_counts,
+    )
     from loan_pipeline.core.segmentation import segments_of
     from loan_pipeline.schemas import BorrowerSegments, validate
 
@@ -200,12 +206,16 @@ def borrower_segments(
             }
         ),
     }
-    if is_dask(segments):  # counted as the workers write it; compared with the last run below
+    if is_dask(segments):
+        # computed once and kept on the workers, for the counts here and the write
+        segments = segments.persist()
+    sizes = combine(value_counts, sum_counts, segments, ["segment_name"])
+    metadata["segment_sizes"] = MetadataValue.json(
+        sizes.sort_values(ascending=False, kind="stable").to_dict()
+    )
+    if is_dask(segments):  # (the change since the last run is counted on a local run only)
         context.add_output_metadata(metadata)
         return segments
-    metadata["segment_sizes"] = MetadataValue.json(
-        segments["segment_name"].value_counts().to_dict()
-    )
     before = previous_table("borrower_segments", ["Borrower_ID", "segment_id"])
     if before is not None:
         both = segments.merge(before, on="Borrower_ID", suffixes=("", "_before"))

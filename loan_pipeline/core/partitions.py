@@ -113,3 +113,12 @@ def value_counts(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 def sum_counts(parts: list[pd.Series]) -> pd.Series:
     """Per-partition ``value_counts`` added up."""
     return pd.concat(parts).groupby(level=list(range(parts[0].index.nlevels))).sum()
+
+
+def score_sum(frame: pd.DataFrame, column: str = "risk_score"):
+    """(sum, count) of a column's values (missing ones left out): a mean from partitions."""
+    import numpy as np
+
+    values = frame[column].to_numpy(dtype="float64")
+    present = ~np.isnan(values)
+    return np.array([values[present].sum(), present.sum()])
