@@ -38,15 +38,18 @@ def enabled() -> bool:
 
 
 def client_for(address: str):
-    """The process's client of the scheduler at ``address``, made once and set as Dask's
-    default, so every ``compute`` of this process runs on that cluster."""
+    """The process's client of the scheduler at ``address``, made once, and made Dask's default
+    each time it is asked for, so every ``compute`` and ``persist`` that follows runs on that
+    cluster (a process that talks to two clusters, as the tests do, never mixes them)."""
     from distributed import Client
+    from distributed.client import _set_global_client
 
     with _lock:
         client = _clients.get(address)
         if client is None or client.status in ("closing", "closed"):
             client = Client(address, set_as_default=True, timeout="30s")
             _clients[address] = client
+        _set_global_client(client)
         return client
 
 

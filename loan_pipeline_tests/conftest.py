@@ -133,16 +133,22 @@ def dask_cluster():
     """A real Dask cluster for the session: ``distributed.LocalCluster``, its scheduler in this
     process and two single-threaded worker processes, the scheduler, the workers and both
     dashboards on 127.0.0.1. Stopped (and this process's clients closed) at the end."""
+    with loopback_cluster() as cluster:
+        yield cluster
+        from loan_pipeline.cluster import close_clients
+
+        close_clients()
+
+
+def loopback_cluster():
+    """A ``distributed.LocalCluster`` of two single-threaded worker processes, the scheduler,
+    the workers and both dashboards on 127.0.0.1 (free ports)."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
+    return distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
         worker_dashboard_address="127.0.0.1:0",
-    ) as cluster:
-        yield cluster
-        from loan_pipeline.cluster import close_clients
-
-        close_clients()
+    )

@@ -11,7 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, run_pipeline
+from loan_pipeline_tests.conftest import (
+    SAMPLE_CSV,
+    environment,
+    loopback_cluster,
+    run_pipeline,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -29,6 +34,19 @@ INGESTED = ["raw_loans", "validated_loans", "quarantined_loans"]
 @pytest.fixture(scope="module")
 def cluster(dask_cluster):
     return dask_cluster
+
+
+@pytest.fixture(scope="module")
+def fragile_cluster():
+    """A cluster of its own for the tests that kill workers (so no other test shares a cluster
+    whose workers were killed), where a task that kills its worker twice is given up."""
+    import dask
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        loopback_cluster() as made,
+    ):
+        yield made
 
 
 @pytest.fixture(scope="module")
@@ -148,18 +166,22 @@ def test_each_write_replaces_the_dataset_whole(cluster, small_partitions, tmp_pa
     )
 
 
+SCORING = ("scores_of",)
+
+
 class _KillWorkerOn(distributed.WorkerPlugin):
     """Kills the worker process (as a crash would) when it starts a task whose key contains
-    ``name``: once if ``marker`` names a file (deleted as it fires), else every time."""
+    one of ``names``: once if ``marker`` names a file (deleted as it fires), else every time."""
 
-    def __init__(self, name: str, marker: str | None = None):
-        self.name, self.marker = name, marker
+    def __init__(self, names: tuple[str, ...], marker: str | None = None):
+        self.names, self.marker = names, marker
 
     def setup(self, worker):
         self.worker = worker
 
     def transition(self, key, start, finish, **kwargs):
-        if finish != "executing" or self.name not in str(key):
+        # a task of the scoring function (its own, or one it is fused into)
+        if finish != "executing" or not any(n in str(key) for n in self.names):
             return
         if self.marker is not None:
             try:
@@ -177,12 +199,14 @@ def _killing(cluster, plugin, name):
     return client
 
 
+@pytest.mark.timeout(300)
 def test_a_worker_killed_once_is_replaced_and_the_run_completes(
-    cluster, small_partitions, local_run, tmp_path
+    fragile_cluster, small_partitions, local_run, tmp_path
 ):
+    cluster = fragile_cluster
     marker = tmp_path / "kill-once"
     marker.touch()
-    client = _killing(cluster, _KillWorkerOn("scores_of", str(marker)), "kill-once")
+    client = _killing(cluster, _KillWorkerOn(SCORING, str(marker)), "kill-once")
     try:
         run, _ = _on(cluster, tmp_path / "storage")
     finally:
@@ -195,9 +219,11 @@ def test_a_worker_killed_once_is_replaced_and_the_run_completes(
     client.wait_for_workers(2, timeout=60)
 
 
+@pytest.mark.timeout(300)
 def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
-    cluster, small_partitions, tmp_path
+    fragile_cluster, small_partitions, tmp_path
 ):
+    cluster = fragile_cluster
     from loan_pipeline.cluster import CURRENT
 
     good, _ = _on(cluster, tmp_path)
@@ -205,7 +231,7 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     folder = tmp_path / "datasets" / "risk_scores"
     version = (folder / CURRENT).read_text().strip()
     before = {t: good.table(t) for t in PER_BORROWER}
-    client = _killing(cluster, _KillWorkerOn("scores_of"), "kill-always")
+    client = _killing(cluster, _KillWorkerOn(SCORING), "kill-always")
     try:
         failed, _ = _on(cluster, tmp_path)
     finally:
