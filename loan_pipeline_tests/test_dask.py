@@ -140,6 +140,10 @@ def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
         for table in PER_BORROWER
     }
     by_step["writes"] = {w for key, ws in ran.items() if "toparquetdata" in key for w in ws}
+    # the risk model: counts, sample candidates and the out-of-fold evaluation per partition
+    # (its fits, on the drawn sample, are in this process)
+    for step in ("class_counts", "drawn_rows", "evaluation_counts"):
+        by_step[step] = {w for key, ws in ran.items() if key.startswith(step) for w in ws}
     prefixes = sorted({key.split("-")[0] for key in ran})
     for name, on in by_step.items():
         assert on, f"no task of {name} in the task stream: {prefixes}"

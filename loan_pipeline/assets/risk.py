@@ -24,8 +24,14 @@ from loan_pipeline.io import atomic_write, stored_table
 from loan_pipeline.settings import POLICY_FALLBACK, POLICY_MODEL
 
 # The loan-book columns the risk model and its scores read: its inputs and the outcome.
+# On a cluster they stay in partitions: the model is fitted on samples drawn from them and
+# evaluated by sums over them.
 RISK_LOANS = columns_of(
-    "Borrower_ID", settings.RISK_NUMERIC, settings.RISK_CATEGORICAL, "Recovery_Status"
+    "Borrower_ID",
+    settings.RISK_NUMERIC,
+    settings.RISK_CATEGORICAL,
+    "Recovery_Status",
+    partitioned=True,
 )
 
 GROUP = "risk"

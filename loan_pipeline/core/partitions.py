@@ -59,16 +59,36 @@ def _plain(value: object) -> bool:
 
 
 def combine(
-    partial: Callable[..., Any], merge: Callable[[list[Any]], Any], frame, *args: Any
+    partial: Callable[..., Any],
+    merge: Callable[[list[Any]], Any],
+    frame,
+    *args: Any,
+    piece_rows: int | None = None,
+    split_every: int | None = None,
 ) -> Any:
     """``merge([partial(part, *args) for each partition])``: a summary of the whole frame from
-    per-partition summaries (for pandas, one part: the frame itself). Computed now."""
+    per-partition summaries, computed now.
+
+    For pandas, one part: the frame itself, or (``piece_rows``) slices of that many rows side by
+    side, one core each. For Dask, ``split_every``: when ``merge`` gives what ``partial`` gives
+    (sums of arrays), the parts are merged that many at a time on the workers, so the process
+    receives one summary, not one per partition."""
     if not is_dask(frame):
-        return merge([partial(frame, *args)])
+        if piece_rows is None or len(frame) <= piece_rows:
+            return merge([partial(frame, *args)])
+        from loan_pipeline.core.compute import parallel_map
+
+        starts = range(0, len(frame), piece_rows)
+        return merge(parallel_map(lambda s: partial(frame.iloc[s : s + piece_rows], *args), starts))
     import dask
 
-    parts = frame.to_delayed()
-    return merge(list(dask.compute(*[dask.delayed(partial)(p, *args) for p in parts])))
+    parts = [dask.delayed(partial)(p, *args) for p in frame.to_delayed()]
+    while split_every and len(parts) > split_every:
+        parts = [
+            dask.delayed(merge)(parts[i : i + split_every])
+            for i in range(0, len(parts), split_every)
+        ]
+    return merge(list(dask.compute(*parts)))
 
 
 def collect(frame) -> pd.DataFrame:

@@ -50,8 +50,10 @@ def model_card_markdown(
         "## Method",
         "- Logistic regression (amounts as log(1 + x), numbers standardised, categories one-hot), "
         "fitted by maximum likelihood; its calibration is checked out-of-fold below.",
-        f"- Evaluated by {int(m['folds'])}-fold stratified cross-validation: every resolved "
-        "borrower's score comes from a model that never saw that borrower (out-of-fold).",
+        f"- Evaluated by {int(m['folds'])}-fold cross-validation (a borrower's fold from a "
+        "hash of its Borrower_ID): every resolved borrower's score comes from a model that "
+        "never saw that borrower (out-of-fold). Each model is fitted on at most "
+        f"{int(m.get('fitting_sample', 0)):,} loans.",
         f"- Strategies use the model only if its out-of-fold Brier score beats the base rate's by "
         f"a skill of at least {model.min_skill:.2f}; otherwise a rules-based policy on arrears.",
         "",

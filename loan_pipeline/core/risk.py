@@ -143,6 +143,19 @@ def _pipeline(numeric: list[str], categorical: list[str], C: float = 1.0):
     )
 
 
+def probability(pipeline, X: pd.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
+    """A fitted logistic pipeline's probability of the positive class: its ``predict_proba``
+    (to the last bit or two), computed row by row (each row's own sum of coefficient x input),
+    so a borrower's score does not depend on which other rows are scored with it: a book scored
+    whole and in partitions gives the same numbers, bit for bit. ``prepared``: ``X`` through
+    the pipeline's preparation, when the caller has it already."""
+    if prepared is None:
+        prepared = pipeline.named_steps["prepare"].transform(X)
+    model = pipeline.named_steps["model"]
+    z = (np.asarray(prepared, dtype="float64") * model.coef_[0]).sum(axis=1) + model.intercept_[0]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """ROC AUC, PR AUC (average precision) and Brier score of scores ``p`` for labels ``y``.
 
@@ -184,122 +197,301 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFr
 
 @dataclass
 class OutcomeModel:
-    """One outcome model with its out-of-fold evaluation."""
+    """One outcome model with its out-of-fold evaluation.
+
+    Each borrower's fold comes from its Borrower_ID alone (``folds_and_draws``), so a borrower's
+    out-of-fold score is computed wherever its row is (the fold models travel with the model),
+    and the fitting samples are the same rows whether the book is one frame or in partitions.
+    """
 
     target: str
-    estimator: object  # the logistic pipeline fitted on all resolved loans
+    estimator: object  # the logistic pipeline fitted on (a sample of) all resolved loans
     explainer: object  # the same pipeline: reason codes decompose the score's own log-odds
-    oof: pd.Series  # Borrower_ID -> out-of-fold probability (NaN: open loan)
-    observed: pd.Series  # Borrower_ID -> 0/1 target (NaN: open loan)
+    fold_estimators: list  # fold k's pipeline, fitted without fold k: its borrowers' scores
+    folds: int
+    seed: int
     metrics: dict[str, float]
     calibration: pd.DataFrame
     coefficients: pd.DataFrame
     center: np.ndarray  # mean transformed input of the training loans (reason codes)
 
+    def observed(self, loans: pd.DataFrame) -> np.ndarray:
+        """The 0/1 target of each loan (NaN: open loan)."""
+        column, rule = TARGETS[self.target]
+        status = loans[column]
+        out = rule(status).to_numpy(dtype="float64", na_value=np.nan)
+        out[status.isna().to_numpy()] = np.nan
+        return out
+
+    def out_of_fold(self, loans: pd.DataFrame, X: pd.DataFrame | None = None) -> np.ndarray:
+        """Each resolved loan's score from the fold model that never saw it (NaN: open loan).
+        ``X``: ``risk_inputs`` of ``loans``, when the caller has it already."""
+        resolved = loans[TARGETS[self.target][0]].notna().to_numpy()
+        fold, _ = folds_and_draws(loans["Borrower_ID"], self.folds, self.seed)
+        out = np.full(len(loans), np.nan)
+        X = risk_inputs(loans) if X is None else X
+        with single_threaded():
+            for k, fitted in enumerate(self.fold_estimators):
+                rows = np.flatnonzero(resolved & (fold == k))
+                if len(rows):
+                    out[rows] = probability(fitted, X.iloc[rows])
+        return out
+
+
+# Hash keys are 16 characters; the seed picks one, so another seed is another fold assignment.
+def _hash_key(seed: int) -> str:
+    return f"loanfolds{seed:07d}"[-16:].rjust(16, "0")
+
+
+def folds_and_draws(ids: pd.Series, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each borrower's fold (0 .. folds - 1) and a uniform draw in [0, 1), both from a keyed
+    hash of its Borrower_ID alone: the same in a whole frame and in any partition of it."""
+    hashed = pd.util.hash_array(
+        np.asarray(ids, dtype=object), hash_key=_hash_key(seed), categorize=False
+    )
+    fold = (hashed % np.uint64(folds)).astype("int8")
+    # the draw from the hash's bits mixed again (splitmix64's finaliser), independent of the fold
+    z = hashed + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return fold, (z >> np.uint64(11)).astype("float64") / float(2**53)
+
+
+def _labels(part: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the resolved loans, their 0/1 target) in one frame or partition."""
+    column, rule = TARGETS[target]
+    at = np.flatnonzero(part[column].notna().to_numpy())
+    return at, rule(part[column].iloc[at]).to_numpy(dtype="int64")
+
+
+def class_counts(part: pd.DataFrame, target: str, folds: int, seed: int) -> np.ndarray:
+    """Resolved loans per fold and class (``folds`` x 2) of one frame or partition."""
+    at, y = _labels(part, target)
+    fold, _ = folds_and_draws(part["Borrower_ID"].iloc[at], folds, seed)
+    return np.bincount(fold.astype("int64") * 2 + y, minlength=folds * 2).reshape(folds, 2)
+
+
+def drawn_rows(part: pd.DataFrame, target: str, folds: int, seed: int, below: float):
+    """The resolved loans whose draw is below ``below``, as model sources with their target,
+    fold and draw: the candidates of every fitting sample."""
+    at, y = _labels(part, target)
+    fold, draw = folds_and_draws(part["Borrower_ID"].iloc[at], folds, seed)
+    keep = draw < below
+    source = model_source(part.iloc[at[keep]])
+    return source.assign(_y=y[keep], _fold=fold[keep], _draw=draw[keep])
+
+
+# Out-of-fold scores are counted in fine bins of the probability: the metrics and the
+# calibration table are sums over partitions, so a book of any size is evaluated in pieces.
+SCORE_BINS = 2**14
+
+
+def _bin_of(p: np.ndarray) -> np.ndarray:
+    return np.minimum((p * SCORE_BINS).astype("int64"), SCORE_BINS - 1)
+
+
+def evaluation_counts(
+    part: pd.DataFrame, target: str, fitted: list, one: list, folds: int, seed: int
+) -> dict[str, np.ndarray]:
+    """One frame's or partition's out-of-fold evaluation, as sums: resolved loans per fold,
+    class and score bin for the model (``fitted``: fold models) and the Days_Past_Due-only
+    baseline (``one``), the model's probabilities summed per bin, squared errors per fold."""
+    at, y = _labels(part, target)
+    fold, _ = folds_and_draws(part["Borrower_ID"].iloc[at], folds, seed)
+    p, p_one = np.empty(len(at)), np.empty(len(at))
+    with single_threaded():
+        for start in range(0, len(at), SCORE_CHUNK):
+            rows = slice(start, start + SCORE_CHUNK)
+            X = risk_inputs(model_source(part.iloc[at[rows]]))
+            f = fold[rows]
+            for k in range(folds):
+                mine = np.flatnonzero(f == k)
+                if len(mine):
+                    Xk = X.iloc[mine]
+                    p[start + mine] = probability(fitted[k], Xk)
+                    p_one[start + mine] = probability(one[k], Xk[[BASELINE_FEATURE]])
+    out = {}
+    for name, scores in (("model", p), ("one", p_one)):
+        cell = (fold.astype("int64") * 2 + y) * SCORE_BINS + _bin_of(scores)
+        out[name] = np.bincount(cell, minlength=folds * 2 * SCORE_BINS).reshape(
+            folds, 2, SCORE_BINS
+        )
+        out[f"{name}_squared_error"] = np.bincount(fold, weights=(scores - y) ** 2, minlength=folds)
+    out["model_sum"] = np.bincount(_bin_of(p), weights=p, minlength=SCORE_BINS)
+    return out
+
+
+def add_up(parts: list) -> object:
+    """Per-partition arrays (or dicts of arrays) added up."""
+    if isinstance(parts[0], dict):
+        return {key: sum(part[key] for part in parts) for key in parts[0]}
+    return sum(parts)
+
+
+def _binned_metrics(negatives: np.ndarray, positives: np.ndarray, squared: float) -> dict:
+    """ROC AUC, PR AUC (average precision) and Brier score from loans counted per score bin
+    (ascending): ``_metrics`` with every bin one threshold, as a tie is there."""
+    n1, n0 = positives.sum(), negatives.sum()
+    n = n1 + n0
+    brier = float(squared / n) if n else float("nan")
+    if not (n1 and n0):
+        return {"roc_auc": float("nan"), "pr_auc": float("nan"), "brier": brier}
+    used = (positives + negatives) > 0
+    tp = np.cumsum(positives[used][::-1]).astype("float64")
+    fp = np.cumsum(negatives[used][::-1]).astype("float64")
+    tpr = np.r_[0.0, tp / n1]
+    fpr = np.r_[0.0, fp / n0]
+    roc_auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    pr_auc = float(np.sum(np.diff(tpr) * (tp / (tp + fp))))
+    return {"roc_auc": roc_auc, "pr_auc": pr_auc, "brier": brier}
+
+
+def binned_calibration(counts: np.ndarray, sums: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """``calibration_table`` from loans counted per score bin (``counts``: class x bin) and
+    their probabilities summed per bin: each bin goes to the decile of its middle loan's rank."""
+    per_bin = counts.sum(axis=0)
+    n = per_bin.sum()
+    middle = np.cumsum(per_bin) - per_bin / 2
+    decile = np.minimum((middle * min(bins, n) / n).astype("int64"), bins - 1)
+    used = per_bin > 0
+    frame = (
+        pd.DataFrame(
+            {
+                "decile": decile[used] + 1,
+                "predicted": sums[used],
+                "observed": counts[1][used].astype("float64"),
+                "borrowers": per_bin[used],
+            }
+        )
+        .groupby("decile", as_index=False)
+        .sum()
+    )
+    frame["predicted"] /= frame["borrowers"]
+    frame["observed"] /= frame["borrowers"]
+    return frame[["decile", "predicted", "observed", "borrowers"]]
+
 
 def fit_outcome_model(
-    loans: pd.DataFrame,
+    loans,
     target: str = "not_fully_recovered",
     folds: int = 5,
     random_state: int = 42,
     max_train_rows: int = 50_000,
-    source: pd.DataFrame | None = None,
 ) -> OutcomeModel:
-    """Fit and evaluate one outcome model on the resolved loans of ``loans`` (``source``: its
-    ``model_source``, when the caller has it already)."""
-    from sklearn.model_selection import StratifiedKFold
+    """Fit and evaluate one outcome model on the resolved loans of ``loans``: a pandas frame, or
+    a Dask frame whose partitions are summed (the same functions, the same answer).
 
-    column, rule = TARGETS[target]
-    is_resolved = loans[column].notna().to_numpy()
-    at = np.flatnonzero(is_resolved)  # positions in ``loans`` of the resolved loans
-    y = rule(loans[column].iloc[at]).to_numpy(dtype=int)
-    if len(at) < folds * 2 or y.sum() < folds or (len(y) - y.sum()) < folds:
+    Each fold's model is fitted on at most ``max_train_rows`` of the other folds' loans: those
+    with the smallest draws (``folds_and_draws``), a uniform sample drawn by the borrowers' own
+    hashes. The final model likewise, over all resolved loans. Three passes over the book:
+    counts, the sample's candidates, the out-of-fold evaluation.
+    """
+    from loan_pipeline.core.partitions import combine
+
+    pieces = {"piece_rows": SCORE_CHUNK, "split_every": 8}  # sums: merged on the workers
+    counts = combine(class_counts, add_up, loans, target, folds, random_state, **pieces)
+    n_resolved, positives = int(counts.sum()), int(counts[:, 1].sum())
+    if n_resolved < folds * 2 or (counts == 0).any():
         raise ValueError(
-            f"too few resolved loans to fit the {target} model: {len(at)} with "
-            f"{int(y.sum())} positives; need at least {folds} of each class"
+            f"too few resolved loans to fit the {target} model: {n_resolved} with "
+            f"{positives} positives; need loans of each class in each of the {folds} folds"
         )
+    train_sizes = [n_resolved - int(counts[k].sum()) for k in range(folds)] + [n_resolved]
+    wanted = [min(max_train_rows, n) for n in train_sizes]
+    # the candidates: every draw below a threshold that leaves each sample enough rows (with a
+    # margin; should a sample still be short, the threshold rises and the pass is repeated)
+    below = min(1.0, max(w / n for w, n in zip(wanted, train_sizes, strict=True)) * 1.1)
+    while True:
+        drawn = combine(
+            drawn_rows, pd.concat, loans, target, folds, random_state, below, piece_rows=SCORE_CHUNK
+        )
+        candidates = [drawn["_fold"].to_numpy() != k for k in range(folds)]
+        candidates.append(np.ones(len(drawn), dtype=bool))
+        if below >= 1.0 or all(c.sum() >= w for c, w in zip(candidates, wanted, strict=True)):
+            break
+        below = min(1.0, below * 1.5)
+    drawn = drawn.reset_index(drop=True)
+    draw = drawn["_draw"].to_numpy()
+    y = drawn["_y"].to_numpy()
+
+    def sample(candidate: np.ndarray, size: int) -> np.ndarray:
+        rows = np.flatnonzero(candidate)
+        smallest = rows[np.argsort(draw[rows], kind="stable")[:size]]
+        return np.sort(smallest)  # in the book's order
+
+    samples = [sample(c, w) for c, w in zip(candidates, wanted, strict=True)]
     numeric = RISK_NUMERIC + RISK_ENGINEERED
-    rng = np.random.default_rng(random_state)
-    oof = np.zeros(len(y))
-    oof_base = np.zeros(len(y))
-    oof_one = np.zeros(len(y))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-    splits = []
-    for train, test in splitter.split(np.zeros(len(y)), y):  # samples drawn in fold order
-        if len(train) > max_train_rows:
-            train = np.sort(rng.choice(train, size=max_train_rows, replace=False))
-        splits.append((train, test))
-    everything = np.arange(len(y))
-    if len(everything) > max_train_rows:
-        everything = np.sort(rng.choice(everything, size=max_train_rows, replace=False))
+    X_drawn = risk_inputs(drawn)
 
-    # Inputs are built only for the rows a step needs (the fitting sample; the held-out fold a
-    # chunk at a time), so memory stays bounded whatever the size of the book.
-    source = model_source(loans) if source is None else source
-
-    def inputs(rows: np.ndarray) -> pd.DataFrame:
-        return risk_inputs(source.iloc[at[rows]])
-
-    def fold(split: tuple[np.ndarray, np.ndarray]) -> tuple:
-        train, test = split
-        X_train = inputs(train)
-        model = _pipeline(numeric, one_hot_columns()).fit(X_train, y[train])
-        one = _pipeline([BASELINE_FEATURE], []).fit(X_train[[BASELINE_FEATURE]], y[train])
-        p, p_one = np.empty(len(test)), np.empty(len(test))
-        for start in range(0, len(test), SCORE_CHUNK):
-            X_test = inputs(test[start : start + SCORE_CHUNK])
-            p[start : start + SCORE_CHUNK] = model.predict_proba(X_test)[:, 1]
-            p_one[start : start + SCORE_CHUNK] = one.predict_proba(X_test[[BASELINE_FEATURE]])[:, 1]
-        return p, p_one, y[train].mean()
-
-    def final(_: object):
-        # One model scores and explains: the reason codes decompose the very log-odds that
-        # gives the score.
-        return _pipeline(numeric, one_hot_columns()).fit(inputs(everything), y[everything])
+    def fit(rows: np.ndarray) -> tuple:
+        X = X_drawn.iloc[rows]
+        model = _pipeline(numeric, one_hot_columns()).fit(X, y[rows])
+        one = _pipeline([BASELINE_FEATURE], []).fit(X[[BASELINE_FEATURE]], y[rows])
+        return model, one, float(y[rows].mean())
 
     # the folds and the final fit are independent: side by side, one core each
-    *fitted, estimator = parallel_map(
-        lambda job: job[0](job[1]), [(fold, split) for split in splits] + [(final, None)]
+    fitted = parallel_map(fit, samples)
+    *by_fold, (estimator, _, _) = fitted
+    fold_models = [m for m, _, _ in by_fold]
+    evaluation = combine(
+        evaluation_counts,
+        add_up,
+        loans,
+        target,
+        fold_models,
+        [o for _, o, _ in by_fold],
+        folds,
+        random_state,
+        **pieces,
     )
-    fold_metrics = []
-    for (_, test), (p, p_one, base) in zip(splits, fitted, strict=True):
-        oof[test], oof_one[test], oof_base[test] = p, p_one, base
-        fold_metrics.append(_metrics(y[test], p))
-    explainer = estimator
-    with single_threaded():
-        center = explainer.named_steps["prepare"].transform(inputs(everything)).mean(axis=0)
+    # the base rate's score in fold k is the mean of its fitting sample: one bin per fold
+    base = np.zeros((folds, 2, SCORE_BINS), dtype="int64")
+    base_squared = np.zeros(folds)
+    for k, (_, _, rate) in enumerate(by_fold):
+        base[k, :, _bin_of(np.array([rate]))[0]] = counts[k]
+        base_squared[k] = counts[k, 0] * rate**2 + counts[k, 1] * (1 - rate) ** 2
 
+    tables = {
+        "model": (evaluation["model"], evaluation["model_squared_error"]),
+        "base_rate": (base, base_squared),
+        "days_past_due_only": (evaluation["one"], evaluation["one_squared_error"]),
+    }
     metrics: dict[str, float] = {}
-    for name, p in (("model", oof), ("base_rate", oof_base), ("days_past_due_only", oof_one)):
-        for metric, value in _metrics(y, p).items():
+    for name, (binned, squared) in tables.items():
+        pooled = binned.sum(axis=0)
+        for metric, value in _binned_metrics(pooled[0], pooled[1], squared.sum()).items():
             metrics[f"{name}_{metric}"] = value
+    model_binned, model_squared = tables["model"]
+    fold_metrics = [
+        _binned_metrics(model_binned[k, 0], model_binned[k, 1], model_squared[k])
+        for k in range(folds)
+    ]
     for metric in ("roc_auc", "pr_auc", "brier"):
         metrics[f"model_{metric}_fold_sd"] = float(
             np.std([m[metric] for m in fold_metrics], ddof=1)
         )
     metrics["brier_skill_vs_base_rate"] = 1 - metrics["model_brier"] / metrics["base_rate_brier"]
-    metrics["resolved_loans"] = len(y)
-    metrics["positive_rate"] = float(y.mean())
+    metrics["resolved_loans"] = n_resolved
+    metrics["positive_rate"] = positives / n_resolved
     metrics["folds"] = folds
+    metrics["fitting_sample"] = len(samples[-1])
+    explainer = estimator
+    with single_threaded():
+        center = explainer.named_steps["prepare"].transform(X_drawn.iloc[samples[-1]]).mean(axis=0)
     names = explainer.named_steps["prepare"].get_feature_names_out()
     coefficients = pd.DataFrame(
         {"feature": names, "coefficient": explainer.named_steps["model"].coef_[0]}
     ).sort_values("coefficient", key=np.abs, ascending=False, ignore_index=True)
-    # over every loan of the book, in its order (NaN for open loans): scoring the same book
-    # then looks the scores up by position
-    oof_all = np.full(len(loans), np.nan)
-    oof_all[is_resolved] = oof
-    observed_all = np.full(len(loans), np.nan)
-    observed_all[is_resolved] = y
-    ids = pd.Index(loans["Borrower_ID"], name="Borrower_ID")
     return OutcomeModel(
         target=target,
         estimator=estimator,
         explainer=explainer,
-        oof=pd.Series(oof_all, index=ids),
-        observed=pd.Series(observed_all, index=ids),
+        fold_estimators=fold_models,
+        folds=folds,
+        seed=random_state,
         metrics=metrics,
-        calibration=calibration_table(y, oof),
+        calibration=binned_calibration(model_binned.sum(axis=0), evaluation["model_sum"]),
         coefficients=coefficients,
         center=center,
     )
@@ -395,14 +587,9 @@ def fit_recommended_model(
 ) -> RiskModel:
     """Two outcome models; the first gates the strategies: it must beat the base
     rate's Brier score by ``min_skill`` (Brier skill score) on the held-out folds."""
-    source = model_source(loans)
-    primary = fit_outcome_model(
-        loans, "not_fully_recovered", folds, random_state, max_train_rows, source
-    )
+    primary = fit_outcome_model(loans, "not_fully_recovered", folds, random_state, max_train_rows)
     try:
-        secondary = fit_outcome_model(
-            loans, "written_off", folds, random_state, max_train_rows, source
-        )
+        secondary = fit_outcome_model(loans, "written_off", folds, random_state, max_train_rows)
     except ValueError:
         secondary = None  # too few write-offs to model; reported as missing
     skill = primary.metrics["brier_skill_vs_base_rate"]
@@ -527,26 +714,33 @@ def score_borrowers(
                 "reason_3": None,
             }
         )
-    from loan_pipeline.core.frames import lookup_by_id, text_from_codes
+    from loan_pipeline.core.frames import text_from_codes
 
     ids = loans["Borrower_ID"]
-    full = np.empty(len(loans))
+    score = np.empty(len(loans))
     written = np.full(len(loans), np.nan)
+    primary, secondary = model.primary, model.secondary
 
     def chunk(start: int) -> pd.DataFrame:
         # a chunk of borrowers: inputs, both models' scores and the reasons (chunks are
         # independent and write disjoint slices: scored side by side, one core each)
-        X = risk_inputs(loans.iloc[start : start + SCORE_CHUNK])
-        # the primary pipeline is also the explainer: its preparation is computed once for the
-        # score and the reasons (what Pipeline.predict_proba does, step by step)
-        primary = model.primary.estimator
-        prepared = primary.named_steps["prepare"].transform(X)
-        full[start : start + len(X)] = primary.named_steps["model"].predict_proba(prepared)[:, 1]
-        if model.secondary is not None:
-            written[start : start + len(X)] = model.secondary.estimator.predict_proba(X)[:, 1]
-        explainer = model.primary.explainer
-        shared = prepared if explainer is primary else None
-        reasons = reason_codes(explainer, model.primary.center, X, transformed=shared)
+        rows = loans.iloc[start : start + SCORE_CHUNK]
+        X = risk_inputs(rows)
+        # the final pipeline is also the explainer: its preparation is computed once for the
+        # score and the reasons
+        final = primary.estimator
+        prepared = final.named_steps["prepare"].transform(X)
+        full = probability(final, X, prepared)
+        # a resolved borrower's score is out-of-fold: from the model that never saw it
+        held_out = primary.out_of_fold(rows, X)
+        score[start : start + len(X)] = np.where(np.isnan(held_out), full, held_out)
+        if secondary is not None:
+            held_out = secondary.out_of_fold(rows, X)
+            full = probability(secondary.estimator, X)
+            written[start : start + len(X)] = np.where(np.isnan(held_out), full, held_out)
+        explainer = primary.explainer
+        shared = prepared if explainer is final else None
+        reasons = reason_codes(explainer, primary.center, X, transformed=shared)
         return reasons.reset_index(drop=True)
 
     parts = parallel_map(chunk, range(0, len(loans), SCORE_CHUNK))
@@ -555,19 +749,15 @@ def score_borrowers(
         if parts
         else pd.DataFrame({f"reason_{i}": pd.array([], "string[pyarrow]") for i in (1, 2, 3)})
     )
-
-    oof = lookup_by_id(model.primary.oof, ids).astype("float64")
-    resolved = ~np.isnan(oof)
-    if model.secondary is not None:
-        oof_w = lookup_by_id(model.secondary.oof, ids).astype("float64")
-        written = np.where(np.isnan(oof_w), written, oof_w)
+    observed = primary.observed(loans)
+    resolved = ~np.isnan(observed)
     return pd.DataFrame(
         {
             "Borrower_ID": ids.array,
-            "risk_score": np.where(resolved, oof, full),
+            "risk_score": score,
             "p_written_off": written,
             "score_source": text_from_codes(["out_of_fold", "open_loan"], ~resolved),
-            "observed": lookup_by_id(model.primary.observed, ids).astype("float64"),
+            "observed": observed,
             "reason_1": reasons["reason_1"].array,
             "reason_2": reasons["reason_2"].array,
             "reason_3": reasons["reason_3"].array,

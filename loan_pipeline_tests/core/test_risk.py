@@ -9,6 +9,7 @@ import pytest
 from loan_pipeline.core.risk import (
     EXCLUDED,
     fit_recommended_model,
+    folds_and_draws,
     risk_inputs,
     score_borrowers,
 )
@@ -86,9 +87,17 @@ def test_out_of_fold_and_open_loans(planted):
     np.testing.assert_allclose(scores.loc[open_ids, "risk_score"], full)
     # resolved loans: their out-of-fold score, which differs from the in-sample one
     assert (scores.loc[resolved_ids, "score_source"] == "out_of_fold").all()
-    np.testing.assert_allclose(
-        scores.loc[resolved_ids, "risk_score"], model.primary.oof.loc[resolved_ids]
-    )
+    # each resolved borrower's score comes from the model of its fold (by its Borrower_ID)
+    resolved = book[book["Recovery_Status"].notna()]
+    fold, _ = folds_and_draws(resolved["Borrower_ID"], model.primary.folds, model.primary.seed)
+    assert np.bincount(fold).min() > 0.15 * len(resolved)  # five folds of about a fifth each
+    X_resolved = risk_inputs(resolved)
+    for k, fitted in enumerate(model.primary.fold_estimators):
+        mine = fold == k
+        np.testing.assert_allclose(
+            scores.loc[resolved_ids[mine], "risk_score"],
+            fitted.predict_proba(X_resolved[mine])[:, 1],
+        )
     in_sample = model.primary.estimator.predict_proba(
         risk_inputs(book[book["Recovery_Status"].notna()])
     )[:, 1]
@@ -173,7 +182,10 @@ def test_a_bounded_training_sample_keeps_the_quality_and_scores_everyone():
     book = generate_loan_book(8000, seed=9, signal=1.0)
     full = fit_recommended_model(book, max_train_rows=1_000_000)
     bounded = fit_recommended_model(book, max_train_rows=1_500)
-    assert bounded.primary.oof.notna().sum() == book["Recovery_Status"].notna().sum()
+    held_out = bounded.primary.out_of_fold(book)
+    assert (~np.isnan(held_out)).sum() == book["Recovery_Status"].notna().sum()
+    assert bounded.metrics["fitting_sample"] == 1_500
+    assert full.metrics["fitting_sample"] == book["Recovery_Status"].notna().sum()
     assert abs(full.metrics["model_roc_auc"] - bounded.metrics["model_roc_auc"]) < 0.02
     assert bounded.metrics["model_brier"] < full.metrics["model_brier"] + 0.005
 
@@ -211,7 +223,9 @@ def test_the_answer_does_not_depend_on_the_number_of_threads(planted, monkeypatc
     serial = fit_recommended_model(book)
     k_serial = evaluate_k(X, [2, 3, 4], bootstraps=3)
     assert serial.metrics == parallel.metrics
-    np.testing.assert_array_equal(serial.primary.oof.to_numpy(), parallel.primary.oof.to_numpy())
+    pd.testing.assert_frame_equal(
+        score_borrowers(serial, book), score_borrowers(parallel, book), check_exact=True
+    )
     pd.testing.assert_frame_equal(k_serial.table, k_parallel.table)
     assert k_serial.chosen == k_parallel.chosen
 
@@ -243,14 +257,17 @@ def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
     monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
     chunked = score_borrowers(model, book, None)
     pd.testing.assert_frame_equal(chunked, whole)
-    # open loans' scores are the pipeline's own predict_proba (the preparation is shared with
-    # the reasons, not recomputed)
+    # open loans' scores are the pipeline's own predict_proba (computed row by row, so to the
+    # last bit or two; the preparation is shared with the reasons, not recomputed)
     open_loans = (whole["score_source"] == "open_loan").to_numpy()
     assert open_loans.any()
     direct = model.primary.estimator.predict_proba(risk.risk_inputs(book))[:, 1]
-    np.testing.assert_array_equal(whole["risk_score"].to_numpy()[open_loans], direct[open_loans])
+    np.testing.assert_allclose(
+        whole["risk_score"].to_numpy()[open_loans], direct[open_loans], rtol=1e-13, atol=0
+    )
     refit = risk.fit_recommended_model(book)
-    assert refit.metrics == model.metrics
+    # sums over pieces of 333 rows: the same figures up to the order of float additions
+    assert refit.metrics == pytest.approx(model.metrics, rel=1e-12, abs=1e-15)
 
 
 def test_inputs_from_category_codes_equal_inputs_from_text():
@@ -270,3 +287,57 @@ def test_inputs_from_category_codes_equal_inputs_from_text():
     pd.testing.assert_frame_equal(
         risk_inputs(model_source(book).iloc[rows]), risk_inputs(book.iloc[rows]), check_exact=True
     )
+
+
+def test_binned_metrics_match_scikit_learn_and_the_exact_calibration():
+    """The out-of-fold metrics are summed per score bin (so partitions add up): on continuous
+    scores they match scikit-learn's exact figures to well under the printed precision."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from loan_pipeline.core.risk import (
+        SCORE_BINS,
+        _bin_of,
+        _binned_metrics,
+        binned_calibration,
+        calibration_table,
+    )
+
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 200_000)
+    p = 1 / (1 + np.exp(-(rng.normal(size=len(y)) + 1.2 * y - 0.6)))
+    counts = np.zeros((2, SCORE_BINS), dtype="int64")
+    np.add.at(counts, (y, _bin_of(p)), 1)
+    got = _binned_metrics(counts[0], counts[1], float(((p - y) ** 2).sum()))
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-4)
+    assert got["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-4)
+    assert got["brier"] == pytest.approx(np.mean((p - y) ** 2), abs=1e-12)
+    sums = np.bincount(_bin_of(p), weights=p, minlength=SCORE_BINS)
+    binned = binned_calibration(counts, sums)
+    exact = calibration_table(y, p)
+    assert binned["decile"].tolist() == list(range(1, 11))
+    np.testing.assert_allclose(binned["predicted"], exact["predicted"], atol=2e-3)
+    np.testing.assert_allclose(binned["observed"], exact["observed"], atol=5e-3)
+    assert binned["borrowers"].sum() == len(y)
+
+
+def test_folds_and_samples_are_the_same_in_any_partitioning(planted, monkeypatch):
+    """A borrower's fold and draw come from its Borrower_ID alone, and the evaluation is a sum
+    over pieces: a book fitted in small pieces gives the model fitted whole."""
+    import loan_pipeline.core.risk as risk
+
+    book, whole = planted
+    ids = book["Borrower_ID"]
+    fold, draw = folds_and_draws(ids, 5, 42)
+    for start in (0, 7, 1234):
+        f, d = folds_and_draws(ids.iloc[start : start + 500], 5, 42)
+        np.testing.assert_array_equal(f, fold[start : start + 500])
+        np.testing.assert_array_equal(d, draw[start : start + 500])
+    assert 0.45 < draw.mean() < 0.55 and draw.min() >= 0 and draw.max() < 1
+    other, _ = folds_and_draws(ids, 5, 43)
+    assert (other != fold).mean() > 0.7  # another seed, another assignment
+    monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
+    pieces = fit_recommended_model(book)
+    for key, value in whole.metrics.items():
+        assert pieces.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    for a, b in zip(pieces.primary.fold_estimators, whole.primary.fold_estimators, strict=True):
+        np.testing.assert_array_equal(a.named_steps["model"].coef_, b.named_steps["model"].coef_)
