@@ -140,6 +140,10 @@ def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
         for table in PER_BORROWER
     }
     by_step["writes"] = {w for key, ws in ran.items() if "toparquetdata" in key for w in ws}
+    # the summaries read from those tables: fairness_report, segment_profiles and the
+    # population-stability profile's histograms, counted a partition at a time
+    for summary in ("fairness_counts", "profile_sums", "narrow"):
+        by_step[summary] = {w for key, ws in ran.items() if summary in key for w in ws}
     prefixes = sorted({key.split("-")[0] for key in ran})
     for name, on in by_step.items():
         assert on, f"no task of {name} in the task stream: {prefixes}"
