@@ -144,6 +144,10 @@ def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
     # (its fits, on the drawn sample, are in this process)
     for step in ("class_counts", "drawn_rows", "evaluation_counts"):
         by_step[step] = {w for key, ws in ran.items() if key.startswith(step) for w in ws}
+    # the summaries read from those tables: fairness_report, segment_profiles and the
+    # population-stability profile's histograms, counted a partition at a time
+    for summary in ("fairness_counts", "profile_sums", "narrow"):
+        by_step[summary] = {w for key, ws in ran.items() if summary in key for w in ws}
     prefixes = sorted({key.split("-")[0] for key in ran})
     for name, on in by_step.items():
         assert on, f"no task of {name} in the task stream: {prefixes}"

@@ -236,10 +236,14 @@ def borrower_segments(
     metadata={"dagster/column_schema": column_schema("SegmentProfiles")},
     ins={
         "cluster_model": AssetIn(input_manager_key="model_io_manager"),
-        "validated_loans": columns_of("Borrower_ID", NUMERIC_COLUMNS, "Recovery_Status"),
+        "validated_loans": columns_of(
+            "Borrower_ID", NUMERIC_COLUMNS, "Recovery_Status", partitioned=True
+        ),
+        "borrower_segments": partitioned_input(),
     },
     description="Per segment: size, share of the book, mean of each clustering feature (original "
-    "units), and the observed recovery outcome mix of its resolved loans.",
+    "units), and the observed recovery outcome mix of its resolved loans. On a Dask cluster, "
+    "summed a partition at a time on the workers.",
 )
 def segment_profiles(
     context: AssetExecutionContext,

@@ -414,32 +414,76 @@ OUTCOME_SHARES = {
 }
 
 
-def segment_profile(
-    loans: pd.DataFrame, segments: pd.DataFrame, features: list[str]
-) -> pd.DataFrame:
-    """Per segment: name, size, share of the book, the mean of each feature in its original
-    units, and the observed outcome mix among its resolved loans (open loans counted apart)."""
+SEGMENT_KEYS = ["segment_id", "segment_name"]
+
+
+def profile_rows(segments: pd.DataFrame, loans: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """The columns a segment profile reads, one row per borrower of ``segments`` (a table, or
+    one partition of it with the loan book's partition that holds the same borrowers)."""
+    from loan_pipeline.core.frames import join_by_id
+
     columns = ["Borrower_ID", *features]
     if "Recovery_Status" in loans.columns:
         columns.append("Recovery_Status")
-    from loan_pipeline.core.frames import join_by_id
+    return join_by_id(segments[["Borrower_ID", *SEGMENT_KEYS]], loans[columns])
 
-    merged = join_by_id(segments[["Borrower_ID", "segment_id", "segment_name"]], loans[columns])
-    grouped = merged.groupby(["segment_id", "segment_name"], sort=True)
-    profile = grouped[features].mean()
-    profile.insert(0, "borrowers", grouped.size())
-    profile.insert(1, "share_of_book", profile["borrowers"] / len(merged))
-    if "Recovery_Status" in merged.columns:
-        status = merged["Recovery_Status"]
-        profile["open_loans"] = (
-            status.isna().groupby([merged["segment_id"], merged["segment_name"]]).sum()
+
+def profile_sums(rows: pd.DataFrame, features: list[str]):
+    """What a segment profile is computed from, for ``profile_rows`` (a table or one partition):
+    per segment, its borrowers, each feature's sum and number of values, its open loans; per
+    segment and outcome, the resolved loans (None without outcomes); and the number of rows.
+    Added up over partitions (``merge_profile_sums``), they are those of the whole book."""
+    grouped = rows.groupby(SEGMENT_KEYS, sort=True)
+    sums = {"borrowers": grouped.size()}
+    sums |= {f"sum of {f}": s for f, s in grouped[features].sum().items()}
+    sums |= {f"values of {f}": s for f, s in grouped[features].count().items()}
+    outcomes = None
+    if "Recovery_Status" in rows.columns:
+        status = rows["Recovery_Status"]
+        sums["open_loans"] = status.isna().groupby([rows[k] for k in SEGMENT_KEYS]).sum()
+        outcomes = rows[status.notna()].groupby([*SEGMENT_KEYS, "Recovery_Status"]).size()
+    return pd.DataFrame(sums), outcomes, len(rows)
+
+
+def merge_profile_sums(parts: list) -> tuple:
+    from loan_pipeline.core.summaries import sum_frames
+
+    outcomes = [o for _, o, _ in parts if o is not None]
+    return (
+        sum_frames([s for s, _, _ in parts]),
+        sum_frames(outcomes) if outcomes else None,
+        sum(n for _, _, n in parts),
+    )
+
+
+def profile_from_sums(sums: pd.DataFrame, outcomes: pd.Series | None, rows: int, features):
+    """The segment profile (``segment_profile``) from the whole book's ``profile_sums``."""
+    sums = sums.sort_index()
+    profile = pd.DataFrame(
+        {f: sums[f"sum of {f}"] / sums[f"values of {f}"] for f in features}, index=sums.index
+    )
+    profile.insert(0, "borrowers", sums["borrowers"])
+    profile.insert(1, "share_of_book", profile["borrowers"] / rows)
+    if outcomes is not None:
+        profile["open_loans"] = sums["open_loans"]
+        counts = (
+            outcomes.unstack("Recovery_Status", fill_value=0)
+            if len(outcomes)
+            else pd.DataFrame(index=profile.index)
         )
-        resolved = merged[status.notna()]
-        mix = pd.crosstab(
-            [resolved["segment_id"], resolved["segment_name"]],
-            resolved["Recovery_Status"],
-            normalize="index",
-        )
+        mix = counts.div(counts.sum(axis=1), axis=0)
         for status_value, column in OUTCOME_SHARES.items():
             profile[column] = mix[status_value] if status_value in mix.columns else 0.0
     return profile.reset_index()
+
+
+def segment_profile(loans, segments, features: list[str]) -> pd.DataFrame:
+    """Per segment: name, size, share of the book, the mean of each feature in its original
+    units, and the observed outcome mix among its resolved loans (open loans counted apart).
+
+    Computed from per-segment counts and sums (``profile_sums``), a partition at a time when
+    the tables are Dask frames (partitioned alike) and added up: only the sums come back."""
+    from loan_pipeline.core.partitions import combine, per_partition
+
+    rows = per_partition(profile_rows, segments, loans, features)
+    return profile_from_sums(*combine(profile_sums, merge_profile_sums, rows, features), features)
