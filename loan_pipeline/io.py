@@ -218,11 +218,19 @@ def _drop_other_kind(con, name: str, keep: str) -> None:
         con.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
+PARTITIONED_TAG = "loan_pipeline/partitioned."
+
+
 def _wants_partitions(context: InputContext) -> bool:
     """Does the loading step apply its functions per partition (input metadata
-    ``partitioned``, set by ``assets.common.columns_of(..., partitioned=True)``)?"""
+    ``partitioned``, set by ``assets.common.columns_of(..., partitioned=True)``, or for a
+    multi-asset the op tag ``loan_pipeline/partitioned.<input>``, set by
+    ``assets.common.columns_tags(partitioned=True, ...)``)?"""
     try:
-        return bool((context.definition_metadata or {}).get(PARTITIONED))
+        if (context.definition_metadata or {}).get(PARTITIONED):
+            return True
+        tags = (context.op_def.tags if context.op_def is not None else None) or {}
+        return tags.get(PARTITIONED_TAG + context.name) == "true"
     except Exception:  # an InputContext built outside a run
         return False
 

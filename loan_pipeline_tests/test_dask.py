@@ -108,6 +108,21 @@ def test_the_cluster_gives_the_same_tables_as_a_local_run(local_run, dask_run):
     assert (run.storage / export).read_bytes() == (local_run.storage / export).read_bytes()
 
 
+def test_the_cluster_draws_the_same_charts_as_a_local_run(cluster, local_run, dask_run):
+    # drawn from summaries merged over the partitions and a sample fetched by position
+    run, tasks = dask_run
+    charts = sorted(p.name for p in (local_run.storage / "charts").glob("*.png"))
+    assert len(charts) == 8
+    for name in charts:
+        on_cluster = (run.storage / "charts" / name).read_bytes()
+        assert on_cluster == (local_run.storage / "charts" / name).read_bytes(), name
+    # the summaries were computed per partition by the workers
+    workers = set(cluster.scheduler_info["workers"])
+    for summary in ("amount_bins", "score_bins", "segment_sizes"):
+        ran = {t["worker"] for t in tasks if str(t["key"]).startswith(f"{summary}-")}
+        assert ran and ran <= workers, summary
+
+
 def test_per_borrower_tables_are_partitioned_datasets_with_a_view_in_the_warehouse(dask_run):
     from loan_pipeline.cluster import CURRENT
 

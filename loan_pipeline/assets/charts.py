@@ -80,18 +80,24 @@ def _publish(key: str, fig) -> MaterializeResult:
     )
 
 
-def draw_chart(key: str, inputs: dict):
-    """The figure of chart ``key`` from its input assets (by asset name)."""
+def drawn(keys: list[str], inputs: dict):
+    """``(key, figure)`` of each chart of ``keys`` in turn, from its input assets (by asset
+    name). The tables may be Dask frames in partitions: the charts are drawn from summaries
+    merged from the partitions and a bounded sample (``core.charts.figures``)."""
     from loan_pipeline.core import charts
 
-    if key == "chart_k_selection":
-        model = inputs["cluster_model"]
-        return charts.k_selection(model.selection.table, len(model.names))
-    if key == "chart_calibration":
-        return charts.calibration_curve(inputs["risk_scores"])
-    if key == "chart_borrower_segments":
-        return charts.borrower_segments(inputs["validated_loans"], inputs["borrower_segments"])
-    return charts.CHARTS[key](inputs["validated_loans"])
+    tables = charts.figures(
+        [key for key in keys if key in charts.TABLE_CHARTS],
+        loans=inputs["validated_loans"],
+        segments=inputs["borrower_segments"],
+        scores=inputs["risk_scores"],
+    )
+    for key in keys:
+        if key == "chart_k_selection":
+            model = inputs["cluster_model"]
+            yield key, charts.k_selection(model.selection.table, len(model.names))
+        else:
+            yield next(tables)
 
 
 @multi_asset(
@@ -116,13 +122,16 @@ def draw_chart(key: str, inputs: dict):
         "cluster_model": AssetIn(input_manager_key="model_io_manager"),
     },
     can_subset=True,
-    # the columns the charts read: every numeric one (the correlation heatmap), in book order
+    # the columns the charts read (every numeric one: the correlation heatmap), in book order;
+    # on a Dask cluster the tables stay in partitions: only summaries and samples come here
     op_tags=columns_tags(
+        partitioned=True,
         validated_loans=[
             c
             for c in LOAN_BOOK_COLUMNS
             if c in NUMERIC_COLUMNS or c in ("Borrower_ID", "Payment_History", "Recovery_Status")
         ],
+        borrower_segments=["Borrower_ID", "segment_id", "segment_name"],
         risk_scores=["risk_score", "observed", "score_source"],
     ),
 )
@@ -136,9 +145,9 @@ def draw_charts(
         "risk_scores": risk_scores,
         "cluster_model": cluster_model,
     }
-    for key in CHART_SPECS:
-        if AssetKey(key) in context.selected_asset_keys:
-            yield _publish(key, draw_chart(key, inputs))
+    selected = [key for key in CHART_SPECS if AssetKey(key) in context.selected_asset_keys]
+    for key, fig in drawn(selected, inputs):
+        yield _publish(key, fig)
 
 
 chart_assets = [draw_charts]

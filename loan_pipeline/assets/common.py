@@ -29,11 +29,16 @@ def partitioned_input() -> AssetIn:
     return columns_of(partitioned=True)
 
 
-def columns_tags(**inputs: list[str]) -> dict[str, str]:
-    """``columns_of`` for a multi-asset's inputs, as op tags (``io.COLUMNS_TAG``)."""
-    from loan_pipeline.io import COLUMNS_TAG
+def columns_tags(partitioned: bool = False, **inputs: list[str]) -> dict[str, str]:
+    """``columns_of`` for a multi-asset's inputs, as op tags (``io.COLUMNS_TAG``, and with
+    ``partitioned`` ``io.PARTITIONED_TAG``): its inputs cannot carry metadata beside its specs'
+    deps."""
+    from loan_pipeline.io import COLUMNS_TAG, PARTITIONED_TAG
 
-    return {COLUMNS_TAG + name: json.dumps(cols) for name, cols in inputs.items()}
+    tags = {COLUMNS_TAG + name: json.dumps(cols) for name, cols in inputs.items()}
+    if partitioned:
+        tags |= {PARTITIONED_TAG + name: "true" for name in inputs}
+    return tags
 
 
 def table_metadata(df) -> dict:

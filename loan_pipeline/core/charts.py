@@ -1,6 +1,19 @@
-"""The six analyst charts as pure functions: DataFrame(s) in, matplotlib Figure out.
+"""The analyst charts as pure functions: tables in, matplotlib Figure out.
 
 No Dagster here: assets call these functions and store ``figure_to_png(fig)``.
+
+Every chart is drawn in three steps, so that a book of any size, whole in this process or in
+partitions on a Dask cluster, gives the same picture (``figures``):
+
+1. summaries of the table, each a pure function of one pandas frame (a partition, or the whole
+   table as its one part) and a merge of the per-partition results (``partitions.combine``):
+   counts per outcome, histogram counts on fixed edges, moments for the correlations, binned
+   scores for the calibration. Edges that depend on the data (the loan amounts' range, the
+   hexagon grid) come from a first pass of extents;
+2. for the point plots and the density curve, a reproducible sample of at most
+   ``SAMPLE_LIMIT`` rows drawn by global position (``sample_positions``, fetched with
+   ``partitions.take_positions``): the same rows in both modes;
+3. the drawing, from the merged summaries and the sample only.
 
 Conventions shared by every chart:
 
@@ -8,9 +21,8 @@ Conventions shared by every chart:
   ``hue_order`` and ``palette``), so a colour means the same outcome on every chart. Loans with
   no outcome yet (missing ``Recovery_Status``) are drawn as the grey ``OPEN_LABEL`` category,
   never dropped.
-* Aggregates (counts, shares, correlations, histograms, hexbins) use every row. Point plots and
-  kernel density estimates use a reproducible random sample of at most ``SAMPLE_LIMIT`` rows
-  (see ``plot_sample``), and say so on the chart.
+* Aggregates (counts, shares, correlations, histograms, hexbins, calibration deciles) use every
+  row. Point plots and kernel density estimates use the sample, and say so on the chart.
 * Figures are created through pyplot, so callers must close them: ``figure_to_png`` does.
 """
 
@@ -18,8 +30,9 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 import matplotlib
@@ -27,12 +40,29 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.transforms as mtransforms  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
+
+from loan_pipeline.core.aggregates import (  # noqa: E402
+    CoMoments,
+    Extent,
+    add_arrays,
+    add_counts,
+    co_moments,
+    extent,
+    finite,
+    label_codes,
+    label_counts,
+    merge_co_moments,
+    merge_extents,
+    pearson,
+)
+from loan_pipeline.core.partitions import combine, per_partition, take_positions  # noqa: E402
 
 __all__ = [
     "CHARTS",
@@ -41,17 +71,20 @@ __all__ = [
     "SAMPLE_SEED",
     "STATUS_ORDER",
     "STATUS_PALETTE",
+    "TABLE_CHARTS",
     "PlotSample",
-    "calibration_curve",
-    "k_selection",
     "borrower_segments",
+    "calibration_curve",
     "correlation_heatmap",
     "figure_to_png",
+    "figures",
     "income_loan_recovery",
+    "k_selection",
     "loan_amount_distribution",
     "missed_payments_recovery",
     "payment_history_recovery",
     "plot_sample",
+    "sample_positions",
 ]
 
 STATUS_ORDER = ["Fully Recovered", "Partially Recovered", "Written Off"]
@@ -115,16 +148,27 @@ class PlotSample(NamedTuple):
         return f"all {self.n_total:,} borrowers"
 
 
+def sample_positions(
+    n_total: int, limit: int = SAMPLE_LIMIT, random_state: int = SAMPLE_SEED
+) -> np.ndarray:
+    """The sorted positions of the rows to draw points from: every row up to ``limit`` rows,
+    else ``limit`` positions drawn at random with a fixed seed. Positions count over the whole
+    table, so the rows are the same whether it is whole or in partitions."""
+    if n_total <= limit:
+        return np.arange(n_total)
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n_total, size=limit, replace=False))
+
+
 def plot_sample(
     frame: pd.DataFrame, limit: int = SAMPLE_LIMIT, random_state: int = SAMPLE_SEED
 ) -> PlotSample:
     """Return ``frame`` itself when it has at most ``limit`` rows, else a reproducible random
-    sample of ``limit`` rows (original row order kept), together with the sizes."""
+    sample of ``limit`` rows (``sample_positions``; original row order kept), with the sizes."""
     n_total = len(frame)
     if n_total <= limit:
         return PlotSample(frame, n_total, n_total)
-    rng = np.random.default_rng(random_state)
-    positions = np.sort(rng.choice(n_total, size=limit, replace=False))
+    positions = sample_positions(n_total, limit, random_state)
     return PlotSample(frame.iloc[positions], limit, n_total)
 
 
@@ -161,42 +205,25 @@ def _compact(value: float, _pos: object = None, digits: int = 3) -> str:
 _MONEY_FORMAT = FuncFormatter(_compact)
 
 
-def _all_categories_used(values: pd.Series) -> bool:
-    """Whether every category of the categorical ``values`` occurs at least once."""
-    codes = values.cat.codes.to_numpy()
-    n_categories = len(values.cat.categories)
-    return bool((np.bincount(codes[codes >= 0], minlength=n_categories) > 0).all())
-
-
-def _ordered_category(
-    values: pd.Series, preferred: list[str], missing_label: str, name: str
-) -> pd.Series:
-    """A text column as a categorical whose categories are exactly the levels present, in
-    display order: ``preferred`` first, then unexpected values (sorted), then
-    ``missing_label`` standing in for missing values. Works on category or string input
-    without materialising millions of Python strings."""
-    if not isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype("category")
-    if not _all_categories_used(values):  # (remove_unused_categories sorts every code)
-        values = values.cat.remove_unused_categories()
-    if not all(isinstance(c, str) for c in values.cat.categories):
-        values = values.cat.rename_categories([str(c) for c in values.cat.categories])
-    present = set(values.cat.categories)
-    has_missing = bool(values.isna().any()) or missing_label in present
+def _levels(present: Iterable[str], preferred: list[str], missing_label: str) -> list[str]:
+    """The labels present in display order: ``preferred`` first, then unexpected ones (sorted),
+    then ``missing_label`` (standing in for missing values) last."""
+    present = set(present)
     levels = [p for p in preferred if p in present and p != missing_label]
     levels += sorted(present - set(preferred) - {missing_label})
-    if has_missing:
+    if missing_label in present:
         levels.append(missing_label)
-        if missing_label not in present:
-            values = values.cat.add_categories([missing_label])
-        values = values.fillna(missing_label)
-    return values.cat.set_categories(levels).rename(name)
+    return levels
 
 
-def _status_series(loans: pd.DataFrame) -> pd.Series:
-    """Recovery_Status as a categorical whose categories are exactly the levels present, in
-    display order: STATUS_ORDER, then any unexpected values, then OPEN_LABEL for blanks."""
-    return _ordered_category(loans["Recovery_Status"], STATUS_ORDER, OPEN_LABEL, "Recovery_Status")
+def _as_levels(values: pd.Series, levels: list[str], missing_label: str) -> pd.Categorical:
+    """A sample's text column as a categorical of ``levels`` (the whole table's), missing values
+    as ``missing_label``."""
+    codes, labels = label_codes(values, missing_label)
+    position = {level: i for i, level in enumerate(levels)}
+    # (``labels`` always lists ``missing_label``, present in the sample or not)
+    where = np.array([position.get(label, -1) for label in labels], dtype=np.intp)
+    return pd.Categorical.from_codes(where[codes], categories=levels)
 
 
 def _status_palette(levels: list[str]) -> dict[str, str]:
@@ -212,28 +239,173 @@ def _status_legend(ax, **kwargs) -> None:
     ax.legend(handles, labels, title="Recovery status", **kwargs)
 
 
+def _each(frame: pd.DataFrame, partials: tuple) -> dict:
+    """Every summary ``name -> partial(frame, *args)`` of one part."""
+    return {name: partial(frame, *args) for name, partial, args in partials}
+
+
+def _merge_each(merges: dict, parts: list[dict]) -> dict:
+    return {name: merge([part[name] for part in parts]) for name, merge in merges.items()}
+
+
+def _summarise(frame, wanted: dict[str, tuple]) -> dict:
+    """``name -> (partial, merge, args)``: every summary of ``frame`` from one pass over its
+    partitions (``partitions.combine``)."""
+    partials = tuple((name, partial, args) for name, (partial, _, args) in wanted.items())
+    merges = {name: merge for name, (_, merge, _) in wanted.items()}
+    return combine(_each, functools.partial(_merge_each, merges), frame, partials)
+
+
+def _rows_sample(frame, n_total: int, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of the sample rows (``sample_positions``), as one small pandas frame."""
+    return take_positions(frame[columns], sample_positions(n_total)).reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------------------------
 # 1. Loan amount distribution
 # --------------------------------------------------------------------------------------------
 
+HEX_GRIDSIZE = 45
+
+
+def amount_extents(loans: pd.DataFrame) -> dict:
+    """First pass of the loan-amount chart: the extent of the finite loan amounts, and of the
+    complete (income, amount) pairs, with the pairs' moments for their Pearson correlation."""
+    amounts = finite(loans["Loan_Amount"])
+    income = finite(loans["Monthly_Income"])
+    pairs = np.isfinite(amounts) & np.isfinite(income)
+    return {
+        "amounts": extent(amounts),
+        "income": extent(income[pairs]),
+        "pair_amounts": extent(amounts[pairs]),
+        "moments": co_moments(loans, ["Monthly_Income", "Loan_Amount"]),
+    }
+
+
+def merge_amount_extents(parts: list[dict]) -> dict:
+    merges = dict.fromkeys(["amounts", "income", "pair_amounts"], merge_extents)
+    return _merge_each(merges | {"moments": merge_co_moments}, parts)
+
+
+class AmountBins(NamedTuple):
+    """The second pass of the loan-amount chart: ``bins`` equal histogram bins over ``range``;
+    beyond SAMPLE_LIMIT complete pairs, the pairs counted per hexagon of the grid of
+    ``hexagons`` (matplotlib's hexbin extent), else the pairs themselves (few) collected."""
+
+    bins: int
+    range: tuple[float, float]
+    hexagons: tuple[float, float, float, float] | None
+
+
+def _amount_bins_plan(extents: dict, kde_values: np.ndarray) -> AmountBins:
+    # as many bins as numpy's 'auto' rule gives the sample, within [10, 50]
+    n_bins = int(np.clip(len(np.histogram_bin_edges(kde_values, bins="auto")) - 1, 10, 50))
+    amounts: Extent = extents["amounts"]
+    value_range = (amounts.lo, amounts.hi) if amounts.n else (0.0, 1.0)  # numpy's for no value
+    hexagons = None
+    if extents["moments"].n[0, 1] > SAMPLE_LIMIT:
+        hexagons = _hexagon_extent(extents["income"], extents["pair_amounts"])
+    return AmountBins(n_bins, value_range, hexagons)
+
+
+def amount_bins(loans: pd.DataFrame, plan: AmountBins) -> dict:
+    """Histogram counts of the finite loan amounts on the plan's edges, and the complete
+    (income, amount) pairs counted per hexagon, or listed (in row order) when they are few."""
+    amounts = finite(loans["Loan_Amount"])
+    histogram = np.histogram(amounts[np.isfinite(amounts)], bins=plan.bins, range=plan.range)[0]
+    income = finite(loans["Monthly_Income"])
+    pairs = np.isfinite(amounts) & np.isfinite(income)
+    if plan.hexagons is not None:
+        return {
+            "histogram": histogram,
+            "hexagons": hexagon_counts(income[pairs], amounts[pairs], plan.hexagons),
+        }
+    return {"histogram": histogram, "pairs": np.column_stack([income[pairs], amounts[pairs]])}
+
+
+def merge_amount_bins(parts: list[dict]) -> dict:
+    merged = {"histogram": add_arrays([p["histogram"] for p in parts])}
+    if "hexagons" in parts[0]:
+        merged["hexagons"] = add_arrays([p["hexagons"] for p in parts])
+    else:
+        merged["pairs"] = np.concatenate([p["pairs"] for p in parts])
+    return merged
+
+
+def _hexagon_extent(x: Extent, y: Extent) -> tuple[float, float, float, float]:
+    """The extent ``Axes.hexbin`` gives points of these extents: their range, widened when
+    singular (matplotlib's own rule)."""
+    nonsingular = getattr(mtransforms, "_nonsingular", None) or mtransforms.nonsingular
+    xmin, xmax = nonsingular(*((x.lo, x.hi) if x.n else (0, 1)), expander=0.1)
+    ymin, ymax = nonsingular(*((y.lo, y.hi) if y.n else (0, 1)), expander=0.1)
+    return (float(xmin), float(xmax), float(ymin), float(ymax))
+
+
+def _hexagon_grid(hex_extent: tuple[float, float, float, float]):
+    """``Axes.hexbin``'s grid for ``gridsize=HEX_GRIDSIZE``: columns, rows, origin and steps."""
+    nx = HEX_GRIDSIZE
+    ny = int(nx / math.sqrt(3))
+    xmin, xmax, ymin, ymax = hex_extent
+    padding = 1.0e-9 * (xmax - xmin)
+    xmin -= padding
+    xmax += padding
+    return nx, ny, xmin, ymin, (xmax - xmin) / nx, (ymax - ymin) / ny
+
+
+def hexagon_counts(
+    x: np.ndarray, y: np.ndarray, hex_extent: tuple[float, float, float, float]
+) -> np.ndarray:
+    """Points per hexagon, in the order of the cells ``Axes.hexbin(x, y, gridsize=HEX_GRIDSIZE,
+    extent=hex_extent)`` draws (matplotlib's arithmetic, step for step), so counts of
+    partitions add up to the counts of the whole."""
+    nx, ny, xmin, ymin, sx, sy = _hexagon_grid(hex_extent)
+    nx1, ny1 = nx + 1, ny + 1
+    ix = (x - xmin) / sx
+    iy = (y - ymin) / sy
+    ix1 = np.round(ix).astype(int)
+    iy1 = np.round(iy).astype(int)
+    ix2 = np.floor(ix).astype(int)
+    iy2 = np.floor(iy).astype(int)
+    i1 = np.where((0 <= ix1) & (ix1 < nx1) & (0 <= iy1) & (iy1 < ny1), ix1 * ny1 + iy1 + 1, 0)
+    i2 = np.where((0 <= ix2) & (ix2 < nx) & (0 <= iy2) & (iy2 < ny), ix2 * ny + iy2 + 1, 0)
+    nearer_first = (ix - ix1) ** 2 + 3.0 * (iy - iy1) ** 2 < (ix - ix2 - 0.5) ** 2 + 3.0 * (
+        iy - iy2 - 0.5
+    ) ** 2
+    first = np.bincount(i1[nearer_first], minlength=1 + nx1 * ny1)[1:]
+    second = np.bincount(i2[~nearer_first], minlength=1 + nx * ny)[1:]
+    return np.concatenate([first, second])
+
+
+def _hexagon_centres(hex_extent: tuple[float, float, float, float]) -> np.ndarray:
+    """The centre of every cell of ``hexagon_counts``, as ``Axes.hexbin`` places them."""
+    nx, ny, xmin, ymin, sx, sy = _hexagon_grid(hex_extent)
+    nx1, ny1 = nx + 1, ny + 1
+    centres = np.zeros((nx1 * ny1 + nx * ny, 2))
+    centres[: nx1 * ny1, 0] = np.repeat(np.arange(nx1), ny1)
+    centres[: nx1 * ny1, 1] = np.tile(np.arange(ny1), nx1)
+    centres[nx1 * ny1 :, 0] = np.repeat(np.arange(nx) + 0.5, ny)
+    centres[nx1 * ny1 :, 1] = np.tile(np.arange(ny), nx) + 0.5
+    centres[:, 0] *= sx
+    centres[:, 1] *= sy
+    centres[:, 0] += xmin
+    centres[:, 1] += ymin
+    return centres
+
 
 @_styled
-def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
-    """Left: density histogram of Loan_Amount (all rows) with a Gaussian kernel density
-    estimate (on a sample when large). Right: Loan_Amount against Monthly_Income, scatter up
-    to SAMPLE_LIMIT rows, hexbin of every row beyond, with the Pearson correlation."""
-    amounts = loans["Loan_Amount"].to_numpy(dtype=float)
-    amounts = amounts[np.isfinite(amounts)]
-    sample = plot_sample(pd.DataFrame({"Loan_Amount": amounts}))
-    kde_values = sample.frame["Loan_Amount"].to_numpy()
+def _draw_loan_amount_distribution(
+    extents: dict, plan: AmountBins, binned: dict, kde: PlotSample
+) -> Figure:
+    kde_values = kde.frame["Loan_Amount"].to_numpy()
+    n_amounts = extents["amounts"].n
 
     fig, (ax_hist, ax_xy) = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained")
     fig.suptitle("How large are the loans, and do they scale with income?")
 
-    # Histogram on every row, binned with numpy, drawn by seaborn from the bin counts
-    # (weights) so it stays fast at 10M rows; stat="density" makes the bars integrate to 1.
-    n_bins = int(np.clip(len(np.histogram_bin_edges(kde_values, bins="auto")) - 1, 10, 50))
-    counts, edges = np.histogram(amounts, bins=n_bins)
+    # Histogram on every row, binned per partition on fixed edges, drawn by seaborn from the
+    # bin counts (weights); stat="density" makes the bars integrate to 1.
+    counts = binned["histogram"]
+    edges = np.histogram_bin_edges(np.empty(0), bins=plan.bins, range=plan.range)
     centres = (edges[:-1] + edges[1:]) / 2
     sns.histplot(
         data=pd.DataFrame({"Loan_Amount": centres, "loans": counts}),
@@ -244,21 +416,21 @@ def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
         color="#0072B2",
         alpha=0.45,
         edgecolor="white",
-        label=f"Histogram (all {len(amounts):,} loans)",
+        label=f"Histogram (all {n_amounts:,} loans)",
         ax=ax_hist,
     )
 
     kde_note = ""
     if len(np.unique(kde_values)) >= 2:
-        kde = gaussian_kde(kde_values)
-        bandwidth = float(np.sqrt(kde.covariance[0, 0]))
+        density = gaussian_kde(kde_values)
+        bandwidth = float(np.sqrt(density.covariance[0, 0]))
         low = kde_values.min() - 3 * bandwidth
         if kde_values.min() >= 0:  # loan amounts cannot be negative
             low = max(low, 0.0)
         grid = np.linspace(low, kde_values.max() + 3 * bandwidth, 512)
-        ax_hist.plot(grid, kde(grid), color="#0B3C5D", lw=2, label="Kernel density estimate")
-        if sample.is_sample:
-            kde_note = f"\ndensity curve from a {sample.note.replace('borrowers', 'loans')}"
+        ax_hist.plot(grid, density(grid), color="#0B3C5D", lw=2, label="Kernel density estimate")
+        if kde.is_sample:
+            kde_note = f"\ndensity curve from a {kde.note.replace('borrowers', 'loans')}"
     else:
         kde_note = "\n(too few distinct amounts for a density curve)"
 
@@ -269,15 +441,15 @@ def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
     ax_hist.set_ylim(0, ax_hist.get_ylim()[1] * 1.25)  # headroom for the legend
     ax_hist.legend(loc="upper center", ncols=2)
 
-    pair = loans[["Monthly_Income", "Loan_Amount"]].dropna()
-    x = pair["Monthly_Income"].to_numpy(dtype=float)
-    y = pair["Loan_Amount"].to_numpy(dtype=float)
-    r = float(np.corrcoef(x, y)[0, 1]) if len(pair) >= 2 else float("nan")
-    if len(pair) <= SAMPLE_LIMIT:
+    moments: CoMoments = extents["moments"]
+    n_pairs = int(moments.n[0, 1])
+    r = float(pearson(moments).iloc[0, 1])
+    if plan.hexagons is None:
+        x, y = binned["pairs"][:, 0], binned["pairs"][:, 1]
         sns.scatterplot(
             x=x, y=y, s=18, alpha=0.6, color="#0072B2", linewidth=0, label="Loan", ax=ax_xy
         )
-        if len(pair) >= 2 and np.ptp(x) > 0:
+        if n_pairs >= 2 and np.ptp(x) > 0:
             slope, intercept = np.polyfit(x, y, 1)
             line_x = np.array([x.min(), x.max()])
             ax_xy.plot(
@@ -289,13 +461,28 @@ def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
             )
         ax_xy.set_ylim(top=ax_xy.get_ylim()[1] + 0.18 * np.ptp(ax_xy.get_ylim()))
         ax_xy.legend(loc="upper center", ncols=2)
-        shown = f"all {len(pair):,} loans"
+        shown = f"all {n_pairs:,} loans"
     else:
-        hexes = ax_xy.hexbin(x, y, gridsize=45, bins="log", mincnt=1, cmap="viridis")
+        # every pair, counted per hexagon on the workers: drawn as one point per hexagon
+        # weighted by its count, the picture hexbin makes of the points themselves
+        cells = binned["hexagons"]
+        used = cells > 0
+        centres_xy = _hexagon_centres(plan.hexagons)[used]
+        hexes = ax_xy.hexbin(
+            centres_xy[:, 0],
+            centres_xy[:, 1],
+            C=cells[used],
+            reduce_C_function=np.sum,
+            gridsize=HEX_GRIDSIZE,
+            extent=plan.hexagons,
+            bins="log",
+            mincnt=1,
+            cmap="viridis",
+        )
         colorbar = fig.colorbar(hexes, ax=ax_xy, label="Loans per hexagon (log scale)")
         colorbar.ax.yaxis.set_major_formatter(LogFormatter())
         colorbar.ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.4)))
-        shown = f"hexbin of all {len(pair):,} loans"
+        shown = f"hexbin of all {n_pairs:,} loans"
     r_text = f"{round(r, 2) + 0.0:.2f}"  # no '-0.00'
     ax_xy.set_title(f"Loan amount vs monthly income\nPearson r = {r_text} ({shown})")
     ax_xy.set_xlabel(f"Monthly income {MONEY}")
@@ -305,28 +492,40 @@ def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
     return fig
 
 
+def _kde_sample(sample: pd.DataFrame, extents: dict) -> PlotSample:
+    """The finite loan amounts of the sample rows, out of every finite amount."""
+    values = finite(sample["Loan_Amount"])
+    values = values[np.isfinite(values)]
+    return PlotSample(pd.DataFrame({"Loan_Amount": values}), len(values), extents["amounts"].n)
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Recovery outcome by payment history
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
-def payment_history_recovery(loans: pd.DataFrame) -> Figure:
-    """Grouped bars: number of loans per recovery outcome within each Payment_History class
-    (On-Time, Delayed, Missed), counted over every row."""
-    status = _status_series(loans)
-    levels = list(status.cat.categories)
-    history = _ordered_category(
-        loans["Payment_History"], PAYMENT_HISTORY_ORDER, NOT_RECORDED, "Payment_History"
-    )
-    hist_levels = list(history.cat.categories)
+def outcome_counts(loans: pd.DataFrame) -> dict[tuple[str], int]:
+    """Loans per recovery outcome (missing: OPEN_LABEL)."""
+    return label_counts(loans, {"Recovery_Status": OPEN_LABEL})
 
-    counts = (
-        pd.DataFrame({"Payment_History": history, "Recovery_Status": status})
-        .groupby(["Payment_History", "Recovery_Status"], observed=True)
-        .size()
-        .rename("Loans")
-        .reset_index()
+
+def history_outcome_counts(loans: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Loans per (payment history, recovery outcome); missing ones labelled NOT_RECORDED and
+    OPEN_LABEL."""
+    return label_counts(loans, {"Payment_History": NOT_RECORDED, "Recovery_Status": OPEN_LABEL})
+
+
+@_styled
+def _draw_payment_history_recovery(cells: dict[tuple[str, str], int]) -> Figure:
+    levels = _levels({status for _, status in cells}, STATUS_ORDER, OPEN_LABEL)
+    hist_levels = _levels({history for history, _ in cells}, PAYMENT_HISTORY_ORDER, NOT_RECORDED)
+    keys = sorted(cells, key=lambda k: (hist_levels.index(k[0]), levels.index(k[1])))
+    counts = pd.DataFrame(
+        {
+            "Payment_History": pd.Categorical([h for h, _ in keys], categories=hist_levels),
+            "Recovery_Status": pd.Categorical([s for _, s in keys], categories=levels),
+            "Loans": np.array([cells[k] for k in keys], dtype=np.int64),
+        }
     )
     totals = counts.groupby("Payment_History", observed=True)["Loans"].sum()
 
@@ -348,7 +547,8 @@ def payment_history_recovery(loans: pd.DataFrame) -> Figure:
     ax.set_xticks(range(len(hist_levels)))
     ax.set_xticklabels([f"{h}\n(n = {int(totals.get(h, 0)):,})" for h in hist_levels])
     ax.set_title(
-        f"Loans counted per outcome within each payment-history class (all {len(loans):,} loans)"
+        "Loans counted per outcome within each payment-history class "
+        f"(all {sum(cells.values()):,} loans)"
     )
     ax.set_xlabel("Payment history")
     ax.set_ylabel("Loans (count)")
@@ -363,43 +563,56 @@ def payment_history_recovery(loans: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
-def _missed_status_counts(missed: pd.Series, status: pd.Series) -> pd.DataFrame:
-    """Loans per (number of missed payments, level of the categorical ``status``): one row per
-    count present (rows with either value missing left out), sorted, and one column per
-    status category in order; the table
+def missed_outcome_counts(loans: pd.DataFrame) -> dict[tuple[float | None, str], int]:
+    """Loans per (number of missed payments, recovery outcome label), the number as a float,
+    None for a missing one; counted with one ``np.bincount`` over integer codes."""
+    codes, labels = label_codes(loans["Recovery_Status"], OPEN_LABEL)
+    missed = loans["Num_Missed_Payments"]
+    known = missed.notna().to_numpy()
+    row_codes, values = pd.factorize(missed[known], sort=True)
+    width = len(labels)
+    cells = np.bincount(
+        row_codes.astype(np.intp) * width + codes[known], minlength=len(values) * width
+    )
+    counts: dict[tuple[float | None, str], int] = {
+        (float(values[cell // width]), labels[cell % width]): int(cells[cell])
+        for cell in np.flatnonzero(cells)
+    }
+    unrecorded = np.bincount(codes[~known], minlength=width)
+    counts |= {(None, labels[j]): int(unrecorded[j]) for j in np.flatnonzero(unrecorded)}
+    return counts
+
+
+def missed_outcome_table(cells: dict, levels: list[str]) -> pd.DataFrame:
+    """Loans per number of missed payments (rows, sorted; loans without a count left out) and
+    outcome (columns, ``levels``): the table
 
         DataFrame({"missed": missed, "status": status}).dropna(subset=["missed"])
         .groupby(["missed", "status"], observed=True).size().unstack("status", fill_value=0)
         .reindex(columns=levels, fill_value=0).sort_index()
 
-    counted with one ``np.bincount`` over integer codes instead of a two-key groupby (4x
-    faster at 1M rows)."""
-    levels = list(status.cat.categories)
-    status_codes = status.cat.codes.to_numpy()
-    keep = missed.notna().to_numpy() & (status_codes >= 0)
-    row_codes, values = pd.factorize(missed[keep], sort=True)
-    counts = np.bincount(
-        row_codes.astype(np.intp) * len(levels) + status_codes[keep].astype(np.intp),
-        minlength=len(values) * len(levels),
-    ).reshape(len(values), len(levels))
+    from ``missed_outcome_counts`` (the counts as floats)."""
+    missed = sorted({m for m, _ in cells if m is not None})
+    row = {m: i for i, m in enumerate(missed)}
+    column = {level: j for j, level in enumerate(levels)}
+    table = np.zeros((len(missed), len(levels)), dtype=np.int64)
+    for (m, status), n in cells.items():
+        if m is not None:
+            table[row[m], column[status]] += n
     return pd.DataFrame(
-        counts.astype(np.int64),
-        index=pd.Index(values, name="missed"),
+        table,
+        index=pd.Index(missed, dtype=float, name="missed"),
         columns=pd.Index(levels, name="status"),
     )
 
 
 @_styled
-def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
-    """Stacked bars: share of each recovery outcome per number of missed payments, every
-    row, with the number of loans noted above each bar."""
-    status = _status_series(loans)
-    levels = list(status.cat.categories)
+def _draw_missed_payments_recovery(cells: dict) -> Figure:
+    levels = _levels({status for _, status in cells}, STATUS_ORDER, OPEN_LABEL)
     palette = _status_palette(levels)
-    missed = loans["Num_Missed_Payments"]
-    n_unrecorded = int(missed.isna().sum())
+    n_unrecorded = sum(n for (m, _), n in cells.items() if m is None)
 
-    counts = _missed_status_counts(missed, status)
+    counts = missed_outcome_table(cells, levels)
     totals = counts.sum(axis=1)
     shares = counts.div(totals, axis=0)
     labels = [_compact(v) if float(v).is_integer() else f"{v:g}" for v in counts.index]
@@ -432,7 +645,10 @@ def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
             rotation=90 if crowded else 0,
         )
 
-    subtitle = f"Share of loans per outcome; n = loans with that many missed payments (all {len(loans):,} loans)"
+    subtitle = (
+        "Share of loans per outcome; n = loans with that many missed payments "
+        f"(all {sum(cells.values()):,} loans)"
+    )
     if n_unrecorded:
         subtitle += f"\n{n_unrecorded:,} loans without a missed-payment count are not shown"
     ax.set_title(subtitle, pad=14)
@@ -454,20 +670,16 @@ def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
 
 
 @_styled
-def income_loan_recovery(loans: pd.DataFrame) -> Figure:
-    """Scatter of Monthly_Income (x) vs Loan_Amount (y) coloured by recovery outcome, drawn
-    from a sample of at most SAMPLE_LIMIT borrowers."""
-    status = _status_series(loans)
-    levels = list(status.cat.categories)
-    frame = pd.DataFrame(
+def _draw_income_loan_recovery(outcomes: dict[tuple[str], int], sample: pd.DataFrame) -> Figure:
+    levels = _levels({status for (status,) in outcomes}, STATUS_ORDER, OPEN_LABEL)
+    points = pd.DataFrame(
         {
-            "Monthly_Income": loans["Monthly_Income"].to_numpy(),
-            "Loan_Amount": loans["Loan_Amount"].to_numpy(),
-            "Recovery_Status": status.array,  # stays categorical: no 10M Python strings
+            "Monthly_Income": sample["Monthly_Income"].to_numpy(),
+            "Loan_Amount": sample["Loan_Amount"].to_numpy(),
+            "Recovery_Status": _as_levels(sample["Recovery_Status"], levels, OPEN_LABEL),
         }
     )
-    sample = plot_sample(frame)
-    points = sample.frame
+    shown = PlotSample(points, len(points), sum(outcomes.values()))
 
     fig, ax = plt.subplots(figsize=SINGLE_FIGSIZE, layout="constrained")
     fig.suptitle("Monthly income vs loan amount, by recovery outcome")
@@ -478,12 +690,12 @@ def income_loan_recovery(loans: pd.DataFrame) -> Figure:
         hue="Recovery_Status",
         hue_order=levels,
         palette=_status_palette(levels),
-        s=22 if sample.n_shown <= 2_000 else 8,
-        alpha=0.75 if sample.n_shown <= 2_000 else 0.4,
+        s=22 if shown.n_shown <= 2_000 else 8,
+        alpha=0.75 if shown.n_shown <= 2_000 else 0.4,
         linewidth=0,
         ax=ax,
     )
-    ax.set_title(sample.note[0].upper() + sample.note[1:])
+    ax.set_title(shown.note[0].upper() + shown.note[1:])
     ax.set_xlabel(f"Monthly income {MONEY}")
     ax.set_ylabel(f"Loan amount {MONEY}")
     ax.xaxis.set_major_formatter(_MONEY_FORMAT)
@@ -492,11 +704,6 @@ def income_loan_recovery(loans: pd.DataFrame) -> Figure:
     for handle in ax.get_legend().legend_handles:
         handle.set_alpha(1.0)
     return fig
-
-
-# --------------------------------------------------------------------------------------------
-# 5. Borrower segments
-# --------------------------------------------------------------------------------------------
 
 
 def _segment_palette(names: list[str]) -> dict[str, object]:
@@ -540,55 +747,85 @@ def _segment_per_loan(loan_ids: pd.Series, segment_ids: pd.Series, names: pd.Ser
     return pd.Series(segment, index=loan_ids.index, name="segment_name")
 
 
-@_styled
-def borrower_segments(loans: pd.DataFrame, segments: pd.DataFrame) -> Figure:
-    """Left: borrowers in the Monthly_Income vs Loan_Amount plane coloured by segment_name
-    (sample when large). Right: borrowers per segment, every row. Borrowers with no segment
-    are shown as 'Unassigned'."""
+def _segment_names(segments: pd.DataFrame) -> pd.Series:
     names = segments["segment_name"]
-    if not pd.api.types.is_string_dtype(names):
-        names = names.astype(str)
-    seg_order = (
-        pd.DataFrame({"segment_id": segments["segment_id"].to_numpy(), "segment_name": names})
+    return names if pd.api.types.is_string_dtype(names) else names.astype(str)
+
+
+def segment_rows(loans: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """Each loan's income, amount and segment name ('Unassigned' when its borrower has none),
+    from the loans and the segments (whole tables, or aligned partitions of them)."""
+    segment = _segment_per_loan(
+        loans["Borrower_ID"], segments["Borrower_ID"], _segment_names(segments)
+    )
+    return pd.DataFrame(
+        {
+            "Monthly_Income": loans["Monthly_Income"].to_numpy(),
+            "Loan_Amount": loans["Loan_Amount"].to_numpy(),
+            "segment_name": segment.array,
+        }
+    )
+
+
+def segment_sizes(rows: pd.DataFrame) -> dict[str, int]:
+    """Loans per segment name (``segment_rows``), only the names that occur."""
+    sizes = rows["segment_name"].value_counts(sort=False)
+    return {str(name): int(n) for name, n in sizes.items() if n > 0}
+
+
+def segment_labels(segments: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (segment_id, segment_name) pairs."""
+    return pd.DataFrame(
+        {
+            "segment_id": segments["segment_id"].to_numpy(),
+            "segment_name": _segment_names(segments).array,
+        }
+    ).drop_duplicates()
+
+
+def segment_order(parts: list[pd.DataFrame]) -> list[str]:
+    """Segment names by segment id (then name), each once."""
+    return (
+        pd.concat(parts, ignore_index=True)
         .drop_duplicates()
         .sort_values(["segment_id", "segment_name"])["segment_name"]
         .drop_duplicates()
         .tolist()
     )
-    segment_of_loan = _segment_per_loan(loans["Borrower_ID"], segments["Borrower_ID"], names)
-    sizes = segment_of_loan.value_counts()
-    sizes = sizes[sizes > 0]
-    order = [s for s in seg_order if s in sizes.index]
-    if UNASSIGNED_SEGMENT in sizes.index:
+
+
+@_styled
+def _draw_borrower_segments(
+    seg_order: list[str], sizes: dict[str, int], sample: pd.DataFrame
+) -> Figure:
+    order = [s for s in seg_order if s in sizes]
+    if UNASSIGNED_SEGMENT in sizes:
         order.append(UNASSIGNED_SEGMENT)
-    sizes = sizes.reindex(order)
+    counts = np.array([sizes[s] for s in order], dtype=np.int64)
+    n_loans = int(counts.sum())
     palette = _segment_palette(order)
-    merged = pd.DataFrame(
-        {
-            "Monthly_Income": loans["Monthly_Income"].to_numpy(),
-            "Loan_Amount": loans["Loan_Amount"].to_numpy(),
-            "segment_name": segment_of_loan.array,
-        }
+    points = sample.assign(
+        segment_name=_as_levels(sample["segment_name"], order, UNASSIGNED_SEGMENT)
     )
-    sample = plot_sample(merged)
+    shown = PlotSample(points, len(points), n_loans)
 
     fig, (ax_xy, ax_size) = plt.subplots(
         1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained", width_ratios=[1.5, 1]
     )
     fig.suptitle("Borrower segments")
     sns.scatterplot(
-        data=sample.frame,
+        data=points,
         x="Monthly_Income",
         y="Loan_Amount",
         hue="segment_name",
         hue_order=order,
         palette=palette,
-        s=20 if sample.n_shown <= 2_000 else 8,
-        alpha=0.75 if sample.n_shown <= 2_000 else 0.4,
+        s=20 if shown.n_shown <= 2_000 else 8,
+        alpha=0.75 if shown.n_shown <= 2_000 else 0.4,
         linewidth=0,
         ax=ax_xy,
     )
-    ax_xy.set_title(f"Segments in the income / loan-amount plane\n{sample.note}")
+    ax_xy.set_title(f"Segments in the income / loan-amount plane\n{shown.note}")
     ax_xy.set_xlabel(f"Monthly income {MONEY}")
     ax_xy.set_ylabel(f"Loan amount {MONEY}")
     ax_xy.xaxis.set_major_formatter(_MONEY_FORMAT)
@@ -607,23 +844,37 @@ def borrower_segments(loans: pd.DataFrame, segments: pd.DataFrame) -> Figure:
         handle.set_alpha(1.0)
 
     positions = np.arange(len(order))
-    ax_size.barh(positions, sizes.to_numpy(), color=[palette[s] for s in order])
+    ax_size.barh(positions, counts, color=[palette[s] for s in order])
     ax_size.set_yticks(positions)
     ax_size.set_yticklabels(order)
     ax_size.invert_yaxis()
     ax_size.bar_label(
         ax_size.containers[0],
-        labels=[f"{int(v):,} ({v / len(merged):.0%})" for v in sizes.to_numpy()],
+        labels=[f"{int(v):,} ({v / n_loans:.0%})" for v in counts],
         padding=3,
         fontsize=8,
     )
     ax_size.margins(x=0.25)
     ax_size.xaxis.set_major_formatter(_MONEY_FORMAT)
-    ax_size.set_title(f"Segment sizes (all {len(merged):,} borrowers)")
+    ax_size.set_title(f"Segment sizes (all {n_loans:,} borrowers)")
     ax_size.set_xlabel("Borrowers (count)")
     ax_size.set_ylabel("Segment")
     ax_size.grid(axis="y", visible=False)
     return fig
+
+
+def _segments_figure(loans, segments) -> Figure:
+    """Segment sizes over every loan (each partition of the loans joined to its own partition
+    of the segments), the names in segment-id order, and the sample rows."""
+    rows = per_partition(
+        segment_rows,
+        loans[["Borrower_ID", "Monthly_Income", "Loan_Amount"]],
+        segments[["Borrower_ID", "segment_id", "segment_name"]],
+    )
+    sizes = combine(segment_sizes, add_counts, rows)
+    seg_order = combine(segment_labels, segment_order, segments[["segment_id", "segment_name"]])
+    sample = take_positions(rows, sample_positions(sum(sizes.values())))
+    return _draw_borrower_segments(seg_order, sizes, sample.reset_index(drop=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -641,53 +892,15 @@ def _numeric_columns(loans: pd.DataFrame) -> list[str]:
     ]
 
 
-# Up to this many rows the chart uses pandas' own pairwise loop (0.05 s at 50,000 rows, but
-# 0.6 s at 1M and proportionally more beyond); larger frames use the cross-product path.
-_PAIRWISE_MAX_ROWS = 50_000
-
-
-def _pearson(
-    numeric: pd.DataFrame, columns: list | None = None, chunk_rows: int = 1_000_000
-) -> pd.DataFrame:
-    """``numeric[columns].corr()`` (Pearson, pairwise-complete; ``columns`` default: all).
-
-    For frames above ``_PAIRWISE_MAX_ROWS`` rows (or above two chunks, when the caller asks
-    for small chunks) without missing or infinite values, where pairwise-complete means all
-    rows, the same matrix is computed from centred cross-products accumulated chunk by chunk:
-    BLAS-fast (0.1 s instead of 0.6 s at 1M rows; equal to pandas' within 1e-13), and it never
-    holds more than one chunk as a float copy. Columns are read one by one into the chunk, so
-    the frame is never copied to select them."""
-    columns = list(numeric.columns if columns is None else columns)
-    if len(numeric) <= min(_PAIRWISE_MAX_ROWS, 2 * chunk_rows) or len(columns) == 0:
-        return numeric[columns].corr(method="pearson")
-    mean = np.array([numeric[c].mean() for c in columns], dtype=float)
-    cross = np.zeros((len(columns), len(columns)))
-    for start in range(0, len(numeric), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        block = np.empty((min(chunk_rows, len(numeric) - start), len(columns)), order="F")
-        for j, column in enumerate(columns):
-            block[:, j] = numeric[column].iloc[rows].to_numpy(dtype=float, na_value=np.nan)
-        if not np.isfinite(block).all():
-            return numeric[columns].corr(method="pearson")
-        block -= mean
-        cross += block.T @ block
-    scale = np.sqrt(np.diag(cross))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.clip(cross / np.outer(scale, scale), -1.0, 1.0)
-    constant = scale == 0
-    corr[constant, :] = np.nan
-    corr[:, constant] = np.nan
-    np.fill_diagonal(corr, np.where(constant, np.nan, 1.0))
-    index = pd.Index(columns)
-    return pd.DataFrame(corr, index=index, columns=index.copy())
+def numeric_moments(loans: pd.DataFrame) -> CoMoments:
+    """The moments of every numeric column (``_numeric_columns``), pairwise complete."""
+    return co_moments(loans, _numeric_columns(loans))
 
 
 @_styled
-def correlation_heatmap(loans: pd.DataFrame) -> Figure:
-    """Pearson correlation of every numeric column, annotated to 2 decimals, diverging
-    palette centred on 0 over [-1, 1]."""
-    columns = _numeric_columns(loans)
-    corr = _pearson(loans, columns)
+def _draw_correlation_heatmap(moments: CoMoments) -> Figure:
+    columns = list(moments.columns)
+    corr = pearson(moments)
     labels = [str(c).replace("_", " ") for c in columns]
     # Two decimals, without the '-0.00' that tiny negative values would print as.
     annotations = np.vectorize(lambda v: "" if np.isnan(v) else f"{v + 0.0:.2f}")(
@@ -717,7 +930,7 @@ def correlation_heatmap(loans: pd.DataFrame) -> Figure:
             cbar_kws={"label": "Pearson correlation coefficient", "shrink": 0.8},
             ax=ax,
         )
-    ax.set_title(f"Pearson r over all {len(loans):,} loans (pairwise complete rows)")
+    ax.set_title(f"Pearson r over all {moments.rows:,} loans (pairwise complete rows)")
     ax.set_xlabel("Attribute")
     ax.set_ylabel("Attribute")
     ax.tick_params(axis="x", labelrotation=45)
@@ -776,55 +989,160 @@ def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
     return fig
 
 
-def _rank_bins(values: pd.Series, q: int) -> pd.Series:
-    """``pd.qcut(values.rank(method="first"), q=q, labels=False)``: equal-sized bins by rank,
-    ties broken by order of appearance.
+HELD_OUT_SOURCES = ["out_of_fold", "test"]
+# Scores are binned on [0, 1] into this many bins (a power of two: the bin of a score is exact)
+# to find the deciles; the rows of the few bins a decile boundary falls in are fetched to place
+# them exactly, unless there are more than BOUNDARY_ROW_LIMIT of them (heavily tied scores in a
+# very large book): then those bins are split between the deciles in proportion.
+SCORE_BINS = 2**14
+BOUNDARY_ROW_LIMIT = 200_000
+SCORE_HISTOGRAM_BINS = 20
 
-    Without missing values the ranks are 1..n in the order of a stable sort, so the bins are
-    those of the sorted ranks put back in place: the same result without pandas' rank (0.2 s at
-    1M rows). When no two values are equal any sort order is the stable one, and numpy's
-    default sort is 4x faster than its stable sort."""
-    x = values.to_numpy(dtype=float, na_value=np.nan)
-    if np.isnan(x).any():
-        return pd.qcut(values.rank(method="first"), q=q, labels=False)
-    order = np.argsort(x)
-    ordered = x[order]
-    if (ordered[1:] == ordered[:-1]).any():  # ties: keep their order of appearance
-        order = np.argsort(x, kind="stable")
-    sorted_bins = pd.qcut(np.arange(1, len(x) + 1, dtype=float), q=q, labels=False)
-    bins = np.empty_like(sorted_bins)
-    bins[order] = sorted_bins
-    return pd.Series(bins, index=values.index, name=values.name)
+
+class ScoreBins(NamedTuple):
+    """The held-out scores (with an observed outcome) binned: how many rows, and per fine bin
+    of the finite scores their number, score sum and outcome sum; and the 20-bin histogram of
+    the scores on [0, 1]."""
+
+    held_out: int
+    counts: np.ndarray
+    score_sums: np.ndarray
+    observed_sums: np.ndarray
+    histogram: np.ndarray
+
+
+def _held_out_scores(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
+    """The finite scores of the held-out rows with an outcome, their outcomes, and how many
+    such rows there are (finite score or not)."""
+    held = (scores["score_source"].isin(HELD_OUT_SOURCES) & scores["observed"].notna()).to_numpy(
+        dtype=bool
+    )
+    score = finite(scores["risk_score"])[held]
+    observed = finite(scores["observed"])[held]
+    scored = np.isfinite(score)
+    return score[scored], observed[scored], int(held.sum())
+
+
+def _score_bin(score: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(score * SCORE_BINS), 0, SCORE_BINS - 1).astype(np.intp)
+
+
+def score_bins(scores: pd.DataFrame) -> ScoreBins:
+    score, observed, held_out = _held_out_scores(scores)
+    where = _score_bin(score)
+    return ScoreBins(
+        held_out,
+        np.bincount(where, minlength=SCORE_BINS),
+        np.bincount(where, weights=score, minlength=SCORE_BINS),
+        np.bincount(where, weights=observed, minlength=SCORE_BINS),
+        np.histogram(score, bins=SCORE_HISTOGRAM_BINS, range=(0, 1))[0],
+    )
+
+
+def merge_score_bins(parts: list[ScoreBins]) -> ScoreBins:
+    return ScoreBins(
+        sum(p.held_out for p in parts),
+        *(add_arrays([p[i] for p in parts]) for i in range(1, len(ScoreBins._fields))),
+    )
+
+
+def score_rows(scores: pd.DataFrame, wanted: np.ndarray) -> np.ndarray:
+    """(bin, score, outcome) of the held-out rows whose score falls in the ``wanted`` bins, in
+    row order."""
+    score, observed, _ = _held_out_scores(scores)
+    where = _score_bin(score)
+    keep = np.isin(where, wanted)
+    return np.column_stack([where[keep], score[keep], observed[keep]])
+
+
+def decile_ends(m: int, q: int) -> np.ndarray:
+    """Where each of the ``q`` groups of ``pd.qcut(ranks, q)`` of ``m`` ranks ends (exclusive,
+    0-based in score order): rank r (1-based) is in group k when
+    (m - 1) k / q < r - 1 <= (m - 1) (k + 1) / q, rank 1 in the first. Exact integer arithmetic:
+    pandas' floating-point quantiles put a rank that falls exactly on a group boundary into
+    the next group instead (e.g. 4 ranks in 3 groups: 1, 1, 2 rows, here 2, 1, 1)."""
+    return np.array([1 + ((m - 1) * (k + 1)) // q for k in range(q)], dtype=np.int64)
+
+
+def _split_bins(counts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The bins a boundary between two deciles falls inside (rows of the bin on both sides)."""
+    stop = np.cumsum(counts)
+    start = stop - counts
+    inner = ends[:-1]
+    where = np.searchsorted(stop, inner, side="right")  # the bin holding row `inner`
+    return np.unique(where[start[where] < inner])
+
+
+def decile_means(binned: ScoreBins, q: int, rows: np.ndarray | None) -> pd.DataFrame:
+    """Mean score, mean outcome and rows of each decile of the held-out scores by rank (ties in
+    order of appearance), from the bins; ``rows``: the rows of the split bins, in row order
+    (``score_rows``), or None to split those bins in proportion."""
+    counts = binned.counts
+    ends = decile_ends(int(counts.sum()), q)
+    stop = np.cumsum(counts)
+    start = stop - counts
+    split = _split_bins(counts, ends)
+    whole = np.setdiff1d(np.flatnonzero(counts), split)
+    decile = np.searchsorted(ends, start[whole], side="right")
+    n = np.bincount(decile, weights=counts[whole], minlength=q)
+    score = np.bincount(decile, weights=binned.score_sums[whole], minlength=q)
+    observed = np.bincount(decile, weights=binned.observed_sums[whole], minlength=q)
+    for b in split:
+        if rows is None:
+            first = np.r_[0, ends[:-1]]
+            overlap = np.clip(np.minimum(stop[b], ends) - np.maximum(start[b], first), 0, None)
+            share = overlap / counts[b]
+            n += overlap
+            score += share * binned.score_sums[b]
+            observed += share * binned.observed_sums[b]
+            continue
+        inside = rows[rows[:, 0] == b]
+        if len(inside) != counts[b]:
+            raise ValueError(f"score bin {b}: {len(inside)} rows fetched, {counts[b]} counted")
+        inside = inside[np.argsort(inside[:, 1], kind="stable")]  # ties in row order
+        where = np.searchsorted(ends, start[b] + np.arange(len(inside)), side="right")
+        n += np.bincount(where, minlength=q)
+        score += np.bincount(where, weights=inside[:, 1], minlength=q)
+        observed += np.bincount(where, weights=inside[:, 2], minlength=q)
+    used = n > 0
+    return pd.DataFrame(
+        {"predicted": score[used] / n[used], "observed": observed[used] / n[used], "n": n[used]}
+    )
+
+
+def _calibration_figure(scores, bins: int) -> Figure:
+    binned = combine(score_bins, merge_score_bins, scores)
+    q = min(bins, binned.held_out)
+    deciles = None
+    if binned.counts.sum():
+        split = _split_bins(binned.counts, decile_ends(int(binned.counts.sum()), q))
+        rows = None
+        if len(split) and binned.counts[split].sum() <= BOUNDARY_ROW_LIMIT:
+            rows = combine(score_rows, np.concatenate, scores, split)
+        deciles = decile_means(binned, q, rows)
+    return _draw_calibration(binned, deciles, q)
 
 
 @_styled
-def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
-    """Observed outcome rate against predicted probability, by decile of the score, for the
-    scores that were made without seeing the borrower (out-of-fold, or the held-out test set)."""
-    held_out = scores[
-        scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()
-    ]
+def _draw_calibration(binned: ScoreBins, deciles: pd.DataFrame | None, q: int) -> Figure:
     fig, (ax, hist) = plt.subplots(
         1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.2, 1]}, layout="tight"
     )
     ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
-    if len(held_out):
-        q = min(bins, len(held_out))
-        decile = _rank_bins(held_out["risk_score"], q)
-        binned = held_out.groupby(decile).agg(
-            predicted=("risk_score", "mean"), observed=("observed", "mean"), n=("observed", "size")
-        )
-        ax.plot(
-            binned["predicted"],
-            binned["observed"],
-            marker="o",
-            color="#0072B2",
-            label=f"held-out scores ({len(held_out):,} borrowers, {q} bins)",
-        )
+    if binned.held_out:
+        if deciles is not None:
+            ax.plot(
+                deciles["predicted"].to_numpy(),
+                deciles["observed"].to_numpy(),
+                marker="o",
+                color="#0072B2",
+                label=f"held-out scores ({binned.held_out:,} borrowers, {q} bins)",
+            )
+        edges = np.linspace(0, 1, SCORE_HISTOGRAM_BINS + 1)
         hist.hist(
-            held_out["risk_score"],
-            bins=20,
-            range=(0, 1),
+            edges[:-1],
+            bins=edges,
+            weights=binned.histogram,
             color="#0072B2",
             alpha=0.8,
             label="held-out scores",
@@ -841,6 +1159,121 @@ def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
     hist.legend(loc="upper right")
     fig.suptitle("Is a 0.7 score a 70% chance?", fontweight="bold")
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing the charts of a book, whole or in partitions
+# --------------------------------------------------------------------------------------------
+
+# The summaries of the loan book each chart is drawn from, computed in one pass for all the
+# charts asked for: name -> (partial, merge, extra arguments).
+_LOAN_SUMMARIES: dict[str, dict[str, tuple]] = {
+    "chart_loan_amount_distribution": {
+        "amount_extents": (amount_extents, merge_amount_extents, ())
+    },
+    "chart_payment_history_recovery": {
+        "history_outcomes": (history_outcome_counts, add_counts, ())
+    },
+    "chart_missed_payments_recovery": {"missed_outcomes": (missed_outcome_counts, add_counts, ())},
+    "chart_income_loan_recovery": {"outcomes": (outcome_counts, add_counts, ())},
+    "chart_correlation_heatmap": {"numeric": (numeric_moments, merge_co_moments, ())},
+}
+
+
+def figures(
+    keys: Iterable[str], *, loans=None, segments=None, scores=None
+) -> Iterator[tuple[str, Figure]]:
+    """Draw the charts ``keys`` (of ``TABLE_CHARTS``), one at a time, in that order, from the
+    loan book, the segments and the risk scores: pandas frames, or Dask frames in partitions
+    (the segments partitioned like the loans). Only summaries and samples reach this process:
+    one pass over the loans for all their charts' summaries, the sample rows, and a second pass
+    for the loan-amount chart's bins."""
+    keys = list(keys)
+    unknown = sorted(set(keys) - set(TABLE_CHARTS))
+    if unknown:
+        raise ValueError(f"not a chart drawn from the tables: {unknown}")
+    wanted: dict[str, tuple] = {"rows": (len, sum, ())}
+    for key in keys:
+        wanted |= _LOAN_SUMMARIES.get(key, {})
+    book = _summarise(loans, wanted) if len(wanted) > 1 else {}
+
+    amounts_key, income_key = "chart_loan_amount_distribution", "chart_income_loan_recovery"
+    sample = None
+    if amounts_key in keys or income_key in keys:
+        columns = ["Monthly_Income", "Loan_Amount"]
+        sample = _rows_sample(
+            loans, book["rows"], columns + (["Recovery_Status"] if income_key in keys else [])
+        )
+    if amounts_key in keys:
+        kde = _kde_sample(sample, book["amount_extents"])
+        plan = _amount_bins_plan(book["amount_extents"], kde.frame["Loan_Amount"].to_numpy())
+        binned = combine(amount_bins, merge_amount_bins, loans, plan)
+
+    for key in keys:
+        if key == amounts_key:
+            fig = _draw_loan_amount_distribution(book["amount_extents"], plan, binned, kde)
+        elif key == "chart_payment_history_recovery":
+            fig = _draw_payment_history_recovery(book["history_outcomes"])
+        elif key == "chart_missed_payments_recovery":
+            fig = _draw_missed_payments_recovery(book["missed_outcomes"])
+        elif key == income_key:
+            fig = _draw_income_loan_recovery(book["outcomes"], sample)
+        elif key == "chart_borrower_segments":
+            fig = _segments_figure(loans, segments)
+        elif key == "chart_correlation_heatmap":
+            fig = _draw_correlation_heatmap(book["numeric"])
+        else:
+            fig = _calibration_figure(scores, bins=10)
+        yield key, fig
+
+
+def _one(key: str, **tables) -> Figure:
+    ((_, fig),) = figures([key], **tables)
+    return fig
+
+
+def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
+    """Left: density histogram of Loan_Amount (all rows) with a Gaussian kernel density
+    estimate (on a sample when large). Right: Loan_Amount against Monthly_Income, scatter up
+    to SAMPLE_LIMIT rows, hexbin of every row beyond, with the Pearson correlation."""
+    return _one("chart_loan_amount_distribution", loans=loans)
+
+
+def payment_history_recovery(loans: pd.DataFrame) -> Figure:
+    """Grouped bars: number of loans per recovery outcome within each Payment_History class
+    (On-Time, Delayed, Missed), counted over every row."""
+    return _one("chart_payment_history_recovery", loans=loans)
+
+
+def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
+    """Stacked bars: share of each recovery outcome per number of missed payments, every
+    row, with the number of loans noted above each bar."""
+    return _one("chart_missed_payments_recovery", loans=loans)
+
+
+def income_loan_recovery(loans: pd.DataFrame) -> Figure:
+    """Scatter of Monthly_Income (x) vs Loan_Amount (y) coloured by recovery outcome, drawn
+    from a sample of at most SAMPLE_LIMIT borrowers."""
+    return _one("chart_income_loan_recovery", loans=loans)
+
+
+def borrower_segments(loans: pd.DataFrame, segments: pd.DataFrame) -> Figure:
+    """Left: borrowers in the Monthly_Income vs Loan_Amount plane coloured by segment_name
+    (sample when large). Right: borrowers per segment, every row. Borrowers with no segment
+    are shown as 'Unassigned'."""
+    return _one("chart_borrower_segments", loans=loans, segments=segments)
+
+
+def correlation_heatmap(loans: pd.DataFrame) -> Figure:
+    """Pearson correlation of every numeric column (pairwise complete rows), annotated to 2
+    decimals, diverging palette centred on 0 over [-1, 1]."""
+    return _one("chart_correlation_heatmap", loans=loans)
+
+
+def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
+    """Observed outcome rate against predicted probability, by decile of the score, for the
+    scores that were made without seeing the borrower (out-of-fold, or the held-out test set)."""
+    return _calibration_figure(scores, bins)
 
 
 # --------------------------------------------------------------------------------------------
@@ -870,3 +1303,5 @@ CHARTS: dict[str, Callable[..., Figure]] = {
     "chart_borrower_segments": borrower_segments,
     "chart_correlation_heatmap": correlation_heatmap,
 }
+# The charts drawn from the tables (``figures``); chart_k_selection is drawn from the model.
+TABLE_CHARTS: list[str] = [*CHARTS, "chart_calibration"]

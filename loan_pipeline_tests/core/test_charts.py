@@ -424,14 +424,17 @@ def test_heatmap_matches_pandas_corr(dataset, request):
 
 
 def test_chunked_pearson_equals_pandas(large_loans):
+    from loan_pipeline.core.aggregates import co_moments, pearson
+
     numeric = large_loans.select_dtypes("number")
     numeric = numeric.assign(Constant=1.0)
-    chunked = charts._pearson(numeric, chunk_rows=7_000)
-    pd.testing.assert_frame_equal(chunked, numeric.corr(), atol=1e-10, rtol=0)
+
+    def chunked(frame):
+        return pearson(co_moments(frame, list(frame.columns), chunk_rows=7_000))
+
+    pd.testing.assert_frame_equal(chunked(numeric), numeric.corr(), atol=1e-12, rtol=0)
     with_gaps = numeric.mask(np.random.default_rng(0).random(numeric.shape) < 0.05)
-    pd.testing.assert_frame_equal(
-        charts._pearson(with_gaps, chunk_rows=7_000), with_gaps.corr(), atol=1e-12, rtol=0
-    )
+    pd.testing.assert_frame_equal(chunked(with_gaps), with_gaps.corr(), atol=1e-12, rtol=0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""The charts' faster aggregates give what the straightforward pandas computation gives.
+"""The charts' aggregates give what the straightforward pandas computation gives.
 
-Each helper below replaced a pandas one-liner on the drawing path (see core/charts.py); these
-tests pin the result to that one-liner, on the awkward inputs too (ties, gaps, nullable
-integers, unused categories), so a chart cannot change because an aggregate got faster.
+Each summary below replaced a pandas one-liner on the drawing path (see core/charts.py): it is
+computed per partition and merged, so that a book in partitions on a Dask cluster is charted
+without collecting it. These tests pin the result to that one-liner, on the awkward inputs too
+(ties, gaps, nullable integers, unused categories), so a chart cannot change because an
+aggregate got faster or moved to the cluster. (Merging partitions: test_dask_charts.py.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.core import charts
+from loan_pipeline.core.aggregates import co_moments, label_codes, pearson
 from loan_pipeline_tests.core.test_charts import synthetic_loans
 
 
@@ -56,33 +59,49 @@ def test_numeric_columns_follow_select_dtypes():
     assert charts._numeric_columns(frame) == expected
 
 
-def test_cross_product_pearson_equals_pandas(loans, monkeypatch):
-    monkeypatch.setattr(charts, "_PAIRWISE_MAX_ROWS", 1_000)
+def _pearson(frame: pd.DataFrame, columns: list[str], chunk_rows: int = 1_000_000):
+    return pearson(co_moments(frame, columns, chunk_rows=chunk_rows))
+
+
+def test_co_moment_pearson_equals_pandas(loans):
     columns = charts._numeric_columns(loans)
     frame = loans.assign(Constant=1.0, Count=loans["Age"].astype("Int64"))
     columns = [*columns, "Constant", "Count"]
     expected = frame[columns].corr()
     for chunk_rows in (1_000_000, 2_500):  # one chunk, and several with a short last one
-        fast = charts._pearson(frame, columns, chunk_rows=chunk_rows)
+        fast = _pearson(frame, columns, chunk_rows=chunk_rows)
         pd.testing.assert_frame_equal(fast, expected, atol=1e-12, rtol=0)
-    # With gaps pairwise-complete rows differ per pair: pandas' own loop, exactly.
-    gappy = frame.assign(Age=frame["Age"].astype(float).mask(np.arange(len(frame)) % 7 == 0))
-    pd.testing.assert_frame_equal(
-        charts._pearson(gappy, columns), gappy[columns].corr(), check_exact=True
+    # With gaps pairwise-complete rows differ per pair; a column constant over the rows of
+    # one pair only (Flag, wherever Age is present) has no correlation with it: NaN there.
+    rng = np.random.default_rng(2)
+    gappy = frame.assign(
+        Age=frame["Age"].astype(float).mask(np.arange(len(frame)) % 7 == 0),
+        Interest_Rate=frame["Interest_Rate"].mask(rng.random(len(frame)) < 0.2),
+        Flag=np.where(np.arange(len(frame)) % 7 == 0, 2.5, 0.1),
+        Infinite=np.where(rng.random(len(frame)) < 0.1, np.inf, rng.random(len(frame))),
     )
+    columns = [*columns, "Flag", "Infinite"]
+    for chunk_rows in (1_000_000, 999):
+        pd.testing.assert_frame_equal(
+            _pearson(gappy, columns, chunk_rows), gappy[columns].corr(), atol=1e-12, rtol=0
+        )
+    assert np.isnan(_pearson(gappy, columns).loc["Age", "Flag"])
 
 
-def test_heatmap_shows_the_same_numbers_on_either_path(loans, monkeypatch):
-    def shown(max_rows: int):
-        monkeypatch.setattr(charts, "_PAIRWISE_MAX_ROWS", max_rows)
-        fig = charts.correlation_heatmap(loans)
-        ax = fig.axes[0]
-        return [t.get_text() for t in ax.texts], np.asarray(ax.collections[0].get_array())
-
-    pandas_text, pandas_values = shown(len(loans))  # pandas' pairwise loop
-    fast_text, fast_values = shown(1_000)  # cross products
-    assert fast_text == pandas_text
-    np.testing.assert_allclose(fast_values, pandas_values, atol=1e-12, rtol=0)
+def test_heatmap_shows_pandas_numbers_with_gaps(loans):
+    gappy = loans.assign(
+        Age=loans["Age"].astype(float).mask(np.arange(len(loans)) % 5 == 0),
+        Monthly_EMI=loans["Monthly_EMI"].mask(np.arange(len(loans)) % 3 == 0),
+    )
+    ax = charts.correlation_heatmap(gappy).axes[0]
+    expected = gappy[charts._numeric_columns(gappy)].corr().to_numpy()
+    np.testing.assert_allclose(
+        np.asarray(ax.collections[0].get_array()).reshape(expected.shape),
+        expected,
+        atol=1e-12,
+        rtol=0,
+    )
+    assert [t.get_text() for t in ax.texts] == [f"{v + 0.0:.2f}" for v in expected.round(2).ravel()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,48 +109,98 @@ def test_heatmap_shows_the_same_numbers_on_either_path(loans, monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 
-def _scores(n: int, seed: int, kind: str) -> pd.Series:
+def _exact_deciles(ranks: pd.Series, q: int) -> pd.Series:
+    """The decile of each rank (1..m) by the rule of pd.qcut(ranks, q) in exact arithmetic:
+    r in group k when (m - 1) k / q < r - 1 <= (m - 1) (k + 1) / q."""
+    m = len(ranks)
+    r = ranks.to_numpy(dtype=np.int64)
+    if m == 1:
+        return pd.Series(np.zeros(1, dtype=np.int64), index=ranks.index)
+    deciles = np.maximum(-((-(r - 1) * q) // (m - 1)) - 1, 0)  # ceil((r-1)q/(m-1)) - 1
+    return pd.Series(deciles, index=ranks.index)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 7, 10])
+def test_decile_ends_follow_qcut_of_ranks(q):
+    differs = []
+    for m in range(q, 400):
+        ranks = pd.Series(np.arange(1, m + 1, dtype=float))
+        sizes = np.diff(np.r_[0, charts.decile_ends(m, q)])
+        exact = np.bincount(_exact_deciles(ranks, q), minlength=q)
+        np.testing.assert_array_equal(sizes, exact)
+        assert sizes.sum() == m and (sizes > 0).all()
+        qcut = np.bincount(pd.qcut(ranks, q, labels=False), minlength=q)
+        on_boundary = any((m - 1) * k % q == 0 for k in range(1, q))
+        if not on_boundary:
+            np.testing.assert_array_equal(sizes, qcut)  # the same groups as pandas
+        elif not (sizes == qcut).all():
+            differs.append(m)
+    # pandas' floating-point quantiles move a rank sitting exactly on a boundary: only there
+    assert q in (1, 2) or differs
+
+
+def _scores_frame(n: int, seed: int, ties: bool) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    values = rng.random(n)
-    if kind == "ties":
-        values = values.round(1)
-    elif kind == "gaps":
-        values[rng.random(n) < 0.1] = np.nan
-    elif kind == "signed_zero":
-        values[: n // 2] = 0.0
-        values[n // 2 :: 3] = -0.0
-    index = pd.RangeIndex(n) * 3 + 5  # a filtered frame's index: not 0..n-1
-    return pd.Series(values, index=index, name="risk_score")
-
-
-@pytest.mark.parametrize("kind", ["distinct", "ties", "gaps", "signed_zero"])
-@pytest.mark.parametrize("n", [1, 7, 10, 1_003])
-def test_rank_bins_equal_qcut_of_first_ranks(kind, n):
-    values = _scores(n, seed=n, kind=kind)
-    for q in sorted({1, min(3, n), min(10, n)}):
-        expected = pd.qcut(values.rank(method="first"), q=q, labels=False)
-        pd.testing.assert_series_equal(charts._rank_bins(values, q), expected, check_exact=True)
-
-
-def test_calibration_points_are_the_decile_means():
-    rng = np.random.default_rng(4)
-    n = 5_000
-    scores = pd.DataFrame(
+    score = rng.random(n)
+    return pd.DataFrame(
         {
-            "risk_score": rng.random(n).round(2),  # ties
-            "observed": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < 0.4) * 1.0),
+            "risk_score": score.round(2) if ties else score,
+            "observed": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < score) * 1.0),
             "score_source": rng.choice(["out_of_fold", "test", "train"], n),
         }
     )
+
+
+def _expected_deciles(scores: pd.DataFrame, q: int = 10) -> pd.DataFrame:
     held = scores[scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()]
-    decile = pd.qcut(held["risk_score"].rank(method="first"), q=10, labels=False)
-    expected = held.groupby(decile).agg(
-        predicted=("risk_score", "mean"), observed=("observed", "mean")
-    )
+    decile = _exact_deciles(held["risk_score"].rank(method="first"), q)
+    return held.groupby(decile).agg(predicted=("risk_score", "mean"), observed=("observed", "mean"))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_calibration_points_are_the_decile_means(ties):
+    scores = _scores_frame(5_000, seed=4, ties=ties)
+    expected = _expected_deciles(scores)
+    line = charts.calibration_curve(scores).axes[0].get_lines()[1]
+    np.testing.assert_allclose(line.get_xdata(), expected["predicted"], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(line.get_ydata(), expected["observed"], rtol=1e-12, atol=0)
+
+
+def test_calibration_deciles_split_in_proportion_beyond_the_row_limit(monkeypatch):
+    """Beyond BOUNDARY_ROW_LIMIT rows in the bins a decile boundary splits, those bins are
+    shared in proportion: each decile keeps its size, a tied bin's score exactly, and the
+    outcome rate moves by at most the share of the bin's rows that changed sides."""
+    scores = _scores_frame(5_000, seed=4, ties=True)
+    expected = _expected_deciles(scores)
+    binned = charts.score_bins(scores)
+    exact = charts.decile_means(binned, 10, _rows(scores, binned))
+    monkeypatch.setattr(charts, "BOUNDARY_ROW_LIMIT", 0)
+    line = charts.calibration_curve(scores).axes[0].get_lines()[1]
+    shared = charts.decile_means(binned, 10, None)
+    np.testing.assert_allclose(line.get_xdata(), shared["predicted"], rtol=0, atol=0)
+    np.testing.assert_array_equal(shared["n"], exact["n"])
+    np.testing.assert_allclose(shared["predicted"], expected["predicted"], rtol=1e-12)
+    assert not np.allclose(shared["observed"], expected["observed"], rtol=1e-12)
+    np.testing.assert_allclose(shared["observed"], expected["observed"], atol=0.05)
+
+
+def _rows(scores: pd.DataFrame, binned) -> np.ndarray:
+    split = charts._split_bins(binned.counts, charts.decile_ends(int(binned.counts.sum()), 10))
+    return charts.score_rows(scores, split)
+
+
+def test_calibration_accepts_nullable_and_missing_scores():
+    scores = _scores_frame(400, seed=9, ties=False)
+    scores["risk_score"] = scores["risk_score"].astype("Float64").mask(scores.index % 13 == 0)
+    held = scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()
     fig = charts.calibration_curve(scores)
     line = fig.axes[0].get_lines()[1]
-    np.testing.assert_array_equal(line.get_xdata(), expected["predicted"].to_numpy())
-    np.testing.assert_array_equal(line.get_ydata(), expected["observed"].to_numpy())
+    assert line.get_label().startswith(f"held-out scores ({int(held.sum()):,} borrowers, 10 bins")
+    scored = scores[held & scores["risk_score"].notna()].astype({"risk_score": float})
+    expected = _expected_deciles(scored)
+    np.testing.assert_allclose(line.get_xdata(), expected["predicted"], rtol=1e-12)
+    bars = [b.get_height() for b in fig.axes[1].patches]
+    assert sum(bars) == len(scored)
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +222,7 @@ def _groupby_counts(missed: pd.Series, status: pd.Series) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("missed_kind", ["int64", "float_gaps", "Int64_gaps"])
-def test_missed_status_counts_equal_groupby(loans, missed_kind):
+def test_missed_outcome_table_equals_groupby(loans, missed_kind):
     missed = loans["Num_Missed_Payments"]
     gaps = np.arange(len(loans)) % 11 == 0
     if missed_kind == "float_gaps":
@@ -162,17 +231,26 @@ def test_missed_status_counts_equal_groupby(loans, missed_kind):
         missed = missed.astype("Int64").mask(gaps)
     # a level seen only where the missed count is missing still gets its (zero) column
     raw = loans["Recovery_Status"].astype(object).where(~gaps | (missed_kind == "int64"), "Odd")
-    status = charts._status_series(pd.DataFrame({"Recovery_Status": raw}))
-    expected = _groupby_counts(missed, status)
-    pd.testing.assert_frame_equal(charts._missed_status_counts(missed, status), expected)
+    frame = pd.DataFrame({"Num_Missed_Payments": missed, "Recovery_Status": raw})
+    cells = charts.missed_outcome_counts(frame)
+    levels = charts._levels({s for _, s in cells}, charts.STATUS_ORDER, charts.OPEN_LABEL)
+    assert levels == [*charts.STATUS_ORDER, *(["Odd"] if missed_kind != "int64" else [])] + [
+        charts.OPEN_LABEL
+    ]
+    status = pd.Categorical(raw.fillna(charts.OPEN_LABEL), categories=levels)
+    expected = _groupby_counts(missed, pd.Series(status, index=loans.index))
+    expected.index = expected.index.astype(float)
+    pd.testing.assert_frame_equal(charts.missed_outcome_table(cells, levels), expected)
+    assert sum(n for (m, _), n in cells.items() if m is None) == int(missed.isna().sum())
 
 
-def test_missed_status_counts_without_any_count(loans):
-    status = charts._status_series(loans)
-    missed = pd.Series(np.nan, index=loans.index)
-    counts = charts._missed_status_counts(missed, status)
-    assert counts.shape == (0, len(status.cat.categories))
-    assert list(counts.columns) == list(status.cat.categories)
+def test_missed_outcome_table_without_any_count(loans):
+    frame = loans.assign(Num_Missed_Payments=np.nan)
+    cells = charts.missed_outcome_counts(frame)
+    levels = charts._levels({s for _, s in cells}, charts.STATUS_ORDER, charts.OPEN_LABEL)
+    table = charts.missed_outcome_table(cells, levels)
+    assert table.shape == (0, len(levels)) and list(table.columns) == levels
+    assert sum(cells.values()) == len(loans)
 
 
 @pytest.mark.parametrize(
@@ -182,21 +260,13 @@ def test_missed_status_counts_without_any_count(loans):
         pd.Series(pd.Categorical(["Written Off", None], categories=["Unused", "Written Off"])),
         pd.Series(pd.Categorical(["Written Off"] * 3, categories=["Written Off"])),
         pd.Series(pd.Categorical([None, None], categories=["Fully Recovered"])),
+        pd.Series(["Open (no outcome)", None, "Written Off"], dtype=object),
         pd.Series([1, 2, 2]).astype("category"),
         pd.Series([], dtype="category"),
     ],
 )
-def test_ordered_category_shortcut_changes_nothing(values, monkeypatch):
-    """Skipping remove_unused_categories when every category is used gives what always
-    calling it (the shortcut disabled) gives."""
-    args = (charts.STATUS_ORDER, charts.OPEN_LABEL, "Recovery_Status")
-    result = charts._ordered_category(values, *args)
-    monkeypatch.setattr(charts, "_all_categories_used", lambda _values: False)
-    pd.testing.assert_series_equal(result, charts._ordered_category(values, *args))
-
-
-def test_rank_bins_accept_nullable_floats():
-    values = pd.Series([0.3, None, 0.1, 0.3, 0.9, 0.2], dtype="Float64", name="risk_score")
-    for source in (values, values.dropna()):
-        expected = pd.qcut(source.rank(method="first"), q=3, labels=False)
-        pd.testing.assert_series_equal(charts._rank_bins(source, 3), expected, check_exact=True)
+def test_label_codes_give_each_row_its_text(values):
+    codes, labels = label_codes(values, charts.OPEN_LABEL)
+    expected = [charts.OPEN_LABEL if pd.isna(v) else str(v) for v in values.astype(object)]
+    assert [labels[c] for c in codes] == expected
+    assert labels == sorted(set(labels)) and charts.OPEN_LABEL in labels
