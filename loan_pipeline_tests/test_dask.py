@@ -254,11 +254,19 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     folder = tmp_path / "datasets" / "risk_scores"
     version = (folder / CURRENT).read_text().strip()
     before = {t: good.table(t) for t in PER_BORROWER}
-    client = _killing(cluster, _KillWorkerOn(SCORING), "kill-always")
-    try:
-        failed, _ = _on(cluster, tmp_path)
-    finally:
-        client.unregister_worker_plugin("kill-always")
+    # the failing run on a cluster of its own, as a new run would be: the good run's process
+    # still holds some of its collections (Dask caches expressions), whose tasks the cluster
+    # would otherwise recompute as the killed workers lose them, tangling the two runs
+    import dask
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        loopback_cluster() as fresh,
+    ):
+        client = _killing(fresh, _KillWorkerOn(SCORING), "kill-always")
+        failed, _ = _on(fresh, tmp_path)
+        client.wait_for_workers(2, timeout=60)
+        client.close()
     assert not failed.result.success
     failures = failed.result.get_step_failure_events()
     assert [e.step_key for e in failures] == ["risk_scores"]
@@ -267,7 +275,6 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     assert (folder / CURRENT).read_text().strip() == version
     for table, frame in before.items():
         pd.testing.assert_frame_equal(failed.table(table), frame, obj=table)
-    client.wait_for_workers(2, timeout=60)
 
 
 def _messy_book(path: Path, bad_ages: int = 1) -> Path:
