@@ -83,9 +83,14 @@ def _run(csv: Path, tmp: str, extra_env: dict[str, str]) -> dict:
     Path(f"{tmp}/home/dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     result = bench.measure([bench.PY, "-m", "loan_pipeline", "run", "--csv", str(csv)], env=env)
     windows, result["metrics"] = bench._run_details(f"{tmp}/home")
-    result.pop("samples")
+    samples = result.pop("samples")
     result.pop("stdout")
     result["steps"] = {k: end - start for k, (start, end) in windows.items()}
+    # the Dagster process's peak during each step: where its memory goes
+    result["step_peak_rss_gb"] = {
+        k: max((rss for t, rss in samples if start <= t <= end), default=0) / 1e9
+        for k, (start, end) in windows.items()
+    }
     return result
 
 
@@ -185,16 +190,23 @@ def report(result: dict) -> str:
         {k for s in result["sizes"] for k in s["dask"]["steps"]},
         key=lambda k: -result["sizes"][-1]["dask"]["steps"].get(k, 0),
     )
-    lines += ["", "Per step (seconds; local / Dask):", ""]
+    lines += [
+        "",
+        "Per step: seconds, local / Dask; and the Dagster process's peak during the step on Dask "
+        "(GB):",
+        "",
+    ]
     lines.append("| step | " + " | ".join(f"{s['rows']:,}" for s in result["sizes"]) + " |")
     lines.append("| --- |" + " ---: |" * len(result["sizes"]))
     for k in steps:
         cells = []
         for s in result["sizes"]:
             local = s.get("local", {}).get("steps", {}).get(k)
+            peak = s["dask"].get("step_peak_rss_gb", {}).get(k)
             cells.append(
                 (f"{local:.1f}" if local is not None else "-")
                 + f" / {s['dask']['steps'].get(k, 0):.1f}"
+                + (f" ({peak:.2f} GB)" if peak is not None else "")
             )
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines.append(SECTION_END)

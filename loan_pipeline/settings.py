@@ -191,16 +191,20 @@ class IngestConfig(Config):
         default=None,
         gt=0,
         description="Refuse files larger than this before reading them. Empty: a sixth of this "
-        "machine's memory (a CSV takes several times its size in memory once parsed).",
+        "machine's memory (a CSV takes several times its size in memory once parsed); on a Dask "
+        "cluster, where no process reads the file whole, no limit.",
     )
     min_rows: int = Field(
         default=20, ge=1, description="Fewest valid rows a book needs to be segmented and scored."
     )
 
-    def max_file_bytes(self) -> int:
+    def max_file_bytes(self, on_cluster: bool = False) -> int | None:
+        """The largest file read: ``max_file_gb`` when set; else a sixth of this machine's memory
+        for a whole read, and no limit for a read in blocks on a cluster (each worker holds a
+        block at a time, and the Dagster process only counts)."""
         if self.max_file_gb is not None:
             return int(self.max_file_gb * 1e9)
-        return default_max_file_bytes()
+        return None if on_cluster else default_max_file_bytes()
 
 
 def default_max_file_bytes() -> int:

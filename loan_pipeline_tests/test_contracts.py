@@ -954,3 +954,15 @@ def test_full_graph_on_a_messy_file_with_a_few_bad_rows(tmp_path: Path) -> None:
         "Employment_Type": 1,
     }
     assert run.materialized()["quarantined_loans"]["quarantined_rows"].value == 3
+
+
+def test_the_file_size_limit_is_for_whole_reads_unless_it_is_set():
+    """A whole read refuses a file over a sixth of memory by default; a cluster reads in blocks
+    (no process holds the file) and has no default limit; a limit that is set holds for both."""
+    from loan_pipeline.settings import IngestConfig, default_max_file_bytes
+
+    default = IngestConfig()
+    assert default.max_file_bytes() == default_max_file_bytes() > 0
+    assert default.max_file_bytes(on_cluster=True) is None
+    chosen = IngestConfig(max_file_gb=2.5)
+    assert chosen.max_file_bytes() == chosen.max_file_bytes(on_cluster=True) == 2_500_000_000

@@ -138,7 +138,7 @@ def ingest_loan_book(
             raw_rows, valid_rows, quarantined, counts = read_loan_book_on_cluster(
                 settings.source_location(config.csv_path),
                 block_bytes=max(1, int(dask.block_mb * 2**20)),
-                max_bytes=config.max_file_bytes(),
+                max_bytes=config.max_file_bytes(on_cluster=True),
                 max_share=config.max_quarantine_share,
                 min_rows=config.min_rows,
             )
