@@ -69,12 +69,14 @@ class TimedOut(RuntimeError):
     """The command ran past its time limit and was stopped."""
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 7200) -> dict:
+def measure(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float = 7200, cwd: Path = ROOT
+) -> dict:
     """Wall time and peak RSS of the process tree of ``cmd`` (sampled every 20 ms)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -131,13 +133,18 @@ def book(rows: int) -> Path:
     return path
 
 
-def run_pipeline(csv: Path) -> dict:
+def run_pipeline(csv: Path, code: Path = ROOT) -> dict:
+    """``python -m loan_pipeline run`` on ``csv``, of the checkout ``code`` (its package comes
+    first on the path: the interpreter puts the working folder there for ``-m``)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k != "LOAN_BOOK_CSV"}
         env.update(DAGSTER_HOME=f"{tmp}/home", LOAN_PIPELINE_STORAGE=f"{tmp}/storage")
         Path(f"{tmp}/home").mkdir()
         Path(f"{tmp}/home/dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        result = measure([PY, "-m", "loan_pipeline", "run", "--csv", str(csv)], env=env)
+        result = measure([PY, "-m", "loan_pipeline", "run", "--csv", str(csv)], env=env, cwd=code)
+        result["storage_bytes"] = sum(
+            p.stat().st_size for p in Path(f"{tmp}/storage").rglob("*") if p.is_file()
+        )
         windows, result["metrics"] = _run_details(f"{tmp}/home")
     samples = result.pop("samples")
     result["steps"] = {k: end - start for k, (start, end) in windows.items()}
@@ -480,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         "--worker-memory", default="6GiB", help="--dask: each worker's memory bound (6GiB)"
     )
     parser.add_argument(
+        "--storage-against",
+        metavar="REF",
+        help="instead: this checkout against the git commit REF, runs alternating, at 1M and "
+        "10M rows (bench_storage.py; or --sizes)",
+    )
+    parser.add_argument(
         "--local-up-to",
         type=int,
         default=10_000_000,
@@ -487,6 +500,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     globals()["BASELINE_TIMEOUT"] = args.baseline_timeout
+    if args.storage_against:
+        import bench_storage
+
+        chosen = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+        return bench_storage.main(args.storage_against, chosen, args.repeats)
     if args.dask:
         import bench_dask
 

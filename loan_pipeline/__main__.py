@@ -20,16 +20,25 @@ def _failure_messages(result) -> list[str]:
             text = user.description.strip()
             messages.append(f"step {event.step_key} failed:\n  " + text.replace("\n", "\n  "))
             continue
-        error = event.step_failure_data.error
-        while (
-            error is not None
-            and error.cause is not None
-            and "DagsterExecutionStepExecutionError" in (error.cls_name or "")
-        ):
-            error = error.cause
-        text = (error.message if error is not None else "unknown error").strip()
+        text = root_cause(event.step_failure_data.error)
         messages.append(f"step {event.step_key} failed:\n  " + text.replace("\n", "\n  "))
     return messages
+
+
+def root_cause(error) -> str:
+    """The message of the error a user can act on: Dagster's wrappers (a step's execution
+    error, the retries given up) name only themselves; the cause underneath names the file,
+    the lock or the disk."""
+    while (
+        error is not None
+        and error.cause is not None
+        and (
+            (error.cls_name or "").startswith("DagsterExecution")
+            or "max_retries" in (error.message or "")
+        )
+    ):
+        error = error.cause
+    return (error.message if error is not None else "unknown error").strip()
 
 
 # What the steps of a full run import when they first run (the charts bring matplotlib, seaborn
@@ -66,38 +75,83 @@ def _import_in_background(modules: tuple[str, ...]) -> None:
     threading.Thread(target=load, name="import-ahead", daemon=True).start()
 
 
-def run(csv: str | None, job_name: str) -> int:
+# The instance `make setup` and the CLI make: SQLite under DAGSTER_HOME, no telemetry, and one
+# run at a time from the run queue (the UI, the schedule and the sensors), since the storage
+# has one writer; a CLI run waits for the writer lock instead.
+INSTANCE_YAML = """telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+"""
+
+
+def dagster_home() -> Path:
+    """``DAGSTER_HOME`` (default ``.dagster_home`` in the project), with its dagster.yaml."""
+    from loan_pipeline import settings
+
+    os.environ.setdefault("DAGSTER_HOME", str(settings.project_root() / ".dagster_home"))
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    return home
+
+
+def run(csv: str | None, job_name: str, wait: bool = True) -> int:
     from dagster import DagsterInstance, execute_job
     from dagster._core.definitions.reconstruct import build_reconstructable_job
 
     from loan_pipeline import settings
     from loan_pipeline.definitions import defs
+    from loan_pipeline.io import runs
+    from loan_pipeline.store import lock
 
-    os.environ.setdefault("DAGSTER_HOME", str(settings.project_root() / ".dagster_home"))
-    home = Path(os.environ["DAGSTER_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():  # as `make setup` writes it: SQLite, no telemetry
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster_home()
     # The full event log (with stack traces) goes to the instance, where the UI shows it; the
     # terminal gets only the summary below.
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    if csv:
+    job_def = defs.resolve_job_def(job_name)  # an unknown job name fails here, before any run
+    if csv and job_def.graph.has_node_named("ingest_loan_book"):
         run_config["ops"] = {"ingest_loan_book": {"config": {"csv_path": csv}}}
-    defs.resolve_job_def(job_name)  # an unknown job name fails here, before any run
     print(f"Materializing job {job_name} from {settings.source_csv(csv)} ...", flush=True)
     # execute_job, not execute_in_process: the latter keeps every step's output in memory for
     # its result object (gigabytes on a large book); this runs the job's own executor (in this
     # process by default) and keeps nothing but the events.
     job = build_reconstructable_job("loan_pipeline.definitions", "job_named", (job_name,))
     _import_in_background(_STEP_IMPORTS)
+    root = settings.storage_dir()
+    store = runs.store()
+    before = store.manifest()
     with DagsterInstance.get() as instance:
-        result = execute_job(job, instance=instance, run_config=run_config, raise_on_error=False)
+        # one writer at a time: wait for a run in progress (or, with --no-wait, stop at once)
+        # before this run starts, so it never interleaves with another
+        try:
+            abandoned = lock.acquire(
+                root,
+                None,
+                None if wait else 0,
+                on_wait=lambda m: print(m, flush=True),
+                label=f"python -m loan_pipeline run ({settings.source_csv(csv).name})",
+            )
+        except lock.WriterBusy as err:
+            print(f"Not started: {err}. Run again later, or without --no-wait.", file=sys.stderr)
+            return 2
+        try:
+            if abandoned:
+                runs.mark_abandoned(instance, abandoned)
+            result = execute_job(
+                job, instance=instance, run_config=run_config, raise_on_error=False
+            )
+        finally:
+            lock.release(root)
     source = settings.source_csv(csv)
+    after = store.manifest()
     if not result.success:
         print(f"\nLoan pipeline run {result.run_id} FAILED (source: {source})", file=sys.stderr)
         for message in _failure_messages(result):
             print(message, file=sys.stderr)
-        print("Previous outputs are unchanged.", file=sys.stderr)
+        print(_published_line(before, after, result.run_id), file=sys.stderr)
         return 1
     materialized = sorted(
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
@@ -115,10 +169,24 @@ def run(csv: str | None, job_name: str) -> int:
             print(
                 f"Quarantined: {rows} of {total} rows ({rows / total:.1%}); see table quarantined_loans"
             )
-    print(f"Warehouse: {settings.warehouse_path()}")
+    print(_published_line(before, after, result.run_id))
+    print(f"Warehouse: {settings.warehouse_path()} (views over the published tables)")
     print(f"Charts:    {settings.charts_dir()}")
     print(f"Export:    {settings.exports_dir() / 'recovery_strategies.csv'}")
     return 0
+
+
+def _published_line(before: dict | None, after: dict | None, run_id: str) -> str:
+    """What the published state is now, said from the storage itself (not from the run's
+    hopes): this run's snapshot, or the one that was there before, untouched."""
+    if after is not None and after["snapshot"] == run_id:
+        return f"Published: snapshot {run_id} (storage/current; {len(after['items'])} items)."
+    if before is None:
+        return "Nothing was published: there is no published snapshot yet."
+    return (
+        f"Nothing was published: the published snapshot is still {before['snapshot']} "
+        f"(from {before.get('source', {}).get('path', '?')})."
+    )
 
 
 def model_card(out: str) -> int:
@@ -153,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument(
         "--job", default="full_refresh", help="asset job to run (default: full_refresh)"
     )
+    run_p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="if another run is writing to the storage, stop at once instead of waiting",
+    )
+    sub.add_parser("setup-home", help="make DAGSTER_HOME and its dagster.yaml if missing")
     card = sub.add_parser("model-card", help="copy the latest run's model card")
     card.add_argument(
         "--out", default="docs/model_card.md", help="where (default docs/model_card.md)"
@@ -160,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "model-card":
         return model_card(args.out)
-    return run(args.csv, args.job)
+    if args.command == "setup-home":
+        print(f"Dagster instance: {dagster_home() / 'dagster.yaml'}")
+        return 0
+    return run(args.csv, args.job, wait=not args.no_wait)
 
 
 if __name__ == "__main__":

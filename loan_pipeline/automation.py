@@ -64,8 +64,8 @@ full_refresh_job = define_asset_job(
 )
 charts_job = define_asset_job(
     "charts_only",
-    selection=AssetSelection.groups("charts"),
-    description="Redraw the analyst charts from the stored tables.",
+    selection=AssetSelection.groups("charts") | AssetSelection.assets("published_snapshot"),
+    description="Redraw the analyst charts from the published tables, and publish them.",
 )
 
 TAG_FILE = "loan_pipeline/source_file"
@@ -158,15 +158,17 @@ def move_processed_files(context: RunStatusSensorContext):
 # --- schedule ----------------------------------------------------------------------------------
 
 
-def last_refresh_fingerprint(instance) -> tuple[str | None, str | None, str | None]:
-    """(source sha256, code version, run id) of the latest successful ingest."""
-    event = instance.get_latest_materialization_event(AssetKey("raw_loans"))
-    if event is None or event.asset_materialization is None:
+def last_refresh_fingerprint() -> tuple[str | None, str | None, str | None]:
+    """(source sha256, code version, snapshot) of the published snapshot: what the last run
+    that finished was made from. A failed or killed run published nothing, so it never makes
+    the schedule skip."""
+    from loan_pipeline.io import runs
+
+    manifest = runs.store().manifest()
+    if manifest is None or "source" not in manifest:
         return None, None, None
-    md = event.asset_materialization.metadata
-    sha = md.get("source_sha256")
-    code = md.get("code_version")
-    return (sha.value if sha else None), (code.value if code else None), event.run_id
+    source = manifest["source"]
+    return source.get("sha256"), source.get("code_version"), manifest["snapshot"]
 
 
 @schedule(
@@ -184,7 +186,7 @@ def daily_refresh(context: ScheduleEvaluationContext):
         return SkipReason(f"the loan book {csv} does not exist")
     digest = file_sha256(csv)
     version = code_version()
-    last_sha, last_code, run_id = last_refresh_fingerprint(context.instance)
+    last_sha, last_code, run_id = last_refresh_fingerprint()
     if last_sha == digest and last_code == version:
         return SkipReason(
             f"nothing changed since run {run_id}: same data ({csv.name}, sha256 {digest[:12]}) "
@@ -209,7 +211,7 @@ def daily_refresh(context: ScheduleEvaluationContext):
 
 # Downstream of the tables, assets follow their inputs: when an upstream asset is materialized
 # (by any job, or by hand in the UI), these update by themselves (declarative automation).
-FOLLOWERS = {"charts", "monitoring", "reports", "history"}
+FOLLOWERS = {"charts", "monitoring", "reports", "history", "publication"}
 
 
 def apply_policies(spec: AssetSpec) -> AssetSpec:

@@ -1,21 +1,15 @@
 """The Dask side of storage: the process's client, and tables kept as partitioned Parquet.
 
-Used only when ``DASK_SCHEDULER_ADDRESS`` is set (``settings.DaskClusterResource``). A table
-written on the cluster is a Parquet dataset under ``LOAN_PIPELINE_DATASETS`` (any fsspec URL
-the workers can reach), one file per partition, written by the workers themselves.
-
-Every write is all-or-nothing, as the DuckDB warehouse's: each write goes to a new version
-folder, and only once every partition is written does the dataset's ``_CURRENT`` file (one
-small object: atomic on object stores, renamed into place on a local disk) name it. A run that
-fails or is killed half-way leaves the previous version current and readable; the version
-before the previous one is removed after a successful write.
+Used only when ``DASK_SCHEDULER_ADDRESS`` is set (``settings.DaskClusterResource``). A table of
+one row per borrower is written on the cluster by the workers themselves, one Parquet file per
+partition, into the run's own version (``loan_pipeline.store``): the storage folder's
+``runs/<run_id>/tables/<table>/``, or the same path under ``LOAN_PIPELINE_DATASETS`` (any fsspec
+URL the workers can reach). Nothing a run writes is seen by readers until the run publishes.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from typing import TYPE_CHECKING
 
 from loan_pipeline import settings
@@ -24,17 +18,11 @@ from loan_pipeline.core.partitions import is_dask
 if TYPE_CHECKING:
     import pandas as pd
 
-CURRENT = "_CURRENT"
 # about this much memory (pandas) per partition when a table made in this process is written
 PARTITION_BYTES = 128 * 2**20
 
 _lock = threading.Lock()
 _clients: dict[str, object] = {}
-
-
-def enabled() -> bool:
-    """Do the heavy steps run on a Dask cluster (``DASK_SCHEDULER_ADDRESS`` set)?"""
-    return settings.dask_scheduler_address() is not None
 
 
 def client_for(address: str):
@@ -75,48 +63,6 @@ def _fs(url: str):
     return url_to_fs(url)
 
 
-def dataset_url(table: str) -> str:
-    return f"{settings.datasets_url()}/{table}"
-
-
-def current_version(table: str) -> str | None:
-    """The version folder ``_CURRENT`` names for ``table`` (None: never written)."""
-    fs, root = _fs(dataset_url(table))
-    pointer = f"{root}/{CURRENT}"
-    try:
-        return fs.cat_file(pointer).decode().strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def has_dataset(table: str) -> bool:
-    return current_version(table) is not None
-
-
-def _point(table: str, version: str) -> None:
-    from pathlib import Path
-
-    from fsspec.implementations.local import LocalFileSystem
-
-    from loan_pipeline.io import atomic_write_bytes
-
-    fs, root = _fs(dataset_url(table))
-    if isinstance(fs, LocalFileSystem):
-        atomic_write_bytes(Path(root) / CURRENT, version.encode())
-    else:  # one small object: replaced whole by the store
-        fs.pipe_file(f"{root}/{CURRENT}", version.encode())
-
-
-def _prune(table: str, keep: set[str]) -> None:
-    """Remove the version folders of ``table`` not in ``keep`` (older ones, or left by a
-    failed write)."""
-    fs, root = _fs(dataset_url(table))
-    for entry in fs.ls(root, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith("v-") and name not in keep:
-            fs.rm(entry, recursive=True)
-
-
 def to_dask(frame: pd.DataFrame):
     """A pandas frame as a Dask frame of about ``PARTITION_BYTES`` per partition."""
     import dask.dataframe as dd
@@ -125,48 +71,59 @@ def to_dask(frame: pd.DataFrame):
     return dd.from_pandas(frame, npartitions=max(1, -(-size // PARTITION_BYTES)), sort=False)
 
 
-def write_dataset(table: str, frame) -> dict:
-    """Write ``frame`` (Dask, or pandas made in this process) as the new version of ``table``'s
-    dataset, on the workers, then make it current. Returns its row count, its rows per
-    partition and where it is."""
+def write_dataset(frame, location: str) -> dict:
+    """Write ``frame`` (Dask, or pandas made in this process) on the workers as the table at
+    ``location`` (a folder of the run's version, or a URL), a file per partition, all or
+    nothing: on a local disk into a temporary folder renamed into place; on object storage,
+    complete once ``_SUCCESS`` is written. Returns its row count and rows per partition."""
     import dask
+
+    from loan_pipeline.store.files import atomic_folder
+    from loan_pipeline.store.snapshots import SUCCESS
 
     client()  # computations below run on the cluster
     if not is_dask(frame):
         frame = to_dask(frame)
-    version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    previous = current_version(table)
-    target = f"{dataset_url(table)}/{version}"
-    write = frame.to_parquet(
-        target,
-        write_index=False,
-        compute=False,
-        name_function=lambda i: f"part.{i:05d}.parquet",
-    )
-    lengths = frame.map_partitions(len, meta=(None, "int64"))
-    _, rows = dask.compute(write, lengths)
-    _point(table, version)
-    _prune(table, {version} | ({previous} if previous else set()))
-    rows = [int(n) for n in rows]
-    return {"rows": sum(rows), "partition_rows": rows, "url": target}
+
+    def write(target: str) -> list[int]:
+        parts = frame.to_parquet(
+            str(target),
+            write_index=False,
+            compute=False,
+            name_function=lambda i: f"part.{i:05d}.parquet",
+        )
+        lengths = frame.map_partitions(len, meta=(None, "int64"))
+        _, rows = dask.compute(parts, lengths)
+        return [int(n) for n in rows]
+
+    if "://" in location:
+        fs, root = _fs(location)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+        rows = write(location)
+        fs.pipe_file(f"{root}/{SUCCESS}", b"")
+    else:
+        from pathlib import Path
+
+        rows = atomic_folder(Path(location), write)
+    return {"rows": sum(rows), "partition_rows": rows, "url": location}
 
 
-def read_dataset(table: str, columns: list[str] | None = None):
-    """The current version of ``table`` as a Dask frame (only ``columns``, if given): exactly
-    one partition per file, in the order written, so tables made from the same partitions line
-    up partition by partition."""
+def _parquet_files(location: str) -> tuple:
+    fs, root = _fs(location)
+    files = sorted(f for f in fs.ls(root, detail=False) if f.endswith(".parquet"))
+    return fs, files
+
+
+def read_dataset(location: str, columns: list[str] | None = None):
+    """The table at ``location`` as a Dask frame (only ``columns``, if given): exactly one
+    partition per file, in the order written, so tables made from the same partitions line up
+    partition by partition."""
     import dask.dataframe as dd
     import pyarrow.parquet as pq
 
     client()
-    version = current_version(table)
-    if version is None:
-        raise RuntimeError(
-            f"table {table!r} has no dataset under {settings.datasets_url()}: materialize it "
-            "on the cluster first"
-        )
-    fs, root = _fs(f"{dataset_url(table)}/{version}")
-    files = sorted(f for f in fs.ls(root, detail=False) if f.endswith(".parquet"))
+    fs, files = _parquet_files(location)
     schema = pq.read_schema(files[0], filesystem=fs)
     if columns is not None:
         schema = pa_select(schema, columns)
@@ -174,16 +131,12 @@ def read_dataset(table: str, columns: list[str] | None = None):
     return dd.from_map(_read_part, files, fs=fs, columns=columns, meta=meta, enforce_metadata=False)
 
 
-def arrow_dataset(table: str):
-    """The current version of ``table`` as a pyarrow dataset (scanned lazily, a file at a time:
+def arrow_dataset(location: str):
+    """The table at ``location`` as a pyarrow dataset (scanned lazily, a file at a time:
     DuckDB can query it wherever the files are)."""
     import pyarrow.dataset as ds
 
-    version = current_version(table)
-    if version is None:
-        raise RuntimeError(f"table {table!r} has no dataset under {settings.datasets_url()}")
-    fs, root = _fs(f"{dataset_url(table)}/{version}")
-    files = sorted(f for f in fs.ls(root, detail=False) if f.endswith(".parquet"))
+    fs, files = _parquet_files(location)
     return ds.dataset(files, format="parquet", filesystem=fs)
 
 
@@ -198,7 +151,7 @@ def _read_part(path, fs=None, columns=None, schema=None) -> pd.DataFrame:
     of ``schema``)."""
     import pyarrow.parquet as pq
 
-    from loan_pipeline.io import arrow_to_pandas
+    from loan_pipeline.store.tables import arrow_to_pandas
 
     if path is None:
         return arrow_to_pandas(schema.empty_table())

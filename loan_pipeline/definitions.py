@@ -13,6 +13,7 @@ from loan_pipeline.assets import (
     history,
     ingest,
     monitoring,
+    publication,
     risk,
     segmentation,
 )
@@ -23,10 +24,11 @@ from loan_pipeline.automation import (
     schedules,
     sensors,
 )
-from loan_pipeline.io import DuckDBTableIOManager, PickleModelIOManager
+from loan_pipeline.io.models import ModelIOManager
+from loan_pipeline.io.tables import TableIOManager
 from loan_pipeline.settings import AnalysisMethod, DaskClusterResource
 
-all_assets = [
+analysis_assets = [
     ingest.ingest_loan_book,
     features.scaled_features,
     segmentation.cluster_model,
@@ -41,6 +43,11 @@ all_assets = [
     history.strategy_history,
     *charts.chart_assets,
 ]
+# the last step of every run: publishes the run's outputs, all of them or none
+all_assets = [
+    *analysis_assets,
+    publication.publication_asset([key for a in analysis_assets for key in a.keys]),
+]
 
 
 def _definitions() -> Definitions:
@@ -50,8 +57,8 @@ def _definitions() -> Definitions:
         schedules=schedules,
         sensors=sensors,
         resources={
-            "io_manager": DuckDBTableIOManager(),
-            "model_io_manager": PickleModelIOManager(),
+            "io_manager": TableIOManager(),
+            "model_io_manager": ModelIOManager(),
             "analysis": AnalysisMethod(),
             "dask": DaskClusterResource(),
         },

@@ -8,8 +8,10 @@ Environment variables (all optional):
 - ``DASK_SCHEDULER_ADDRESS``: a Dask scheduler (``tcp://host:8786``). Set, the heavy steps run
   on that cluster and keep their tables as Parquet datasets under ``LOAN_PIPELINE_DATASETS``;
   unset, everything runs in this process as before.
-- ``LOAN_PIPELINE_DATASETS``: where those datasets live, any fsspec URL the workers can reach
-  (``s3://bucket/loans``, a shared folder); default ``<storage>/datasets``.
+- ``LOAN_PIPELINE_DATASETS``: where the tables live when not in the storage folder: any fsspec
+  URL the workers can reach (``s3://bucket/loans``, a shared folder).
+- ``LOAN_PIPELINE_KEEP_DAYS``: how long superseded snapshots and failed runs' versions are kept
+  (default 7).
 
 Everything a user may change per run is a Dagster ``Config`` class below, so it shows, typed and
 validated, in the launchpad.
@@ -138,11 +140,17 @@ def dask_scheduler_address() -> str | None:
     return os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip() or None
 
 
-def datasets_url() -> str:
-    """Root of the partitioned Parquet datasets written on a Dask cluster: an fsspec URL or a
-    folder every worker can reach (``LOAN_PIPELINE_DATASETS``; default ``<storage>/datasets``)."""
+def datasets_url() -> str | None:
+    """Where the tables are written, when not in the storage folder: an fsspec URL or a folder
+    every Dask worker can reach (``LOAN_PIPELINE_DATASETS``); None: the storage folder."""
     chosen = os.environ.get("LOAN_PIPELINE_DATASETS", "").strip()
-    return chosen.rstrip("/") if chosen else str(storage_dir() / "datasets")
+    return chosen.rstrip("/") if chosen else None
+
+
+def keep_days() -> float:
+    """How long superseded snapshots (time travel) and failed runs' versions (re-execution) are
+    kept (``LOAN_PIPELINE_KEEP_DAYS``, default 7); the two newest snapshots are always kept."""
+    return float(os.environ.get("LOAN_PIPELINE_KEEP_DAYS", "7"))
 
 
 # Tables that, on a Dask cluster, are partitioned Parquet datasets (one row per borrower: their
@@ -252,14 +260,6 @@ class DaskClusterResource(ConfigurableResource):
     @property
     def enabled(self) -> bool:
         return self.address is not None
-
-    def client(self):
-        """The process's client of the cluster (made once, shared by every step)."""
-        from loan_pipeline.cluster import client_for
-
-        if self.address is None:
-            raise RuntimeError("no Dask cluster: DASK_SCHEDULER_ADDRESS is not set")
-        return client_for(self.address)
 
 
 class FeatureConfig(Config):

@@ -18,7 +18,7 @@ from dagster import (
 from loan_pipeline import settings
 from loan_pipeline.assets.common import columns_tags, png_markdown
 from loan_pipeline.columns import LOAN_BOOK_COLUMNS, NUMERIC_COLUMNS
-from loan_pipeline.io import atomic_write_bytes
+from loan_pipeline.io import runs
 
 GROUP = "charts"
 OWNERS = ["team:credit-risk"]
@@ -65,11 +65,11 @@ CHART_SPECS: dict[str, tuple[str, list[str]]] = {
 DESCRIPTIONS = {key: description for key, (description, _) in CHART_SPECS.items()}
 
 
-def _publish(key: str, fig) -> MaterializeResult:
+def _store(context, key: str, fig) -> MaterializeResult:
     from loan_pipeline.core.charts import figure_to_png
 
     png = figure_to_png(fig)
-    path = atomic_write_bytes(settings.charts_dir() / f"{key}.png", png)
+    path = runs.write_file(context, f"charts/{key}.png", png)
     return MaterializeResult(
         asset_key=key,
         metadata={
@@ -147,7 +147,7 @@ def draw_charts(
     }
     selected = [key for key in CHART_SPECS if AssetKey(key) in context.selected_asset_keys]
     for key, fig in drawn(selected, inputs):
-        yield _publish(key, fig)
+        yield _store(context, key, fig)
 
 
 chart_assets = [draw_charts]

@@ -30,10 +30,10 @@ def partitioned_input() -> AssetIn:
 
 
 def columns_tags(partitioned: bool = False, **inputs: list[str]) -> dict[str, str]:
-    """``columns_of`` for a multi-asset's inputs, as op tags (``io.COLUMNS_TAG``, and with
-    ``partitioned`` ``io.PARTITIONED_TAG``): its inputs cannot carry metadata beside its specs'
+    """``columns_of`` for a multi-asset's inputs, as op tags (``io.handoff.COLUMNS_TAG``, and
+    with ``partitioned`` ``io.handoff.PARTITIONED_TAG``): its inputs cannot carry metadata beside its specs'
     deps."""
-    from loan_pipeline.io import COLUMNS_TAG, PARTITIONED_TAG
+    from loan_pipeline.io.handoff import COLUMNS_TAG, PARTITIONED_TAG
 
     tags = {COLUMNS_TAG + name: json.dumps(cols) for name, cols in inputs.items()}
     if partitioned:

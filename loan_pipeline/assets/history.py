@@ -1,78 +1,78 @@
 """History: every snapshot's strategies kept side by side, and a view of the latest.
 
-Why an archive table rather than dynamic partitions: a partition per snapshot would make every
+Why files per snapshot rather than dynamic partitions: a partition per snapshot would make every
 asset partitioned (models, charts, checks, the UI's graph) for the sake of one question analysts
-ask, "what did we decide for this book, and what did we decide yesterday?". One DuckDB table with
-a snapshot column answers it with SQL, and `latest_recovery_strategies` makes today the obvious
-view.
+ask, "what did we decide for this book, and what did we decide yesterday?". One Parquet file per
+snapshot, under ``history/`` of the run's version, carried into every later snapshot when it
+publishes, answers it with SQL: the catalog's ``recovery_strategies_history`` view reads them
+all, and ``latest_recovery_strategies`` is the newest.
 """
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+import re
 
-from loan_pipeline import settings
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
 from loan_pipeline.assets.common import markdown_table
+from loan_pipeline.io import runs
+from loan_pipeline.store.snapshots import HISTORY_VIEW, LATEST_VIEW, SOURCE
 
-HISTORY_TABLE = "recovery_strategies_history"
-LATEST_VIEW = "latest_recovery_strategies"
-HISTORY_MEMORY = "1GB"  # DuckDB's memory for writing a snapshot into the history table
+HISTORY = "history"
+# DuckDB's memory for copying a snapshot into its history file: past it, DuckDB spills to disk
+HISTORY_MEMORY = "1GB"
 
 
-def _source_of_this_snapshot(context: AssetExecutionContext) -> tuple[str, str, float]:
-    event = context.instance.get_latest_materialization_event(AssetKey("raw_loans"))
-    md = event.asset_materialization.metadata
-    path = str(md["source_path"].value)
-    sha = str(md["source_sha256"].value)
-    return path, sha, float(event.timestamp)
+def snapshot_name(source: dict) -> str:
+    """``<file name>@<first 12 of its SHA-256>``: the same book loaded twice is one snapshot."""
+    return f"{source['path'].rsplit('/', 1)[-1]}@{source['sha256'][:12]}"
+
+
+def _file_name(snapshot_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]", "_", snapshot_id) + ".parquet"
 
 
 @asset(
     group_name="history",
     owners=["team:data-engineering"],
-    kinds={"duckdb", "sql"},
+    kinds={"duckdb", "sql", "parquet"},
     deps=["recovery_strategies"],
-    description="Every snapshot's recovery strategies, kept: the table recovery_strategies_history "
-    "(one row per borrower per snapshot; snapshot_id = file name @ content hash) and the view "
-    "latest_recovery_strategies (the newest snapshot). A re-run of the same snapshot replaces it.",
+    description="Every snapshot's recovery strategies, kept: the catalog's view "
+    f"{HISTORY_VIEW} (one row per borrower per snapshot; snapshot_id = file name @ content "
+    f"hash) and {LATEST_VIEW} (the newest snapshot). A re-run of the same snapshot replaces "
+    "it.",
 )
 def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
     import duckdb
 
-    from loan_pipeline.io import sql_source
+    from loan_pipeline.io.tables import locate_own_table
 
-    path, sha, loaded_at = _source_of_this_snapshot(context)
-    snapshot_id = f"{path.rsplit('/', 1)[-1]}@{sha[:12]}"
-    with duckdb.connect(str(settings.warehouse_path())) as con:
-        # A snapshot is every borrower's row: streamed into the table in bounded memory. The
-        # rows need not keep their order (every query selects by snapshot), which lets DuckDB
-        # insert as it reads; past the limit it spills to disk. (Unbounded, a 10,000,000-row
-        # snapshot took the Dagster process to 4.35 GB.)
+    lineage = runs.context_lineage(context)
+    store = runs.store()
+    source = store.read_json(SOURCE, lineage)  # this run's own ingest (or the published one's)
+    snapshot_id = snapshot_name(source)
+    item = f"{HISTORY}/{_file_name(snapshot_id)}"
+    target = store.run_dir(context.run_id) / item
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with duckdb.connect() as con:
+        # the rows need not keep their order (queries select by snapshot): DuckDB then copies
+        # as it reads, in bounded memory
         con.execute("SET preserve_insertion_order = false")
         con.execute(f"SET memory_limit = '{HISTORY_MEMORY}'")
-        strategies = sql_source(con, "recovery_strategies")  # a table, or a cluster's dataset
-        con.execute("BEGIN TRANSACTION")
+        strategies = locate_own_table(con, context, "recovery_strategies")
         con.execute(
-            f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} AS
-                SELECT ''::VARCHAR AS snapshot_id, ''::VARCHAR AS source_file,
-                       now()::TIMESTAMPTZ AS snapshot_time, *
-                FROM {strategies} WHERE false"""
+            f"""COPY (SELECT ?::VARCHAR AS snapshot_id, ?::VARCHAR AS source_file,
+                             to_timestamp(?) AS snapshot_time, *
+                      FROM {strategies}) TO '{_sql(tmp)}' (FORMAT parquet)""",
+            [snapshot_id, source["path"], source["loaded_at"]],
         )
-        con.execute(f"DELETE FROM {HISTORY_TABLE} WHERE snapshot_id = ?", [snapshot_id])
-        con.execute(
-            f"""INSERT INTO {HISTORY_TABLE} BY NAME
-                SELECT ? AS snapshot_id, ? AS source_file, to_timestamp(?) AS snapshot_time, *
-                FROM {strategies}""",
-            [snapshot_id, path, loaded_at],
-        )
-        con.execute(
-            f"""CREATE OR REPLACE VIEW {LATEST_VIEW} AS
-                SELECT * FROM {HISTORY_TABLE}
-                WHERE snapshot_time = (SELECT max(snapshot_time) FROM {HISTORY_TABLE})"""
-        )
-        con.execute("COMMIT")
+        tmp.replace(target)
+        files = {p.name: p for p in _published_history()} | {target.name: target}
+        listing = "[" + ", ".join(f"'{_sql(p)}'" for p in sorted(files.values())) + "]"
         snapshots = con.execute(
             f"""SELECT snapshot_id, source_file, snapshot_time, count(*) AS borrowers,
                        count(*) FILTER (WHERE recovery_strategy LIKE 'Immediate legal%') AS legal
-                FROM {HISTORY_TABLE} GROUP BY ALL ORDER BY snapshot_time DESC"""
+                FROM read_parquet({listing}, union_by_name = true)
+                GROUP BY ALL ORDER BY snapshot_time DESC"""
         ).df()
     snapshots["snapshot_time"] = snapshots["snapshot_time"].astype(str)
     return MaterializeResult(
@@ -84,3 +84,12 @@ def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
             "query_latest": MetadataValue.md(f"```sql\nSELECT * FROM {LATEST_VIEW};\n```"),
         }
     )
+
+
+def _published_history() -> list:
+    folder = runs.published_file(HISTORY)
+    return sorted(folder.glob("*.parquet")) if folder is not None else []
+
+
+def _sql(path) -> str:
+    return str(path).replace("'", "''")

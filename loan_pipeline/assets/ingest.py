@@ -4,17 +4,20 @@ One step makes all three tables, so nothing is written unless the whole file pas
 error or too many bad rows leaves every previous output as it was.
 """
 
+import errno
+import json
+import time
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetOut,
-    Backoff,
     Failure,
     MetadataValue,
     Output,
-    RetryPolicy,
+    RetryRequested,
     multi_asset,
 )
 
@@ -25,11 +28,16 @@ from loan_pipeline.assets.common import (
     markdown_table,
     table_metadata,
 )
+from loan_pipeline.io import runs
+from loan_pipeline.store.files import explain
+from loan_pipeline.store.snapshots import SOURCE
 from loan_pipeline.versioning import code_version, file_sha256
 
 GROUP = "ingest"
 OWNERS = ["team:data-engineering"]
 FILE_CHECK = "loan_book_file_is_usable"
+# errors of a read that may pass on a second try
+TRANSIENT_ERRORS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY}
 SHARE_CHECK = "quarantine_share_below_threshold"
 
 
@@ -86,9 +94,6 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
             "reason, offending value and the whole record as read.",
         ),
     },
-    # a read can fail for passing reasons (a file still being copied, a network share): retry;
-    # a file that breaks the contract raises Failure(allow_retries=False) and is not retried
-    retry_policy=RetryPolicy(max_retries=2, delay=2, backoff=Backoff.EXPONENTIAL),
     check_specs=[
         AssetCheckSpec(
             FILE_CHECK,
@@ -157,6 +162,13 @@ def ingest_loan_book(
         )
     except LoanBookFileError as err:
         yield from _refuse(context, path, err, FILE_CHECK, "raw_loans")
+    except OSError as err:
+        # a read that can fail for passing reasons (a network share, a busy device) is retried;
+        # any other error (no permission, ...) is the user's to fix, and says so at once
+        if err.errno in TRANSIENT_ERRORS:
+            context.log.warning(f"reading {path} failed ({err}); trying again")
+            raise RetryRequested(max_retries=2, seconds_to_wait=2) from err
+        raise explain(err, "read the loan book", path) from err
 
     summary = summarise_groups(counts.issue_groups)
     share = counts.quarantined / counts.records if counts.records else 0.0
@@ -175,6 +187,22 @@ def ingest_loan_book(
         "source_sha256": file_sha256(settings.source_location(config.csv_path)),
         "code_version": code_version(),
     }
+    # what this run's snapshot was made from: the history and the schedule read it from the
+    # run's own version (and, once published, from the published snapshot), never another run's
+    runs.write_file(
+        context,
+        SOURCE,
+        json.dumps(
+            {
+                "path": str(path),
+                "sha256": source["source_sha256"],
+                "code_version": source["code_version"],
+                "loaded_at": time.time(),
+                "rows_read": counts.records,
+                "quarantined_rows": counts.quarantined,
+            }
+        ).encode(),
+    )
     raw = validate(raw_rows, RawLoans, source=str(path))
     validated = validate(valid_rows, LoanBook, source=str(path))
     quarantine = validate(quarantined, QuarantinedLoans, source=str(path))

@@ -23,12 +23,13 @@ from loan_pipeline.assets.common import (
     png_markdown,
     table_metadata,
 )
-from loan_pipeline.io import atomic_write_bytes
+from loan_pipeline.io import runs
 
 GROUP = "monitoring"
 OWNERS = ["team:credit-risk"]
 FAIRNESS_CHECK = "no_unexplained_strategy_gap"
 PSI_CHECK = "population_is_stable"
+PROFILE = "monitoring/profile.json"
 
 
 @asset(
@@ -157,11 +158,11 @@ def population_stability(
     # to its own scores, and only counts and histograms of the columns come back (see
     # core.summaries.quantiles for the profile's exact deciles)
     current = per_partition(stability_columns, validated_loans, risk_scores)
-    path = settings.storage_dir() / "monitoring" / "profile.json"
-    previous = json.loads(path.read_text()) if path.exists() else None
+    published = runs.published_file(PROFILE)  # the last published run's deciles
+    previous = json.loads(published.read_text()) if published is not None else None
     table, profile = stability_report(previous, current)
     table = validate(table, PopulationStability, source="population_stability")
-    atomic_write_bytes(path, json.dumps(profile).encode())
+    runs.write_file(context, PROFILE, json.dumps(profile).encode())
     shifted = table[table["psi"] > 0.25]
     yield Output(
         table,
@@ -206,7 +207,7 @@ def population_stability(
 def model_card(context: AssetExecutionContext, risk_model, fairness_report) -> MaterializeResult:
     from loan_pipeline.core.report import model_card_markdown
 
-    chart = settings.charts_dir() / "chart_calibration.png"
+    chart = runs.find_file(context, "charts/chart_calibration.png")
     if risk_model.primary is None:
         text = (
             "# Model card\n\nThe notebook method is running: its model predicts the high-burden "
@@ -220,8 +221,8 @@ def model_card(context: AssetExecutionContext, risk_model, fairness_report) -> M
             fairness=fairness_report,
             calibration_image="![Calibration](../charts/chart_calibration.png)",
         )
-    path = atomic_write_bytes(settings.storage_dir() / "reports" / "model_card.md", text.encode())
+    path = runs.write_file(context, "reports/model_card.md", text.encode())
     metadata = {"path": MetadataValue.path(str(path)), "model_card": MetadataValue.md(text)}
-    if chart.exists():
+    if chart is not None:
         metadata["calibration_chart"] = png_markdown(chart.read_bytes(), "calibration")
     return MaterializeResult(metadata=metadata)

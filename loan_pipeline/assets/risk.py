@@ -20,7 +20,8 @@ from loan_pipeline.assets.common import (
     partitioned_input,
     table_metadata,
 )
-from loan_pipeline.io import atomic_write, stored_table
+from loan_pipeline.io import runs
+from loan_pipeline.io.tables import stored_table
 from loan_pipeline.settings import POLICY_FALLBACK, POLICY_MODEL
 
 # The loan-book columns the risk model and its scores read: its inputs and the outcome.
@@ -37,6 +38,7 @@ RISK_LOANS = columns_of(
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
 GATE_CHECK = "model_beats_base_rate"
+EXPORT = "exports/recovery_strategies.csv"
 
 
 @asset(
@@ -75,8 +77,8 @@ def risk_model(
     notebook = analysis.is_notebook
     model = fit_risk_model(
         validated_loans,
-        stored_table("scaled_features") if notebook else None,
-        stored_table("borrower_segments") if notebook else None,
+        stored_table(context, "scaled_features") if notebook else None,
+        stored_table(context, "borrower_segments") if notebook else None,
         method=analysis.method,
         folds=config.folds,
         max_train_rows=config.max_train_rows,
@@ -158,7 +160,7 @@ def risk_scores(
 
     notebook = risk_model.method == "notebook"
     if notebook:  # the notebook's method scores its features table, in this process
-        features = stored_table("scaled_features")
+        features = stored_table(context, "scaled_features")
         scores = score_borrowers(risk_model, collect(validated_loans), features)
     else:  # every borrower's score from its own row: per partition on a cluster
         scores = per_partition(scores_of, validated_loans, risk_model)
@@ -260,8 +262,7 @@ def recovery_strategies(
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     if is_dask(table):  # computed once, kept on the workers for the export and the write
         table = table.persist()
-    export = settings.exports_dir() / "recovery_strategies.csv"
-    atomic_write(export, lambda sink: write_export(table, sink))
+    export = runs.write_stream(context, EXPORT, lambda sink: write_export(table, sink))
     counts = combine(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
     by_segment = counts.unstack(fill_value=0).reset_index()
     arrears = [("validated_loans", "Days_Past_Due"), ("validated_loans", "Num_Missed_Payments")]

@@ -21,7 +21,8 @@ from loan_pipeline.assets.common import (
     table_metadata,
 )
 from loan_pipeline.columns import NUMERIC_COLUMNS
-from loan_pipeline.io import previous_model, previous_table
+from loan_pipeline.io.models import published_model
+from loan_pipeline.io.tables import previous_table
 
 GROUP = "segmentation"
 OWNERS = ["team:credit-risk"]
@@ -113,7 +114,9 @@ def cluster_model(
         count_clusters=count_clusters,
         means=scaling.means,
         scales=scaling.scales,
-        previous=None if analysis.is_notebook else previous_model("cluster_model"),
+        previous=None
+        if analysis.is_notebook
+        else published_model("cluster_model", context.instance),
         selection=selection,
     )
     chosen = selection.table.set_index("k").loc[k]

@@ -36,7 +36,7 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     Only text columns are touched; numbers (a negative amount, say) stay numbers. The OWASP
     advice: the quote makes the spreadsheet show the cell as text, and the value stays readable.
     """
-    from loan_pipeline.io import arrow_to_pandas
+    from loan_pipeline.store.tables import arrow_to_pandas
 
     return arrow_to_pandas(_neutralised_arrow(df))
 
