@@ -54,6 +54,22 @@ class PipelineRun:
             return sorted(r[0] for r in con.execute("SHOW TABLES").fetchall())
 
 
+def published_files(storage: Path) -> dict[str, bytes]:
+    """Every file of the published snapshot (what a reader sees through ``storage/current``, the
+    stable paths and the catalog), by its path in the snapshot, with the catalog's snapshot id."""
+    current = (storage / "current").resolve()
+    files = {
+        str(p.relative_to(current)): p.read_bytes()
+        for p in sorted(current.rglob("*"))
+        if p.is_file()
+    }
+    with duckdb.connect(str(storage / "warehouse.duckdb"), read_only=True) as con:
+        files["catalog snapshot"] = (
+            con.execute("SELECT snapshot FROM meta.published").fetchall()[0][0].encode()
+        )
+    return files
+
+
 def run_pipeline(
     csv: Path,
     storage: Path,

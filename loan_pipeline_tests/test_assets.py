@@ -37,7 +37,15 @@ CHARTS = [
     "chart_k_selection",
     "chart_calibration",
 ]
-ALL_ASSETS = {*TABLES, "cluster_model", "risk_model", "model_card", "strategy_history", *CHARTS}
+ALL_ASSETS = {
+    *TABLES,
+    "cluster_model",
+    "risk_model",
+    "model_card",
+    "strategy_history",
+    "published_snapshot",
+    *CHARTS,
+}
 
 
 @pytest.fixture(params=["sample_run", "reference_run"])
@@ -148,14 +156,12 @@ def test_validated_loans_equal_the_csv(run):
 def test_too_many_bad_rows_stop_the_run_and_keep_previous_outputs(tmp_path):
     """Above the quarantine threshold the blocking check fails: nothing downstream runs, no table
     is written, and every table, model, chart and export of the previous good run is unchanged."""
-    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
+    from loan_pipeline_tests.conftest import SAMPLE_CSV, published_files, run_pipeline
 
     storage = tmp_path / "storage"
     good = run_pipeline(SAMPLE_CSV, storage)
     assert good.result.success
-    before = {
-        p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"
-    }
+    before = published_files(storage)
     tables_before = {t: good.table(t) for t in good.tables()}
 
     lines = SAMPLE_CSV.read_text().splitlines()
@@ -184,7 +190,7 @@ def test_too_many_bad_rows_stop_the_run_and_keep_previous_outputs(tmp_path):
     assert checks["quarantine_share_below_threshold"].passed is False
     assert "Timeshare" in checks["quarantine_share_below_threshold"].metadata["failure_cases"].value
     assert bad.materialized() == {}  # nothing written, nothing downstream
-    after = {p: p.read_bytes() for p in storage.rglob("*") if p.is_file() and p.suffix != ".duckdb"}
+    after = published_files(storage)
     assert after == before
     for table, frame in tables_before.items():
         pd.testing.assert_frame_equal(bad.table(table), frame)
@@ -253,7 +259,8 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path, monkeypatch):
     table no step reads (raw_loans, quarantined_loans) is never held."""
     import duckdb
 
-    from loan_pipeline.io import RUN_FRAMES, arrow_to_pandas
+    from loan_pipeline.io.handoff import RUN_FRAMES
+    from loan_pipeline.store.tables import arrow_to_pandas
     from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
 
     handed: dict[str, list] = {}
@@ -294,11 +301,13 @@ def test_steps_load_only_the_columns_they_read(tmp_path, monkeypatch):
     warehouse, as on a book too large to hold) stores the same tables."""
     import duckdb
 
-    from loan_pipeline.io import RUN_FRAMES, DuckDBTableIOManager, arrow_to_pandas
+    from loan_pipeline.io.handoff import RUN_FRAMES
+    from loan_pipeline.io.tables import TableIOManager
+    from loan_pipeline.store.tables import arrow_to_pandas
     from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
 
     loaded: dict[tuple[str, str, bool], list[str]] = {}
-    real_load = DuckDBTableIOManager.load_input
+    real_load = TableIOManager.load_input
 
     def spy(self, context):
         frame = real_load(self, context)
@@ -306,7 +315,7 @@ def test_steps_load_only_the_columns_they_read(tmp_path, monkeypatch):
         loaded[(context.op_def.name, context.asset_key.path[-1], held)] = list(frame.columns)
         return frame
 
-    monkeypatch.setattr(DuckDBTableIOManager, "load_input", spy)
+    monkeypatch.setattr(TableIOManager, "load_input", spy)
     held_run = run_pipeline(SAMPLE_CSV, tmp_path / "held")
     monkeypatch.setattr(RUN_FRAMES, "max_bytes", 0)  # nothing held: every input from DuckDB
     stored_run = run_pipeline(SAMPLE_CSV, tmp_path / "stored")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -170,7 +171,7 @@ def test_a_transient_read_error_is_retried(folders, monkeypatch):
     def flaky(path, max_bytes=None):
         calls["n"] += 1
         if calls["n"] == 1:
-            raise OSError("Resource temporarily unavailable (the file is still being copied)")
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable (still being copied)")
         return real(path, max_bytes=max_bytes)
 
     monkeypatch.setattr(ingest, "read_loan_book", flaky)
@@ -179,6 +180,27 @@ def test_a_transient_read_error_is_retried(folders, monkeypatch):
     assert calls["n"] == 2
     retried = [e for e in run.result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert [e.step_key for e in retried] == ["ingest_loan_book"]
+
+
+def test_a_permanent_read_error_fails_at_once_naming_the_cause(folders, monkeypatch):
+    """Retries are for passing faults only: a permission error fails the step at once, and the
+    message says what could not be done, where, and why (never only "Exceeded max_retries")."""
+    _, _, storage = folders
+    from loan_pipeline.core import ingest
+
+    def denied(path, max_bytes=None):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(ingest, "read_loan_book", denied)
+    run = run_pipeline(SAMPLE_CSV, storage, job="full_refresh")
+    assert not run.result.success
+    assert not [e for e in run.result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    (failure,) = run.result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    while error.cause is not None and "DagsterExecution" in (error.cls_name or ""):
+        error = error.cause
+    assert error.message.startswith("loan_pipeline.store.files.StorageError: could not read")
+    assert f"{SAMPLE_CSV}: permission denied" in error.message
 
 
 def test_bad_data_is_not_retried(folders, tmp_path):

@@ -36,7 +36,7 @@ def test_run_materializes_everything_and_records_the_run(tmp_path):
     env = _env(tmp_path)
     done = _cli(["run"], env)
     assert done.returncode == 0, done.stderr
-    assert "succeeded: 22 assets" in done.stdout
+    assert "succeeded: 23 assets" in done.stdout
     assert str(SAMPLE_CSV) in done.stdout
     charts = sorted(p.name for p in (tmp_path / "storage" / "charts").glob("*.png"))
     assert len(charts) == 8

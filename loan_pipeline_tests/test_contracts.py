@@ -25,13 +25,14 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, run_pipeline
+from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, published_files, run_pipeline
 
 FILE_CHECK = "loan_book_file_is_usable"
 SHARE_CHECK = "quarantine_share_below_threshold"
 INGEST_STEP = "ingest_loan_book"
 INGEST_ASSETS = [AssetKey("raw_loans"), AssetKey("validated_loans"), AssetKey("quarantined_loans")]
 WAREHOUSE = "warehouse.duckdb"
+PUBLISHED = "published_snapshot"
 
 TEXT = SAMPLE_CSV.read_text()
 LINES = TEXT.splitlines()  # LINES[0] is the header (line 1); line n is LINES[n - 1]
@@ -155,11 +156,7 @@ class Baseline:
 
 
 def snapshot_files(storage: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(storage)): p.read_bytes()
-        for p in sorted(storage.rglob("*"))
-        if p.is_file() and p.name != WAREHOUSE
-    }
+    return published_files(storage)
 
 
 def read_tables(storage: Path) -> dict[str, pd.DataFrame]:
@@ -215,7 +212,8 @@ def run_ingest(csv: Path, storage: Path, config: dict) -> ExecuteInProcessResult
             run_config=run_config,
             instance=DagsterInstance.ephemeral(),
             raise_on_error=False,
-            asset_selection=INGEST_ASSETS,
+            # the ingest, published as a hand-picked selection is: with published_snapshot
+            asset_selection=[*INGEST_ASSETS, AssetKey(PUBLISHED)],
         )
 
 
@@ -316,7 +314,7 @@ class Quarantined:
             if not any(i.line == n and i.column == "<row>" for i in self.issues)
         ]
         metadata = out.materialized()
-        assert set(metadata) == {"raw_loans", "validated_loans", "quarantined_loans"}
+        assert set(metadata) == {"raw_loans", "validated_loans", "quarantined_loans", PUBLISHED}
         assert metadata["quarantined_loans"]["quarantined_rows"].value == len(lines)
         assert {k: c.passed for k, c in out.checks().items()} == {
             FILE_CHECK: True,
@@ -348,7 +346,7 @@ class Accepted:
             out.table("validated_loans"), self.expected(base.validated.copy())
         )
         metadata = out.materialized()
-        assert set(metadata) == {"raw_loans", "validated_loans", "quarantined_loans"}
+        assert set(metadata) == {"raw_loans", "validated_loans", "quarantined_loans", PUBLISHED}
         raw = metadata["raw_loans"]
         expected_metadata = {
             "extra_columns": [],
@@ -879,7 +877,7 @@ def test_bad_input(case: Case, baseline: Baseline, tmp_path: Path) -> None:
     csv = tmp_path / f"{case.id}.csv"
     case.write(csv)
     storage = tmp_path / "storage"
-    shutil.copytree(baseline.storage, storage)
+    shutil.copytree(baseline.storage, storage, symlinks=True)
     try:
         result = run_ingest(csv, storage, case.config)
         case.expect.verify(Outcome(csv, storage, result), baseline)

@@ -123,23 +123,23 @@ def test_the_cluster_draws_the_same_charts_as_a_local_run(cluster, local_run, da
         assert ran and ran <= workers, summary
 
 
-def test_per_borrower_tables_are_partitioned_datasets_with_a_view_in_the_warehouse(dask_run):
-    from loan_pipeline.cluster import CURRENT
-
+def test_per_borrower_tables_are_partitioned_datasets_with_a_view_in_the_catalog(dask_run):
     run, _ = dask_run
     metadata = run.materialized()
+    run_id = run.result.run_id
     for table in PER_BORROWER:
-        folder = run.storage / "datasets" / table
-        version = (folder / CURRENT).read_text().strip()
-        files = sorted((folder / version).glob("part.*.parquet"))
+        folder = run.storage / "current" / "tables" / table
+        files = sorted(folder.glob("part.*.parquet"))
         assert len(files) == metadata[table]["partitions"].value > 1, table
         stored = pd.concat(pd.read_parquet(f) for f in files)
         assert len(stored) == metadata[table]["dagster/row_count"].value == 500
-        assert metadata[table]["dataset"].value == str(folder / version)
-        # analysts' SQL still works: the warehouse has a view of the current version
-        assert len(run.table(table)) == 500
-    # small summaries stay tables in the warehouse
-    assert not (run.storage / "datasets" / "segment_profiles").exists()
+        # written by the workers into the run's own version, then published with the rest
+        assert metadata[table]["location"].value == str(
+            run.storage / "runs" / run_id / "tables" / table
+        )
+        assert len(run.table(table)) == 500  # analysts' SQL: a view in the catalog
+    # small summaries are written by this process: one file
+    assert len(list((run.storage / "current" / "tables" / "segment_profiles").glob("*"))) == 1
 
 
 def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
@@ -171,22 +171,17 @@ def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
     assert set().union(*by_step.values()) == workers
 
 
-def test_each_write_replaces_the_dataset_whole(cluster, small_partitions, tmp_path):
-    from loan_pipeline.cluster import CURRENT
-
+def test_each_run_publishes_a_new_version_and_keeps_the_previous(
+    cluster, small_partitions, tmp_path
+):
     first, _ = _on(cluster, tmp_path)
     assert first.result.success
-    folder = tmp_path / "datasets" / "risk_scores"
-    v1 = (folder / CURRENT).read_text().strip()
     second, _ = _on(cluster, tmp_path)
     assert second.result.success
-    v2 = (folder / CURRENT).read_text().strip()
-    assert v2 != v1
-    # the previous version is kept (one back), nothing older
-    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("v-")) == sorted([v1, v2])
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(folder / v1), pd.read_parquet(folder / v2), check_dtype=False
-    )
+    assert (tmp_path / "current").resolve().name == second.result.run_id
+    runs = tmp_path / "runs"
+    v1, v2 = (runs / r.result.run_id / "tables" / "risk_scores" for r in (first, second))
+    pd.testing.assert_frame_equal(pd.read_parquet(v1), pd.read_parquet(v2), check_dtype=False)
 
 
 SCORING = ("scores_of",)
@@ -247,12 +242,11 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     fragile_cluster, small_partitions, tmp_path
 ):
     cluster = fragile_cluster
-    from loan_pipeline.cluster import CURRENT
+    from loan_pipeline_tests.conftest import published_files
 
     good, _ = _on(cluster, tmp_path)
     assert good.result.success
-    folder = tmp_path / "datasets" / "risk_scores"
-    version = (folder / CURRENT).read_text().strip()
+    published = published_files(tmp_path)
     before = {t: good.table(t) for t in PER_BORROWER}
     # the failing run on a cluster of its own, as a new run would be: the good run's process
     # still holds some of its collections (Dask caches expressions), whose tasks the cluster
@@ -271,8 +265,8 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     failures = failed.result.get_step_failure_events()
     assert [e.step_key for e in failures] == ["risk_scores"]
     assert "KilledWorker" in str(failures[0].step_failure_data.error)
-    # the last good outputs stay current and readable
-    assert (folder / CURRENT).read_text().strip() == version
+    # the last good outputs stay published and readable
+    assert published_files(tmp_path) == published
     for table, frame in before.items():
         pd.testing.assert_frame_equal(failed.table(table), frame, obj=table)
 
@@ -314,13 +308,11 @@ def test_a_messy_book_read_in_blocks_on_the_cluster_sets_aside_the_same_rows(
 def test_too_many_bad_rows_on_the_cluster_fail_like_a_local_run_and_keep_the_outputs(
     cluster, small_partitions, tmp_path
 ):
-    from loan_pipeline.cluster import CURRENT
-
     with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
         good = run_pipeline(SAMPLE_CSV, tmp_path / "dask", SAMPLES)
         assert good.result.success
-        pointer = tmp_path / "dask" / "datasets" / "validated_loans" / CURRENT
-        version, before = pointer.read_text(), good.table("validated_loans")
+        pointer = tmp_path / "dask" / "current"
+        version, before = pointer.resolve(), good.table("validated_loans")
         bad = _messy_book(tmp_path / "bad.csv", bad_ages=60)
         failed = run_pipeline(bad, tmp_path / "dask", SAMPLES)
     local = run_pipeline(bad, tmp_path / "local", SAMPLES)
@@ -333,19 +325,23 @@ def test_too_many_bad_rows_on_the_cluster_fail_like_a_local_run_and_keep_the_out
         for r in (failed, local)
     )
     assert on_cluster == here and "quarantine" in on_cluster
-    assert pointer.read_text() == version
+    assert pointer.resolve() == version
     pd.testing.assert_frame_equal(failed.table("validated_loans"), before)
 
 
-def test_datasets_on_a_url_need_no_warehouse_view(cluster, small_partitions, local_run, tmp_path):
-    """Datasets at an fsspec URL (object storage in production; ``file://`` here): no view in
-    the warehouse, and the steps that read a dataset whole (the strategy history) read it from
-    the files."""
+def test_datasets_on_a_url_need_no_catalog_view(cluster, small_partitions, local_run, tmp_path):
+    """Datasets at an fsspec URL (object storage in production; ``file://`` here): written in
+    the run's version under that URL, complete with ``_SUCCESS``, published by reference (no
+    view in the catalog), and the steps that read a dataset whole (the strategy history) read
+    it from the files."""
     storage = tmp_path / "storage"
     with environment(LOAN_PIPELINE_DATASETS=f"file://{tmp_path}/bucket"):
         run, _ = _on(cluster, storage)
     assert run.result.success
-    assert (tmp_path / "bucket" / "risk_scores" / "_CURRENT").exists()
+    written = tmp_path / "bucket" / "runs" / run.result.run_id / "tables" / "risk_scores"
+    assert (written / "_SUCCESS").exists()
+    manifest = (storage / "current" / "manifest.json").read_text()
+    assert f"file://{written}" in manifest
     assert "risk_scores" not in run.tables()
     history = run.table("latest_recovery_strategies").drop(
         columns=["snapshot_id", "source_file", "snapshot_time"]

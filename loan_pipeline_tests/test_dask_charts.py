@@ -299,11 +299,11 @@ def test_draw_charts_asks_for_its_tables_in_partitions():
     from dagster import build_input_context
 
     from loan_pipeline.assets.charts import draw_charts
-    from loan_pipeline.io import _wanted_columns, _wants_partitions
+    from loan_pipeline.io.handoff import wanted_columns, wants_partitions
 
     for name in ("validated_loans", "borrower_segments", "risk_scores"):
         context = build_input_context(name=name, op_def=draw_charts.op)
-        assert _wants_partitions(context), name
-        assert _wanted_columns(context), name
+        assert wants_partitions(context), name
+        assert wanted_columns(context), name
     model = build_input_context(name="cluster_model", op_def=draw_charts.op)
-    assert not _wants_partitions(model)
+    assert not wants_partitions(model)

@@ -305,7 +305,7 @@ def test_the_monitoring_assets_take_their_tables_in_partitions():
     """On a cluster, these assets get Dask frames (the IO manager collects an input into the
     Dagster process only when it is not asked for in partitions)."""
     from loan_pipeline.definitions import defs
-    from loan_pipeline.io import PARTITIONED
+    from loan_pipeline.io.handoff import PARTITIONED
 
     wanted = {
         "fairness_report": {"validated_loans", "recovery_strategies"},

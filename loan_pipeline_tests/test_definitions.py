@@ -40,6 +40,9 @@ EXPECTED = {
     "chart_correlation_heatmap": ("charts", {"validated_loans"}),
     "chart_borrower_segments": ("charts", {"validated_loans", "borrower_segments"}),
 }
+# the last step of every run depends on every other asset
+PUBLISHED = "published_snapshot"
+EXPECTED[PUBLISHED] = ("publication", set(EXPECTED))
 
 
 def test_asset_keys_groups_and_deps():
@@ -63,6 +66,7 @@ def test_every_asset_has_description_owner_kinds():
                 "risk_model",
                 "model_card",
                 "strategy_history",
+                PUBLISHED,
             } or key.startswith("chart_"), key
 
 
@@ -81,7 +85,7 @@ def test_jobs_and_default_executor():
     assert {k.to_user_string() for k in full.asset_layer.executable_asset_keys} == set(EXPECTED)
     assert {k.to_user_string() for k in charts.asset_layer.executable_asset_keys} == {
         k for k, (g, _) in EXPECTED.items() if g == "charts"
-    }
+    } | {PUBLISHED}
     assert full.executor_def.name == "in_process_by_default"
     resolved = validate_run_config(full, {})
     assert list(resolved["execution"]["in_process_by_default"]) == ["in_process"]
@@ -108,7 +112,7 @@ def test_policies_code_versions_tags_automation_freshness():
     for key, spec in specs.items():
         assert spec.code_version == code_version(), key
         assert spec.tags["domain"] == "loan-recovery" and spec.tags["stage"] == spec.group_name, key
-        follows = spec.group_name in {"charts", "monitoring", "reports", "history"}
+        follows = spec.group_name in {"charts", "monitoring", "reports", "history", "publication"}
         assert (spec.automation_condition == AutomationCondition.eager()) == follows, key
     assert specs["recovery_strategies"].freshness_policy is not None
     assert all(s.freshness_policy is None for k, s in specs.items() if k != "recovery_strategies")
@@ -154,8 +158,10 @@ def test_schedules_sensors_checks_and_retry():
         ("raw_loans", "loan_book_file_is_usable"),
         ("validated_loans", "quarantine_share_below_threshold"),
     }
+    # no blanket retry: a lock, a full disk or a bad file fails at once with its own message;
+    # only a transient read error is retried (RetryRequested in the step)
     ingest_op = defs.resolve_job_def("full_refresh").graph.node_named("ingest_loan_book").definition
-    assert ingest_op.retry_policy is not None and ingest_op.retry_policy.max_retries == 2
+    assert ingest_op.retry_policy is None
 
 
 def test_launchpad_config_is_typed_and_validated():
@@ -257,4 +263,4 @@ def test_heavy_steps_are_in_the_heavy_pool():
         plan = create_execution_plan(defs.resolve_job_def(job))
         steps = {s.key: s.pool for s in plan.get_all_steps_in_topo_order()}
         assert steps == {k: settings.HEAVY_POOL if k in heavy else None for k in steps}, job
-    assert steps == {"draw_charts": settings.HEAVY_POOL}
+    assert steps == {"draw_charts": settings.HEAVY_POOL, PUBLISHED: None}

@@ -115,7 +115,7 @@ def by_borrower(df: pd.DataFrame) -> pd.DataFrame:
 
 def continue_from(previous: PipelineRun, storage: Path) -> Path:
     """A copy of ``previous``'s storage folder, for a run that follows it."""
-    shutil.copytree(previous.storage, storage)
+    shutil.copytree(previous.storage, storage, symlinks=True)
     return storage
 
 

@@ -5,7 +5,7 @@ import io
 import pandas as pd
 
 from loan_pipeline.core.export import neutralise_formulas, to_csv_bytes
-from loan_pipeline.io import atomic_write_bytes
+from loan_pipeline.store.files import StorageError, atomic_write_bytes
 
 
 def test_formula_cells_in_text_columns_are_neutralised():
@@ -69,29 +69,26 @@ def test_a_write_that_dies_before_the_rename_leaves_the_old_file(tmp_path, monke
     def crash(*_args, **_kwargs):
         raise OSError("simulated crash between write and rename")
 
-    monkeypatch.setattr("loan_pipeline.io.os.replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    monkeypatch.setattr("loan_pipeline.store.files.os.replace", crash)
+    with pytest.raises(StorageError, match="simulated crash"):
         atomic_write_bytes(target, b"new" * 1000)
     assert target.read_bytes() == b"good,old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recovery_strategies.csv"]
 
 
-def test_duckdb_table_replacement_is_all_or_nothing(tmp_path):
-    """A table write that fails midway (here: a column DuckDB cannot store) rolls back: the
-    previous table is still there, whole."""
-    import duckdb
+def test_a_table_write_that_fails_midway_leaves_the_previous_table(tmp_path):
+    """A table write that fails midway (here: a column Parquet cannot store) leaves the previous
+    table whole, and no half-written folder beside it."""
     import pytest
-    from dagster import build_output_context
 
-    from loan_pipeline.io import DuckDBTableIOManager
+    from loan_pipeline.store.tables import read_table, write_table
 
-    db = tmp_path / "warehouse.duckdb"
-    manager = DuckDBTableIOManager(database=str(db))
+    folder = tmp_path / "tables" / "risk_scores"
     good = pd.DataFrame({"Borrower_ID": ["a", "b"], "risk_score": [0.1, 0.9]})
-    manager.handle_output(build_output_context(asset_key="risk_scores"), good)
+    write_table(good, folder)
     bad = pd.DataFrame({"Borrower_ID": ["c"], "risk_score": [object()]})
     with pytest.raises(Exception):  # noqa: B017 - any failure will do; the point is what remains
-        manager.handle_output(build_output_context(asset_key="risk_scores"), bad)
-    with duckdb.connect(str(db), read_only=True) as con:
-        back = con.execute("SELECT * FROM risk_scores").df()
-    pd.testing.assert_frame_equal(back, good)
+        write_table(bad, folder)
+    back = read_table(folder)
+    pd.testing.assert_frame_equal(back.astype({"Borrower_ID": object}), good)
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["risk_scores"]
