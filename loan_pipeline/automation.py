@@ -236,12 +236,25 @@ def move_processed_files(context: RunStatusSensorContext):
     if not source:
         return SkipReason("the run did not come from an incoming file")
     path = Path(source)
-    if not path.exists() or path.parent.resolve() != settings.incoming_dir().resolve():
-        return SkipReason(f"{path} is not waiting in the incoming folder")
+    folder = settings.incoming_dir()
+    not_waiting = SkipReason(f"{path} is not waiting in the incoming folder")
+    if path.parent.resolve() != folder.resolve():
+        return not_waiting
+    # lstat, as the sensor does: only a regular file is moved; a link (which the sensor never
+    # requests a run for, but a hand-made run's tag could name) is neither followed nor moved
+    try:
+        entry = os.lstat(path)
+    except FileNotFoundError:
+        return not_waiting
+    reason = _skip_reason(path, entry, folder)
+    if reason:
+        return SkipReason(f"not moved: {reason}")
     target_dir = settings.processed_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / path.name
-    if target.exists():
+    # lexists: a link already standing at the name (even a broken one) counts as taken, so the
+    # move never lands in a directory such a link points to
+    if os.path.lexists(target):
         digest = context.dagster_run.tags.get(TAG_SHA, "")[:12]
         target = target_dir / f"{path.stem}.{digest}{path.suffix}"
     shutil.move(str(path), target)

@@ -7,10 +7,14 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from dagster import (
+    DagsterEvent,
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     RunRequest,
     SkipReason,
     build_run_status_sensor_context,
@@ -409,3 +413,40 @@ def test_a_file_that_cannot_be_opened_when_hashed_is_skipped(folders, monkeypatc
     _, result, _ = _tick_within(cursor, instance)
     monkeypatch.undo()
     assert f"a_flaky.csv {reason}" in result.skip_message
+
+
+def _succeeded_run_context(instance: DagsterInstance, source: Path):
+    run = DagsterRun(
+        job_name="full_refresh",
+        run_id="0f1e2d3c-0000-4000-8000-000000000001",
+        tags={automation.TAG_FILE: str(source), automation.TAG_SHA: "ab" * 32},
+        status=DagsterRunStatus.SUCCESS,
+    )
+    return build_run_status_sensor_context(
+        sensor_name="move_processed_files",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="full_refresh"),
+    )
+
+
+def test_move_does_not_follow_a_link_out_of_the_incoming_folder(folders, tmp_path):
+    incoming, processed, _ = folders
+    instance = DagsterInstance.ephemeral()
+    outside = tmp_path / "elsewhere" / "book.csv"
+    outside.parent.mkdir()
+    shutil.copy(SAMPLE_CSV, outside)
+    link = incoming / "book.csv"
+    link.symlink_to(outside)
+
+    result = move_processed_files(_succeeded_run_context(instance, link))
+    assert isinstance(result, SkipReason)
+    assert "book.csv links outside the incoming folder" in result.skip_message
+    assert link.is_symlink() and outside.read_bytes() == SAMPLE_CSV.read_bytes()
+    assert not (processed / "book.csv").exists() and not (processed / "book.csv").is_symlink()
+
+    # a regular file in the incoming folder is still moved
+    link.unlink()
+    shutil.copy(SAMPLE_CSV, link)
+    assert move_processed_files(_succeeded_run_context(instance, link)) is None
+    assert not link.exists() and (processed / "book.csv").read_bytes() == SAMPLE_CSV.read_bytes()
