@@ -3,15 +3,20 @@
 - ``full_refresh`` and ``charts_only``: the asset jobs.
 - ``incoming_loan_files`` (sensor): each new or changed CSV in the incoming folder starts one
   ``full_refresh`` run on that file; ``move_processed_files`` (run-status sensor) moves the file to
-  the processed folder once its run has succeeded.
+  the processed folder once its run has succeeded. Only regular files are considered: symbolic
+  links, directories, FIFOs and devices named *.csv are skipped with the reason, never opened.
 - ``daily_refresh`` (schedule): re-materializes the graph on the configured book, unless neither
   the data nor the code changed since the last successful run (the tick says why it skipped).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import os
 import shutil
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -81,10 +86,78 @@ def _run_config(csv: Path) -> dict:
 # --- new files ---------------------------------------------------------------------------------
 
 
-def file_run_key(path: Path, digest: str) -> str:
+def file_run_key(name: str, size: int, digest: str) -> str:
     """One run per file content: name, size and content hash. A re-copied identical file has
     the same key (no second run); an edited one a new key."""
-    return f"{path.name}:{path.stat().st_size}:{digest[:16]}"
+    return f"{name}:{size}:{digest[:16]}"
+
+
+# What the sensor looks at: regular files named *.csv directly in the incoming folder, and nothing
+# else. A symbolic link is never followed, even to a file inside the folder: checking where a link
+# points and then opening it leaves a window in which it can be re-pointed, whereas opening the
+# entry itself with O_NOFOLLOW makes the check and the read refer to the same file. A link to a
+# file in the folder gains nothing anyway (the file itself is seen).
+
+
+def _entry_kind(mode: int) -> str:
+    """What a directory entry that is not a regular file is, in words, for a skip reason."""
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _link_reason(path: Path, folder: Path) -> str:
+    """Why a symbolic link is skipped. realpath reads the links only; the target is never opened."""
+    target = os.path.realpath(path)
+    home = os.path.realpath(folder)
+    if os.path.commonpath([home, target]) != home:
+        return f"{path.name} links outside the incoming folder"
+    return f"{path.name} is a symbolic link (links are not followed)"
+
+
+def _skip_reason(path: Path, entry: os.stat_result, folder: Path) -> str | None:
+    """Why ``path`` (its lstat ``entry``) is not a candidate, or None for a regular file."""
+    if stat.S_ISLNK(entry.st_mode):
+        return _link_reason(path, folder)
+    if not stat.S_ISREG(entry.st_mode):
+        return f"{path.name} is {_entry_kind(entry.st_mode)}"
+    return None
+
+
+class _EntryChanged(Exception):
+    """The entry opened is not the regular file that lstat saw (replaced in between)."""
+
+
+# O_NOFOLLOW: an entry swapped for a link since lstat fails to open (ELOOP) instead of being
+# followed. O_NONBLOCK: an entry swapped for a FIFO opens at once instead of waiting for a writer
+# (and is then refused by the fstat check). Neither changes how a regular file is read.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _hash_regular_file(path: Path, entry: os.stat_result) -> tuple[str, int]:
+    """(sha256, size) of the regular file ``path`` that lstat described as ``entry``."""
+    fd = os.open(path, _OPEN_FLAGS)
+    with os.fdopen(fd, "rb") as fh:
+        opened = os.fstat(fd)
+        same_file = (opened.st_dev, opened.st_ino) == (entry.st_dev, entry.st_ino)
+        if not (stat.S_ISREG(opened.st_mode) and same_file):
+            raise _EntryChanged
+        return hashlib.file_digest(fh, "sha256").hexdigest(), opened.st_size
+
+
+def _read_error(name: str, err: OSError) -> str:
+    if isinstance(err, FileNotFoundError):
+        return f"{name} vanished before it could be read"
+    if err.errno == errno.ELOOP:  # O_NOFOLLOW met a link: the file was replaced by one
+        return f"{name} became a symbolic link (links are not followed)"
+    return f"{name} could not be read ({err.strerror or err})"
 
 
 @sensor(
@@ -93,26 +166,44 @@ def file_run_key(path: Path, digest: str) -> str:
     default_status=DefaultSensorStatus.RUNNING,
     description="Starts one full_refresh run for each new or changed CSV in the incoming folder "
     "($LOAN_PIPELINE_INCOMING, default data/incoming). A bad file fails its own run and does not "
-    "block the next file.",
+    "block the next file. Only regular files are considered: directories, FIFOs, devices and "
+    "symbolic links named *.csv are skipped, with the reason in the tick's log.",
 )
 def incoming_loan_files(context: SensorEvaluationContext):
     folder = settings.incoming_dir()
     if not folder.is_dir():
         return SkipReason(f"incoming folder {folder} does not exist")
+    try:
+        names = sorted(name for name in os.listdir(folder) if name.endswith(".csv"))
+    except OSError as err:
+        return SkipReason(f"cannot list the incoming folder {folder}: {err}")
     # cursor: {"files": {name|size|mtime: run key}, "keys": [every run key requested]}, so a file
     # is hashed once and a re-copied identical file (new mtime, same content) never runs twice
     state = json.loads(context.cursor) if context.cursor else {"files": {}, "keys": []}
     files: dict[str, str] = state["files"]
     keys: list[str] = state["keys"]
-    requests, present = [], {}
-    for path in sorted(folder.glob("*.csv")):
-        stat = path.stat()
-        identity = f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}"
-        if identity in files:
-            present[identity] = files[identity]
+    requests, present, skipped = [], {}, []
+    for name in names:
+        path = folder / name
+        # each entry on its own: one that cannot be used is reported and the others go on
+        try:
+            entry = os.lstat(path)  # the entry itself: a link is not followed
+            reason = _skip_reason(path, entry, folder)
+            if reason:
+                skipped.append(reason)
+                continue
+            identity = f"{name}|{entry.st_size}|{entry.st_mtime_ns}"
+            if identity in files:
+                present[identity] = files[identity]
+                continue
+            digest, size = _hash_regular_file(path, entry)
+        except _EntryChanged:
+            skipped.append(f"{name} was replaced while it was being read")
             continue
-        digest = file_sha256(path)
-        key = file_run_key(path, digest)
+        except OSError as err:
+            skipped.append(_read_error(name, err))
+            continue
+        key = file_run_key(name, size, digest)
         present[identity] = key
         if key in keys:
             continue
@@ -124,9 +215,12 @@ def incoming_loan_files(context: SensorEvaluationContext):
                 tags={TAG_FILE: str(path), TAG_SHA: digest, TAG_TRIGGER: "incoming file"},
             )
         )
+    for reason in skipped:
+        context.log.warning(f"skipped {reason}")
     context.update_cursor(json.dumps({"files": present, "keys": keys[-10_000:]}))
     if not requests:
-        return SkipReason(f"no new or changed CSV in {folder}")
+        why = f"; skipped: {'; '.join(skipped)}" if skipped else ""
+        return SkipReason(f"no new or changed CSV in {folder}{why}")
     return requests
 
 
@@ -142,12 +236,25 @@ def move_processed_files(context: RunStatusSensorContext):
     if not source:
         return SkipReason("the run did not come from an incoming file")
     path = Path(source)
-    if not path.exists() or path.parent.resolve() != settings.incoming_dir().resolve():
-        return SkipReason(f"{path} is not waiting in the incoming folder")
+    folder = settings.incoming_dir()
+    not_waiting = SkipReason(f"{path} is not waiting in the incoming folder")
+    if path.parent.resolve() != folder.resolve():
+        return not_waiting
+    # lstat, as the sensor does: only a regular file is moved; a link (which the sensor never
+    # requests a run for, but a hand-made run's tag could name) is neither followed nor moved
+    try:
+        entry = os.lstat(path)
+    except FileNotFoundError:
+        return not_waiting
+    reason = _skip_reason(path, entry, folder)
+    if reason:
+        return SkipReason(f"not moved: {reason}")
     target_dir = settings.processed_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / path.name
-    if target.exists():
+    # lexists: a link already standing at the name (even a broken one) counts as taken, so the
+    # move never lands in a directory such a link points to
+    if os.path.lexists(target):
         digest = context.dagster_run.tags.get(TAG_SHA, "")[:12]
         target = target_dir / f"{path.stem}.{digest}{path.suffix}"
     shutil.move(str(path), target)

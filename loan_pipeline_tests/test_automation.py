@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import shutil
+import threading
 import time
+from pathlib import Path
 
 import pytest
 from dagster import (
+    DagsterEvent,
     DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
     RunRequest,
     SkipReason,
     build_run_status_sensor_context,
@@ -228,3 +234,241 @@ def test_history_keeps_each_snapshot_and_latest_is_the_newest(folders, tmp_path)
     assert {i.split("@")[0] for i in counts.index} == {"book_yesterday.csv", "book_today.csv"}
     latest = run.table("latest_recovery_strategies")
     assert len(latest) == 490 and set(latest["source_file"]) == {str(today)}
+
+
+# --- entries in the incoming folder that are not plain CSV files ------------------------------
+
+
+def _tick_within(cursor: str | None, instance: DagsterInstance, seconds: float = 20):
+    """``_tick`` in a thread, failing the test if it has not returned after ``seconds``.
+
+    A sensor that opens a FIFO or reads /dev/zero never returns; the thread is a daemon so the
+    test can fail instead of hanging the suite (the stuck read itself cannot be interrupted)."""
+    outcome: dict = {}
+
+    def evaluate():
+        try:
+            outcome["value"] = _tick(cursor, instance)
+        except BaseException as err:  # re-raised in the test's thread below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=evaluate, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"the sensor tick did not return within {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _requested_files(requests) -> list[str]:
+    return [r.tags[automation.TAG_FILE] for r in requests]
+
+
+def _spy_on_opens(monkeypatch) -> list[str]:
+    """Record the real path of every file opened through os.open or open() from now on."""
+    opened: list[str] = []
+    real_os_open, real_open = os.open, builtins.open
+
+    def os_open(path, *args, **kwargs):
+        opened.append(os.path.realpath(path))
+        return real_os_open(path, *args, **kwargs)
+
+    def open_(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            opened.append(os.path.realpath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    return opened
+
+
+def test_a_directory_named_csv_is_skipped_and_the_good_file_beside_it_runs(folders, capfd):
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    (incoming / "x.csv").mkdir()
+    requests, result, cursor = _tick_within(None, instance)
+    assert requests == [] and isinstance(result, SkipReason)
+    assert "x.csv is a directory" in result.skip_message
+
+    good = incoming / "good.csv"
+    shutil.copy(SAMPLE_CSV, good)
+    requests, _, _ = _tick_within(cursor, instance)
+    assert _requested_files(requests) == [str(good)]
+    # with a run requested there is no skip message: the reason goes to the tick's log
+    assert "x.csv is a directory" in capfd.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_named_csv_is_never_opened_and_the_good_file_runs(folders):
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    fifo = incoming / "f.csv"
+    os.mkfifo(fifo)
+    good = incoming / "good.csv"
+    shutil.copy(SAMPLE_CSV, good)
+    try:
+        requests, _, cursor = _tick_within(None, instance)
+    finally:
+        # if the sensor is stuck opening the FIFO, a writer lets its open return
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass  # no reader waiting: the sensor did not open it
+    assert _requested_files(requests) == [str(good)]
+    _, result, _ = _tick_within(cursor, instance)
+    assert isinstance(result, SkipReason) and "f.csv is a FIFO" in result.skip_message
+
+
+@pytest.mark.timeout(60)
+def test_a_link_to_dev_zero_is_skipped(folders):
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    (incoming / "z.csv").symlink_to("/dev/zero")
+    good = incoming / "good.csv"
+    shutil.copy(SAMPLE_CSV, good)
+    requests, _, cursor = _tick_within(None, instance)
+    assert _requested_files(requests) == [str(good)]
+    _, result, _ = _tick_within(cursor, instance)
+    assert "z.csv links outside the incoming folder" in result.skip_message
+
+
+def test_a_link_out_of_the_incoming_folder_is_not_followed(folders, tmp_path, monkeypatch, capfd):
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    secret = tmp_path / "elsewhere" / "secret.csv"
+    secret.parent.mkdir()
+    marker = "secret-first-line-7f3a9c"
+    secret.write_text(f"{marker}\n1,2,3\n")
+    link = incoming / "y.csv"
+    link.symlink_to(secret)
+
+    opened = _spy_on_opens(monkeypatch)
+    requests, result, _ = _tick_within(None, instance)
+    monkeypatch.undo()
+    assert requests == [] and isinstance(result, SkipReason)
+    assert "y.csv links outside the incoming folder" in result.skip_message
+    assert str(secret.resolve()) not in opened, "the link's target was opened"
+    assert marker not in result.skip_message and marker not in capfd.readouterr().err
+
+
+def test_a_link_inside_the_incoming_folder_is_not_followed_either(folders):
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    good = incoming / "good.csv"
+    shutil.copy(SAMPLE_CSV, good)
+    (incoming / "latest.csv").symlink_to(good)
+    requests, _, cursor = _tick_within(None, instance)
+    assert _requested_files(requests) == [str(good)]
+    _, result, _ = _tick_within(cursor, instance)
+    assert "latest.csv is a symbolic link" in result.skip_message
+
+
+def test_an_unreadable_file_is_skipped(folders):
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    locked = incoming / "locked.csv"
+    shutil.copy(SAMPLE_CSV, locked)
+    locked.chmod(0)
+    # root (with CAP_DAC_OVERRIDE) reads a chmod 000 file anyway: nothing to test then
+    try:
+        locked.open("rb").close()
+    except PermissionError:
+        pass
+    else:
+        locked.chmod(0o644)
+        pytest.skip(f"this process (euid {os.geteuid()}) can read a chmod 000 file (root)")
+    good = incoming / "good.csv"
+    shutil.copy(SAMPLE_CSV, good)
+    try:
+        requests, _, cursor = _tick_within(None, instance)
+        assert _requested_files(requests) == [str(good)]
+        _, result, _ = _tick_within(cursor, instance)
+        assert "locked.csv could not be read" in result.skip_message
+    finally:
+        locked.chmod(0o644)
+
+
+@pytest.mark.parametrize(
+    ("trouble", "reason"),
+    [
+        (PermissionError(13, "Permission denied"), "could not be read (Permission denied)"),
+        ("vanish", "vanished before it could be read"),
+    ],
+)
+def test_a_file_that_cannot_be_opened_when_hashed_is_skipped(folders, monkeypatch, trouble, reason):
+    """Between listing and hashing a file can be deleted or lose its permissions (simulated
+    here, so the test also holds when run as root)."""
+    incoming, _, _ = folders
+    instance = DagsterInstance.ephemeral()
+    flaky = incoming / "a_flaky.csv"
+    shutil.copy(SAMPLE_CSV, flaky)
+    good = incoming / "b_good.csv"
+    shutil.copy(SAMPLE_CSV, good)
+    real_os_open, real_open = os.open, builtins.open
+
+    def interfere(path):
+        if os.path.basename(path) == flaky.name:
+            if trouble == "vanish":
+                flaky.unlink(missing_ok=True)
+            else:
+                raise trouble
+
+    def os_open(path, *args, **kwargs):
+        interfere(path)
+        return real_os_open(path, *args, **kwargs)
+
+    def open_(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            interfere(os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+    requests, _, cursor = _tick_within(None, instance)
+    assert _requested_files(requests) == [str(good)]
+    if trouble == "vanish":
+        assert not flaky.exists()
+        shutil.copy(SAMPLE_CSV, flaky)  # and again, to see the reason in the skip message
+    _, result, _ = _tick_within(cursor, instance)
+    monkeypatch.undo()
+    assert f"a_flaky.csv {reason}" in result.skip_message
+
+
+def _succeeded_run_context(instance: DagsterInstance, source: Path):
+    run = DagsterRun(
+        job_name="full_refresh",
+        run_id="0f1e2d3c-0000-4000-8000-000000000001",
+        tags={automation.TAG_FILE: str(source), automation.TAG_SHA: "ab" * 32},
+        status=DagsterRunStatus.SUCCESS,
+    )
+    return build_run_status_sensor_context(
+        sensor_name="move_processed_files",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name="full_refresh"),
+    )
+
+
+def test_move_does_not_follow_a_link_out_of_the_incoming_folder(folders, tmp_path):
+    incoming, processed, _ = folders
+    instance = DagsterInstance.ephemeral()
+    outside = tmp_path / "elsewhere" / "book.csv"
+    outside.parent.mkdir()
+    shutil.copy(SAMPLE_CSV, outside)
+    link = incoming / "book.csv"
+    link.symlink_to(outside)
+
+    result = move_processed_files(_succeeded_run_context(instance, link))
+    assert isinstance(result, SkipReason)
+    assert "book.csv links outside the incoming folder" in result.skip_message
+    assert link.is_symlink() and outside.read_bytes() == SAMPLE_CSV.read_bytes()
+    assert not (processed / "book.csv").exists() and not (processed / "book.csv").is_symlink()
+
+    # a regular file in the incoming folder is still moved
+    link.unlink()
+    shutil.copy(SAMPLE_CSV, link)
+    assert move_processed_files(_succeeded_run_context(instance, link)) is None
+    assert not link.exists() and (processed / "book.csv").read_bytes() == SAMPLE_CSV.read_bytes()
