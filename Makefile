@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Dagster's state (runs, events, schedules) in SQLite under DAGSTER_HOME; no telemetry; one run
-# at a time from the run queue (loan_pipeline/__main__.py: INSTANCE_YAML).
+# at a time from the run queue (loan_pipeline/settings.py: INSTANCE_YAML).
 $(DAGSTER_HOME)/dagster.yaml: | $(STAMP)
 	$(BIN)/python -m loan_pipeline setup-home
 

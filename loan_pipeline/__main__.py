@@ -75,17 +75,6 @@ def _import_in_background(modules: tuple[str, ...]) -> None:
     threading.Thread(target=load, name="import-ahead", daemon=True).start()
 
 
-# The instance `make setup` and the CLI make: SQLite under DAGSTER_HOME, no telemetry, and one
-# run at a time from the run queue (the UI, the schedule and the sensors), since the storage
-# has one writer; a CLI run waits for the writer lock instead.
-INSTANCE_YAML = """telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 1
-"""
-
-
 def dagster_home() -> Path:
     """``DAGSTER_HOME`` (default ``.dagster_home`` in the project), with its dagster.yaml."""
     from loan_pipeline import settings
@@ -94,7 +83,7 @@ def dagster_home() -> Path:
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML)
+        (home / "dagster.yaml").write_text(settings.INSTANCE_YAML)
     return home
 
 
@@ -123,28 +112,29 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
     root = settings.storage_dir()
     store = runs.store()
     before = store.manifest()
-    with DagsterInstance.get() as instance:
-        # one writer at a time: wait for a run in progress (or, with --no-wait, stop at once)
-        # before this run starts, so it never interleaves with another
-        try:
-            abandoned = lock.acquire(
-                root,
-                None,
-                None if wait else 0,
-                on_wait=lambda m: print(m, flush=True),
-                label=f"python -m loan_pipeline run ({settings.source_csv(csv).name})",
-            )
-        except lock.WriterBusy as err:
-            print(f"Not started: {err}. Run again later, or without --no-wait.", file=sys.stderr)
-            return 2
-        try:
+    # one writer at a time: wait for a run in progress (or, with --no-wait, stop at once)
+    # before this run starts, so it never interleaves with another (nor races it to create
+    # a fresh Dagster instance)
+    try:
+        abandoned = lock.acquire(
+            root,
+            None,
+            None if wait else 0,
+            on_wait=lambda m: print(m, flush=True),
+            label=f"python -m loan_pipeline run ({settings.source_csv(csv).name})",
+        )
+    except lock.WriterBusy as err:
+        print(f"Not started: {err}. Run again later, or without --no-wait.", file=sys.stderr)
+        return 2
+    try:
+        with DagsterInstance.get() as instance:
             if abandoned:
                 runs.mark_abandoned(instance, abandoned)
             result = execute_job(
                 job, instance=instance, run_config=run_config, raise_on_error=False
             )
-        finally:
-            lock.release(root)
+    finally:
+        lock.release(root)
     source = settings.source_csv(csv)
     after = store.manifest()
     if not result.success:
@@ -235,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "model-card":
         return model_card(args.out)
     if args.command == "setup-home":
-        print(f"Dagster instance: {dagster_home() / 'dagster.yaml'}")
+        from dagster import DagsterInstance
+
+        home = dagster_home()
+        with DagsterInstance.get():  # its storage made now, not raced for by two first runs
+            print(f"Dagster instance: {home / 'dagster.yaml'}")
         return 0
     return run(args.csv, args.job, wait=not args.no_wait)
 

@@ -89,6 +89,17 @@ POLICY_MODEL = "score bands"
 POLICY_FALLBACK = "rules-based fallback"
 
 
+# The Dagster instance `make setup` and the CLI make in DAGSTER_HOME: SQLite, no telemetry, and
+# one run at a time from the run queue (the UI, the schedule and the sensors), since the
+# storage has one writer; a CLI run waits for the writer lock instead.
+INSTANCE_YAML = """telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+"""
+
+
 def source_csv(configured: str | None = None) -> Path:
     """The loan book to read: launchpad config, else ``LOAN_BOOK_CSV``, else the shipped sample."""
     chosen = configured or os.environ.get("LOAN_BOOK_CSV") or str(DEFAULT_CSV)

@@ -128,3 +128,13 @@ def test_the_imports_made_ahead_are_the_ones_the_steps_make():
     for name in _STEP_IMPORTS:
         importlib.import_module(name)
         assert f"from {name} import" in sources or f"import {name}" in sources, name
+
+
+def test_setup_home_makes_an_instance_with_one_run_at_a_time(tmp_path):
+    """`make setup` (python -m loan_pipeline setup-home) writes the instance's dagster.yaml: the
+    run queue lets one run at a time write the storage (the UI, the schedule, the sensors)."""
+    env = {k: v for k, v in os.environ.items()} | {"DAGSTER_HOME": str(tmp_path / "home")}
+    done = _cli(["setup-home"], env)
+    assert done.returncode == 0, done.stderr
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from loan_pipeline import settings
 from loan_pipeline.automation import TAG_FILE
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 from loan_pipeline_tests.test_definitions import EXPECTED
@@ -105,7 +106,7 @@ def server(tmp_path_factory):
     )
     for folder in vars(dirs).values():
         folder.mkdir()
-    (dirs.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (dirs.home / "dagster.yaml").write_text(settings.INSTANCE_YAML)  # as `make setup` writes it
     env = {k: v for k, v in os.environ.items() if k not in ENV_DROP} | {
         "DAGSTER_HOME": str(dirs.home),
         "LOAN_BOOK_CSV": str(SAMPLE_CSV),

@@ -45,8 +45,8 @@ def publication_asset(upstream: list[AssetKey]):
         lineage = runs.context_lineage(context)
         lock.acquire(root, context.run_id, runs.lock_wait_seconds(), on_wait=context.log.warning)
         try:
-            manifest = store.publish(context.run_id, lineage)
-            removed = store.collect_garbage(settings.keep_days(), keep=set(lineage))
+            manifest = store.publish(context.run_id, lineage, settings.keep_days())
+            removed = manifest["removed"]
         finally:
             lock.release(root)
         made_here = sorted(i for i, info in manifest["items"].items() if info["run"] in lineage)

@@ -109,8 +109,6 @@ def hold_writer(instance, run_id: str, log) -> None:
     abandoned = lock.acquire(root, run_id, lock_wait_seconds(), on_wait=log.warning)
     if abandoned:
         mark_abandoned(instance, abandoned, log)
-    if store().repair_catalog():
-        log.warning("the catalog described an older snapshot than storage/current: rebuilt")
 
 
 def mark_abandoned(instance, previous: dict, log=None) -> None:

@@ -7,17 +7,19 @@ Layout of the storage folder (``LOAN_PIPELINE_STORAGE``, default ``storage/``)::
         models/<model>.pkl    a fitted model, with <model>.pkl.sha256 beside it
         charts/ exports/ reports/ monitoring/ history/ source.json
         manifest.json         written when the run publishes: every item of the snapshot
+        warehouse.duckdb      the snapshot's catalog: DuckDB views over its tables
     current -> runs/<id>      the published snapshot (a symbolic link, swapped in one step)
-    warehouse.duckdb          the catalog: DuckDB views over the published tables, replaced whole
-    charts, exports, models, reports, monitoring, history -> current/...   stable paths
+    warehouse.duckdb, charts, exports, models, reports, monitoring, history -> current/...
+                              stable paths: always the published snapshot's
     writer.lock, writer.json  the writer lock (``store.lock``)
 
 A run writes only into its own folder, so nothing a reader sees changes while it runs. A run
 that finishes publishes: the items it did not make itself are carried over from the current
-snapshot (hard links, no bytes copied), so its folder becomes a whole snapshot; then ``current``
-is pointed at it and the catalog is rebuilt beside the old one and renamed over it. A reader
-holding the old catalog open keeps the old snapshot, whose files stay for ``keep_days``. A run
-that fails or is killed never touches ``current``: nothing of it is published.
+snapshot (hard links, no bytes copied), its manifest and catalog are written, so its folder is
+a whole snapshot; then ``current`` is pointed at it, one rename that switches the tables, the
+files and the catalog together. A reader holding the old catalog open keeps the old snapshot,
+whose files stay for ``keep_days``. A run that fails or is killed never touches ``current``:
+nothing of it is published.
 
 Tables may live elsewhere (``LOAN_PIPELINE_DATASETS``, an fsspec URL on a Dask cluster): the
 same ``runs/<run_id>/tables/<table>`` under that root, complete when ``_SUCCESS`` is there.
@@ -34,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loan_pipeline.store.files import (
-    StorageError,
     atomic_write_bytes,
     explain,
     link_or_copy,
@@ -49,9 +50,11 @@ TABLES = "tables"
 SUCCESS = "_SUCCESS"
 DIGEST = ".sha256"
 # folders of the published snapshot that keep a stable path under the storage folder
-STABLE = ("charts", "exports", "models", "reports", "monitoring", "history")
+STABLE = (CATALOG, "charts", "exports", "models", "reports", "monitoring", "history")
 HISTORY_VIEW = "recovery_strategies_history"
 LATEST_VIEW = "latest_recovery_strategies"
+# older snapshots a manifest remembers (time travel reaches those still on disk)
+MAX_KEPT = 100
 
 
 @dataclass(frozen=True)
@@ -97,17 +100,23 @@ class Store:
             return None
 
     def published(self) -> list[dict]:
-        """Manifests of every snapshot still kept, newest first."""
-        found = []
-        for folder in self._run_dirs():
-            manifest = self.manifest(folder)
+        """Manifests of every snapshot still kept, newest first: the published one, and those it
+        followed (a folder with a manifest that ``current`` never named, from a publication
+        killed before its rename, is not among them)."""
+        current = self.manifest()
+        if current is None:
+            return []
+        found = [current]
+        for snapshot in current.get("published_before", []):
+            manifest = self.manifest(self.run_dir(snapshot))
             if manifest is not None:
                 found.append(manifest)
-        return sorted(found, key=lambda m: m["published_at"], reverse=True)
+        return found
 
     def unpublished_runs(self) -> list[str]:
         """Run ids with a version folder that was never published."""
-        return [p.name for p in self._run_dirs() if not (p / MANIFEST).exists()]
+        published = {m["snapshot"] for m in self.published()}
+        return [p.name for p in self._run_dirs() if p.name not in published]
 
     def _run_dirs(self) -> list[Path]:
         runs = self.root / RUNS
@@ -164,8 +173,8 @@ class Store:
             for path in sorted(folder.rglob("*")):
                 rel = path.relative_to(folder)
                 parts = rel.parts
-                if any(p.startswith(".") for p in parts) or rel.as_posix() == MANIFEST:
-                    continue  # temporary, or the manifest itself
+                if any(p.startswith(".") for p in parts) or parts[0] in (MANIFEST, CATALOG):
+                    continue  # temporary, or what describes the snapshot itself
                 if parts[0] == TABLES:
                     if len(parts) == 2 and path.is_dir():
                         items[rel.as_posix()] = {"run": run_id}
@@ -197,9 +206,11 @@ class Store:
 
     # --- publishing ----------------------------------------------------------------------------
 
-    def publish(self, run_id: str, lineage: list[str], details: dict | None = None) -> dict:
+    def publish(self, run_id: str, lineage: list[str], keep_days: float) -> dict:
         """Make ``run_id``'s version (with what the runs it re-executes made, ``lineage``,
-        newest first) the published snapshot, in one step; return its manifest.
+        newest first) the published snapshot, in one step; remove versions older than
+        ``keep_days`` first (so the new catalog names only snapshots still on disk). Returns
+        the manifest, with the removed run ids under ``removed``.
 
         The caller holds the writer lock."""
         target = self.run_dir(run_id)
@@ -224,17 +235,25 @@ class Store:
             "snapshot": run_id,
             "runs": lineage,
             "published_at": time.time(),
+            "published_before": (
+                [previous["snapshot"], *previous.get("published_before", [])][:MAX_KEPT]
+                if previous is not None
+                else []
+            ),
             "items": items,
-            **(details or {}),
         }
         source_info = self.read_json(SOURCE, [run_id, *lineage])
         if source_info is not None:
             manifest["source"] = source_info
+        removed = self.collect_garbage(keep_days, keep={run_id, *lineage})
+        manifest["published_before"] = [
+            s for s in manifest["published_before"] if self.run_dir(s).is_dir()
+        ]
         atomic_write_bytes(target / MANIFEST, json.dumps(manifest, indent=1).encode())
-        self._point_current(run_id)
+        self._write_catalog(target, manifest)
+        self._point_current(run_id)  # the one step that publishes
         self._stable_paths()
-        self.build_catalog()
-        return manifest
+        return manifest | {"removed": removed}
 
     def read_json(self, item: str, lineage: list[str]) -> dict | None:
         path = self.find(item, lineage)
@@ -258,50 +277,30 @@ class Store:
             path = self.root / name
             if path.is_symlink():
                 continue
-            if path.exists():
+            if path.exists():  # an older layout's folder or DuckDB file: kept, out of the way
                 path.rename(self.root / f"{name}.before-snapshots")
             os.symlink(Path(CURRENT) / name, path)
 
     # --- the catalog ---------------------------------------------------------------------------
 
-    def catalog_snapshot(self) -> str | None:
-        """The snapshot the catalog describes (None: no catalog, or an older kind of file)."""
+    def _write_catalog(self, folder: Path, manifest: dict) -> Path:
+        """The snapshot's catalog, ``<folder>/warehouse.duckdb``: views over its tables and its
+        history, a schema of views per older snapshot still kept (time travel), and
+        ``meta.published`` / ``meta.snapshots``."""
         import duckdb
 
-        path = self.root / CATALOG
-        if not path.exists():
-            return None
-        try:
-            with duckdb.connect(str(path), read_only=True) as con:
-                return con.execute("SELECT snapshot FROM meta.published").fetchall()[0][0]
-        except duckdb.Error:
-            return None
-
-    def repair_catalog(self) -> bool:
-        """Rebuild the catalog if it does not describe the published snapshot (a publication
-        killed between pointing ``current`` and renaming the catalog). Returns whether it did."""
-        current = self.current_dir()
-        if current is None or self.catalog_snapshot() == current.name:
-            return False
-        self.build_catalog()
-        return True
-
-    def build_catalog(self) -> Path:
-        """Write the catalog (views over the published snapshot's tables, the history, and a
-        schema per kept older snapshot) beside the old one, then rename it over it."""
-        import duckdb
-
-        current = self.current_dir()
-        manifest = self.manifest(current)
-        if manifest is None:
-            raise StorageError(f"nothing is published in {self.root}")
-        path = self.root / CATALOG
-        tmp = self.root / f".{CATALOG}.{os.getpid()}.tmp"
+        path = folder / CATALOG
+        tmp = folder / f".{CATALOG}.tmp"
         for stale in (tmp, Path(f"{tmp}.wal")):
             stale.unlink(missing_ok=True)
+        older = [
+            m
+            for m in (self.manifest(self.run_dir(s)) for s in manifest["published_before"])
+            if m is not None
+        ]
         try:
             with duckdb.connect(str(tmp)) as con:
-                _describe_snapshot(con, manifest, current, schema=None)
+                _describe_snapshot(con, manifest, folder, schema=None)
                 con.execute("CREATE SCHEMA meta")  # about the snapshots, apart from the tables
                 con.execute(
                     "CREATE TABLE meta.published AS SELECT ? AS snapshot, to_timestamp(?) AS "
@@ -313,26 +312,24 @@ class Store:
                         manifest.get("source", {}).get("sha256"),
                     ],
                 )
-                kept = self.published()
                 con.execute(
                     "CREATE TABLE meta.snapshots (snapshot VARCHAR, schema_name VARCHAR, "
                     "published_at TIMESTAMPTZ, source_file VARCHAR, source_sha256 VARCHAR, "
                     "is_current BOOLEAN)"
                 )
-                for older in kept:
-                    schema = snapshot_schema(older["snapshot"])
-                    folder = self.run_dir(older["snapshot"])
+                for kept in [manifest, *older]:
+                    schema = snapshot_schema(kept["snapshot"])
                     con.execute(f'CREATE SCHEMA "{schema}"')
-                    _describe_snapshot(con, older, folder, schema=schema)
+                    _describe_snapshot(con, kept, self.run_dir(kept["snapshot"]), schema=schema)
                     con.execute(
                         "INSERT INTO meta.snapshots VALUES (?, ?, to_timestamp(?), ?, ?, ?)",
                         [
-                            older["snapshot"],
+                            kept["snapshot"],
                             schema,
-                            older["published_at"],
-                            older.get("source", {}).get("path"),
-                            older.get("source", {}).get("sha256"),
-                            older["snapshot"] == manifest["snapshot"],
+                            kept["published_at"],
+                            kept.get("source", {}).get("path"),
+                            kept.get("source", {}).get("sha256"),
+                            kept is manifest,
                         ],
                     )
             os.replace(tmp, path)
