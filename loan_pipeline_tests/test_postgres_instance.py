@@ -20,6 +20,7 @@ from dagster import DagsterInstance
 from loan_pipeline import settings
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV, environment
 from loan_pipeline_tests.servers import Socket, listening_sockets, parse_proc_net
+from loan_pipeline_tests.test_definitions import EXPECTED
 from loan_pipeline_tests.ui_server import (
     LOCATION,
     REPOSITORY,
@@ -88,10 +89,10 @@ def test_the_run_and_every_materialization_are_in_postgres(postgres_server, post
     assert len(runs) == 1, runs
     run_id, status, job = runs[0]
     assert (status, job) == ("SUCCESS", "full_refresh")
-    assert f"run {run_id} succeeded: 22 assets" in postgres_run.stdout
+    assert f"run {run_id} succeeded: {len(EXPECTED)} assets" in postgres_run.stdout
 
     keys = {k.to_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert len(keys) == 22
+    assert len(keys) == len(EXPECTED)
     materialized = _query(
         postgres_server,
         postgres_run.db_name,
@@ -257,7 +258,7 @@ def test_dagster_dev_queues_and_runs_on_postgres(postgres_server, tmp_path):
         LOAN_PIPELINE_PROCESSED=str(tmp_path / "processed"),
         PYTHONUNBUFFERED="1",
     )
-    dev = start_dagster_dev(PROJECT_ROOT, env, tmp_path / "dagster-dev.log", expected_assets=22)
+    dev = start_dagster_dev(PROJECT_ROOT, env, tmp_path / "dagster-dev.log", expected_assets=len(EXPECTED))
     try:
         selector = {
             "repositoryLocationName": LOCATION,
@@ -289,7 +290,7 @@ def test_dagster_dev_queues_and_runs_on_postgres(postgres_server, tmp_path):
     )
     queue_path = (E.RUN_ENQUEUED, E.RUN_STARTING, E.RUN_START, E.RUN_SUCCESS)
     assert [events.get(e.value) for e in queue_path] == [1, 1, 1, 1], events
-    assert events[E.ASSET_MATERIALIZATION.value] == 22
+    assert events[E.ASSET_MATERIALIZATION.value] == len(EXPECTED)
     daemons = {
         row[0]
         for row in _query(postgres_server, db_name, "SELECT daemon_type FROM daemon_heartbeats")

@@ -172,9 +172,9 @@ def test_global_lineage_shows_every_asset_and_its_edges(server, browser):
 
     # The graph is drawn in full (full names, not "chart_bo…_segments") from a zoom of 0.6 and
     # only what lies in the viewport is in the DOM: a big viewport at half the pixel density
-    # holds all 22 nodes at full detail.
+    # holds every node at full detail.
     page = _new_page(
-        browser, server, viewport={"width": 3400, "height": 3900}, device_scale_factor=0.5
+        browser, server, viewport={"width": 3400, "height": 6000}, device_scale_factor=0.5
     )
     try:
         page.goto("/")

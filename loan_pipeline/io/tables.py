@@ -51,7 +51,7 @@ class TableIOManager(ConfigurableIOManager):
         from loan_pipeline.store.tables import write_table
 
         table = handoff.table_name(context)
-        location = runs.store().table_location(context.run_id, table)
+        location = runs.store().table_location(context.run_id, table, _on_cluster(table))
         if _on_cluster(table):
             from loan_pipeline.cluster import write_dataset
 

@@ -70,16 +70,15 @@ class Store:
     def tables_root(self) -> str:
         return self.datasets.rstrip("/") if self.datasets else str(self.root)
 
-    @property
-    def remote_tables(self) -> bool:
-        return "://" in self.tables_root
-
     def run_dir(self, run_id: str) -> Path:
         return self.root / RUNS / run_id
 
-    def table_location(self, run_id: str, table: str) -> str:
-        """Where ``run_id`` writes ``table`` (a folder, or a URL on object storage)."""
-        return f"{self.tables_root}/{RUNS}/{run_id}/{TABLES}/{table}"
+    def table_location(self, run_id: str, table: str, on_cluster: bool = False) -> str:
+        """Where ``run_id`` writes ``table``: its version folder; a table the Dask workers write
+        (``on_cluster``) goes under the datasets root instead when one is set (a URL)."""
+        if on_cluster and self.datasets:
+            return f"{self.tables_root}/{RUNS}/{run_id}/{TABLES}/{table}"
+        return str(self.run_dir(run_id) / TABLES / table)
 
     def current_dir(self) -> Path | None:
         """The published snapshot's folder (None: nothing published yet)."""
@@ -144,9 +143,10 @@ class Store:
         """Where ``table`` is for the run ``lineage[0]`` (its own version first, then the
         published snapshot's), or None."""
         for run_id in lineage:
-            location = self.table_location(run_id, table)
-            if self._table_complete(location):
-                return location
+            for on_cluster in (False, True):
+                location = self.table_location(run_id, table, on_cluster)
+                if self._table_complete(location):
+                    return location
         manifest = self.manifest()
         if manifest is not None:
             info = manifest["items"].get(f"{TABLES}/{table}")
@@ -185,11 +185,11 @@ class Store:
                     if digest.exists():
                         info["sha256"] = digest.read_text().strip()
                     items[rel.as_posix()] = info
-        if self.remote_tables:
+        if self.datasets:
             for table in self._remote_tables(run_id):
                 items[f"{TABLES}/{table}"] = {
                     "run": run_id,
-                    "location": self.table_location(run_id, table),
+                    "location": self.table_location(run_id, table, on_cluster=True),
                 }
         return items
 
@@ -365,7 +365,7 @@ class Store:
                         partial.unlink(missing_ok=True)
                 continue
             shutil.rmtree(folder, ignore_errors=True)
-            if self.remote_tables:
+            if self.datasets:
                 from fsspec.core import url_to_fs
 
                 fs, path = url_to_fs(f"{self.tables_root}/{RUNS}/{run_id}")
