@@ -130,7 +130,7 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
         graph = {
             n["assetKey"]["path"][-1]: {d["path"][-1] for d in n["dependencyKeys"]} for n in nodes
         }
-        assert len(graph) == 22
+        assert len(graph) == len(EXPECTED)
         assert graph["recovery_strategies"] == {
             "validated_loans",
             "borrower_segments",
