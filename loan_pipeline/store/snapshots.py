@@ -216,6 +216,12 @@ class Store:
         target = self.run_dir(run_id)
         current = self.current_dir()
         previous = self.manifest(current) if current is not None else None
+        if previous is not None and previous["snapshot"] == run_id:  # published already
+            earlier = previous.get("published_before", [])
+        elif previous is not None:
+            earlier = [previous["snapshot"], *previous.get("published_before", [])]
+        else:
+            earlier = []
         items: dict[str, dict] = {}
         origin: dict[str, Path] = {}
         if previous is not None:
@@ -235,20 +241,13 @@ class Store:
             "snapshot": run_id,
             "runs": lineage,
             "published_at": time.time(),
-            "published_before": (
-                [previous["snapshot"], *previous.get("published_before", [])][:MAX_KEPT]
-                if previous is not None
-                else []
-            ),
             "items": items,
         }
-        source_info = self.read_json(SOURCE, [run_id, *lineage])
+        source_info = self.read_json(SOURCE, [run_id])  # the run's own, or carried over
         if source_info is not None:
             manifest["source"] = source_info
         removed = self.collect_garbage(keep_days, keep={run_id, *lineage})
-        manifest["published_before"] = [
-            s for s in manifest["published_before"] if self.run_dir(s).is_dir()
-        ]
+        manifest["published_before"] = [s for s in earlier if self.run_dir(s).is_dir()][:MAX_KEPT]
         atomic_write_bytes(target / MANIFEST, json.dumps(manifest, indent=1).encode())
         self._write_catalog(target, manifest)
         self._point_current(run_id)  # the one step that publishes
