@@ -114,7 +114,7 @@ def source_location(configured: str | None = None) -> str | Path:
 
 
 def storage_dir() -> Path:
-    """Root of every pipeline output (warehouse, models, charts, exports)."""
+    """Root of every pipeline output: each run's folder, the published snapshot, its catalog."""
     chosen = os.environ.get("LOAN_PIPELINE_STORAGE")
     return Path(chosen).expanduser() if chosen else project_root() / "storage"
 
@@ -165,7 +165,7 @@ def keep_days() -> float:
 
 
 # Tables that, on a Dask cluster, are partitioned Parquet datasets (one row per borrower: their
-# size is the book's). The other tables are small summaries and stay in the DuckDB warehouse.
+# size is the book's). The other tables are small summaries, written by the Dagster process.
 PARTITIONED_TABLES: frozenset[str] = frozenset(
     {
         "raw_loans",
