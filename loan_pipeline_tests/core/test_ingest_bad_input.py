@@ -3,7 +3,9 @@
 - blank lines are counted, not kept: ten million of them (a 10 MB file) are read in well under
   0.6 GB, and the rows around them keep their line numbers;
 - the reader skips empty lines itself, and they are found in the bytes: the same result as
-  reading each one as a row of nulls (kept here as the reference), on messy files.
+  reading each one as a row of nulls (kept here as the reference), on messy files;
+- a file where every row fails says which column and rule failed, how often, and on which
+  lines, read whole, in blocks, and through the command line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from hypothesis import strategies as st
 from loan_pipeline.core import ingest
 from loan_pipeline.core.ingest import LoanBookFileError, read_loan_book, read_records, split_rows
 from loan_pipeline.core.ingest_blocks import read_in_blocks
+from loan_pipeline.schemas import LOAN_BOOK_COLUMNS
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 
 SAMPLE = SAMPLE_CSV.read_text(encoding="utf-8").splitlines()
@@ -260,3 +264,96 @@ def test_renumber_moves_lines_past_runs() -> None:
     starts, lengths = np.array([3, 7]), np.array([2, 1])
     others = ingest._renumber(np.arange(1, 7), starts, lengths)
     assert others.tolist() == [1, 2, 5, 6, 8, 9]
+
+
+# --- every row bad: the column, the rule, how many, which lines -------------------------------
+
+
+def every_row(tmp_path: Path, column: str, value: str, blank_after: int = 0) -> Path:
+    """The sample with ``value`` in ``column`` on every row, and ``blank_after`` empty lines
+    after each row."""
+    at = LOAN_BOOK_COLUMNS.index(column)
+    rows = []
+    for row in ROWS:
+        cells = row.split(",")
+        cells[at] = value
+        rows.append(",".join(cells) + "\n" * (1 + blank_after))
+    path = tmp_path / f"every_{column}.csv"
+    path.write_text(HEADER + "\n" + "".join(rows), encoding="utf-8")
+    return path
+
+
+EVERY_ROW_BAD = [
+    ("Loan_Amount", "abc", "integer", "line {}: 'abc'"),
+    ("Age", "5", "greater_than_or_equal_to(18)", "line {}: '5'"),
+    ("Borrower_ID", "", "not_nullable", "line {}: blank"),
+]
+
+
+@pytest.mark.parametrize("blank_after", [0, 3])
+@pytest.mark.parametrize(("column", "value", "rule", "example"), EVERY_ROW_BAD)
+def test_every_row_bad_names_the_column_rule_count_and_lines(
+    tmp_path: Path, column: str, value: str, rule: str, example: str, blank_after: int
+) -> None:
+    path = every_row(tmp_path, column, value, blank_after)
+    with pytest.raises(LoanBookFileError) as caught:
+        split_rows(read_loan_book(path))
+    message = str(caught.value)
+    step = 1 + blank_after  # the rows' lines: 2, 2 + step, ...
+    assert message.startswith(f"{path}: every row failed validation (500 row(s))\n")
+    assert f"  column {column}, rule {rule}: 500 row(s); e.g. " in message
+    assert example.format(2) in message and example.format(2 + step) in message
+    summary = caught.value.summary
+    assert (summary.iloc[0]["column"], summary.iloc[0]["rule"], summary.iloc[0]["rows"]) == (
+        column,
+        rule,
+        500,
+    )
+    # read in blocks (as on a Dask cluster): the same message
+    with pytest.raises(LoanBookFileError) as in_blocks:
+        read_in_blocks(path, 20_000, n_buckets=2)
+    assert str(in_blocks.value) == message
+
+
+def test_every_row_bad_lists_the_rule_that_failed_most_first(tmp_path: Path) -> None:
+    at_age, at_amount = LOAN_BOOK_COLUMNS.index("Age"), LOAN_BOOK_COLUMNS.index("Loan_Amount")
+    rows = []
+    for k, row in enumerate(ROWS):
+        cells = row.split(",")
+        cells[at_age] = "5"
+        if k % 5 == 0:
+            cells[at_amount] = "abc"
+        rows.append(",".join(cells))
+    path = tmp_path / "book.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    with pytest.raises(LoanBookFileError) as caught:
+        split_rows(read_loan_book(path))
+    lines = str(caught.value).splitlines()
+    assert lines[1].startswith("  column Age, rule greater_than_or_equal_to(18): 500 row(s)")
+    assert lines[2].startswith("  column Loan_Amount, rule integer: 100 row(s); e.g. line 2:")
+    assert "line 7: 'abc'" in lines[2]
+
+
+def test_every_row_bad_through_the_command_line(tmp_path: Path) -> None:
+    path = every_row(tmp_path, "Loan_Amount", "abc")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if k != "LOAN_BOOK_CSV"}
+    env.update(DAGSTER_HOME=str(home), LOAN_PIPELINE_STORAGE=str(tmp_path / "storage"))
+    done = subprocess.run(
+        [sys.executable, "-m", "loan_pipeline", "run", "--csv", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=600,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    expected = textwrap.indent(
+        f"{path}: every row failed validation (500 row(s))\n"
+        "  column Loan_Amount, rule integer: 500 row(s); e.g. line 2: 'abc'; line 3: 'abc'",
+        "  ",
+    )
+    assert expected in done.stderr, done.stderr
