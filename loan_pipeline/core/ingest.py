@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,12 +291,168 @@ def inspect_header(path: Path, max_bytes: int | None = None) -> list[str]:
     return header
 
 
-def _read_text(path, header: list[str], use_threads: bool, columns: list[str] | None = None):
-    """The file as Arrow strings, and the rows with the wrong number of fields as (line, text).
+class _Skipped:
+    """The lines the CSV reader skipped for their number of fields, in memory that grows with
+    the records among them, not with the lines: a line of whitespace is not a row, so it is
+    counted and its line number folded into a run of consecutive ones; any other skipped line
+    is a malformed record (set aside in the quarantine with its text), kept whole.
+    """
+
+    def __init__(self) -> None:
+        self.blank = 0
+        self.run_starts = array("q")  # whitespace lines: runs of consecutive numbered lines
+        self.run_lengths = array("q")
+        self.numbers = array("q")  # malformed records: line (-1 when unknown) and text
+        self.texts: list[str] = []
+        self.unnumbered = False  # some line came without its number (a parallel read)
+
+    def __call__(self, row) -> str:
+        number = row.number
+        if number is None:
+            self.unnumbered = True
+        if row.text.strip():
+            self.numbers.append(-1 if number is None else number)
+            self.texts.append(row.text)
+        else:
+            self.blank += 1
+            if number is not None:
+                if self.run_lengths and self.run_starts[-1] + self.run_lengths[-1] == number:
+                    self.run_lengths[-1] += 1
+                else:
+                    self.run_starts.append(number)
+                    self.run_lengths.append(1)
+        return "skip"
+
+    @property
+    def lines(self) -> int:
+        return self.blank + len(self.texts)
+
+    def same_lines(self, other: _Skipped) -> bool:
+        """Whether two reads of one source skipped the same lines (numbered or not)."""
+        return self.blank == other.blank and sorted(self.texts) == sorted(other.texts)
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every skipped line as runs (first line, count), in line order."""
+        starts = np.concatenate(
+            [np.frombuffer(self.run_starts, np.int64), np.frombuffer(self.numbers, np.int64)]
+        )
+        lengths = np.concatenate(
+            [np.frombuffer(self.run_lengths, np.int64), np.ones(len(self.numbers), np.int64)]
+        )
+        order = np.argsort(starts, kind="stable")
+        return starts[order], lengths[order]
+
+    def malformed(self) -> tuple[np.ndarray, list[str]]:
+        """The malformed records' lines and texts, in line order."""
+        numbers = np.frombuffer(self.numbers, np.int64)
+        order = np.argsort(numbers, kind="stable")
+        return numbers[order], [self.texts[i] for i in order]
+
+
+def _renumber(numbers: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Line numbers counted over every line but those of some runs (``starts``, ``lengths``:
+    in line order, numbered over every line) -> the same lines numbered over every line.
+
+    Line ``n`` of the others lies after every run with fewer than ``n`` other lines before it,
+    so it moves down by the lengths of those runs.
+    """
+    if not len(starts):
+        return numbers
+    moved = np.concatenate([[0], np.cumsum(lengths)])
+    others_before = starts - 1 - moved[:-1]
+    return numbers + moved[np.searchsorted(others_before, numbers - 1, side="right")]
+
+
+_SCAN_BYTES = 1 << 22  # bytes looked at a time for line breaks
+
+
+def _byte_pieces(source):
+    """The bytes of a local file or a ``pyarrow.Buffer``, in consecutive numpy pieces of at
+    most ``_SCAN_BYTES`` (a piece of a file is overwritten by the next one)."""
+    import pyarrow as pa
+
+    if isinstance(source, pa.Buffer):
+        data = np.frombuffer(source, np.uint8)
+        for at in range(0, len(data), _SCAN_BYTES):
+            yield data[at : at + _SCAN_BYTES]
+        return
+    buffer = bytearray(_SCAN_BYTES)
+    view = np.frombuffer(buffer, np.uint8)
+    with open(source, "rb") as fh:
+        while n := fh.readinto(buffer):
+            yield view[:n]
+
+
+def _line_count(source) -> int:
+    """How many lines the source has as the CSV reader breaks them: ``\\n``, ``\\r\\n`` or a
+    lone ``\\r`` ends a line, and a last line without a break counts. Empty lines and line
+    breaks inside quoted fields are counted too."""
+    breaks = 0
+    before_cr = False  # the byte before the piece is a CR
+    last = None
+    for piece in _byte_pieces(source):
+        cr = np.flatnonzero(piece == 13)
+        breaks += np.count_nonzero(piece == 10) + len(cr)
+        if len(cr) or before_cr:  # the LF of a CRLF ends no line of its own
+            after = cr[cr + 1 < len(piece)] + 1
+            breaks -= np.count_nonzero(piece[after] == 10) + (before_cr and piece[0] == 10)
+        before_cr, last = piece[-1] == 13, piece[-1]
+    return breaks + (last is not None and last not in (10, 13))
+
+
+def _empty_lines(source) -> tuple[int, np.ndarray, np.ndarray]:
+    """(lines, starts, lengths): how many lines the source has (as ``_line_count`` counts
+    them), and its empty lines (a line break right after another) as runs, lines numbered
+    from 1.
+
+    One pass over the bytes in pieces, so its memory is a piece's, whatever the file's size.
+    Line breaks inside quoted fields are counted too: the caller tells them apart.
+    """
+    starts: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    breaks = 0
+    before_cr, before_break = False, True  # the byte before the source: as after a break
+    last = None
+    for piece in _byte_pieces(source):
+        lf = piece == 10
+        cr = piece == 13
+        # a break starts at a CR, or at an LF not right after a CR (the LF of a CRLF is not one)
+        after_cr = np.empty_like(cr)
+        after_cr[0], after_cr[1:] = before_cr, cr[:-1]
+        begins = np.flatnonzero(cr | (lf & ~after_cr))
+        # the line a break ends is empty when the byte before the break ends another break
+        after_break = np.empty_like(cr)
+        after_break[0], after_break[1:] = before_break, (lf | cr)[:-1]
+        empty = np.flatnonzero(after_break[begins]) + breaks + 1
+        if len(empty):
+            cut = np.flatnonzero(np.diff(empty) != 1) + 1
+            first = np.concatenate([[0], cut])
+            starts.append(empty[first])
+            lengths.append(np.diff(np.concatenate([first, [len(empty)]])))
+        breaks += len(begins)
+        before_cr, before_break = bool(cr[-1]), bool(lf[-1] or cr[-1])
+        last = piece[-1]
+    lines = breaks + (last is not None and last not in (10, 13))
+    if not starts:
+        return lines, np.empty(0, np.int64), np.empty(0, np.int64)
+    return lines, np.concatenate(starts), np.concatenate(lengths)
+
+
+def _read_text(
+    path,
+    header: list[str],
+    use_threads: bool,
+    columns: list[str] | None = None,
+    ignore_empty_lines: bool = True,
+):
+    """The file as Arrow strings, and the lines skipped for their number of fields (a
+    ``_Skipped``: whitespace lines counted, malformed records kept).
 
     ``path``: the file, or a ``pyarrow.Buffer`` of bytes laid out as in one (see
     ``read_records``). ``columns``: convert only these (the parse, and so which rows are
-    malformed, is the same).
+    malformed, is the same). ``ignore_empty_lines``: the reader skips empty lines without a
+    trace (the caller finds them in the bytes); else each is a row of nulls, which costs the
+    reader about 200 bytes a line.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -303,18 +460,15 @@ def _read_text(path, header: list[str], use_threads: bool, columns: list[str] | 
     if isinstance(path, pa.Buffer):
         path = pa.BufferReader(path)
 
-    malformed: list[tuple[int | None, str]] = []
-
-    def on_invalid(row) -> str:
-        malformed.append((row.number, row.text))  # whitespace-only lines are sorted out later
-        return "skip"
-
+    skipped = _Skipped()
     table = pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(
             column_names=header, skip_rows=1, use_threads=use_threads, block_size=1 << 24
         ),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+        parse_options=pacsv.ParseOptions(
+            invalid_row_handler=skipped, ignore_empty_lines=ignore_empty_lines
+        ),
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.string() for c in header},
             null_values=[""],
@@ -323,7 +477,7 @@ def _read_text(path, header: list[str], use_threads: bool, columns: list[str] | 
             include_columns=columns,
         ),
     )
-    return table, malformed
+    return table, skipped
 
 
 # --- cell level ------------------------------------------------------------------------------
@@ -566,12 +720,78 @@ def read_loan_book(path: Path, max_bytes: int | None = None) -> ReadResult:
     return read
 
 
+def _read_numbered(source, header: list[str], ignore_empty_lines: bool = True):
+    """``_read_text`` in parallel, the skipped lines numbered (a serial pass when needed)."""
+    options = {} if ignore_empty_lines else {"ignore_empty_lines": False}
+    table, skipped = _read_text(source, header, True, **options)
+    if skipped.unnumbered:
+        # Parsed in parallel, skipped rows have no line number. A serial pass numbers them;
+        # it converts one column only (half the time of a whole serial read), as the rows
+        # kept above are the same rows either way.
+        _, numbered = _read_text(source, header, False, header[:1], **options)
+        if numbered.same_lines(skipped):
+            skipped = numbered
+        else:  # not expected: read the whole file serially
+            table, skipped = _read_text(source, header, False, **options)
+    return table, skipped
+
+
+def _read_lines(source, header: list[str], line_count: int | None = None):
+    """(table, skipped, empty): the source as Arrow strings, the lines skipped for their number
+    of fields (numbered over the lines that are not empty), and its empty lines as runs
+    (starts, lengths; none when there are none). ``line_count``: the source's
+    ``_line_count``, when the caller knows it.
+
+    The reader skips empty lines itself: kept as rows of nulls they would cost it about 200
+    bytes each (2 GB for a file of ten million blank lines). A pass over the bytes finds them,
+    but it also takes a line break inside a quoted field that spans lines for one. Such a field
+    shows: either the header, the reader's rows, its skipped lines and the empty lines do not
+    add up to the lines of the source (a field closed on a later line, which is not empty), or
+    the last record has a line break in it (a quote still open at the end of the file takes in
+    every line after it, which may all be empty). Then the empty lines are read as rows of
+    nulls instead, which tells them apart exactly.
+    """
+    none = (np.empty(0, np.int64), np.empty(0, np.int64))
+    if not (_is_buffer(source) or (isinstance(source, (str, Path)) and not _url(source))):
+        return _read_numbered(source, header, ignore_empty_lines=False) + (none,)
+    table, skipped = _read_numbered(source, header)
+    if line_count is None:
+        line_count = _line_count(source)
+    if line_count == 1 + table.num_rows + skipped.lines:  # the reader ignored no line
+        return table, skipped, none
+    total, *empty = _empty_lines(source)
+    if not len(empty[0]):  # no empty line anywhere (a quoted field spans lines)
+        return table, skipped, none
+    if 1 + table.num_rows + skipped.lines + int(empty[1].sum()) == total and not (
+        _has_line_break(table.slice(table.num_rows - 1) if table.num_rows else table)
+        or any("\n" in t or "\r" in t for t in skipped.texts)
+    ):
+        return table, skipped, tuple(empty)
+    return _read_numbered(source, header, ignore_empty_lines=False) + (none,)
+
+
+def _has_line_break(table) -> bool:
+    """Whether any cell of an Arrow table of strings holds a line break."""
+    import pyarrow.compute as pc
+
+    return any(
+        pc.any(pc.match_substring_regex(column, r"[\r\n]")).as_py() for column in table.columns
+    )
+
+
+def _is_buffer(source) -> bool:
+    import pyarrow as pa
+
+    return isinstance(source, pa.Buffer)
+
+
 def read_records(
     path: str | Path,
     header: list[str],
     source,
     first_line: int = 2,
     invalid_utf8=None,
+    line_count: int | None = None,
 ) -> ReadResult:
     """Parse ``source`` as the loan book ``path``, every cell by its column's rule; the checks of
     ``inspect_header``, and that there is a row at all, are the caller's.
@@ -582,20 +802,13 @@ def read_records(
     records numbered from ``first_line`` (the file's first record is line 2).
     ``invalid_utf8``: a function giving (offset in the file, byte) of the first byte that is not
     UTF-8, when the parse finds one (default: searched for in the whole file).
+    ``line_count``: the lines of ``source``, header included, as ``_line_count`` counts them,
+    when the caller knows them (default: counted here, one pass over the bytes).
     """
     import pyarrow as pa
 
     try:
-        table, malformed = _read_text(source, header, use_threads=True)
-        if any(number is None for number, _ in malformed):
-            # Parsed in parallel, skipped rows have no line number. A serial pass numbers them;
-            # it converts one column only (half the time of a whole serial read), as the rows
-            # kept above are the same rows either way.
-            _, numbered = _read_text(source, header, use_threads=False, columns=header[:1])
-            if sorted(t for _, t in numbered) == sorted(t for _, t in malformed):
-                malformed = numbered
-            else:  # not expected: read the whole file serially, as before
-                table, malformed = _read_text(source, header, use_threads=False)
+        table, skipped, empty = _read_lines(source, header, line_count)
     except pa.ArrowInvalid as err:
         if "utf8" in str(err).lower():
             found = (invalid_utf8 or (lambda: _first_invalid_utf8(path)))()
@@ -604,15 +817,18 @@ def read_records(
                 path, f"not UTF-8 text ({where}); save the file as UTF-8 (CSV UTF-8)"
             ) from None
         raise _fail(path, f"cannot be parsed as CSV: {err}") from None
-    if first_line != 2:  # the parser numbers the source's lines from 2: the header is line 1
-        malformed = [(n + first_line - 2, text) for n, text in malformed]
-
-    skipped = np.array(sorted(n for n, _ in malformed), dtype="int64")
-    all_lines = np.arange(first_line, first_line + table.num_rows + len(skipped), dtype="int64")
-    lines = np.setdiff1d(all_lines, skipped, assume_unique=True)
-    blank_skipped = sum(1 for _, text in malformed if not text.strip())
-    malformed = [(n, text) for n, text in malformed if text.strip()]
-    bad_lines = np.array(sorted(n for n, _ in malformed), dtype="int64")
+    # The reader numbers the lines it does not ignore (the header is line 1): the rows are
+    # those lines less the skipped ones, and every line moves down past the empty lines.
+    shift = first_line - 2
+    lines = np.arange(2, 2 + table.num_rows, dtype=np.int64)
+    if skipped.lines:
+        lines = _renumber(lines, *skipped.runs())
+    bad_lines, bad_texts = skipped.malformed()
+    if len(empty[0]):
+        lines = _renumber(lines, *empty)
+        bad_lines = _renumber(bad_lines, *empty)
+    lines += shift
+    malformed_frame = pd.DataFrame({"source_line": bad_lines + shift, "text": bad_texts})
 
     # Blank lines (every field empty) are not rows: counted, not kept.
     import pyarrow.compute as pc
@@ -627,8 +843,8 @@ def read_records(
         for name in header[1:]:
             nonblank = pc.or_(nonblank, present(name))
     keep = np.asarray(nonblank) if nonblank is not None else np.ones(table.num_rows, bool)
-    blank_lines = int((~keep).sum()) + blank_skipped
-    if blank_lines:
+    blank_lines = int((~keep).sum()) + skipped.blank + int(empty[1].sum())
+    if not keep.all():
         table = table.filter(pa.array(keep))
         lines = lines[keep]
 
@@ -657,9 +873,6 @@ def read_records(
         pd.concat(issue_frames, ignore_index=True)
         if issue_frames
         else pd.DataFrame(columns=ISSUE_COLUMNS)
-    )
-    malformed_frame = pd.DataFrame(
-        {"source_line": bad_lines, "text": [t for _, t in sorted(malformed, key=lambda m: m[0])]}
     )
     return ReadResult(
         path=path,

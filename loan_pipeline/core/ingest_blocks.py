@@ -258,7 +258,14 @@ def read_block(path: str | Path, header: list[str], block: Block) -> ReadResult:
     def invalid_utf8():
         return first_invalid_utf8_in(_aligned_chunks(memoryview(body), block.start), block.start)
 
-    read = read_records(path, header, pa.py_buffer(head + body), block.first_line, invalid_utf8)
+    read = read_records(
+        path,
+        header,
+        pa.py_buffer(head + body),
+        block.first_line,
+        invalid_utf8,
+        line_count=1 + block.lines,  # the header's line, and the block's
+    )
     seen = read.records + read.blank_lines
     # Records are lines unless a line break lies inside quotes: then fewer records, or (the
     # break that ends the block) as many, the last line ending inside quotes. A last block ends
