@@ -283,7 +283,7 @@ def write_report(result: dict) -> Path:
         "memory is the peak resident set of the whole process tree, sampled every 20 ms. "
         "`pipeline` is `python -m loan_pipeline run --csv BOOK` (what `make run` runs: a cold "
         "process, interpreter start and imports included, every asset materialized in-process "
-        "against a fresh SQLite instance and DuckDB warehouse); `baseline` is the notebook's "
+        "against a fresh SQLite instance and storage folder); `baseline` is the notebook's "
         "method as a plain script (`benchmarks/notebook_baseline.py`, also cold); `parse` is "
         "pyarrow alone reading the CSV inside a running interpreter (the floor), and `cold "
         "parse` the same as a fresh process. Books come from the project's seeded generator.",
