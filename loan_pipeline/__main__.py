@@ -13,7 +13,16 @@ from pathlib import Path
 
 
 def _failure_messages(result) -> list[str]:
+    """Each failed step's reason; or, when the run failed outside its steps (its resources
+    could not be set up), the run's own."""
     messages = []
+    if not result.get_step_failure_events():
+        for event in result.all_events:
+            if event.event_type_value in ("PIPELINE_FAILURE", "RUN_FAILURE"):
+                error = getattr(event.event_specific_data, "error", None)
+                text = root_cause(error) if error is not None else (event.message or "")
+                messages.append("the run failed:\n  " + text.strip().replace("\n", "\n  "))
+        return messages
     for event in result.get_step_failure_events():
         user = event.step_failure_data.user_failure_data
         if user is not None and user.description:  # a dagster.Failure raised on purpose
@@ -95,6 +104,7 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
     from loan_pipeline.definitions import defs
     from loan_pipeline.io import runs
     from loan_pipeline.store import lock
+    from loan_pipeline.store.files import StorageError
 
     dagster_home()
     # The full event log (with stack traces) goes to the instance, where the UI shows it; the
@@ -126,6 +136,9 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
     except lock.WriterBusy as err:
         print(f"Not started: {err}. Run again later, or without --no-wait.", file=sys.stderr)
         return 2
+    except StorageError as err:  # a read-only or full disk, a folder that cannot be made
+        print(f"Not started: {err}", file=sys.stderr)
+        return 2
     try:
         with DagsterInstance.get() as instance:
             if abandoned:
@@ -135,7 +148,11 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
             )
     finally:
         lock.release(root)
-    source = settings.source_csv(csv)
+    source = (
+        settings.source_csv(csv)
+        if job_def.graph.has_node_named("ingest_loan_book")
+        else "the published tables"
+    )
     after = store.manifest()
     if not result.success:
         print(f"\nLoan pipeline run {result.run_id} FAILED (source: {source})", file=sys.stderr)

@@ -258,7 +258,9 @@ def test_dagster_dev_queues_and_runs_on_postgres(postgres_server, tmp_path):
         LOAN_PIPELINE_PROCESSED=str(tmp_path / "processed"),
         PYTHONUNBUFFERED="1",
     )
-    dev = start_dagster_dev(PROJECT_ROOT, env, tmp_path / "dagster-dev.log", expected_assets=len(EXPECTED))
+    dev = start_dagster_dev(
+        PROJECT_ROOT, env, tmp_path / "dagster-dev.log", expected_assets=len(EXPECTED)
+    )
     try:
         selector = {
             "repositoryLocationName": LOCATION,

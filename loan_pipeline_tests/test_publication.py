@@ -7,6 +7,8 @@ storage folder and one SQLite Dagster instance, two books told apart by their Bo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import re
@@ -325,7 +327,8 @@ def test_a_run_killed_before_during_or_after_publishing_leaves_one_whole_state(t
 def test_a_tampered_model_file_is_refused_and_never_loaded(tmp_path, books):
     """A published cluster_model.pkl replaced by a pickle with a side effect: a run that loads
     it (the charts redraw, and a full refresh matching segments to the last run) fails with a
-    message naming the file, and the pickle's code never runs."""
+    message naming the file, and the pickle's code never runs; nor when the manifest is edited
+    to vouch for the new file (the digest that counts is in Dagster's event log)."""
     env = _env(tmp_path)
     storage = tmp_path / "storage"
     code, out = _finish(_start(books["A"], env))
@@ -348,6 +351,19 @@ def test_a_tampered_model_file_is_refused_and_never_loaded(tmp_path, books):
         assert not marker.exists()
         assert published_files(storage) == tampered
     assert set(before) == set(tampered)
+
+    manifest_path = storage / "current" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["items"]["models/cluster_model.pkl"] = {
+        "run": "not-a-run",
+        "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+    }
+    manifest_path.write_text(json.dumps(manifest))
+    code, out = _finish(_start(books["B"], env, "--job", "charts_only"))
+    assert code == 1, out
+    assert "cluster_model.pkl was changed after it was written" in out, out
+    assert "restore the file from an intact snapshot" in out
+    assert not marker.exists()
 
 
 @pytest.fixture
@@ -386,6 +402,20 @@ def test_a_disk_that_fills_midway_publishes_nothing_and_says_so(tmp_path, books,
     assert "max_retries" not in out
     assert "Nothing was published: the published snapshot is still" in out
     assert published_files(storage) == before
+    # a disk with no room at all: not even the lock's record can be written; the run still
+    # fails with the cause and the truth about what is published
+    with open(small_disk / "more-ballast", "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    code, out = _finish(_start(books["B"], env))
+    assert code == 1, out
+    assert "no space left on the device" in out and "Traceback" not in out, out
+    assert "Nothing was published: the published snapshot is still" in out
+    assert published_files(storage) == before
+    (small_disk / "more-ballast").unlink()
     ballast.unlink()
     code, out = _finish(_start(books["B"], env))
     assert code == 0, out
@@ -398,8 +428,6 @@ def test_reexecuting_a_failed_run_from_its_failure_reads_its_own_version(
     """A run that fails at recovery_strategies publishes nothing; re-executed from its failure
     (as the UI's button does), the new run reads the tables its parent made (from the parent's
     version folder, not the published snapshot), and publishes the whole book."""
-    import json
-
     from dagster import DagsterInstance, ReexecutionOptions, execute_job
     from dagster._core.definitions.reconstruct import build_reconstructable_job
 
@@ -434,3 +462,17 @@ def test_reexecuting_a_failed_run_from_its_failure_reads_its_own_version(
     items = json.loads((storage / "current" / "manifest.json").read_text())["items"]
     assert items["tables/validated_loans"]["run"] == failed.run_id  # made by the parent
     assert items["tables/recovery_strategies"]["run"] == again.run_id
+
+
+def test_a_read_only_storage_says_so_and_starts_nothing(tmp_path, books, small_disk):
+    """The storage's file system turned read-only after a good run: the next run stops before
+    starting, saying where and why, with no traceback; what was published still reads."""
+    env = _env(tmp_path, storage=small_disk / "storage")
+    code, out = _finish(_start(books["A"], env))
+    assert code == 0, out
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    code, out = _finish(_start(books["B"], env))
+    assert code == 2, out
+    assert "Not started: could not take the writer lock in" in out
+    assert "read-only" in out and "Traceback" not in out, out
+    assert published_book(small_disk / "storage") == "A"

@@ -74,7 +74,7 @@ def test_a_version_that_current_never_named_is_not_published(tmp_path):
         json.dumps({"snapshot": "killed", "published_at": time.time(), "items": {}})
     )
     assert [m["snapshot"] for m in store.published()] == ["r1"]
-    assert store.unpublished_runs() == ["killed"]
+    assert store.never_published_runs() == []  # it has a manifest: never adopted either
     _run(store, "r3", "C", tables=(), charts=())
     manifest = store.publish("r3", ["r3"], keep_days=7)
     assert manifest["items"]["tables/risk_scores"]["run"] == "r1"
@@ -178,3 +178,22 @@ def test_a_holder_that_let_go_is_not_taken_for_killed(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_an_older_snapshot_with_files_gone_does_not_block_publishing(tmp_path):
+    """An older snapshot whose table was removed by hand (or by a clearing cut short) drops out
+    of time travel; the publication goes on. A reader's stray WAL is not carried over."""
+    store = Store(tmp_path)
+    for n in (1, 2):
+        _run(store, f"r{n}", f"B{n}")
+        store.publish(f"r{n}", [f"r{n}"], keep_days=7)
+    for part in (store.run_dir("r1") / "tables" / "risk_scores").iterdir():
+        part.unlink()
+    (store.run_dir("r2") / "warehouse.duckdb.wal").write_bytes(b"a reader's")
+    _run(store, "r3", "B3", tables=(), charts=())
+    manifest = store.publish("r3", ["r3"], keep_days=7)
+    assert "warehouse.duckdb.wal" not in manifest["items"]
+    assert not (store.run_dir("r3") / "warehouse.duckdb.wal").exists()
+    schemas = [r[0] for r in _catalog(store, "SELECT schema_name FROM meta.snapshots")]
+    assert schemas == ["snapshot_r3", "snapshot_r2"]
+    assert _catalog(store, "SELECT count(*) FROM risk_scores") == [(2,)]

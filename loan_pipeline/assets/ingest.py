@@ -165,6 +165,8 @@ def ingest_loan_book(
     except OSError as err:
         # a read that can fail for passing reasons (a network share, a busy device) is retried;
         # any other error (no permission, ...) is the user's to fix, and says so at once
+        if err.errno is None:  # not the file system's (a cluster that cannot be reached)
+            raise
         if err.errno in TRANSIENT_ERRORS:
             context.log.warning(f"reading {path} failed ({err}); trying again")
             raise RetryRequested(max_retries=2, seconds_to_wait=2) from err

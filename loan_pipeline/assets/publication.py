@@ -73,6 +73,15 @@ def publication_asset(upstream: list[AssetKey]):
                     )
                 ),
                 "versions_removed": len(removed),
+                # checked before a published model is loaded (io/models.py): the event log is
+                # outside the storage folder, so editing the manifest cannot vouch for a file
+                "model_sha256": MetadataValue.json(
+                    {
+                        item.split("/")[-1].removesuffix(".pkl"): info["sha256"]
+                        for item, info in manifest["items"].items()
+                        if item.startswith("models/") and "sha256" in info
+                    }
+                ),
             }
         )
 

@@ -60,7 +60,9 @@ class ModelIOManager(ConfigurableIOManager):
             path = store.run_dir(run_id) / model_item(name)
             if path.exists():
                 recorded = _recorded_digest(context.instance, name, run_id)
-                return load_verified(path, recorded or _sidecar(path))
+                return load_verified(
+                    path, recorded or _sidecar(path), "run again the step that makes it"
+                )
         return published_model(name, context.instance, required=True)
 
 
@@ -77,30 +79,57 @@ def published_model(name: str, instance=None, required: bool = False) -> object 
                 "materialize it first"
             )
         return None
-    path = store.current_dir() / model_item(name)
-    expected = info.get("sha256")
-    recorded = _recorded_digest(instance, name, info["run"]) if instance is not None else None
-    if recorded and expected and recorded != expected:
-        raise StorageError(
-            f"model file {path}: the manifest's SHA-256 ({expected[:12]}…) differs from the one "
-            f"Dagster recorded when run {info['run']} wrote it ({recorded[:12]}…); not loaded"
+    current = store.current_dir()
+    path = current / model_item(name)
+    # The digest Dagster's event log (outside the storage folder) recorded: in the publication
+    # of the snapshot ``current`` names (by its folder, not by the manifest's word), else when
+    # the run that made the file wrote it. The manifest's own digest decides only when this
+    # instance has no record of the snapshot at all (a new DAGSTER_HOME).
+    recorded = None
+    if instance is not None:
+        recorded = _published_digest(instance, current.name, name) or _recorded_digest(
+            instance, name, info["run"]
         )
-    return load_verified(path, recorded or expected)
+        if recorded is None and instance.get_run_by_id(current.name) is not None:
+            raise StorageError(
+                f"model file {path}: Dagster has a record of snapshot {current.name} but no "
+                f"SHA-256 of this model in it; not loaded ({PUBLISHED_REMEDY})"
+            )
+    return load_verified(path, recorded or info.get("sha256"), PUBLISHED_REMEDY)
 
 
-def load_verified(path: Path, expected: str | None) -> object:
+PUBLISHED_REMEDY = (
+    "restore the file from an intact snapshot under storage/runs/, or move storage/current "
+    "aside to start without the published state"
+)
+
+
+def load_verified(path: Path, expected: str | None, remedy: str) -> object:
     """Unpickle ``path`` only if its bytes have the SHA-256 ``expected``."""
     data = path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if not expected:
-        raise StorageError(f"model file {path} has no recorded SHA-256; not loaded")
+        raise StorageError(f"model file {path} has no recorded SHA-256; not loaded ({remedy})")
     if actual != expected:
         raise StorageError(
             f"model file {path} was changed after it was written: its SHA-256 is "
             f"{actual[:12]}…, the one recorded at write time {expected[:12]}…; not loaded "
-            "(re-run the step that makes it)"
+            f"({remedy})"
         )
     return pickle.loads(data)
+
+
+def _published_digest(instance, snapshot: str, name: str) -> str | None:
+    """The SHA-256 of model ``name`` in the metadata of ``snapshot``'s publication."""
+    from dagster import DagsterEventType
+
+    records = instance.all_logs(snapshot, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    for record in records:
+        materialization = record.dagster_event.step_materialization_data.materialization
+        if materialization.asset_key.path[-1] == "published_snapshot":
+            digests = materialization.metadata.get("model_sha256")
+            return digests.value.get(name) if digests is not None else None
+    return None
 
 
 def _sidecar(path: Path) -> str | None:

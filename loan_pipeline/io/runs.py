@@ -24,7 +24,8 @@ _lineages: dict[str, list[str]] = {}
 
 
 def store() -> Store:
-    return Store(settings.storage_dir(), settings.datasets_url())
+    # absolute: the catalog's views name their files by this path, for readers anywhere
+    return Store(settings.storage_dir().resolve(), settings.datasets_url())
 
 
 def lineage(instance: DagsterInstance | None, run_id: str) -> list[str]:
@@ -52,7 +53,7 @@ def _succeeded_unpublished(instance) -> list[str]:
     current = store().manifest()
     since = current["published_at"] if current else 0.0
     found = []
-    for run_id in store().unpublished_runs():
+    for run_id in store().never_published_runs():
         record = instance.get_run_record_by_id(run_id)
         if record is None or record.dagster_run.status != DagsterRunStatus.SUCCESS:
             continue
@@ -120,10 +121,16 @@ def mark_abandoned(instance, previous: dict, log=None) -> None:
     run = instance.get_run_by_id(run_id) if (instance is not None and run_id) else None
     if run is None or run.status not in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING):
         return
+    current = store().current_dir()
+    published = current is not None and current.name == run_id
     message = (
         f"run {run_id} stopped while writing (its process, pid {previous.get('pid')} on "
         f"{previous.get('host')}, let go of the writer lock without finishing: killed?); "
-        "nothing of it was published"
+        + (
+            "it had published its snapshot (storage/current names it) just before"
+            if published
+            else "nothing of it was published"
+        )
     )
     instance.report_run_failed(run, message)
     if log is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from loan_pipeline.store.files import atomic_write_bytes
+from loan_pipeline.store.files import StorageError, atomic_write_bytes, explain
 
 LOCK_FILE = "writer.lock"
 HOLDER_FILE = "writer.json"
@@ -79,6 +79,13 @@ def acquire(
     out. Returns the previous holder's record when that holder stopped without letting go
     (killed), else None. Taken again by a process that holds it, it only counts.
     """
+    try:
+        return _acquire(root, run_id, wait, on_wait, label)
+    except OSError as err:  # the folder cannot be made, or is read-only
+        raise explain(err, "take the writer lock in", root) from err
+
+
+def _acquire(root, run_id, wait, on_wait, label) -> dict | None:
     lock = _lock(root)
     if lock.is_locked:
         lock.acquire()
@@ -104,7 +111,8 @@ def acquire(
 
 
 def release(root: Path) -> None:
-    """Let go of the writer lock once (the last release marks the holder record released)."""
+    """Let go of the writer lock once (the last release marks the holder record released).
+    Never raises: it runs in ``finally`` blocks, after the error the user needs to see."""
     lock = _lock(root)
     if not lock.is_locked:
         return
@@ -115,6 +123,8 @@ def release(root: Path) -> None:
 
 
 def _write_holder(root: Path, run_id: str | None, released: bool, label: str | None) -> None:
+    """Record who holds the lock. Only informs (messages, telling a killed holder): when the
+    disk is full or read-only the lock itself still works, so the record is skipped."""
     info = {
         "run_id": run_id,
         "label": label,
@@ -123,4 +133,7 @@ def _write_holder(root: Path, run_id: str | None, released: bool, label: str | N
         "since": time.time(),
         "released": released,
     }
-    atomic_write_bytes(Path(root) / HOLDER_FILE, json.dumps(info).encode())
+    try:
+        atomic_write_bytes(Path(root) / HOLDER_FILE, json.dumps(info).encode())
+    except StorageError:
+        pass

@@ -112,10 +112,10 @@ class Store:
                 found.append(manifest)
         return found
 
-    def unpublished_runs(self) -> list[str]:
-        """Run ids with a version folder that was never published."""
-        published = {m["snapshot"] for m in self.published()}
-        return [p.name for p in self._run_dirs() if p.name not in published]
+    def never_published_runs(self) -> list[str]:
+        """Run ids with a version folder that never reached publication (no manifest: a
+        selection without ``published_snapshot``, or a run that failed before it)."""
+        return [p.name for p in self._run_dirs() if not (p / MANIFEST).exists()]
 
     def _run_dirs(self) -> list[Path]:
         runs = self.root / RUNS
@@ -173,8 +173,10 @@ class Store:
             for path in sorted(folder.rglob("*")):
                 rel = path.relative_to(folder)
                 parts = rel.parts
-                if any(p.startswith(".") for p in parts) or parts[0] in (MANIFEST, CATALOG):
+                if any(p.startswith(".") for p in parts) or parts[0] == MANIFEST:
                     continue  # temporary, or what describes the snapshot itself
+                if parts[0].startswith(CATALOG):  # the catalog, and a reader's WAL beside it
+                    continue
                 if parts[0] == TABLES:
                     if len(parts) == 2 and path.is_dir():
                         items[rel.as_posix()] = {"run": run_id}
@@ -237,6 +239,9 @@ class Store:
                 continue
             if source.exists():
                 link_or_copy(source, target / item)
+                digest = source.with_name(source.name + DIGEST)
+                if digest.exists():  # a model's digest travels with it
+                    link_or_copy(digest, target / (item + DIGEST))
         manifest = {
             "snapshot": run_id,
             "runs": lineage,
@@ -319,7 +324,15 @@ class Store:
                 for kept in [manifest, *older]:
                     schema = snapshot_schema(kept["snapshot"])
                     con.execute(f'CREATE SCHEMA "{schema}"')
-                    _describe_snapshot(con, kept, self.run_dir(kept["snapshot"]), schema=schema)
+                    try:
+                        _describe_snapshot(con, kept, self.run_dir(kept["snapshot"]), schema=schema)
+                    except duckdb.IOException:
+                        if kept is manifest:
+                            raise
+                        # an older snapshot with files gone (removed by hand, or a clearing
+                        # that was cut short): no time travel to it, and no obstacle to this
+                        con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+                        continue
                     con.execute(
                         "INSERT INTO meta.snapshots VALUES (?, ?, to_timestamp(?), ?, ?, ?)",
                         [
