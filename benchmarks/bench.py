@@ -114,6 +114,12 @@ def measure(
     return {"wall_s": wall, "peak_rss_bytes": peak, "stdout": out, "samples": samples}
 
 
+def head_commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+
+
 def summary(values: list[float]) -> dict:
     return {
         "median": statistics.median(values),
@@ -515,12 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.sizes
         else (QUICK_SIZES if args.quick else FULL_SIZES)
     )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit,
+        "commit": head_commit(),
         "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
         "imports": import_times(),
         "sizes": [],

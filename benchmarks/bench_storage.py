@@ -17,7 +17,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import RESULTS, ROOT, book, run_pipeline, summary
+from bench import RESULTS, ROOT, book, head_commit, run_pipeline, summary
 
 SIZES = [1_000_000, 10_000_000]
 
@@ -64,12 +64,9 @@ def bench_size(rows: int, repeats: int, before: Path) -> dict:
 
 def main(ref: str, sizes: list[int] | None, repeats: int) -> int:
     sizes = sizes or SIZES
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit,
+        "commit": head_commit(),
         "against": ref,
         "sizes": [],
     }

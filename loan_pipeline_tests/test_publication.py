@@ -24,20 +24,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from loan_pipeline import settings
 from loan_pipeline.core.sample import write_loan_book
 from loan_pipeline_tests.conftest import PROJECT_ROOT, environment, published_files
 
 ROWS_A, ROWS_B = 2_000, 2_400
 # tables of one row per borrower: each must hold exactly one book's borrowers
-PER_BORROWER = [
-    "raw_loans",
-    "validated_loans",
-    "scaled_features",
-    "borrower_segments",
-    "risk_scores",
-    "recovery_strategies",
-    "latest_recovery_strategies",
-]
+PER_BORROWER = [*sorted(settings.PARTITIONED_TABLES), "latest_recovery_strategies"]
 
 
 @pytest.fixture(scope="module")
