@@ -21,7 +21,7 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     LOAN_BOOK_COLUMNS,  # noqa: F401
     TEXT_COLUMNS,
 )
-from loan_pipeline.settings import STRATEGIES
+from loan_pipeline.domain import STRATEGIES
 
 # --- the loan book's columns ---------------------------------------------------------------
 

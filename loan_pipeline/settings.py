@@ -39,54 +39,11 @@ def project_root() -> Path:
 
 DEFAULT_CSV = project_root() / "data" / "loan_book_sample.csv"
 
-# The notebook's ten standardised columns.
-NOTEBOOK_FEATURES: list[str] = [
-    "Age",
-    "Monthly_Income",
-    "Loan_Amount",
-    "Loan_Tenure",
-    "Interest_Rate",
-    "Collateral_Value",
-    "Outstanding_Loan_Amount",
-    "Monthly_EMI",
-    "Num_Missed_Payments",
-    "Days_Past_Due",
-]
-
-# Clustering inputs of the recommended method: the notebook's columns without Age (fair-lending
-# practice: segments, and the strategies read from them, should not be drawn along age; Gender is
-# not an input either way).
-CLUSTER_FEATURES: list[str] = [c for c in NOTEBOOK_FEATURES if c != "Age"]
-
-# Pre-outcome inputs of the recommended model.
-RISK_NUMERIC: list[str] = [
-    "Monthly_Income",
-    "Num_Dependents",
-    "Loan_Amount",
-    "Loan_Tenure",
-    "Interest_Rate",
-    "Collateral_Value",
-    "Outstanding_Loan_Amount",
-    "Monthly_EMI",
-    "Num_Missed_Payments",
-    "Days_Past_Due",
-]
-RISK_CATEGORICAL: list[str] = ["Employment_Type", "Loan_Type", "Payment_History"]
-
 # Dagster concurrency pool of the heavy steps (ingest, features, model fits, scoring, strategies,
 # monitoring, charts). An instance's `concurrency: pools:` config caps how many of them run at once
 # across all runs (docs/deploy/dagster.yaml); without a limit (the default SQLite instance) the
 # pool changes nothing.
 HEAVY_POOL = "loan_pipeline_heavy"
-
-STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
-STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
-STRATEGY_REMINDERS = "Automated reminders & monitoring"
-STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
-# Where a borrower's strategy comes from: the risk-score bands, or (when the model does not beat
-# the base rate) the rules-based policy on arrears.
-POLICY_MODEL = "score bands"
-POLICY_FALLBACK = "rules-based fallback"
 
 
 # The Dagster instance `make setup` and the CLI make in DAGSTER_HOME: SQLite, no telemetry, and

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from loan_pipeline import schemas, settings
-from loan_pipeline.settings import STRATEGIES
+from loan_pipeline.domain import STRATEGIES
 
 TABLES = {
     "raw_loans": schemas.RawLoans,

@@ -30,7 +30,7 @@ from loan_pipeline.core.segmentation import (
     profile_sums,
     segment_profile,
 )
-from loan_pipeline.settings import NOTEBOOK_FEATURES, STRATEGIES
+from loan_pipeline.domain import NOTEBOOK_FEATURES, STRATEGIES
 from loan_pipeline_tests.conftest import SAMPLE_CSV
 
 dd = pytest.importorskip("dask.dataframe")

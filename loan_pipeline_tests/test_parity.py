@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from loan_pipeline.settings import NOTEBOOK_FEATURES
+from loan_pipeline.domain import NOTEBOOK_FEATURES
 from loan_pipeline_tests.conftest import REFERENCE_CSV
 
 

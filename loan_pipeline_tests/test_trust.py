@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from loan_pipeline.core.sample import generate_loan_book, write_loan_book
-from loan_pipeline.settings import CLUSTER_FEATURES, NOTEBOOK_FEATURES, STRATEGIES
+from loan_pipeline.domain import CLUSTER_FEATURES, NOTEBOOK_FEATURES, STRATEGIES
 from loan_pipeline_tests.conftest import (
     PROJECT_ROOT,
     PipelineRun,

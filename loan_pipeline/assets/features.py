@@ -4,13 +4,8 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from loan_pipeline.assets.common import column_lineage, column_schema, columns_of, table_metadata
 from loan_pipeline.columns import NUMERIC_COLUMNS
-from loan_pipeline.settings import (
-    CLUSTER_FEATURES,
-    HEAVY_POOL,
-    NOTEBOOK_FEATURES,
-    AnalysisMethod,
-    FeatureConfig,
-)
+from loan_pipeline.domain import CLUSTER_FEATURES, NOTEBOOK_FEATURES
+from loan_pipeline.settings import HEAVY_POOL, AnalysisMethod, FeatureConfig
 
 
 @asset(

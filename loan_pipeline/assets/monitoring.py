@@ -14,7 +14,7 @@ from dagster import (
     asset,
 )
 
-from loan_pipeline import settings
+from loan_pipeline import domain, settings
 from loan_pipeline.assets.common import (
     column_lineage,
     column_schema,
@@ -129,7 +129,7 @@ def fairness_report(
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("PopulationStability")},
     ins={
-        "validated_loans": columns_of("Borrower_ID", settings.RISK_NUMERIC, partitioned=True),
+        "validated_loans": columns_of("Borrower_ID", domain.RISK_NUMERIC, partitioned=True),
         "risk_scores": columns_of("Borrower_ID", "risk_score", partitioned=True),
     },
     check_specs=[

@@ -11,7 +11,7 @@ from dagster import (
     asset,
 )
 
-from loan_pipeline import settings
+from loan_pipeline import domain, settings
 from loan_pipeline.assets.common import (
     column_lineage,
     column_schema,
@@ -20,17 +20,17 @@ from loan_pipeline.assets.common import (
     partitioned_input,
     table_metadata,
 )
+from loan_pipeline.domain import POLICY_FALLBACK, POLICY_MODEL
 from loan_pipeline.io import runs
 from loan_pipeline.io.tables import stored_table
-from loan_pipeline.settings import POLICY_FALLBACK, POLICY_MODEL
 
 # The loan-book columns the risk model and its scores read: its inputs and the outcome.
 # On a cluster they stay in partitions: the model is fitted on samples drawn from them and
 # evaluated by sums over them.
 RISK_LOANS = columns_of(
     "Borrower_ID",
-    settings.RISK_NUMERIC,
-    settings.RISK_CATEGORICAL,
+    domain.RISK_NUMERIC,
+    domain.RISK_CATEGORICAL,
     "Recovery_Status",
     partitioned=True,
 )
@@ -130,8 +130,8 @@ def risk_model(
         "risk_model": AssetIn(input_manager_key="model_io_manager"),
         "validated_loans": columns_of(
             "Borrower_ID",
-            settings.RISK_NUMERIC,
-            settings.RISK_CATEGORICAL,
+            domain.RISK_NUMERIC,
+            domain.RISK_CATEGORICAL,
             "Recovery_Status",
             partitioned=True,
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.settings import STRATEGIES, STRATEGY_LEGAL
+from loan_pipeline.domain import STRATEGIES, STRATEGY_LEGAL
 
 AGE_BANDS = [(0, 30, "under 30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 200, "60 and over")]
 STRATEGY_COLUMNS = {

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from loan_pipeline.core.compute import parallel_map, single_threaded
+from loan_pipeline.domain import RISK_CATEGORICAL, RISK_NUMERIC
 from loan_pipeline.schemas import CATEGORIES
-from loan_pipeline.settings import RISK_CATEGORICAL, RISK_NUMERIC
 
 # Ratios a credit analyst reads first: instalment burden, share still owed, collateral cover.
 RISK_ENGINEERED = ["emi_to_income", "outstanding_share", "collateral_coverage"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.settings import POLICY_MODEL, STRATEGIES
+from loan_pipeline.domain import POLICY_MODEL, STRATEGIES
 
 
 def assign_strategy(

@@ -11,7 +11,7 @@ from loan_pipeline.core.monitoring import (
     psi,
     stability_table,
 )
-from loan_pipeline.settings import STRATEGY_LEGAL, STRATEGY_REMINDERS
+from loan_pipeline.domain import STRATEGY_LEGAL, STRATEGY_REMINDERS
 
 
 def _book(n=2000, seed=0):

@@ -138,7 +138,7 @@ def test_a_leaking_book_still_does_not_help():
 def test_rules_based_fallback_on_arrears():
     import pandas as pd
 
-    from loan_pipeline.settings import STRATEGY_LEGAL, STRATEGY_REMINDERS, STRATEGY_SETTLEMENT
+    from loan_pipeline.domain import STRATEGY_LEGAL, STRATEGY_REMINDERS, STRATEGY_SETTLEMENT
 
     loans = pd.DataFrame(
         {"Days_Past_Due": [0, 31, 91, 0, 0, 30], "Num_Missed_Payments": [0, 0, 0, 2, 6, 1]}

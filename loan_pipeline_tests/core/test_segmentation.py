@@ -15,7 +15,7 @@ from loan_pipeline.core.segmentation import (
     name_segments,
     segment_profile,
 )
-from loan_pipeline.settings import NOTEBOOK_FEATURES
+from loan_pipeline.domain import NOTEBOOK_FEATURES
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from loan_pipeline.core.features import scale_features
 from loan_pipeline.core.strategy import assign_strategy
-from loan_pipeline.settings import STRATEGY_LEGAL, STRATEGY_REMINDERS, STRATEGY_SETTLEMENT
+from loan_pipeline.domain import STRATEGY_LEGAL, STRATEGY_REMINDERS, STRATEGY_SETTLEMENT
 
 
 def test_notebook_bands_at_their_edges():

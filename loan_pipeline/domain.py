@@ -1,0 +1,46 @@
+"""The analysis' own names: which columns feed the segments and the model, the strategies and
+where a strategy comes from. Plain lists and strings, importable by ``core`` and ``schemas``
+without Dagster (``settings`` holds the environment and the run configuration)."""
+
+# The notebook's ten standardised columns.
+NOTEBOOK_FEATURES: list[str] = [
+    "Age",
+    "Monthly_Income",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+]
+
+# Clustering inputs of the recommended method: the notebook's columns without Age (fair-lending
+# practice: segments, and the strategies read from them, should not be drawn along age; Gender is
+# not an input either way).
+CLUSTER_FEATURES: list[str] = [c for c in NOTEBOOK_FEATURES if c != "Age"]
+
+# Pre-outcome inputs of the recommended model.
+RISK_NUMERIC: list[str] = [
+    "Monthly_Income",
+    "Num_Dependents",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+]
+RISK_CATEGORICAL: list[str] = ["Employment_Type", "Loan_Type", "Payment_History"]
+
+STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
+STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
+STRATEGY_REMINDERS = "Automated reminders & monitoring"
+STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
+# Where a borrower's strategy comes from: the risk-score bands, or (when the model does not beat
+# the base rate) the rules-based policy on arrears.
+POLICY_MODEL = "score bands"
+POLICY_FALLBACK = "rules-based fallback"
