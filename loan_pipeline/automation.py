@@ -318,6 +318,8 @@ def daily_refresh(context: ScheduleEvaluationContext):
 
 # Downstream of the tables, assets follow their inputs: when an upstream asset is materialized
 # (by any job, or by hand in the UI), these update by themselves (declarative automation).
+# publication too: a hand-picked selection that left published_snapshot out is published by
+# the run the automation sensor starts once that selection's run has succeeded
 FOLLOWERS = {"charts", "monitoring", "reports", "history", "publication"}
 
 

@@ -9,7 +9,6 @@ together, or, if the run fails or is killed before it, nothing.
 from dagster import (
     AssetExecutionContext,
     AssetKey,
-    AutomationCondition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -30,9 +29,6 @@ def publication_asset(upstream: list[AssetKey]):
         owners=["team:data-engineering"],
         kinds={"duckdb", "parquet"},
         deps=upstream,
-        # a hand-picked selection that left it out is published by the next run that has it,
-        # started by the automation sensor when the selection's run has succeeded
-        automation_condition=AutomationCondition.eager(),
         description="Publishes the run: once every other step of the run has succeeded, its "
         "tables, models, charts, export, model card and history become the published snapshot "
         "in one step (storage/current, and the views of storage/warehouse.duckdb). A run that "

@@ -97,6 +97,11 @@ def locate_table(context: InputContext, table: str) -> str:
     source_run = getattr(upstream, "run_id", None) if upstream is not None else None
     if source_run and source_run not in lineage:
         lineage = [source_run, *lineage]
+    return _find(table, lineage)
+
+
+def _find(table: str, lineage: list[str]) -> str:
+    """Where ``table`` is for a run of ``lineage`` (``Store.find_table``), or a clear error."""
     location = runs.store().find_table(table, lineage)
     if location is None:
         raise RuntimeError(
@@ -109,13 +114,7 @@ def locate_table(context: InputContext, table: str) -> str:
 def stored_table(context, table: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A table as this run sees it, whole in this process, for a step that needs it only in some
     configurations (it depends on the asset without loading it as an input)."""
-    location = runs.store().find_table(table, runs.context_lineage(context))
-    if location is None:
-        raise RuntimeError(
-            f"table {table!r} is neither made by this run nor published in "
-            f"{settings.storage_dir()}: materialize it first"
-        )
-    return read_whole(table, location, columns)
+    return read_whole(table, _find(table, runs.context_lineage(context)), columns)
 
 
 def previous_table(table: str, columns: list[str] | None = None) -> pd.DataFrame | None:
@@ -139,12 +138,7 @@ def locate_own_table(con, context, table: str) -> str:
     """A name to query ``table`` by (as this run sees it) on the DuckDB connection ``con``:
     ``read_parquet`` of its files, or, on object storage, its Arrow dataset registered on
     ``con`` (scanned a file at a time)."""
-    location = runs.store().find_table(table, runs.context_lineage(context))
-    if location is None:
-        raise RuntimeError(
-            f"table {table!r} is neither made by this run nor published in "
-            f"{settings.storage_dir()}: materialize it first"
-        )
+    location = _find(table, runs.context_lineage(context))
     if "://" in location:
         from loan_pipeline.cluster import arrow_dataset
 
