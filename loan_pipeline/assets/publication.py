@@ -16,6 +16,7 @@ from dagster import (
 
 from loan_pipeline import settings
 from loan_pipeline.io import runs
+from loan_pipeline.io.models import digest_key
 from loan_pipeline.store import lock
 from loan_pipeline.store.snapshots import CATALOG, snapshot_schema
 
@@ -69,13 +70,14 @@ def publication_asset(upstream: list[AssetKey]):
                     )
                 ),
                 "versions_removed": len(removed),
-                # checked before a published model is loaded (io/models.py): the event log is
-                # outside the storage folder, so editing the manifest cannot vouch for a file
+                # checked before a published model (or the drift baseline's frozen model) is
+                # loaded (io/models.py): the event log is outside the storage folder, so
+                # editing the manifest cannot vouch for a file
                 "model_sha256": MetadataValue.json(
                     {
-                        item.split("/")[-1].removesuffix(".pkl"): info["sha256"]
+                        digest_key(item): info["sha256"]
                         for item, info in manifest["items"].items()
-                        if item.startswith("models/") and "sha256" in info
+                        if item.endswith(".pkl") and "sha256" in info
                     }
                 ),
             }

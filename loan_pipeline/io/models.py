@@ -54,48 +54,89 @@ class ModelIOManager(ConfigurableIOManager):
         held = handoff.held(context, f"model:{name}")
         if held is not None:
             return held
-        store = runs.store()
-        lineage = runs.context_lineage(context)
-        for run_id in lineage:
-            path = store.run_dir(run_id) / model_item(name)
-            if path.exists():
-                recorded = _recorded_digest(context.instance, name, run_id)
-                return load_verified(
-                    path, recorded or _sidecar(path), "run again the step that makes it"
-                )
-        return published_model(name, context.instance, required=True)
+        found = verified_bytes(
+            context.instance, runs.context_lineage(context), model_item(name), required=True
+        )
+        return pickle.loads(found[0])
 
 
 def published_model(name: str, instance=None, required: bool = False) -> object | None:
     """The published snapshot's model ``name``, verified (None when nothing is published and
     not ``required``)."""
+    found = published_bytes(model_item(name), instance, required=required)
+    return pickle.loads(found[0]) if found is not None else None
+
+
+# Pickles outside models/ and where their writer records their SHA-256 (asset, metadata key):
+# the drift baseline's frozen model, written by population_stability when it pins one.
+RECORDED_ELSEWHERE: dict[str, tuple[str, str]] = {
+    "monitoring/baseline/risk_model.pkl": ("population_stability", "baseline_model_sha256"),
+}
+
+
+def digest_key(item: str) -> str:
+    """What a pickle's SHA-256 is listed under in the publication's ``model_sha256`` metadata:
+    a model by its name (``models/risk_model.pkl``: ``risk_model``), any other pickle by its
+    item without the suffix (``monitoring/baseline/risk_model``)."""
+    return item.removeprefix(f"{MODELS}/").removesuffix(".pkl")
+
+
+def made_by(item: str) -> tuple[str, str]:
+    """The asset whose materialization records ``item``'s SHA-256, and its metadata key."""
+    if item.startswith(f"{MODELS}/"):
+        return digest_key(item), "sha256"
+    return RECORDED_ELSEWHERE[item]
+
+
+def verified_bytes(
+    instance, lineage: list[str], item: str, required: bool = False
+) -> tuple[bytes, str] | None:
+    """The bytes of the pickle ``item`` as the run ``lineage[0]`` sees it (made by a run of its
+    ``lineage``, else published) and their SHA-256, once they match the digest recorded when
+    they were written; None when there is none and not ``required``."""
     store = runs.store()
-    manifest = store.manifest()
-    info = (manifest or {}).get("items", {}).get(model_item(name))
+    for run_id in lineage:
+        path = store.run_dir(run_id) / item
+        if path.exists():
+            expected = _recorded_digest(instance, *made_by(item), run_id) or _sidecar(path)
+            return read_verified(path, expected, "run again the step that makes it"), expected
+    return published_bytes(item, instance, required=required)
+
+
+def published_bytes(
+    item: str, instance=None, required: bool = False, snapshot: Path | None = None
+) -> tuple[bytes, str] | None:
+    """The bytes of the pickle ``item`` of the published snapshot (or of the kept
+    ``snapshot``, a folder) and their SHA-256, verified; None when it has none and not
+    ``required``."""
+    store = runs.store()
+    folder = snapshot or store.current_dir()
+    manifest = store.manifest(folder) if folder is not None else None
+    info = (manifest or {}).get("items", {}).get(item)
     if info is None:
         if required:
             raise StorageError(
-                f"model {name!r} is neither made by this run nor published in {store.root}: "
+                f"{item} is neither made by this run nor published in {store.root}: "
                 "materialize it first"
             )
         return None
-    current = store.current_dir()
-    path = current / model_item(name)
+    path = folder / item
     # The digest Dagster's event log (outside the storage folder) recorded: in the publication
-    # of the snapshot ``current`` names (by its folder, not by the manifest's word), else when
-    # the run that made the file wrote it. The manifest's own digest decides only when this
-    # instance has no record of the snapshot at all (a new DAGSTER_HOME).
+    # of the snapshot (named by its folder, not by the manifest's word), else when the run that
+    # made the file wrote it. The manifest's own digest decides only when this instance has no
+    # record of the snapshot at all (a new DAGSTER_HOME).
     recorded = None
     if instance is not None:
-        recorded = _published_digest(instance, current.name, name) or _recorded_digest(
-            instance, name, info["run"]
+        recorded = _published_digest(instance, folder.name, digest_key(item)) or (
+            _recorded_digest(instance, *made_by(item), info["run"])
         )
-        if recorded is None and instance.get_run_by_id(current.name) is not None:
+        if recorded is None and instance.get_run_by_id(folder.name) is not None:
             raise StorageError(
-                f"model file {path}: Dagster has a record of snapshot {current.name} but no "
+                f"model file {path}: Dagster has a record of snapshot {folder.name} but no "
                 f"SHA-256 of this model in it; not loaded ({PUBLISHED_REMEDY})"
             )
-    return load_verified(path, recorded or info.get("sha256"), PUBLISHED_REMEDY)
+    expected = recorded or info.get("sha256")
+    return read_verified(path, expected, PUBLISHED_REMEDY), expected
 
 
 PUBLISHED_REMEDY = (
@@ -104,8 +145,9 @@ PUBLISHED_REMEDY = (
 )
 
 
-def load_verified(path: Path, expected: str | None, remedy: str) -> object:
-    """Unpickle ``path`` only if its bytes have the SHA-256 ``expected``."""
+def read_verified(path: Path, expected: str | None, remedy: str) -> bytes:
+    """The bytes of ``path``, only if they have the SHA-256 ``expected`` (a pickle is loaded
+    only from bytes that passed this)."""
     data = path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if not expected:
@@ -116,7 +158,7 @@ def load_verified(path: Path, expected: str | None, remedy: str) -> object:
             f"{actual[:12]}…, the one recorded at write time {expected[:12]}…; not loaded "
             f"({remedy})"
         )
-    return pickle.loads(data)
+    return data
 
 
 def _published_digest(instance, snapshot: str, name: str) -> str | None:
@@ -137,9 +179,10 @@ def _sidecar(path: Path) -> str | None:
     return digest.read_text().strip() if digest.exists() else None
 
 
-def _recorded_digest(instance, name: str, run_id: str) -> str | None:
-    """The SHA-256 in the metadata of ``name``'s materialization by ``run_id``, from Dagster's
-    event log (None when this instance has no record of it, e.g. another instance wrote it)."""
+def _recorded_digest(instance, asset: str, key: str, run_id: str) -> str | None:
+    """The SHA-256 under metadata ``key`` of ``asset``'s materialization by ``run_id``, from
+    Dagster's event log (None when this instance has no record of it, e.g. another instance
+    wrote it)."""
     from dagster import DagsterEventType
 
     if instance is None:
@@ -147,7 +190,7 @@ def _recorded_digest(instance, name: str, run_id: str) -> str | None:
     records = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
     for record in records:
         materialization = record.dagster_event.step_materialization_data.materialization
-        if materialization.asset_key.path[-1] == name:
-            value = materialization.metadata.get("sha256")
+        if materialization.asset_key.path[-1] == asset:
+            value = materialization.metadata.get(key)
             return value.value if value is not None else None
     return None
