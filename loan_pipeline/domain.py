@@ -44,3 +44,29 @@ STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS
 # the base rate) the rules-based policy on arrears.
 POLICY_MODEL = "score bands"
 POLICY_FALLBACK = "rules-based fallback"
+
+# Drift (population_stability): the usual reading of a population stability index (PSI, on a
+# score) or characteristic stability index (CSI, the same formula on one input): below
+# PSI_MODERATE the population is stable, from PSI_MODERATE to PSI_SIGNIFICANT it has moved
+# moderately, above PSI_SIGNIFICANT significantly (the population_is_stable check warns).
+PSI_MODERATE = 0.10
+PSI_SIGNIFICANT = 0.25
+PSI_STABLE = "stable"
+PSI_MODERATE_SHIFT = "moderate shift"
+PSI_SIGNIFICANT_SHIFT = "significant shift"
+# Why a comparison has no value: nothing published before this run; this run is the baseline;
+# no frozen model to score with (the notebook method's model reads the clustering features, not
+# the loan book); the previous run scored with another frozen model (a baseline pinned since).
+PSI_NO_PREVIOUS = "no previous run"
+PSI_IS_BASELINE = "this run is the baseline"
+PSI_NO_FROZEN_MODEL = "no frozen model"
+PSI_OTHER_FROZEN_MODEL = "previous run used another frozen model"
+PSI_STATUSES: list[str] = [
+    PSI_STABLE,
+    PSI_MODERATE_SHIFT,
+    PSI_SIGNIFICANT_SHIFT,
+    PSI_NO_PREVIOUS,
+    PSI_IS_BASELINE,
+    PSI_NO_FROZEN_MODEL,
+    PSI_OTHER_FROZEN_MODEL,
+]

@@ -21,7 +21,7 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     LOAN_BOOK_COLUMNS,  # noqa: F401
     TEXT_COLUMNS,
 )
-from loan_pipeline.domain import STRATEGIES
+from loan_pipeline.domain import PSI_MODERATE, PSI_SIGNIFICANT, PSI_STATUSES, STRATEGIES
 
 # --- the loan book's columns ---------------------------------------------------------------
 
@@ -426,17 +426,41 @@ class FairnessReport(pa.DataFrameModel):
         strict = True
 
 
-class PopulationStability(pa.DataFrameModel):
-    """PSI of each model input and the score against the previous materialization."""
+PSI_STATUS_RULE = (
+    f"< {PSI_MODERATE} stable; {PSI_MODERATE}-{PSI_SIGNIFICANT} moderate shift; "
+    f"> {PSI_SIGNIFICANT} significant shift; or why there is no value."
+)
 
-    column: Series[pd.StringDtype] = text(unique=True, description="Model input or risk_score.")
-    psi: Series[float] = pa.Field(
-        ge=0, nullable=True, description="Population stability index (empty on a first run)."
+
+def _stability_index(against: str) -> pa.Field:
+    return pa.Field(
+        ge=0,
+        nullable=True,
+        description=f"Stability index against {against} (empty: see the status).",
     )
-    status: Series[pd.StringDtype] = text(
-        isin=["no previous run", "stable", "moderate shift", "significant shift"],
-        description="< 0.1 stable; 0.1-0.25 moderate; > 0.25 significant.",
+
+
+def _stability_status() -> pa.Field:
+    return text(isin=PSI_STATUSES, description=PSI_STATUS_RULE)
+
+
+class PopulationStability(pa.DataFrameModel):
+    """Drift of each model input (CSI) and of the score (PSI), against the baseline snapshot and
+    against the previous run."""
+
+    column: Series[pd.StringDtype] = text(
+        unique=True, description="Model input, risk_score or frozen_model_score."
     )
+    measure: Series[pd.StringDtype] = text(
+        isin=["CSI", "PSI"], description="CSI for a model input, PSI for a score (one formula)."
+    )
+    what: Series[pd.StringDtype] = text(
+        description="A model input, the refitted model's score or the frozen model's score."
+    )
+    psi_vs_baseline: Series[float] = _stability_index("the baseline snapshot")
+    status_vs_baseline: Series[pd.StringDtype] = _stability_status()
+    psi_vs_previous: Series[float] = _stability_index("the previous run")
+    status_vs_previous: Series[pd.StringDtype] = _stability_status()
 
     class Config:
         name = "PopulationStability"

@@ -327,3 +327,20 @@ class FairnessConfig(Config):
         "the whole book (beyond the gap in observed outcomes).",
     )
     min_group: int = Field(default=30, ge=1, description="Smaller groups are shown, not judged.")
+
+
+# The value of StabilityConfig.baseline that pins the published snapshot (the CLI's default).
+PIN_CURRENT = "current"
+
+
+class StabilityConfig(Config):
+    """Which snapshot population_stability compares every run with (its drift baseline)."""
+
+    baseline: str = Field(
+        default="",
+        description="Empty: keep the baseline (the first published run's, until another is "
+        f"pinned). '{PIN_CURRENT}': pin the snapshot published when this run starts. A snapshot "
+        "id (SELECT snapshot FROM meta.snapshots, or its first 8 or more characters): pin that "
+        "kept snapshot. Pinned, it stays the baseline until pinned again "
+        "(`python -m loan_pipeline pin-baseline` does this in a run of its own).",
+    )

@@ -13,6 +13,7 @@ import pytest
 
 from loan_pipeline.core import summaries
 from loan_pipeline.core.monitoring import (
+    FROZEN_SCORE,
     distribution_profile,
     fairness_counts,
     fairness_from_counts,
@@ -108,9 +109,10 @@ def _same(got: pd.DataFrame, want: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-12, atol=1e-15)
 
 
-def _a_shifted_profile(current: pd.DataFrame) -> dict:
-    """A previous run's profile file, as written (JSON), of a book 5% larger in every column."""
-    shifted = current * 1.05
+def _a_shifted_profile(current: pd.DataFrame, factor: float) -> dict:
+    """A run's profile file, as written (JSON), of a book ``factor`` times larger in every
+    column."""
+    shifted = current * factor
     return json.loads(json.dumps({c: distribution_profile(shifted[c]) for c in shifted}))
 
 
@@ -148,16 +150,37 @@ def test_segment_profiles_of_a_partitioned_book_equal_the_whole_books(book, on_c
     assert collateral.isna().any()
 
 
-def test_population_stability_of_a_partitioned_book_equals_the_whole_books(book, on_cluster):
+@pytest.fixture(scope="module")
+def frozen(book):
+    """A risk model's scoring pipeline, fitted on the book's complete rows."""
+    from loan_pipeline.core.monitoring import frozen_pipeline
+    from loan_pipeline.core.risk import RISK_NUMERIC, fit_recommended_model
+
+    complete = book["loans"].dropna(subset=RISK_NUMERIC).reset_index(drop=True)
+    return frozen_pipeline(fit_recommended_model(complete, folds=2))
+
+
+def test_population_stability_of_a_partitioned_book_equals_the_whole_books(
+    book, frozen, on_cluster
+):
     parts = _partitioned(book)
-    current = stability_columns(book["loans"], book["scores"])
-    previous = _a_shifted_profile(current)
-    table, profile = stability_report(previous, current)
-    partitioned = per_partition(stability_columns, parts["loans"], parts["scores"])
+    models = {FROZEN_SCORE: frozen}
+    current = stability_columns(book["loans"], book["scores"], models)
+    previous, baseline = _a_shifted_profile(current, 1.05), _a_shifted_profile(current, 1.3)
+    for reference in (previous, baseline):  # scored by the same frozen model
+        reference[FROZEN_SCORE]["model_sha256"] = "frozen"
+    digests = {FROZEN_SCORE: "frozen"}
+    table, profile = stability_report(current, previous, baseline, digests)
+    partitioned = per_partition(stability_columns, parts["loans"], parts["scores"], models)
     with distributed.get_task_stream(client=on_cluster) as tasks:
-        dask_table, dask_profile = stability_report(previous, partitioned)
+        dask_table, dask_profile = stability_report(partitioned, previous, baseline, digests)
     pd.testing.assert_frame_equal(dask_table, table, check_exact=True)
     assert dask_profile == profile  # the same deciles, to the bit, and the same shares
+    # the frozen model scored each partition on the workers: each borrower's score, to the bit
+    np.testing.assert_array_equal(
+        partitioned[FROZEN_SCORE].compute().to_numpy(), current[FROZEN_SCORE].to_numpy()
+    )
+    assert current[FROZEN_SCORE].notna().sum() > 0.9 * len(current)
     # the profile is today's: numpy's deciles of each column, shares counted between them
     for column in current.columns:
         values = current[column].dropna().to_numpy()
@@ -165,9 +188,12 @@ def test_population_stability_of_a_partitioned_book_equals_the_whole_books(book,
         assert profile[column]["edges"] == edges.tolist(), column
         counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
         assert profile[column]["shares"] == (counts / len(values)).tolist(), column
-    assert (table["psi"] > 0).all() and set(table["column"]) == set(current.columns)
+    assert profile[FROZEN_SCORE]["model_sha256"] == "frozen"
+    assert set(table["column"]) == set(current.columns)
+    assert (table["psi_vs_previous"] > 0).all() and (table["psi_vs_baseline"] > 0).all()
     # the histograms and the fetched values came from the workers
     assert any("narrow" in str(t["key"]) for t in tasks.data)
+    assert any("stability_columns" in str(t["key"]) for t in tasks.data)
 
 
 # --- merging per-partition summaries gives the whole's ------------------------------------------
@@ -290,12 +316,13 @@ def test_quantiles_narrowed_over_many_passes_of_partitions(on_cluster, monkeypat
 
 def test_a_column_without_values_has_an_empty_profile():
     frame = pd.DataFrame({"empty": [np.nan] * 5, "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
-    table, profile = stability_report(None, frame)
+    table, profile = stability_report(frame)
     assert profile["empty"] == {"edges": [], "shares": [1.0]}
     assert profile["x"]["edges"] == np.quantile(frame["x"], DECILES).tolist()
-    assert table["status"].tolist() == ["no previous run"] * 2
-    again = stability_table(json.loads(json.dumps(profile)), frame).set_index("column")
-    assert again.loc["x", "psi"] == 0.0 and again.loc["x", "status"] == "stable"
+    assert table["status_vs_previous"].tolist() == ["no previous run"] * 2
+    again = stability_table(frame, json.loads(json.dumps(profile))).set_index("column")
+    assert again.loc["x", "psi_vs_previous"] == 0.0
+    assert again.loc["x", "status_vs_previous"] == "stable"
 
 
 # --- the assets ------------------------------------------------------------------------------------

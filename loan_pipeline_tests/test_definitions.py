@@ -28,7 +28,7 @@ EXPECTED = {
         {"validated_loans", "borrower_segments", "risk_scores", "risk_model"},
     ),
     "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
-    "population_stability": ("monitoring", {"validated_loans", "risk_scores"}),
+    "population_stability": ("monitoring", {"validated_loans", "risk_scores", "risk_model"}),
     "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),
     "strategy_history": ("history", {"recovery_strategies"}),
     "chart_k_selection": ("charts", {"cluster_model"}),

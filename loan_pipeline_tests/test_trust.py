@@ -323,20 +323,25 @@ def test_outcome_side_columns_do_not_leak_into_the_model(books, tmp_path_factory
 
 
 def test_population_stability_first_run_same_book_and_shifted_book(signal_run, rerun, shifted_run):
-    # first run: nothing to compare with
+    # first run: nothing to compare with; it becomes the baseline
     first = signal_run.table("population_stability")
-    assert (first["status"] == "no previous run").all()
-    assert first["psi"].isna().all()
-    assert meta(signal_run, "population_stability")["compared_with_previous_run"] is False
+    assert (first["status_vs_previous"] == "no previous run").all()
+    assert (first["status_vs_baseline"] == "this run is the baseline").all()
+    assert first[["psi_vs_baseline", "psi_vs_previous"]].isna().all().all()
+    first_meta = meta(signal_run, "population_stability")
+    assert first_meta["compared_with_previous_run"] is False
+    assert first_meta["this_run_is_the_baseline"] is True
     assert checks(signal_run)[PSI_CHECK].passed is True
 
-    # the same book again: stable
+    # the same book again: stable against the previous run and the baseline (the first run)
     again = rerun.table("population_stability")
     assert meta(rerun, "population_stability")["compared_with_previous_run"] is True
-    assert {"Days_Past_Due", "risk_score"} <= set(again["column"])
-    assert again["psi"].notna().all()
-    assert (again["psi"] < 0.01).all(), again
-    assert (again["status"] == "stable").all()
+    assert meta(rerun, "population_stability")["baseline_snapshot"] == signal_run.result.run_id
+    assert {"Days_Past_Due", "risk_score", "frozen_model_score"} <= set(again["column"])
+    for against in ("baseline", "previous"):
+        assert again[f"psi_vs_{against}"].notna().all(), again
+        assert (again[f"psi_vs_{against}"] < 0.01).all(), again
+        assert (again[f"status_vs_{against}"] == "stable").all(), again
     assert checks(rerun)[PSI_CHECK].passed is True
 
     # Days_Past_Due shifted by 60 days: the WARN check fails, the run still succeeds
@@ -345,9 +350,10 @@ def test_population_stability_first_run_same_book_and_shifted_book(signal_run, r
     assert check.passed is False
     assert check.severity.value == "WARN"
     shifted = shifted_run.table("population_stability").set_index("column")
-    assert shifted.loc["Days_Past_Due", "psi"] > 0.25, shifted
-    assert shifted.loc["Days_Past_Due", "status"] == "significant shift"
+    assert shifted.loc["Days_Past_Due", "psi_vs_baseline"] > 0.25, shifted
+    assert shifted.loc["Days_Past_Due", "status_vs_baseline"] == "significant shift"
     assert "Days_Past_Due" in check.metadata["shifted"].value
+    assert signal_run.result.run_id in check.metadata["against"].value
     assert "recovery_strategies" in shifted_run.materialized()  # downstream still ran
 
 

@@ -1,6 +1,7 @@
 """Monitoring and reports: fairness of the strategies, drift of the book, the model card."""
 
 import json
+from datetime import UTC, datetime
 
 from dagster import (
     AssetCheckResult,
@@ -29,7 +30,6 @@ GROUP = "monitoring"
 OWNERS = ["team:credit-risk"]
 FAIRNESS_CHECK = "no_unexplained_strategy_gap"
 PSI_CHECK = "population_is_stable"
-PROFILE = "monitoring/profile.json"
 
 
 @asset(
@@ -129,68 +129,107 @@ def fairness_report(
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("PopulationStability")},
     ins={
-        "validated_loans": columns_of("Borrower_ID", domain.RISK_NUMERIC, partitioned=True),
+        "validated_loans": columns_of(
+            "Borrower_ID", domain.RISK_NUMERIC, domain.RISK_CATEGORICAL, partitioned=True
+        ),
         "risk_scores": columns_of("Borrower_ID", "risk_score", partitioned=True),
+        "risk_model": AssetIn(input_manager_key="model_io_manager"),
     },
     check_specs=[
         AssetCheckSpec(
             PSI_CHECK,
             asset="population_stability",
-            description="Every model input and the score have a population stability index of "
-            "at most 0.25 against the previous materialization. WARN only.",
+            description="Against the drift baseline (a snapshot kept with its frozen risk "
+            "model: the first published run's until another is pinned; the metadata names it), "
+            "every model input's CSI and the frozen model's score PSI are at most "
+            f"{domain.PSI_SIGNIFICANT}. The comparison with the previous run and the refitted "
+            "model's score are reported, not judged. WARN only.",
         )
     ],
-    description="Population stability index (PSI) of each model input and of the risk score "
-    "against the previous materialization (decile bins of the previous run). On a Dask "
-    "cluster, counted and profiled a partition at a time on the workers.",
+    description="Drift: the characteristic stability index (CSI) of each model input and the "
+    "population stability index (PSI) of the score, against the baseline snapshot and against "
+    "the previous run (decile bins of each). Two scores: the published one (this run's model, "
+    "refitted) and the baseline's frozen model scoring this book. On a Dask cluster, scored, "
+    "counted and profiled a partition at a time on the workers.",
 )
 def population_stability(
     context: AssetExecutionContext,
+    config: settings.StabilityConfig,
     validated_loans,
     risk_scores,
+    risk_model,
 ):
-    from loan_pipeline.core.monitoring import stability_columns, stability_report
-    from loan_pipeline.core.partitions import per_partition
+    from loan_pipeline.core.monitoring import (
+        drift_summary,
+        frozen_pipeline,
+        significant_shifts,
+        stability_frame,
+        stability_report,
+    )
     from loan_pipeline.core.risk import RISK_NUMERIC
+    from loan_pipeline.io import baseline as baselines
     from loan_pipeline.schemas import PopulationStability, validate
 
+    own_data, own_digest = baselines.own_model(context)
+    pin = config.baseline.strip()
+    baseline = baselines.pinned(context, pin) if pin else baselines.kept(context)
+    first = baseline is None  # no baseline yet: this run becomes it, its model the frozen one
+    own = (frozen_pipeline(risk_model), own_digest)
+    frozen = own if first else (frozen_pipeline(baseline.model), baseline.record["model_sha256"])
     # on a cluster the two tables are partitioned alike: each partition of the book is joined
-    # to its own scores, and only counts and histograms of the columns come back (see
-    # core.summaries.quantiles for the profile's exact deciles)
-    current = per_partition(stability_columns, validated_loans, risk_scores)
-    published = runs.published_file(PROFILE)  # the last published run's deciles
+    # to its own scores and scored by the models on the workers, and only counts and histograms
+    # of the columns come back (see core.summaries.quantiles for the profile's exact deciles)
+    current, digests = stability_frame(validated_loans, risk_scores, frozen, own)
+    published = runs.published_file(baselines.PROFILE)  # the last published run's deciles
     previous = json.loads(published.read_text()) if published is not None else None
-    table, profile = stability_report(previous, current)
+    table, profile = stability_report(
+        current, previous, None if first else baseline.record["profiles"], digests
+    )
     table = validate(table, PopulationStability, source="population_stability")
-    runs.write_file(context, PROFILE, json.dumps(profile).encode())
-    shifted = table[table["psi"] > 0.25]
+    if first:
+        baseline = baselines.of_this_run(context, profile, risk_model, own_data, own_digest)
+    if first or pin:
+        baselines.write(context, baseline)
+    runs.write_file(context, baselines.PROFILE, json.dumps(profile).encode())
+    record = baseline.record
+    pinned_at = datetime.fromtimestamp(record["pinned_at"], UTC).isoformat(timespec="seconds")
+    against = f"baseline snapshot {record['snapshot']} (pinned {pinned_at}, {record['how']})"
+    inputs = [("validated_loans", c) for c in RISK_NUMERIC] + [("risk_scores", "risk_score")]
     yield Output(
         table,
         metadata={
             **table_metadata(table),
-            **column_lineage(
-                {
-                    "psi": [("validated_loans", c) for c in RISK_NUMERIC]
-                    + [("risk_scores", "risk_score")],
-                    "column": [("validated_loans", c) for c in RISK_NUMERIC]
-                    + [("risk_scores", "risk_score")],
-                }
-            ),
+            **column_lineage({c: inputs for c in ("column", "psi_vs_baseline", "psi_vs_previous")}),
+            "baseline_snapshot": record["snapshot"],
+            "baseline_pinned_at": pinned_at,
+            "baseline_how": record["how"],
+            "baseline_pinned_by_run": record["pinned_by"],
+            # the frozen model's digest, recorded outside the storage folder: a later run
+            # loads the baseline's model only if its bytes still have it (io/models.py)
+            "baseline_model_sha256": record["model_sha256"],
+            "this_run_is_the_baseline": first,
             "compared_with_previous_run": previous is not None,
+            **drift_summary(table),
             "psi": markdown_table(table),
-            "max_psi": float(table["psi"].max()) if previous is not None else float("nan"),
         },
     )
+    shifted = significant_shifts(table, "baseline")
     yield AssetCheckResult(
         check_name=PSI_CHECK,
-        passed=shifted.empty,
+        passed=not shifted,
         severity=AssetCheckSeverity.WARN,
         metadata={
-            "shifted": MetadataValue.json(
-                dict(zip(shifted["column"], shifted["psi"].round(3), strict=True))
-            )
+            "against": against,
+            "baseline_snapshot": record["snapshot"],
+            "baseline_pinned_at": pinned_at,
+            "threshold": domain.PSI_SIGNIFICANT,
+            "shifted": MetadataValue.json(shifted),
+            # reported, not judged: a jump since the previous run shows against the baseline too
+            "shifted_vs_previous_run": MetadataValue.json(significant_shifts(table, "previous")),
         },
-        description="first run: nothing to compare with" if previous is None else None,
+        description="this run is the baseline: nothing to compare with"
+        if first
+        else f"against the {against}",
     )
 
 

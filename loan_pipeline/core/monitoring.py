@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.domain import STRATEGIES, STRATEGY_LEGAL
+from loan_pipeline.domain import (
+    PSI_IS_BASELINE,
+    PSI_MODERATE,
+    PSI_MODERATE_SHIFT,
+    PSI_NO_FROZEN_MODEL,
+    PSI_NO_PREVIOUS,
+    PSI_OTHER_FROZEN_MODEL,
+    PSI_SIGNIFICANT,
+    PSI_SIGNIFICANT_SHIFT,
+    PSI_STABLE,
+    STRATEGIES,
+    STRATEGY_LEGAL,
+)
 
 AGE_BANDS = [(0, 30, "under 30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 200, "60 and over")]
 STRATEGY_COLUMNS = {
@@ -210,22 +222,75 @@ def fairness_flags(table: pd.DataFrame, max_gap: float = 0.10, min_group: int = 
 
 
 # --- population stability ---------------------------------------------------------------------
+#
+# Each input (a characteristic stability index, CSI) and each score (a population stability
+# index, PSI) is compared twice: with the baseline, a snapshot kept with its frozen model (the
+# first published run's, until another is pinned: io/baseline.py), and with the previous
+# published run. Against the previous run alone a slow drift is "stable" at every step; against
+# the baseline it adds up. The published score is refitted every run, which absorbs a drift (a
+# rescaled input is standardised away), so the baseline's frozen model also scores every book:
+# its PSI against its own scores on the baseline book is what the scores would have done had
+# the model not been refitted.
 
 PSI_EPSILON = 1e-4
 PROFILE_BINS = 10
+SCORE = "risk_score"  # the published score: this run's refitted model, out of fold
+FROZEN_SCORE = "frozen_model_score"  # the baseline's frozen model scoring this book
+# This run's own final model scoring this book: kept in the profile, not in the table, as the
+# frozen score's reference should this snapshot be pinned as the baseline.
+OWN_SCORE = "model_score"
+MODEL_SHA256 = "model_sha256"  # in a model score's profile: the model that scored
+WHAT = {
+    SCORE: "score of this run's refitted model (out-of-fold, as published)",
+    FROZEN_SCORE: "score of the baseline's frozen model",
+}
+INPUT = "model input"
 
 
-def stability_columns(loans: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+def stability_columns(
+    loans: pd.DataFrame, scores: pd.DataFrame, models: dict[str, object] | None = None
+) -> pd.DataFrame:
     """The numeric model inputs (as given and engineered) and the risk score of each borrower
     of ``loans``: a table, or one partition of it with the scores' partition of the same
-    borrowers."""
+    borrowers; and per entry of ``models`` (column -> a fitted pipeline, or None for none) that
+    model's score of each borrower, computed from the borrower's own row."""
     from loan_pipeline.core.frames import lookup_by_id
-    from loan_pipeline.core.risk import RISK_ENGINEERED, RISK_NUMERIC, risk_inputs
+    from loan_pipeline.core.risk import (
+        RISK_ENGINEERED,
+        RISK_NUMERIC,
+        pipeline_scores,
+        risk_inputs,
+    )
 
     current = risk_inputs(loans, one_hot=False)[RISK_NUMERIC + RISK_ENGINEERED]
-    return current.assign(
+    current = current.assign(
         risk_score=lookup_by_id(scores.set_index("Borrower_ID")["risk_score"], loans["Borrower_ID"])
     )
+    for column, pipeline in (models or {}).items():
+        current[column] = np.nan if pipeline is None else pipeline_scores(pipeline, loans)
+    return current
+
+
+def stability_frame(
+    loans, scores, frozen: tuple[object, str], own: tuple[object, str]
+) -> tuple[object, dict[str, str | None]]:
+    """(``stability_columns`` of the book (a pandas or a Dask frame: per partition) with the
+    scores of the baseline's ``frozen`` model and of this run's ``own`` model, the SHA-256 of
+    the model behind each of those two columns (None: no model to score with)). A model is a
+    (pipeline or None, SHA-256) pair; the same model scores once."""
+    from loan_pipeline.core.partitions import per_partition
+
+    digests = {
+        column: digest if pipeline is not None else None
+        for column, (pipeline, digest) in ((FROZEN_SCORE, frozen), (OWN_SCORE, own))
+    }
+    scorers = {FROZEN_SCORE: frozen[0]}
+    if digests[OWN_SCORE] != digests[FROZEN_SCORE]:
+        scorers[OWN_SCORE] = own[0]
+    current = per_partition(stability_columns, loans, scores, scorers)
+    if OWN_SCORE not in scorers:
+        current = current.assign(**{OWN_SCORE: current[FROZEN_SCORE]})
+    return current, digests
 
 
 def profiles(frame, bins: int = PROFILE_BINS, ranges: dict | None = None) -> dict[str, dict]:
@@ -279,45 +344,203 @@ def psi(reference: dict, values: pd.Series) -> float:
     return psi_of_counts(reference, counts["values"])
 
 
-def _previous_edges(previous: dict | None, columns) -> dict[str, list[float]]:
-    return {c: previous[c]["edges"] for c in columns if (previous or {}).get(c)}
+def psi_status(value: float) -> str:
+    """How a PSI (or CSI) reads: below ``PSI_MODERATE`` stable, up to ``PSI_SIGNIFICANT`` a
+    moderate shift, above it a significant one."""
+    if value < PSI_MODERATE:
+        return PSI_STABLE
+    return PSI_MODERATE_SHIFT if value <= PSI_SIGNIFICANT else PSI_SIGNIFICANT_SHIFT
 
 
-def _stability_rows(previous: dict | None, columns, counts: dict) -> pd.DataFrame:
-    rows = []
+def _references(
+    reference: dict | None, columns, digests: dict[str, str | None], none: str
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """Of ``reference`` (a run's profiles; None, for the reason ``none``), the profile each of
+    ``columns`` is compared with, and for the others why there is none. A model's score
+    (``digests``: column -> the SHA-256 of the model that scored, None for no model) is compared
+    only with the same model's scores."""
+    found: dict[str, dict] = {}
+    why: dict[str, str] = {}
     for column in columns:
-        value = psi_of_counts(previous[column], counts[column]) if column in counts else np.nan
-        status = (
-            "no previous run"
-            if np.isnan(value)
-            else "stable"
-            if value < 0.1
-            else "moderate shift"
-            if value <= 0.25
-            else "significant shift"
-        )
-        rows.append({"column": column, "psi": value, "status": status})
-    return pd.DataFrame(rows)
+        profile = (reference or {}).get(column)
+        if column in digests and digests[column] is None:
+            why[column] = PSI_NO_FROZEN_MODEL
+        elif reference is None:
+            why[column] = none
+        elif not profile:  # profiled before this column was (an older run)
+            why[column] = PSI_NO_PREVIOUS
+        elif column in digests and profile.get(MODEL_SHA256) != digests[column]:
+            why[column] = (
+                PSI_NO_FROZEN_MODEL if profile.get(MODEL_SHA256) is None else PSI_OTHER_FROZEN_MODEL
+            )
+        else:
+            found[column] = profile
+    return found, why
 
 
-def stability_table(previous: dict | None, current) -> pd.DataFrame:
-    """PSI of each column of ``current`` (a pandas or a Dask frame) against ``previous``
-    profiles (NaN without one): its values counted in the previous bins, a partition at a time."""
-    from loan_pipeline.core.partitions import combine
-    from loan_pipeline.core.summaries import add_arrays, bin_counts
+def _regroup(counts: np.ndarray, fine: np.ndarray, coarse: list[float]) -> np.ndarray:
+    """Values counted in the bins of the ``fine`` edges, counted in the bins of the ``coarse``
+    edges (some of the fine ones): fine bin i (fine[i-1] <= x < fine[i]) lies inside coarse bin
+    ``searchsorted(coarse, fine[i-1], "right")``, the first (x < fine[0]) inside the first."""
+    coarse = np.asarray(coarse, dtype="float64")
+    lower = np.concatenate([[-np.inf], fine])
+    which = np.searchsorted(coarse, lower, side="right")
+    return np.bincount(which, weights=counts, minlength=len(coarse) + 1).astype("int64")
 
-    edges = _previous_edges(previous, current.columns)
-    counts = combine(bin_counts, add_arrays, current, edges) if edges else {}
-    return _stability_rows(previous, current.columns, counts)
 
-
-def stability_report(previous: dict | None, current, bins: int = PROFILE_BINS):
-    """(``stability_table``, this run's ``profiles``) of ``current``: the first pass over the
-    partitions counts the values in the previous bins and finds each column's range at once."""
+def _compare(current, previous: dict | None, baseline: dict | None, digests: dict) -> tuple:
+    """(``value_ranges`` of ``current``, the stability table): one pass over the partitions
+    finds each column's range and counts its values in the bins of both references at once
+    (in the bins of their edges together, then added up into each reference's)."""
     from loan_pipeline.core.partitions import combine
     from loan_pipeline.core.summaries import merge_ranges_and_bins, ranges_and_bins
 
-    edges = _previous_edges(previous, current.columns)
+    columns = [c for c in current.columns if c != OWN_SCORE]
+    against = {
+        "baseline": _references(baseline, columns, digests, PSI_IS_BASELINE),
+        "previous": _references(previous, columns, digests, PSI_NO_PREVIOUS),
+    }
+    edges = {}
+    for found, _ in against.values():
+        for column, profile in found.items():
+            edges[column] = np.union1d(edges.get(column, []), profile["edges"])
     ranges, counts = combine(ranges_and_bins, merge_ranges_and_bins, current, edges)
-    table = _stability_rows(previous, current.columns, counts)
-    return table, profiles(current, bins, ranges=ranges)
+    rows = []
+    for column in columns:
+        row = {
+            "column": column,
+            "measure": "PSI" if column in WHAT else "CSI",
+            "what": WHAT.get(column, INPUT),
+        }
+        for name, (found, why) in against.items():
+            if column in found:
+                reference = found[column]
+                value = psi_of_counts(
+                    reference, _regroup(counts[column], edges[column], reference["edges"])
+                )
+                row |= {f"psi_vs_{name}": value, f"status_vs_{name}": psi_status(value)}
+            else:
+                row |= {f"psi_vs_{name}": np.nan, f"status_vs_{name}": why[column]}
+        rows.append(row)
+    return ranges, pd.DataFrame(rows, columns=STABILITY_COLUMNS)
+
+
+STABILITY_COLUMNS = [
+    "column",
+    "measure",
+    "what",
+    "psi_vs_baseline",
+    "status_vs_baseline",
+    "psi_vs_previous",
+    "status_vs_previous",
+]
+
+
+def stability_table(
+    current, previous: dict | None = None, baseline: dict | None = None, digests=None
+) -> pd.DataFrame:
+    """The CSI of each input and the PSI of each score of ``current`` (a pandas or a Dask
+    frame, ``stability_columns``) against the ``baseline``'s profiles (None: this run is the
+    baseline) and the ``previous`` run's (None: there is none), a partition at a time; NaN with
+    the reason where there is nothing to compare with. ``digests``: for each column a model
+    scored, that model's SHA-256 (None: no model to score with)."""
+    return _compare(current, previous, baseline, digests or {})[1]
+
+
+def stability_report(
+    current,
+    previous: dict | None = None,
+    baseline: dict | None = None,
+    digests: dict[str, str | None] | None = None,
+    bins: int = PROFILE_BINS,
+):
+    """(``stability_table``, this run's ``profiles``) of ``current``: the first pass over the
+    partitions counts the values in the references' bins and finds each column's range at
+    once. A model score's profile names the model (``MODEL_SHA256``)."""
+    digests = digests or {}
+    ranges, table = _compare(current, previous, baseline, digests)
+    profile = profiles(current, bins, ranges=ranges)
+    for column, digest in digests.items():
+        profile[column][MODEL_SHA256] = digest
+    return table, profile
+
+
+def significant_shifts(table: pd.DataFrame, against: str) -> dict[str, float]:
+    """The inputs and the frozen model's score whose PSI against ``against`` ("baseline" or
+    "previous") is above ``PSI_SIGNIFICANT``. The refitted model's score is not among them: a
+    refit moves it for reasons of its own (and hides a drift), so it is reported, not judged."""
+    value = table[f"psi_vs_{against}"]
+    judged = table["column"] != SCORE
+    shifted = table[judged & (value > PSI_SIGNIFICANT)]
+    return {
+        str(c): round(float(v), 3)
+        for c, v in zip(shifted["column"], shifted[f"psi_vs_{against}"], strict=True)
+    }
+
+
+def drift_summary(table: pd.DataFrame) -> dict[str, float]:
+    """The figures of the stability table one reads first: both scores' PSI against the
+    baseline, and the largest input CSI against the baseline and the previous run."""
+    rows = table.set_index("column")
+    inputs = rows[rows["measure"] == "CSI"]
+    return {
+        "frozen_model_score_psi_vs_baseline": float(rows.at[FROZEN_SCORE, "psi_vs_baseline"]),
+        "refitted_model_score_psi_vs_baseline": float(rows.at[SCORE, "psi_vs_baseline"]),
+        "max_csi_vs_baseline": float(inputs["psi_vs_baseline"].max()),
+        "max_csi_vs_previous": float(inputs["psi_vs_previous"].max()),
+    }
+
+
+# --- the baseline --------------------------------------------------------------------------------
+
+
+def baseline_profiles(profile: dict) -> dict:
+    """A run's profiles as a baseline's: its inputs and published score as they are, and as the
+    frozen model's reference its own model's scores of its own book (``OWN_SCORE``: that model
+    is the one a baseline pinned to the run freezes)."""
+    out = {c: p for c, p in profile.items() if c not in (FROZEN_SCORE, OWN_SCORE)}
+    if OWN_SCORE in profile:
+        out[FROZEN_SCORE] = profile[OWN_SCORE]
+    return out
+
+
+def baseline_record(
+    snapshot: str,
+    profile: dict,
+    model_sha256: str,
+    frozen: bool,
+    pinned_by: str,
+    how: str,
+    pinned_at: float,
+) -> dict:
+    """What ``monitoring/baseline/baseline.json`` says: the snapshot, when, by which run and
+    how it became the baseline, the SHA-256 of its risk model (kept beside it) and its
+    profiles. ``frozen``: the model has a pipeline to score with (the recommended method),
+    whose scores of the snapshot's book must then be in ``profile``, made by that very model."""
+    own = profile.get(OWN_SCORE) or {}
+    if frozen and own.get(MODEL_SHA256) != model_sha256:
+        raise ValueError(
+            f"snapshot {snapshot} has no profile of its own risk model's scores "
+            + (
+                "(it was made before baselines were kept)"
+                if not own
+                else "(its profile and its risk model come from different runs)"
+            )
+            + ": pin a snapshot made by a full run since"
+        )
+    return {
+        "snapshot": snapshot,
+        "pinned_at": pinned_at,
+        "pinned_by": pinned_by,
+        "how": how,
+        "model_sha256": model_sha256,
+        "profiles": baseline_profiles(profile),
+    }
+
+
+def frozen_pipeline(model) -> object | None:
+    """The pipeline a risk model scores a loan book with, to freeze: the recommended method's
+    outcome model, fitted on every resolved loan. None for the notebook method, whose model
+    reads the clustering features, not the loan book."""
+    primary = getattr(model, "primary", None)
+    return primary.estimator if primary is not None else None

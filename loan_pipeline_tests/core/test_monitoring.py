@@ -97,9 +97,11 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
     assert psi(profile, before) < 1e-9
     assert psi(profile, pd.Series(rng.normal(size=50_000))) < 0.01
     assert psi(profile, pd.Series(rng.normal(loc=1.0, size=50_000))) > 0.25
-    table = stability_table({"x": profile}, pd.DataFrame({"x": before + 2, "y": before}))
-    assert table.set_index("column").loc["x", "status"] == "significant shift"
-    assert table.set_index("column").loc["y", "status"] == "no previous run"
+    current = pd.DataFrame({"x": before + 2, "y": before})
+    table = stability_table(current, previous={"x": profile}).set_index("column")
+    assert table.loc["x", "status_vs_previous"] == "significant shift"
+    assert table.loc["y", "status_vs_previous"] == "no previous run"
+    assert (table["status_vs_baseline"] == "this run is the baseline").all()
 
 
 def test_psi_of_a_discrete_column():
