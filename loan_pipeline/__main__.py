@@ -1,4 +1,5 @@
-"""Command line: ``python -m loan_pipeline run [--csv PATH] [--job NAME]``.
+"""Command line: ``python -m loan_pipeline run [--csv PATH] [--job NAME]``, and
+``pin-baseline [SNAPSHOT_ID|current]``, ``model-card``, ``setup-home``.
 
 Materializes the asset graph in this process against the Dagster instance in ``DAGSTER_HOME``
 (so the run shows in the UI), then prints what was made, or a readable reason it stopped.
@@ -96,8 +97,16 @@ def dagster_home() -> Path:
     return home
 
 
-def run(csv: str | None, job_name: str, wait: bool = True) -> int:
-    from dagster import DagsterInstance, execute_job
+def run(
+    csv: str | None,
+    job_name: str,
+    wait: bool = True,
+    assets: list[str] | None = None,
+    ops: dict | None = None,
+) -> int:
+    """Run ``job_name`` (only its ``assets`` when given: the others' outputs are read from the
+    published snapshot), ``ops``: run config of its steps."""
+    from dagster import AssetKey, DagsterInstance, execute_job
     from dagster._core.definitions.reconstruct import build_reconstructable_job
 
     from loan_pipeline import settings
@@ -111,9 +120,13 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
     # terminal gets only the summary below.
     run_config: dict = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     job_def = defs.resolve_job_def(job_name)  # an unknown job name fails here, before any run
-    if csv and job_def.graph.has_node_named("ingest_loan_book"):
-        run_config["ops"] = {"ingest_loan_book": {"config": {"csv_path": csv}}}
-    print(f"Materializing job {job_name} from {settings.source_csv(csv)} ...", flush=True)
+    reads_csv = job_def.graph.has_node_named("ingest_loan_book") and assets is None
+    run_config["ops"] = dict(ops or {})
+    if csv and reads_csv:
+        run_config["ops"]["ingest_loan_book"] = {"config": {"csv_path": csv}}
+    source = settings.source_csv(csv) if reads_csv else "the published tables"
+    what = f"job {job_name}" if assets is None else f"{', '.join(assets)} (job {job_name})"
+    print(f"Materializing {what} from {source} ...", flush=True)
     # execute_job, not execute_in_process: the latter keeps every step's output in memory for
     # its result object (gigabytes on a large book); this runs the job's own executor (in this
     # process by default) and keeps nothing but the events.
@@ -144,15 +157,14 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
             if abandoned:
                 runs.mark_abandoned(instance, abandoned)
             result = execute_job(
-                job, instance=instance, run_config=run_config, raise_on_error=False
+                job,
+                instance=instance,
+                run_config=run_config,
+                raise_on_error=False,
+                asset_selection=[AssetKey(a) for a in assets] if assets else None,
             )
     finally:
         lock.release(root)
-    source = (
-        settings.source_csv(csv)
-        if job_def.graph.has_node_named("ingest_loan_book")
-        else "the published tables"
-    )
     after = store.manifest()
     if not result.success:
         print(f"\nLoan pipeline run {result.run_id} FAILED (source: {source})", file=sys.stderr)
@@ -168,7 +180,7 @@ def run(csv: str | None, job_name: str, wait: bool = True) -> int:
     )
     for key in materialized:
         print(f"  - {key}")
-    quarantine = result.asset_materializations_for_node("ingest_loan_book")
+    quarantine = result.asset_materializations_for_node("ingest_loan_book") if reads_csv else []
     for materialization in quarantine:
         if materialization.asset_key.to_user_string() == "quarantined_loans":
             rows = materialization.metadata["quarantined_rows"].value
@@ -194,6 +206,38 @@ def _published_line(before: dict | None, after: dict | None, run_id: str) -> str
         f"Nothing was published: the published snapshot is still {before['snapshot']} "
         f"(from {before.get('source', {}).get('path', '?')})."
     )
+
+
+# A run that pins the drift baseline: population_stability on the published tables with the
+# baseline it is given, then the publication (a new snapshot: the same tables, that baseline).
+PIN_ASSETS = ["population_stability", "published_snapshot"]
+
+
+def pin_baseline(snapshot: str, wait: bool = True) -> int:
+    """Make ``snapshot`` (``current``: the published one) the drift baseline every later run's
+    population_stability compares with, in a run of its own (so the UI lists it, it takes the
+    writer lock, and it publishes all of it or nothing)."""
+    import json
+
+    from loan_pipeline import settings
+    from loan_pipeline.io import baseline, runs
+
+    if runs.store().manifest() is None:
+        print(
+            "Nothing to pin: nothing is published yet (`python -m loan_pipeline run` first; "
+            "the first published run is the baseline until another is pinned).",
+            file=sys.stderr,
+        )
+        return 1
+    ops = {"population_stability": {"config": {"baseline": snapshot}}}
+    code = run(None, "full_refresh", wait, assets=PIN_ASSETS, ops=ops)
+    if code == 0:
+        pinned = json.loads((settings.storage_dir() / baseline.RECORD).read_text())
+        print(
+            f"Baseline: snapshot {pinned['snapshot']} ({pinned['how']}, by run "
+            f"{pinned['pinned_by']}); its risk model SHA-256 {pinned['model_sha256']}."
+        )
+    return code
 
 
 def model_card(out: str) -> int:
@@ -233,6 +277,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="if another run is writing to the storage, stop at once instead of waiting",
     )
+    pin = sub.add_parser(
+        "pin-baseline",
+        help="make a published snapshot the drift baseline (with its frozen risk model) that "
+        "population_stability compares every later run with",
+    )
+    pin.add_argument(
+        "snapshot",
+        nargs="?",
+        default="current",
+        help="a kept snapshot's id, or its first 8+ characters (SELECT snapshot FROM "
+        "meta.snapshots), or 'current' (default): the published one",
+    )
+    pin.add_argument("--no-wait", action="store_true", help="as for run")
     sub.add_parser("setup-home", help="make DAGSTER_HOME and its dagster.yaml if missing")
     card = sub.add_parser("model-card", help="copy the latest run's model card")
     card.add_argument(
@@ -241,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "model-card":
         return model_card(args.out)
+    if args.command == "pin-baseline":
+        return pin_baseline(args.snapshot, wait=not args.no_wait)
     if args.command == "setup-home":
         from dagster import DagsterInstance
 
