@@ -1,14 +1,25 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from loan_pipeline.core.monitoring import (
+    FROZEN_SCORE,
+    OWN_SCORE,
     age_band,
+    baseline_record,
     distribution_profile,
     fairness_flags,
     fairness_table,
+    frozen_pipeline,
     psi,
+    psi_status,
+    significant_shifts,
+    stability_columns,
+    stability_report,
     stability_table,
 )
 from loan_pipeline.domain import STRATEGY_LEGAL, STRATEGY_REMINDERS
@@ -177,3 +188,127 @@ def test_fairness_counts_match_a_groupby_on_messy_data():
         np.testing.assert_allclose(
             got[column].to_numpy(float), want[column].to_numpy(float), rtol=1e-12, err_msg=column
         )
+
+
+# --- drift against a baseline and against the previous run -----------------------------------
+
+
+def test_a_slow_drift_adds_up_against_the_baseline_not_against_the_previous_run():
+    from loan_pipeline.core.sample import generate_loan_book
+
+    days = generate_loan_book(20_000, seed=3)["Days_Past_Due"].astype(float)
+    baseline = previous = None
+    found = []
+    for step in range(5):
+        current = pd.DataFrame({"Days_Past_Due": (days * 1.1**step).round()})
+        table, profile = stability_report(current, previous, baseline)
+        row = table.iloc[0]
+        found.append((row["psi_vs_previous"], row["psi_vs_baseline"]))
+        if step == 0:
+            assert row["status_vs_baseline"] == "this run is the baseline"
+            assert row["status_vs_previous"] == "no previous run"
+            baseline = profile
+        else:
+            assert row["psi_vs_previous"] < 0.10 and row["status_vs_previous"] == "stable"
+        previous = json.loads(json.dumps(profile))  # as the profile file is read back
+    vs_baseline = [b for _, b in found[1:]]
+    assert vs_baseline == sorted(vs_baseline)
+    assert found[1][1] == found[1][0]  # one step: the baseline is the previous run
+    assert vs_baseline[-1] > 0.25, found
+    assert psi_status(vs_baseline[-1]) == "significant shift"
+
+
+def test_counted_once_in_both_references_bins_as_if_counted_in_each():
+    rng = np.random.default_rng(5)
+    earlier, before, now = (pd.Series(rng.lognormal(mu, 1.0, 5_000)) for mu in (0.0, 0.2, 0.3))
+    baseline, previous = distribution_profile(earlier), distribution_profile(before)
+    assert set(baseline["edges"]).isdisjoint(previous["edges"])  # bins of their own
+    table = stability_table(now.to_frame("x"), {"x": previous}, {"x": baseline})
+    assert table.loc[0, "psi_vs_baseline"] == pytest.approx(psi(baseline, now), rel=1e-12)
+    assert table.loc[0, "psi_vs_previous"] == pytest.approx(psi(previous, now), rel=1e-12)
+    assert table.loc[0, "psi_vs_baseline"] > table.loc[0, "psi_vs_previous"]
+
+
+def test_psi_status_thresholds():
+    moderate, significant = "moderate shift", "significant shift"
+    expected = {0.0: "stable", 0.0999: "stable", 0.1: moderate, 0.25: moderate, 0.2501: significant}
+    assert {value: psi_status(value) for value in expected} == expected
+
+
+def test_a_models_score_is_compared_only_with_the_same_models_scores():
+    rng = np.random.default_rng(1)
+    score = pd.Series(rng.uniform(size=2_000))
+    profile = distribution_profile(score)
+    current = pd.DataFrame({FROZEN_SCORE: score, "risk_score": score})
+    by = {"a": {**profile, "model_sha256": "a"}, "b": {**profile, "model_sha256": "b"}}
+    reference = {FROZEN_SCORE: by["a"], "risk_score": profile}
+
+    same = stability_table(current, reference, reference, {FROZEN_SCORE: "a"})
+    assert same.set_index("column").loc[FROZEN_SCORE, "psi_vs_previous"] == 0.0
+    other = stability_table(
+        current, {**reference, FROZEN_SCORE: by["b"]}, reference, {FROZEN_SCORE: "a"}
+    )
+    other = other.set_index("column")
+    assert other.loc[FROZEN_SCORE, "status_vs_previous"] == "previous run used another frozen model"
+    assert np.isnan(other.loc[FROZEN_SCORE, "psi_vs_previous"])
+    assert other.loc[FROZEN_SCORE, "status_vs_baseline"] == "stable"
+    # the refitted model's score is compared whatever model made it
+    assert other.loc["risk_score", "status_vs_previous"] == "stable"
+    none = stability_table(current, reference, reference, {FROZEN_SCORE: None}).set_index("column")
+    assert none.loc[FROZEN_SCORE, "status_vs_baseline"] == "no frozen model"
+    assert none.loc[FROZEN_SCORE, "status_vs_previous"] == "no frozen model"
+    assert (none["measure"] == "PSI").all()
+
+
+def test_significant_shifts_judge_the_inputs_and_the_frozen_score_not_the_refitted_one():
+    table = pd.DataFrame(
+        {
+            "column": ["Days_Past_Due", "Loan_Amount", "risk_score", FROZEN_SCORE],
+            "psi_vs_baseline": [0.31, 0.25, 0.9, 0.4],
+            "psi_vs_previous": [0.05, np.nan, 0.9, 0.01],
+        }
+    )
+    assert significant_shifts(table, "baseline") == {"Days_Past_Due": 0.31, FROZEN_SCORE: 0.4}
+    assert significant_shifts(table, "previous") == {}
+
+
+def test_a_runs_profile_becomes_a_baseline_with_its_own_models_scores():
+    rng = np.random.default_rng(2)
+    current = pd.DataFrame({"x": rng.normal(size=1_000), "risk_score": rng.uniform(size=1_000)})
+    current[FROZEN_SCORE] = current["risk_score"] ** 2  # another baseline's model
+    current[OWN_SCORE] = current["risk_score"] ** 0.5  # this run's model
+    _, profile = stability_report(current, digests={FROZEN_SCORE: "old", OWN_SCORE: "mine"})
+    assert OWN_SCORE not in set(stability_table(current)["column"])  # profiled, not reported
+    record = baseline_record("run-1", profile, "mine", True, "run-2", "pinned (run-1)", 1.0)
+    assert record["profiles"][FROZEN_SCORE] == profile[OWN_SCORE]
+    assert record["profiles"][FROZEN_SCORE]["model_sha256"] == "mine"
+    assert OWN_SCORE not in record["profiles"] and record["profiles"]["x"] == profile["x"]
+    assert (record["snapshot"], record["pinned_by"], record["model_sha256"]) == (
+        "run-1",
+        "run-2",
+        "mine",
+    )
+    with pytest.raises(ValueError, match="come from different runs"):
+        baseline_record("run-1", profile, "another", True, "run-2", "pinned", 1.0)
+    without = {c: p for c, p in profile.items() if c != OWN_SCORE}
+    with pytest.raises(ValueError, match="made before baselines were kept"):
+        baseline_record("run-1", without, "mine", True, "run-2", "pinned", 1.0)
+    # a model with nothing to score with (the notebook method's) needs no such profile
+    assert baseline_record("run-1", without, "nb", False, "run-2", "pinned", 1.0)["profiles"]
+
+
+def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
+    from loan_pipeline.core import risk
+    from loan_pipeline.core.sample import generate_loan_book
+
+    loans = generate_loan_book(600, seed=4)
+    model = risk.fit_recommended_model(loans, folds=2)
+    pipeline = frozen_pipeline(model)
+    whole = risk.pipeline_scores(pipeline, loans)
+    np.testing.assert_array_equal(whole, risk.probability(pipeline, risk.risk_inputs(loans)))
+    monkeypatch.setattr(risk, "SCORE_CHUNK", 128)  # in chunks, side by side: the same bits
+    np.testing.assert_array_equal(risk.pipeline_scores(pipeline, loans), whole)
+    assert risk.pipeline_scores(pipeline, loans.iloc[:0]).shape == (0,)
+    columns = stability_columns(loans, risk.scores_of(loans, model), {FROZEN_SCORE: pipeline})
+    np.testing.assert_array_equal(columns[FROZEN_SCORE].to_numpy(), whole)
+    assert frozen_pipeline(risk.RiskModel("notebook", None, [], "")) is None
