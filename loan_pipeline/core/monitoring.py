@@ -266,8 +266,10 @@ def stability_columns(
     current = current.assign(
         risk_score=lookup_by_id(scores.set_index("Borrower_ID")["risk_score"], loans["Borrower_ID"])
     )
-    for column, pipeline in (models or {}).items():
-        current[column] = np.nan if pipeline is None else pipeline_scores(pipeline, loans)
+    scorers = {c: m for c, m in (models or {}).items() if m is not None}
+    scored = dict(zip(scorers, pipeline_scores(list(scorers.values()), loans), strict=True))
+    for column in models or {}:
+        current[column] = scored.get(column, np.nan)
     return current
 
 

@@ -156,15 +156,18 @@ def probability(pipeline, X: pd.DataFrame, prepared: np.ndarray | None = None) -
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def pipeline_scores(pipeline, loans: pd.DataFrame) -> np.ndarray:
-    """One fitted pipeline's score of every borrower of ``loans`` (a frame, or one partition of
-    it): ``probability``, so the same bits in any partitioning; ``SCORE_CHUNK`` rows of inputs
-    at a time, side by side on the cores, so memory stays bounded on a large book."""
-    out = np.empty(len(loans))
+def pipeline_scores(pipelines: list, loans: pd.DataFrame) -> list[np.ndarray]:
+    """Each fitted pipeline's score of every borrower of ``loans`` (a frame, or one partition of
+    it): ``probability``, so the same bits in any partitioning. ``SCORE_CHUNK`` rows at a time,
+    side by side on the cores, so memory stays bounded on a large book; a chunk's inputs are
+    made once for all the pipelines (they cost about as much as a pipeline's scoring)."""
+    out = [np.empty(len(loans)) for _ in pipelines]
 
     def chunk(start: int) -> None:
         rows = loans.iloc[start : start + SCORE_CHUNK]
-        out[start : start + len(rows)] = probability(pipeline, risk_inputs(rows))
+        X = risk_inputs(rows)
+        for scores, pipeline in zip(out, pipelines, strict=True):
+            scores[start : start + len(rows)] = probability(pipeline, X)
 
     parallel_map(chunk, range(0, len(loans), SCORE_CHUNK))
     return out

@@ -304,11 +304,15 @@ def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
     loans = generate_loan_book(600, seed=4)
     model = risk.fit_recommended_model(loans, folds=2)
     pipeline = frozen_pipeline(model)
-    whole = risk.pipeline_scores(pipeline, loans)
+    (whole,) = risk.pipeline_scores([pipeline], loans)
     np.testing.assert_array_equal(whole, risk.probability(pipeline, risk.risk_inputs(loans)))
     monkeypatch.setattr(risk, "SCORE_CHUNK", 128)  # in chunks, side by side: the same bits
-    np.testing.assert_array_equal(risk.pipeline_scores(pipeline, loans), whole)
-    assert risk.pipeline_scores(pipeline, loans.iloc[:0]).shape == (0,)
+    again, other = risk.pipeline_scores([pipeline, model.secondary.estimator], loans)
+    np.testing.assert_array_equal(again, whole)
+    np.testing.assert_array_equal(
+        other, risk.probability(model.secondary.estimator, risk.risk_inputs(loans))
+    )
+    assert risk.pipeline_scores([pipeline], loans.iloc[:0])[0].shape == (0,)
     columns = stability_columns(loans, risk.scores_of(loans, model), {FROZEN_SCORE: pipeline})
     np.testing.assert_array_equal(columns[FROZEN_SCORE].to_numpy(), whole)
     assert frozen_pipeline(risk.RiskModel("notebook", None, [], "")) is None
