@@ -206,7 +206,7 @@ def population_stability(
             "baseline_pinned_by_run": record["pinned_by"],
             # the frozen model's digest, recorded outside the storage folder: a later run
             # loads the baseline's model only if its bytes still have it (io/models.py)
-            "baseline_model_sha256": record["model_sha256"],
+            baselines.RECORDED_BY[1]: record["model_sha256"],
             "this_run_is_the_baseline": first,
             "compared_with_previous_run": previous is not None,
             **drift_summary(table),

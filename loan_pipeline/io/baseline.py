@@ -36,6 +36,9 @@ RECORD = f"{FOLDER}/baseline.json"
 MODEL = f"{FOLDER}/risk_model.pkl"
 PROFILE = "monitoring/profile.json"  # every run's profiles (population_stability)
 RISK_MODEL = models.model_item("risk_model")
+# where the event log records the frozen model's SHA-256 when a run sets the baseline: the
+# metadata of its population_stability materialization, under this key
+RECORDED_BY = ("population_stability", "baseline_model_sha256")
 # a snapshot id given to pin must name one snapshot: as long as the catalog's schema names
 MIN_ID_PREFIX = 8
 
@@ -64,7 +67,9 @@ def kept(context) -> Baseline | None:
     if path is None:
         return None
     record = json.loads(path.read_text())
-    data, digest = models.verified_bytes(context.instance, lineage, MODEL, required=True)
+    data, digest = models.verified_bytes(
+        context.instance, lineage, MODEL, required=True, recorded_by=RECORDED_BY
+    )
     if digest != record["model_sha256"]:
         raise StorageError(
             f"the drift baseline {path} names risk model {record['model_sha256'][:12]}…, but "

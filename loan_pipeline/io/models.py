@@ -67,13 +67,6 @@ def published_model(name: str, instance=None, required: bool = False) -> object 
     return pickle.loads(found[0]) if found is not None else None
 
 
-# Pickles outside models/ and where their writer records their SHA-256 (asset, metadata key):
-# the drift baseline's frozen model, written by population_stability when it pins one.
-RECORDED_ELSEWHERE: dict[str, tuple[str, str]] = {
-    "monitoring/baseline/risk_model.pkl": ("population_stability", "baseline_model_sha256"),
-}
-
-
 def digest_key(item: str) -> str:
     """What a pickle's SHA-256 is listed under in the publication's ``model_sha256`` metadata:
     a model by its name (``models/risk_model.pkl``: ``risk_model``), any other pickle by its
@@ -81,34 +74,39 @@ def digest_key(item: str) -> str:
     return item.removeprefix(f"{MODELS}/").removesuffix(".pkl")
 
 
-def made_by(item: str) -> tuple[str, str]:
-    """The asset whose materialization records ``item``'s SHA-256, and its metadata key."""
-    if item.startswith(f"{MODELS}/"):
-        return digest_key(item), "sha256"
-    return RECORDED_ELSEWHERE[item]
-
-
 def verified_bytes(
-    instance, lineage: list[str], item: str, required: bool = False
+    instance,
+    lineage: list[str],
+    item: str,
+    required: bool = False,
+    recorded_by: tuple[str, str] | None = None,
 ) -> tuple[bytes, str] | None:
     """The bytes of the pickle ``item`` as the run ``lineage[0]`` sees it (made by a run of its
     ``lineage``, else published) and their SHA-256, once they match the digest recorded when
-    they were written; None when there is none and not ``required``."""
+    they were written; None when there is none and not ``required``. ``recorded_by``: the
+    asset whose materialization records the digest, and its metadata key (a model: itself,
+    ``sha256``)."""
+    recorded_by = recorded_by or (digest_key(item), "sha256")
     store = runs.store()
     for run_id in lineage:
         path = store.run_dir(run_id) / item
         if path.exists():
-            expected = _recorded_digest(instance, *made_by(item), run_id) or _sidecar(path)
+            expected = _recorded_digest(instance, *recorded_by, run_id) or _sidecar(path)
             return read_verified(path, expected, "run again the step that makes it"), expected
-    return published_bytes(item, instance, required=required)
+    return published_bytes(item, instance, required=required, recorded_by=recorded_by)
 
 
 def published_bytes(
-    item: str, instance=None, required: bool = False, snapshot: Path | None = None
+    item: str,
+    instance=None,
+    required: bool = False,
+    snapshot: Path | None = None,
+    recorded_by: tuple[str, str] | None = None,
 ) -> tuple[bytes, str] | None:
     """The bytes of the pickle ``item`` of the published snapshot (or of the kept
     ``snapshot``, a folder) and their SHA-256, verified; None when it has none and not
-    ``required``."""
+    ``required``. ``recorded_by``: as for ``verified_bytes``."""
+    recorded_by = recorded_by or (digest_key(item), "sha256")
     store = runs.store()
     folder = snapshot or store.current_dir()
     manifest = store.manifest(folder) if folder is not None else None
@@ -128,7 +126,7 @@ def published_bytes(
     recorded = None
     if instance is not None:
         recorded = _published_digest(instance, folder.name, digest_key(item)) or (
-            _recorded_digest(instance, *made_by(item), info["run"])
+            _recorded_digest(instance, *recorded_by, info["run"])
         )
         if recorded is None and instance.get_run_by_id(folder.name) is not None:
             raise StorageError(
