@@ -40,6 +40,7 @@ NEW_ROWS = 30  # 1% of ROWS
 POLICY_MODEL = "score bands"
 POLICY_FALLBACK = "rules-based fallback"
 GATE_CHECK = "model_beats_base_rate"
+SIGN_CHECK = "coefficient_signs_agree_with_data"
 STABILITY_CHECK = "chosen_k_is_stable"
 PSI_CHECK = "population_is_stable"
 FAIRNESS_CHECK = "no_unexplained_strategy_gap"
@@ -247,6 +248,32 @@ def test_planted_signal_is_found_and_drives_the_strategies(signal_run):
 
     top = reason_kinds(scores["reason_1"]).head(3)
     assert all(is_planted(kind) for kind in top.index), top.to_dict()
+
+
+def test_the_validation_report_and_right_signed_reasons_reach_the_ui(signal_run):
+    signs = checks(signal_run)[SIGN_CHECK]
+    assert signs.passed is True and signs.severity.value == "ERROR"
+    risk = meta(signal_run, "risk_model")
+    assert risk["gini"] == pytest.approx(2 * risk["model_roc_auc"] - 1)
+    assert risk["roc_auc_ci_low"] < risk["model_roc_auc"] < risk["roc_auc_ci_high"]
+    assert 0.2 < risk["ks"] < 0.8
+    assert abs(risk["calibration_slope"] - 1) < 0.2
+    assert risk["base_rate_roc_auc"] == pytest.approx(0.5)
+    for table in ("gains_by_decile", "coefficient_signs", "fallback_evidence"):
+        assert "|" in risk[table], table
+    scores = meta(signal_run, "risk_scores")
+    assert scores["reasons_given"] > ROWS and scores["wrong_signed_share"] < 0.01
+    assert all(is_planted(kind) for kind in list(scores["top_reasons"])[:3])
+    report = signal_run.table("fairness_report")
+    assert report["roc_auc"].between(0.6, 1).all()  # each group is ranked by the model
+    card = (signal_run.storage / "reports" / "model_card.md").read_text()
+    for section in (
+        "## Validation report",
+        "Gains by decile",
+        "## Coefficients against the data",
+        "## The fallback policy's evidence",
+    ):
+        assert section in card, section
 
 
 # --- 4. no signal: the gate fails and the fallback policy is used ---------------------------------
