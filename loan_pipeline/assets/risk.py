@@ -117,14 +117,14 @@ def risk_model(
         **{k: v for k, v in model.metrics.items()},
     }
     if model.primary is not None:
-        evidence = arrears_evidence(validated_loans, **fallback_thresholds())
+        model.fallback_evidence = arrears_evidence(validated_loans, **fallback_thresholds())
         metadata |= {
-            "model_card": MetadataValue.md(model_card_markdown(model, evidence=evidence)),
+            "model_card": MetadataValue.md(model_card_markdown(model)),
             "excluded_columns": MetadataValue.json(model.excluded),
             "calibration": markdown_table(model.primary.calibration),
             "gains_by_decile": markdown_table(model.primary.gains),
             "coefficient_signs": markdown_table(model.primary.signs),
-            "fallback_evidence": markdown_table(evidence),
+            "fallback_evidence": markdown_table(model.fallback_evidence),
         }
     yield Output(model, metadata=metadata)
     skill = model.metrics.get("brier_skill_vs_base_rate")

@@ -31,7 +31,6 @@ def model_card_markdown(
     model: RiskModel,
     fairness: pd.DataFrame | None = None,
     calibration_image: str | None = None,
-    evidence: pd.DataFrame | None = None,
 ) -> str:
     """The model card as markdown (for the UI and for docs/model_card.md)."""
     m = model.metrics
@@ -137,6 +136,7 @@ def model_card_markdown(
                 index=False, floatfmt=".3f"
             ),
         ]
+    evidence = model.fallback_evidence
     if evidence is not None:
         lines += [
             "",

@@ -686,6 +686,9 @@ class RiskModel:
     beats_baseline: bool = True
     min_skill: float = 0.0
     excluded: dict[str, str] = field(default_factory=dict)
+    # the rules-based fallback's evidence: the outcome rate by arrears band
+    # (``validation.arrears_evidence``), shown beside the model's own
+    fallback_evidence: pd.DataFrame | None = None
 
     @property
     def signs_agree(self) -> bool:
