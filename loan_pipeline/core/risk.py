@@ -21,7 +21,12 @@ import numpy as np
 import pandas as pd
 
 from loan_pipeline.core.compute import parallel_map, single_threaded
-from loan_pipeline.core.validation import coefficient_signs, gains_table, validation_metrics
+from loan_pipeline.core.validation import (
+    BOOTSTRAP_REPLICATES,
+    coefficient_signs,
+    gains_table,
+    validation_metrics,
+)
 from loan_pipeline.domain import INPUT_LABELS, RISK_CATEGORICAL, RISK_NUMERIC
 from loan_pipeline.schemas import CATEGORIES
 
@@ -413,6 +418,7 @@ def fit_outcome_model(
     random_state: int = 42,
     max_train_rows: int = 50_000,
     sign_constraints: bool = True,
+    bootstrap: int = BOOTSTRAP_REPLICATES,
 ) -> OutcomeModel:
     """Fit and evaluate one outcome model on the resolved loans of ``loans``: a pandas frame, or
     a Dask frame whose partitions are summed (the same functions, the same answer).
@@ -521,7 +527,7 @@ def fit_outcome_model(
     metrics["fitting_sample"] = len(samples[-1])
     calibration = binned_calibration(model_binned.sum(axis=0), evaluation["model_sum"])
     metrics |= validation_metrics(
-        model_binned.sum(axis=0), evaluation["model_sum"], calibration, seed=random_state
+        model_binned.sum(axis=0), evaluation["model_sum"], calibration, bootstrap, random_state
     )
     explainer = estimator
     with single_threaded():
@@ -724,7 +730,8 @@ def fit_recommended_model(
     )
     primary = fit_outcome_model(loans, "not_fully_recovered", **fit)
     try:
-        secondary = fit_outcome_model(loans, "written_off", **fit)
+        # the second model's figures are for reading: no interval on its ROC AUC
+        secondary = fit_outcome_model(loans, "written_off", **fit, bootstrap=0)
     except ValueError:
         secondary = None  # too few write-offs to model; reported as missing
     skill = primary.metrics["brier_skill_vs_base_rate"]

@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# Resamples for the interval on ROC AUC. Drawing them is most of the validation report's cost
+# (about 1 s on a 2-core machine), so only the model that sets the strategies gets one; with
+# 200 the interval's ends moved by up to 0.0009 between seeds on a 50,000-row book.
 BOOTSTRAP_REPLICATES = 500
 DECILES = 10
 
