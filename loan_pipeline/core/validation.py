@@ -140,17 +140,21 @@ def validation_metrics(
     replicates: int = BOOTSTRAP_REPLICATES,
     seed: int = 0,
 ) -> dict[str, float]:
-    """KS, Gini, the bootstrap 95 % interval of ROC AUC, calibration slope and intercept, and
-    Hosmer-Lemeshow, of out-of-fold scores counted per bin."""
+    """KS, Gini, the bootstrap 95 % interval of ROC AUC (none with no ``replicates``),
+    calibration slope and intercept, and Hosmer-Lemeshow, of out-of-fold scores counted per bin."""
     auc = binned_auc(*counts)
-    draws = bootstrap_auc(counts, replicates, seed)
-    low, high = np.nanpercentile(draws, [2.5, 97.5]) if replicates else (np.nan, np.nan)
+    interval = {}
+    if replicates:
+        low, high = np.nanpercentile(bootstrap_auc(counts, replicates, seed), [2.5, 97.5])
+        interval = {
+            "roc_auc_ci_low": float(low),
+            "roc_auc_ci_high": float(high),
+            "bootstrap_replicates": replicates,
+        }
     return {
         "ks": ks_statistic(counts),
         "gini": 2 * auc - 1,
-        "roc_auc_ci_low": float(low),
-        "roc_auc_ci_high": float(high),
-        "bootstrap_replicates": replicates,
+        **interval,
         **calibration_fit(counts, sums),
         **hosmer_lemeshow(calibration),
     }
