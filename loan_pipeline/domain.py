@@ -36,6 +36,27 @@ RISK_NUMERIC: list[str] = [
 ]
 RISK_CATEGORICAL: list[str] = ["Employment_Type", "Loan_Type", "Payment_History"]
 
+# How each model input reads to a borrower: its label and how its value is shown ("count",
+# "amount" and "rate" rounded, "share" as a percentage, "category" as the value itself).
+INPUT_LABELS: dict[str, tuple[str, str]] = {
+    "Days_Past_Due": ("Days past due", "count"),
+    "Num_Missed_Payments": ("Missed payments", "count"),
+    "Monthly_Income": ("Monthly income", "amount"),
+    "Outstanding_Loan_Amount": ("Outstanding balance", "amount"),
+    "Loan_Amount": ("Loan amount", "amount"),
+    "Monthly_EMI": ("Monthly instalment", "amount"),
+    "Collateral_Value": ("Collateral value", "amount"),
+    "Loan_Tenure": ("Loan tenure (months)", "count"),
+    "Interest_Rate": ("Interest rate (%)", "rate"),
+    "Num_Dependents": ("Dependents", "count"),
+    "emi_to_income": ("Instalment to income", "share"),
+    "outstanding_share": ("Share of the loan still owed", "share"),
+    "unsecured_share": ("Share of the balance without collateral", "share"),
+    "Employment_Type": ("Employment", "category"),
+    "Loan_Type": ("Loan type", "category"),
+    "Payment_History": ("Payment history", "category"),
+}
+
 STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"

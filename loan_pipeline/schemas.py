@@ -419,6 +419,20 @@ class FairnessReport(pa.DataFrameModel):
         nullable=True, description="Observed rate minus the overall rate."
     )
     unexplained_gap: Series[float] = pa.Field(description="harshest_gap - outcome_gap.")
+    roc_auc: Series[float] = pa.Field(
+        ge=0,
+        le=1,
+        nullable=True,
+        description="ROC AUC of the out-of-fold scores among the group's resolved loans.",
+    )
+    mean_predicted: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="Mean score among the group's resolved loans."
+    )
+    observed_to_predicted: Series[float] = pa.Field(
+        ge=0,
+        nullable=True,
+        description="Observed rate over mean score among the resolved (1: calibrated).",
+    )
 
     class Config:
         name = "FairnessReport"

@@ -280,6 +280,12 @@ class RiskConfig(Config):
         description="Brier skill over the base rate the model needs before strategies use it.",
     )
     random_state: int = Field(default=42, description="Seed for folds, samples and the forest.")
+    sign_constraints: bool = Field(
+        default=True,
+        description="Fix each coefficient's sign to its input's own relation to the outcome, so "
+        "every reason code points the way the data do. Off: the coefficient-sign check shows "
+        "where an unconstrained fit contradicts the data (and the strategies then fall back).",
+    )
     n_estimators: int = Field(
         default=100, ge=1, description="Notebook method: trees in the forest."
     )

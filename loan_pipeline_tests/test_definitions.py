@@ -146,6 +146,7 @@ def test_schedules_sensors_checks_and_retry():
         ("validated_loans", "quarantine_share_below_threshold"),
         ("cluster_model", "chosen_k_is_stable"),
         ("risk_model", "model_beats_base_rate"),
+        ("risk_model", "coefficient_signs_agree_with_data"),
         ("fairness_report", "no_unexplained_strategy_gap"),
         ("population_stability", "population_is_stable"),
     }

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from loan_pipeline.core.sample import generate_loan_book, write_loan_book
+from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.domain import CLUSTER_FEATURES, NOTEBOOK_FEATURES, STRATEGIES
 from loan_pipeline_tests.conftest import (
     PROJECT_ROOT,
@@ -30,6 +31,7 @@ from loan_pipeline_tests.conftest import (
     require_reference,
     run_pipeline,
 )
+from loan_pipeline_tests.planted import is_planted
 
 ROWS = 3_000
 SEED = 11
@@ -38,37 +40,13 @@ NEW_ROWS = 30  # 1% of ROWS
 POLICY_MODEL = "score bands"
 POLICY_FALLBACK = "rules-based fallback"
 GATE_CHECK = "model_beats_base_rate"
+SIGN_CHECK = "coefficient_signs_agree_with_data"
 STABILITY_CHECK = "chosen_k_is_stable"
 PSI_CHECK = "population_is_stable"
 FAIRNESS_CHECK = "no_unexplained_strategy_gap"
 OUTCOME_SHARE_COLUMNS = ["share_fully_recovered", "share_partially_recovered", "share_written_off"]
 STRATEGY_SHARE_COLUMNS = ["share_legal", "share_settlement", "share_reminders"]
 
-# Reason labels (see core.risk.reason_codes) that point at a feature of the generator's planted
-# relation (core/sample.py docstring):
-#   burden = 0.8 z_dpd + 0.6 z_missed + 0.5 z_emi + 0.5 z_share + 0.4 z_uncovered
-# with z_emi on ln(Monthly_EMI / Monthly_Income), z_share on Outstanding / Loan_Amount and
-# z_uncovered on 1 - min(Collateral_Value / Outstanding, 1). Each term may surface as the
-# engineered ratio or as the raw column on the side that raises burden:
-#   Days_Past_Due high; Num_Missed_Payments high (and Payment_History = Missed, which the
-#   docstring says acts only through the missed payments: Missed rows are the ones with 4-12);
-#   emi_to_income high, Monthly_EMI high, Monthly_Income low; outstanding_share high,
-#   Outstanding_Loan_Amount high; collateral_coverage low, Collateral_Value low.
-# Deliberately NOT allowed: Age, Gender, Employment_Type, Num_Dependents, Interest_Rate,
-# Loan_Tenure, Loan_Type and Payment_History = Delayed / On-Time, which the docstring says have
-# no direct effect.
-PLANTED_REASONS = {
-    "Days_Past_Due high",
-    "Num_Missed_Payments high",
-    "Payment_History = Missed",
-    "emi_to_income high",
-    "Monthly_EMI high",
-    "Monthly_Income low",
-    "outstanding_share high",
-    "Outstanding_Loan_Amount high",
-    "collateral_coverage low",
-    "Collateral_Value low",
-}
 # Columns the risk model must never see: the outcome, outcome-side columns, protected
 # characteristics and identifiers.
 NEVER_INPUTS = [
@@ -268,8 +246,34 @@ def test_planted_signal_is_found_and_drives_the_strategies(signal_run):
     expected = (resolved["Recovery_Status"] != "Fully Recovered").astype(float)
     assert (resolved["observed"] == expected).all()
 
-    top = scores["reason_1"].value_counts().head(3)
-    assert set(top.index) <= PLANTED_REASONS, top.to_dict()
+    top = reason_kinds(scores["reason_1"]).head(3)
+    assert all(is_planted(kind) for kind in top.index), top.to_dict()
+
+
+def test_the_validation_report_and_right_signed_reasons_reach_the_ui(signal_run):
+    signs = checks(signal_run)[SIGN_CHECK]
+    assert signs.passed is True and signs.severity.value == "ERROR"
+    risk = meta(signal_run, "risk_model")
+    assert risk["gini"] == pytest.approx(2 * risk["model_roc_auc"] - 1)
+    assert risk["roc_auc_ci_low"] < risk["model_roc_auc"] < risk["roc_auc_ci_high"]
+    assert 0.2 < risk["ks"] < 0.8
+    assert abs(risk["calibration_slope"] - 1) < 0.2
+    assert risk["base_rate_roc_auc"] == pytest.approx(0.5)
+    for table in ("gains_by_decile", "coefficient_signs", "fallback_evidence"):
+        assert "|" in risk[table], table
+    scores = meta(signal_run, "risk_scores")
+    assert scores["reasons_given"] > ROWS and scores["wrong_signed_share"] < 0.01
+    assert all(is_planted(kind) for kind in list(scores["top_reasons"])[:3])
+    report = signal_run.table("fairness_report")
+    assert report["roc_auc"].between(0.6, 1).all()  # each group is ranked by the model
+    card = (signal_run.storage / "reports" / "model_card.md").read_text()
+    for section in (
+        "## Validation report",
+        "Gains by decile",
+        "## Coefficients against the data",
+        "## The fallback policy's evidence",
+    ):
+        assert section in card, section
 
 
 # --- 4. no signal: the gate fails and the fallback policy is used ---------------------------------

@@ -38,7 +38,19 @@ RISK_LOANS = columns_of(
 GROUP = "risk"
 OWNERS = ["team:credit-risk"]
 GATE_CHECK = "model_beats_base_rate"
+SIGN_CHECK = "coefficient_signs_agree_with_data"
 EXPORT = "exports/recovery_strategies.csv"
+
+
+def fallback_thresholds(config: settings.StrategyConfig | None = None) -> dict[str, int]:
+    """The rules-based fallback's four limits (``StrategyConfig``'s, its defaults if none)."""
+    config = config or settings.StrategyConfig()
+    return {
+        "legal_days": config.fallback_legal_days,
+        "legal_missed": config.fallback_legal_missed,
+        "settlement_days": config.fallback_settlement_days,
+        "settlement_missed": config.fallback_settlement_missed,
+    }
 
 
 @asset(
@@ -58,7 +70,15 @@ EXPORT = "exports/recovery_strategies.csv"
             description="The model's out-of-fold Brier score beats the base rate's by min_skill. "
             "When it does not, recovery_strategies does not use the scores: it falls back to the "
             "rules-based policy on arrears.",
-        )
+        ),
+        AssetCheckSpec(
+            SIGN_CHECK,
+            asset="risk_model",
+            description="Every coefficient of the model agrees in sign with its input's own "
+            "(univariate) relation to the outcome, so no reason code tells a borrower the "
+            "opposite of what the data show. When one does not, recovery_strategies falls back "
+            "to the rules-based policy on arrears.",
+        ),
     ],
     description="The risk model. Recommended method: logistic regressions for 'not "
     "Fully Recovered' and 'Written Off', learned from resolved loans, evaluated out-of-fold "
@@ -73,6 +93,7 @@ def risk_model(
 ):
     from loan_pipeline.core.report import model_card_markdown
     from loan_pipeline.core.risk import fit_risk_model
+    from loan_pipeline.core.validation import arrears_evidence
 
     notebook = analysis.is_notebook
     model = fit_risk_model(
@@ -84,6 +105,7 @@ def risk_model(
         max_train_rows=config.max_train_rows,
         min_skill=config.min_skill,
         random_state=config.random_state,
+        sign_constraints=config.sign_constraints,
         n_estimators=config.n_estimators,
         test_size=config.test_size,
         high_risk_segments=config.high_risk_segments,
@@ -95,11 +117,14 @@ def risk_model(
         **{k: v for k, v in model.metrics.items()},
     }
     if model.primary is not None:
+        model.fallback_evidence = arrears_evidence(validated_loans, **fallback_thresholds())
         metadata |= {
             "model_card": MetadataValue.md(model_card_markdown(model)),
             "excluded_columns": MetadataValue.json(model.excluded),
             "calibration": markdown_table(model.primary.calibration),
-            "coefficients": markdown_table(model.primary.coefficients),
+            "gains_by_decile": markdown_table(model.primary.gains),
+            "coefficient_signs": markdown_table(model.primary.signs),
+            "fallback_evidence": markdown_table(model.fallback_evidence),
         }
     yield Output(model, metadata=metadata)
     skill = model.metrics.get("brier_skill_vs_base_rate")
@@ -117,6 +142,28 @@ def risk_model(
         if model.beats_baseline
         else "The model does not beat the base rate; recovery_strategies uses the rules-based "
         "fallback policy instead of the scores.",
+    )
+    signs = model.primary.signs if model.primary is not None else None
+    wrong = signs[~signs["agrees"]] if signs is not None else None
+    yield AssetCheckResult(
+        check_name=SIGN_CHECK,
+        passed=model.signs_agree,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "contradicting": MetadataValue.json(
+                {}
+                if wrong is None
+                else dict(zip(wrong["input"], wrong["coefficient"].round(4), strict=True))
+            ),
+            "sign_constraints": config.sign_constraints,
+        },
+        description="the notebook's forest has no coefficients"
+        if signs is None
+        else None
+        if model.signs_agree
+        else "Coefficients contradict their inputs' own relation to the outcome: "
+        + ", ".join(wrong["input"])
+        + "; recovery_strategies uses the rules-based fallback policy.",
     )
 
 
@@ -146,6 +193,7 @@ def risk_scores(
     validated_loans,
     risk_model,
 ):
+    from loan_pipeline.core.charts import sample_positions
     from loan_pipeline.core.partitions import (
         collect,
         combine,
@@ -153,9 +201,17 @@ def risk_scores(
         per_partition,
         score_sum,
         sum_counts,
+        take_positions,
         value_counts,
     )
-    from loan_pipeline.core.risk import RISK_CATEGORICAL, RISK_NUMERIC, score_borrowers, scores_of
+    from loan_pipeline.core.risk import (
+        RISK_CATEGORICAL,
+        RISK_NUMERIC,
+        risk_inputs,
+        score_borrowers,
+        scores_of,
+    )
+    from loan_pipeline.core.validation import reason_kinds, wrong_signed_reasons
     from loan_pipeline.schemas import RiskScores, validate
 
     notebook = risk_model.method == "notebook"
@@ -180,8 +236,15 @@ def risk_scores(
     if is_dask(scores):  # computed once and kept on the workers, for the summaries and the write
         scores = scores.persist()
     sources = combine(value_counts, sum_counts, scores, ["score_source"])
-    reasons = combine(value_counts, sum_counts, scores, ["reason_1"])
     total = combine(score_sum, sum, scores)
+    reasons_checked, top_reasons = {}, {}
+    if not notebook:
+        # the reasons read against the book's own relations, on the charts' fixed sample
+        sample = sample_positions(int(total[1]))
+        scored = take_positions(scores, sample)
+        loans = take_positions(validated_loans, sample)
+        reasons_checked = wrong_signed_reasons(loans, scored, risk_inputs(loans, one_hot=False))
+        top_reasons = reason_kinds(scored["reason_1"]).head(10).to_dict()
     context.add_output_metadata(
         {
             **table_metadata(scores),
@@ -190,9 +253,8 @@ def risk_scores(
             "score_sources": MetadataValue.json(
                 sources.sort_values(ascending=False, kind="stable").to_dict()
             ),
-            "top_reasons": MetadataValue.json(
-                reasons.sort_values(ascending=False, kind="stable").head(10).to_dict()
-            ),
+            "top_reasons": MetadataValue.json(top_reasons),
+            **reasons_checked,
         }
     )
     return scores
@@ -238,11 +300,14 @@ def recovery_strategies(
     from loan_pipeline.core.strategy import strategy_table
     from loan_pipeline.schemas import RecoveryStrategies, validate
 
-    policy = POLICY_MODEL if risk_model.beats_baseline else POLICY_FALLBACK
+    policy = POLICY_MODEL if risk_model.usable else POLICY_FALLBACK
     if policy == POLICY_FALLBACK:
         context.log.warning(
-            "the risk model does not beat the base rate: strategies come from the rules-based "
-            "fallback policy on arrears"
+            "the risk model "
+            + ("does not beat the base rate" if not risk_model.beats_baseline else "")
+            + (" and " if not risk_model.beats_baseline and not risk_model.signs_agree else "")
+            + ("has coefficients against the data" if not risk_model.signs_agree else "")
+            + ": strategies come from the rules-based fallback policy on arrears"
         )
     # on a cluster the three tables are partitioned alike (each made from the loan book's
     # partitions, in order), so each partition joins its own rows: no shuffle
@@ -254,10 +319,7 @@ def recovery_strategies(
         policy,
         legal_above=config.legal_above,
         settlement_from=config.settlement_from,
-        legal_days=config.fallback_legal_days,
-        legal_missed=config.fallback_legal_missed,
-        settlement_days=config.fallback_settlement_days,
-        settlement_missed=config.fallback_settlement_missed,
+        **fallback_thresholds(config),
     )
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     if is_dask(table):  # computed once, kept on the workers for the export and the write

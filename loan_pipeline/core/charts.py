@@ -1084,9 +1084,12 @@ def decile_means(binned: ScoreBins, q: int, rows: np.ndarray | None) -> pd.DataF
     split = _split_bins(counts, ends)
     whole = np.setdiff1d(np.flatnonzero(counts), split)
     decile = np.searchsorted(ends, start[whole], side="right")
-    n = np.bincount(decile, weights=counts[whole], minlength=q)
-    score = np.bincount(decile, weights=binned.score_sums[whole], minlength=q)
-    observed = np.bincount(decile, weights=binned.observed_sums[whole], minlength=q)
+    # as floats: with no whole bin at all (every row in a split bin, e.g. a constant score)
+    # numpy's bincount of nothing is integer, and the sums added below are fractions
+    n, score, observed = (
+        np.bincount(decile, weights=w[whole], minlength=q).astype("float64")
+        for w in (counts, binned.score_sums, binned.observed_sums)
+    )
     for b in split:
         if rows is None:
             first = np.r_[0, ends[:-1]]

@@ -196,6 +196,73 @@ def fairness_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# Out-of-fold scores are counted per group in this many bins for each group's ROC AUC.
+GROUP_SCORE_BINS = 1024
+
+
+def group_score_counts(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Resolved loans of ``fairness_rows`` (a table or one partition) counted per group, class
+    (not Fully Recovered or not) and score bin, with their scores summed per group: what each
+    group's ROC AUC and calibration are computed from, added up over partitions. Groups in a
+    fixed order (``score_groups``), so every partition's arrays line up."""
+    from loan_pipeline.schemas import CATEGORIES
+
+    status = rows["Recovery_Status"]
+    score = rows["risk_score"].to_numpy(dtype="float64", na_value=np.nan)
+    keep = status.notna().to_numpy() & ~np.isnan(score)
+    y = (status != "Fully Recovered").to_numpy(dtype=bool, na_value=False).astype("int64")
+    band_codes, _ = _age_band_codes(rows["Age"])
+    member = [np.ones(len(rows), dtype=bool)]
+    member += [
+        rows["Gender"].eq(g).to_numpy(dtype=bool, na_value=False) for g in CATEGORIES["Gender"]
+    ]
+    member += [band_codes == b for b in range(len(AGE_BANDS))]
+    bins = np.minimum(
+        (np.nan_to_num(score) * GROUP_SCORE_BINS).astype("int64"), GROUP_SCORE_BINS - 1
+    )
+    counts = np.zeros((len(member), 2, GROUP_SCORE_BINS), dtype="int64")
+    sums = np.zeros(len(member))
+    for g, inside in enumerate(member):
+        mine = inside & keep
+        counts[g] = np.bincount(
+            y[mine] * GROUP_SCORE_BINS + bins[mine], minlength=2 * GROUP_SCORE_BINS
+        ).reshape(2, GROUP_SCORE_BINS)
+        sums[g] = score[mine].sum()
+    return {"counts": counts, "sums": sums}
+
+
+def score_groups() -> list[tuple[str, str]]:
+    """(group_type, group) of each row of ``group_score_counts``."""
+    from loan_pipeline.schemas import CATEGORIES
+
+    return (
+        [("all", "all borrowers")]
+        + [("Gender", g) for g in CATEGORIES["Gender"]]
+        + [("age_band", label) for _, _, label in AGE_BANDS]
+    )
+
+
+def group_validation(counts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Each group's ROC AUC of the out-of-fold scores and calibration-in-the-large (mean score
+    and observed rate among its resolved loans), from ``group_score_counts`` added up."""
+    from loan_pipeline.core.validation import binned_auc
+
+    rows = []
+    for (group_type, group), c, total in zip(
+        score_groups(), counts["counts"], counts["sums"], strict=True
+    ):
+        n = int(c.sum())
+        rows.append(
+            {
+                "group_type": group_type,
+                "group": group,
+                "roc_auc": binned_auc(c[0], c[1]),
+                "mean_predicted": total / n if n else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def fairness_table(loans, strategies) -> pd.DataFrame:
     """Per Gender and per age band, next to the whole book: each strategy's rate, the mean
     score, and the observed rate of "not Fully Recovered" among resolved loans.
@@ -209,10 +276,15 @@ def fairness_table(loans, strategies) -> pd.DataFrame:
     the loan book's partition of the same borrowers) and added up: only the counts come back.
     """
     from loan_pipeline.core.partitions import combine, per_partition
-    from loan_pipeline.core.summaries import sum_frames
+    from loan_pipeline.core.summaries import add_arrays, sum_frames
 
     rows = per_partition(fairness_rows, strategies, loans)
-    return fairness_from_counts(combine(fairness_counts, sum_frames, rows))
+    table = fairness_from_counts(combine(fairness_counts, sum_frames, rows))
+    validation = group_validation(combine(group_score_counts, add_arrays, rows))
+    table = table.merge(validation, on=["group_type", "group"], how="left")
+    # observed over predicted among the resolved: 1 when the group's scores are calibrated
+    table["observed_to_predicted"] = table["observed_not_fully_recovered"] / table["mean_predicted"]
+    return table
 
 
 def fairness_flags(table: pd.DataFrame, max_gap: float = 0.10, min_group: int = 30) -> pd.DataFrame:

@@ -48,8 +48,10 @@ def model_card_markdown(
         "- Secondary: **Written Off**.",
         "",
         "## Method",
-        "- Logistic regression (amounts as log(1 + x), numbers standardised, categories one-hot), "
-        "fitted by maximum likelihood; its calibration is checked out-of-fold below.",
+        "- Logistic regression (amounts as log(1 + x), numbers standardised, each category as "
+        "its weight of evidence), fitted by maximum likelihood with each coefficient's sign "
+        "fixed to its input's own relation to the outcome (an input with no clear relation "
+        "gets 0); its calibration is checked out-of-fold below.",
         f"- Evaluated by {int(m['folds'])}-fold cross-validation (a borrower's fold from a "
         "hash of its Borrower_ID): every resolved borrower's score comes from a model that "
         "never saw that borrower (out-of-fold). Each model is fitted on at most "
@@ -80,6 +82,38 @@ def model_card_markdown(
     ]
     if model.secondary is not None:
         lines += ["", "Written off:", "", _metric_table(m, prefix="written_off_")]
+    if "ks" in m:
+        lines += [
+            "",
+            "## Validation report (not fully recovered, out-of-fold)",
+            "",
+            pd.DataFrame(
+                [
+                    (
+                        "ROC AUC (95 % bootstrap interval)",
+                        f"{m['model_roc_auc']:.3f} "
+                        f"({m['roc_auc_ci_low']:.3f}-{m['roc_auc_ci_high']:.3f}, "
+                        f"{int(m['bootstrap_replicates'])} resamples)",
+                    ),
+                    ("Gini (2 AUC - 1)", f"{m['gini']:.3f}"),
+                    ("KS", f"{m['ks']:.3f}"),
+                    ("Calibration slope (1 = calibrated)", f"{m['calibration_slope']:.3f}"),
+                    ("Calibration intercept (0 = calibrated)", f"{m['calibration_intercept']:.3f}"),
+                    (
+                        "Hosmer-Lemeshow (10 groups, 8 df)",
+                        f"{m['hosmer_lemeshow']:.1f} (p = {m['hosmer_lemeshow_p']:.3f})",
+                    ),
+                ],
+                columns=["figure", "value"],
+            ).to_markdown(index=False),
+        ]
+    if primary is not None and primary.gains is not None:
+        lines += [
+            "",
+            "Gains by decile of the score (1 = highest scores):",
+            "",
+            primary.gains.to_markdown(index=False, floatfmt=".3f"),
+        ]
     if primary is not None:
         lines += [
             "",
@@ -91,9 +125,27 @@ def model_card_markdown(
             lines += ["", calibration_image]
         lines += [
             "",
-            "## Largest coefficients (standardised inputs)",
+            "## Coefficients against the data",
             "",
-            primary.coefficients.head(10).to_markdown(index=False, floatfmt=".3f"),
+            "Each input's coefficient (numbers standardised; a category's weight of evidence is "
+            "in log-odds) next to its own correlation with the outcome. A coefficient that "
+            "contradicts its input's direction fails the check `coefficient_signs_agree_with_data`"
+            " and the strategies fall back to the rules-based policy.",
+            "",
+            (primary.signs if primary.signs is not None else primary.coefficients).to_markdown(
+                index=False, floatfmt=".3f"
+            ),
+        ]
+    evidence = model.fallback_evidence
+    if evidence is not None:
+        lines += [
+            "",
+            "## The fallback policy's evidence",
+            "",
+            "Rate of not fully recovered among resolved loans in each arrears band the "
+            "rules-based fallback draws (at its thresholds):",
+            "",
+            evidence.to_markdown(index=False, floatfmt=".3f"),
         ]
     if fairness is not None:
         lines += ["", "## Fairness", "", fairness.to_markdown(index=False, floatfmt=".3f")]
@@ -102,7 +154,8 @@ def model_card_markdown(
         "## Limits",
         "- The outcome is observed once per loan; the model says how this book's past loans "
         "ended, not what a collection action would change (no causal claim).",
-        "- Reason codes are the inputs adding most to the log-odds relative to an average "
-        "training borrower; they explain the score, not the outcome.",
+        "- Reason codes are the inputs that moved the score most from an average training "
+        "borrower's: for a borrower scored at or above the book's base rate, those raising it; "
+        'below it, those lowering it ("lowers risk"). They explain the score, not the outcome.',
     ]
     return "\n".join(lines)
