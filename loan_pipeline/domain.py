@@ -61,10 +61,17 @@ STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"
 STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
-# Where a borrower's strategy comes from: the risk-score bands, or (when the model does not beat
-# the base rate) the rules-based policy on arrears.
+# Where a borrower's strategy comes from: the risk-score bands, the ranking by expected loss cut
+# at the team's capacities, or (when the model does not beat the base rate, whichever of the two
+# was asked for) the rules-based policy on arrears.
 POLICY_MODEL = "score bands"
+POLICY_CAPACITY = "capacity ranking"
 POLICY_FALLBACK = "rules-based fallback"
+POLICIES: list[str] = [POLICY_MODEL, POLICY_CAPACITY, POLICY_FALLBACK]
+
+# What the capacity policy ranks borrowers by (the first to work first): P(not fully recovered)
+# x balance, P(written off) x balance, or the score alone (the bands' order).
+RANKING_KEYS: list[str] = ["expected_shortfall", "expected_write_off", "risk_score"]
 
 # Drift (population_stability): the usual reading of a population stability index (PSI, on a
 # score) or characteristic stability index (CSI, the same formula on one input): below

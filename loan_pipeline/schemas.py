@@ -21,7 +21,13 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     LOAN_BOOK_COLUMNS,  # noqa: F401
     TEXT_COLUMNS,
 )
-from loan_pipeline.domain import PSI_MODERATE, PSI_SIGNIFICANT, PSI_STATUSES, STRATEGIES
+from loan_pipeline.domain import (
+    POLICIES,
+    PSI_MODERATE,
+    PSI_SIGNIFICANT,
+    PSI_STATUSES,
+    STRATEGIES,
+)
 
 # --- the loan book's columns ---------------------------------------------------------------
 
@@ -322,21 +328,21 @@ class SegmentProfiles(pa.DataFrameModel):
         strict = False
 
 
+def probability(description: str, nullable: bool = False) -> pa.Field:
+    """A probability (or a share): in [0, 1]."""
+    return pa.Field(ge=0.0, le=1.0, nullable=nullable, description=description)
+
+
+RISK_SCORE = "Probability of not being fully recovered (notebook: of the high-burden flag)."
+P_WRITTEN_OFF = "Probability of a write-off (empty in notebook mode)."
+
+
 class RiskScores(pa.DataFrameModel):
     """One risk score per borrower, with where it came from and why it is high."""
 
     Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
-    risk_score: Series[float] = pa.Field(
-        ge=0.0,
-        le=1.0,
-        description="Probability of not being fully recovered (notebook: of the high-burden flag).",
-    )
-    p_written_off: Series[float] = pa.Field(
-        ge=0.0,
-        le=1.0,
-        nullable=True,
-        description="Probability of a write-off (empty in notebook mode).",
-    )
+    risk_score: Series[float] = probability(RISK_SCORE)
+    p_written_off: Series[float] = probability(P_WRITTEN_OFF, nullable=True)
     score_source: Series[pd.StringDtype] = text(
         isin=["out_of_fold", "open_loan", "train", "test"],
         description="out_of_fold: from a model that never saw the borrower; open_loan: scored by the "
@@ -357,32 +363,67 @@ class RiskScores(pa.DataFrameModel):
         strict = True
 
 
+# What the expected-loss columns assume, said in each column's description.
+UPPER_BOUND = (
+    "Counts a loan not fully recovered as losing its whole outstanding balance: an upper bound "
+    "and a ranking key, not a loss-given-default estimate."
+)
+
+
 class RecoveryStrategies(pa.DataFrameModel):
-    """The recommended recovery strategy per borrower, and why."""
+    """The recommended recovery strategy per borrower, its expected loss, and why."""
 
     Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
     Loan_ID: Series[pd.StringDtype] = text(unique=True, description="Loan identifier.")
     segment_id: Series[int] = pa.Field(ge=0, description="Segment id.")
     segment_name: Series[pd.StringDtype] = text(description="Segment name.")
-    risk_score: Series[float] = pa.Field(ge=0.0, le=1.0, description="Risk score.")
+    risk_score: Series[float] = probability(RISK_SCORE)
+    p_written_off: Series[float] = probability(P_WRITTEN_OFF, nullable=True)
+    Outstanding_Loan_Amount: Series[float] = pa.Field(
+        ge=0.0, description="Balance still owed, currency units."
+    )
+    expected_shortfall: Series[float] = pa.Field(
+        ge=0.0,
+        description="risk_score x Outstanding_Loan_Amount, currency units. " + UPPER_BOUND,
+    )
+    expected_write_off: Series[float] = pa.Field(
+        ge=0.0,
+        nullable=True,
+        description="p_written_off x Outstanding_Loan_Amount, currency units: the balance "
+        "expected to be written off (empty in notebook mode).",
+    )
+    worklist_rank: Series[float] = pa.Field(
+        ge=1,
+        nullable=True,
+        description="Capacity policy: place on the worklist, 1 = first to work (largest "
+        "expected loss; ties to the smaller Borrower_ID); empty for automated reminders and "
+        "under the score bands or the fallback, which do not rank.",
+    )
     recovery_strategy: Series[pd.StringDtype] = text(
         isin=STRATEGIES, description="Recommended strategy."
     )
     policy: Series[pd.StringDtype] = text(
-        isin=["score bands", "rules-based fallback"],
-        description="score bands: from the risk score; rules-based fallback: from arrears, because "
-        "the model did not beat the base rate.",
+        isin=POLICIES,
+        description="score bands: from the risk score's thresholds; capacity ranking: the "
+        "worklist by expected loss cut at the team's capacities; rules-based fallback: from "
+        "arrears, because the model did not beat the base rate.",
     )
     reason_1: Series[pd.StringDtype] = text(
         nullable=True,
-        description="Score bands: the input pushing the score up most. Fallback: the arrears rule that fired.",
+        description="From the model: the input pushing the score up most. Fallback: the arrears rule that fired.",
     )
     reason_2: Series[pd.StringDtype] = text(
-        nullable=True, description="Second reason (score bands only)."
+        nullable=True, description="Second reason (model policies only)."
     )
     reason_3: Series[pd.StringDtype] = text(
-        nullable=True, description="Third reason (score bands only)."
+        nullable=True, description="Third reason (model policies only)."
     )
+
+    @pa.check("worklist_rank", name="whole_and_unique_when_present")
+    def whole_unique_rank(cls, s: Series[float]) -> Series[bool]:
+        # pandera's unique=True counts the empty ranks as duplicates of each other
+        present = s.notna()
+        return ~present | ((s == np.floor(s)) & ~(s.duplicated(keep=False) & present))
 
     class Config:
         name = "RecoveryStrategies"

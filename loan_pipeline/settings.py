@@ -300,8 +300,37 @@ class RiskConfig(Config):
 
 
 class StrategyConfig(Config):
-    """Score bands that map a risk score to a recovery strategy."""
+    """How a borrower's recovery strategy is chosen: score bands (the default), or a ranking by
+    expected loss cut at the collections team's capacities; the rules-based fallback on arrears
+    whenever the model does not beat the base rate."""
 
+    assignment: Literal["bands", "capacity"] = Field(
+        default="bands",
+        description="'bands': legal action and settlement by score thresholds (legal_above, "
+        "settlement_from). 'capacity': the borrowers ranked by ranking_key, the first "
+        "legal_capacity given legal action, the next settlement_capacity settlement offers, the "
+        "rest automated reminders; ties go to the smaller Borrower_ID (text order).",
+    )
+    legal_capacity: int | None = Field(
+        default=None,
+        ge=0,
+        description="Capacity: borrowers given legal action per cycle. Empty: as many as the "
+        "score bands give on this book (the same workload, ranked by expected loss).",
+    )
+    settlement_capacity: int | None = Field(
+        default=None,
+        ge=0,
+        description="Capacity: borrowers offered settlement per cycle, after the legal-action "
+        "ones. Empty: as many as the score bands give on this book.",
+    )
+    # the same names as domain.RANKING_KEYS (settings imports nothing of the project's; a test
+    # keeps the two lists equal)
+    ranking_key: Literal["expected_shortfall", "expected_write_off", "risk_score"] = Field(
+        default="expected_shortfall",
+        description="Capacity: what the borrowers are ranked by, largest first. "
+        "expected_shortfall = P(not fully recovered) x outstanding balance; expected_write_off "
+        "= P(written off) x outstanding balance; risk_score = the score alone (the bands' order).",
+    )
     legal_above: float = Field(
         default=0.75, ge=0.0, le=1.0, description="Score > this: legal action."
     )

@@ -26,6 +26,17 @@ SAMPLES = {
     "ops": {"cluster_model": {"config": {"selection_sample": 200, "fit_sample": 300}}},
     "resources": {"dask": {"config": {"block_mb": 16 / 1024}}},
 }
+# The main local and cluster runs rank a worklist under capacities (on the cluster a global rank
+# from the partitions' offers); the others keep the default score bands.
+CAPACITY = {
+    "ops": {
+        **SAMPLES["ops"],
+        "recovery_strategies": {
+            "config": {"assignment": "capacity", "legal_capacity": 40, "settlement_capacity": 90}
+        },
+    },
+    "resources": SAMPLES["resources"],
+}
 # Tables made per borrower: on the cluster they are partitioned datasets.
 PER_BORROWER = ["scaled_features", "borrower_segments", "risk_scores", "recovery_strategies"]
 INGESTED = ["raw_loans", "validated_loans", "quarantined_loans"]
@@ -62,7 +73,7 @@ def small_partitions():
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("local"), SAMPLES)
+    run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("local"), CAPACITY)
     assert run.result.success
     return run
 
@@ -73,7 +84,7 @@ def _on(cluster, storage: Path):
     with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
         client = client_for(cluster.scheduler_address)
         with distributed.get_task_stream(client=client) as tasks:
-            run = run_pipeline(SAMPLE_CSV, storage, SAMPLES)
+            run = run_pipeline(SAMPLE_CSV, storage, CAPACITY)
     return run, tasks.data
 
 
@@ -87,6 +98,8 @@ def dask_run(cluster, small_partitions, tmp_path_factory):
 
 def test_the_cluster_gives_the_same_tables_as_a_local_run(local_run, dask_run):
     run, _ = dask_run
+    worklist = run.table("recovery_strategies")["worklist_rank"]
+    assert sorted(worklist.dropna()) == list(range(1, 131))  # ranked across the partitions
     for table in PER_BORROWER + ["segment_profiles", "fairness_report"] + INGESTED:
         pd.testing.assert_frame_equal(
             run.table(table), local_run.table(table), check_dtype=False, obj=table

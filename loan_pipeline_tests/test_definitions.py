@@ -185,7 +185,11 @@ def test_launchpad_config_is_typed_and_validated():
         "resources": {"analysis": {"config": {"method": "notebook"}}},
     }
     validate_run_config(full, good)
+    capacity = {"assignment": "capacity", "legal_capacity": 40, "ranking_key": "risk_score"}
+    validate_run_config(full, {"ops": {"recovery_strategies": {"config": capacity}}})
     for op, bad in (
+        ("recovery_strategies", {"assignment": "whoever shouts loudest"}),
+        ("recovery_strategies", {"ranking_key": "Loan_Amount"}),
         ("cluster_model", {"k": "four"}),
         ("scaled_features", {"columns": "Loan_Amount"}),
         ("ingest_loan_book", {"max_quarantine_share": "high"}),
@@ -199,9 +203,23 @@ def test_launchpad_config_is_typed_and_validated():
         (settings.ClusterConfig, {"k": 1}, "greater than or equal to 2"),
         (settings.IngestConfig, {"max_quarantine_share": 2.0}, "less than or equal to 1"),
         (settings.StrategyConfig, {"legal_above": 1.5}, "less than or equal to 1"),
+        (settings.StrategyConfig, {"legal_capacity": -1}, "greater than or equal to 0"),
     ):
         with pytest.raises(ValidationError, match=message):
             config_class(**bad)
+
+
+def test_the_strategy_configs_choices_are_the_analysis_own():
+    """settings.py imports nothing of the project's, so the launchpad's choices of ranking key
+    are written there again: they must stay the ones core.strategy knows."""
+    import typing
+
+    from loan_pipeline import domain, settings
+
+    field = settings.StrategyConfig.model_fields["ranking_key"]
+    assert list(typing.get_args(field.annotation)) == domain.RANKING_KEYS
+    assert field.default == domain.RANKING_KEYS[0]
+    assert settings.StrategyConfig().assignment == "bands"  # the default policy stays the bands
 
 
 def test_loading_the_code_location_imports_no_heavy_library():

@@ -20,7 +20,7 @@ from loan_pipeline.assets.common import (
     partitioned_input,
     table_metadata,
 )
-from loan_pipeline.domain import POLICY_FALLBACK, POLICY_MODEL
+from loan_pipeline.domain import POLICY_CAPACITY, POLICY_FALLBACK, POLICY_MODEL
 from loan_pipeline.io import runs
 from loan_pipeline.io.tables import stored_table
 
@@ -269,16 +269,29 @@ def risk_scores(
     ins={
         "risk_model": AssetIn(input_manager_key="model_io_manager"),
         "validated_loans": columns_of(
-            "Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments", partitioned=True
+            "Borrower_ID",
+            "Loan_ID",
+            "Outstanding_Loan_Amount",
+            "Days_Past_Due",
+            "Num_Missed_Payments",
+            partitioned=True,
         ),
         "borrower_segments": partitioned_input(),
         "risk_scores": columns_of(
-            "Borrower_ID", "risk_score", "reason_1", "reason_2", "reason_3", partitioned=True
+            "Borrower_ID",
+            "risk_score",
+            "p_written_off",
+            "reason_1",
+            "reason_2",
+            "reason_3",
+            partitioned=True,
         ),
     },
-    description="The recovery strategy per borrower: the score bands (> 0.75 legal action, "
-    "0.50-0.75 settlement offers, else automated reminders) on the risk score, or the "
-    "rules-based policy on arrears when the model does not beat the base rate. Exported to "
+    description="The recovery strategy per borrower, with its expected loss (P(not fully "
+    "recovered) x outstanding balance, and P(written off) x balance). By default the score "
+    "bands (> 0.75 legal action, 0.50-0.75 settlement offers, else automated reminders); with "
+    "assignment 'capacity', a worklist ranked by expected loss cut at the team's capacities; the "
+    "rules-based policy on arrears whenever the model does not beat the base rate. Exported to "
     "storage/exports/recovery_strategies.csv for the collections team.",
 )
 def recovery_strategies(
@@ -297,18 +310,23 @@ def recovery_strategies(
         sum_counts,
         value_counts,
     )
-    from loan_pipeline.core.strategy import strategy_table
+    from loan_pipeline.core.strategy import capacity_strategies, loss_sums, strategy_table
+    from loan_pipeline.core.summaries import sum_frames
     from loan_pipeline.schemas import RecoveryStrategies, validate
 
-    policy = POLICY_MODEL if risk_model.usable else POLICY_FALLBACK
-    if policy == POLICY_FALLBACK:
+    capacity = config.assignment == "capacity"
+    if not risk_model.usable:
+        policy = POLICY_FALLBACK
         context.log.warning(
             "the risk model "
             + ("does not beat the base rate" if not risk_model.beats_baseline else "")
             + (" and " if not risk_model.beats_baseline and not risk_model.signs_agree else "")
             + ("has coefficients against the data" if not risk_model.signs_agree else "")
             + ": strategies come from the rules-based fallback policy on arrears"
+            + (" (not from the capacity ranking asked for)" if capacity else "")
         )
+    else:
+        policy = POLICY_CAPACITY if capacity else POLICY_MODEL
     # on a cluster the three tables are partitioned alike (each made from the loan book's
     # partitions, in order), so each partition joins its own rows: no shuffle
     table = per_partition(
@@ -316,40 +334,38 @@ def recovery_strategies(
         validated_loans,
         borrower_segments,
         risk_scores,
-        policy,
+        POLICY_FALLBACK if policy == POLICY_FALLBACK else POLICY_MODEL,
         legal_above=config.legal_above,
         settlement_from=config.settlement_from,
         **fallback_thresholds(config),
     )
+    capacities = {}
+    if policy == POLICY_CAPACITY:  # the bands' table re-cut by rank (an empty capacity: the
+        # bands' count, so the same workload goes to the largest expected losses)
+        table, (legal, settlement) = capacity_strategies(
+            table,
+            ranking_key=config.ranking_key,
+            legal_capacity=config.legal_capacity,
+            settlement_capacity=config.settlement_capacity,
+        )
+        capacities = {
+            "ranking_key": config.ranking_key,
+            "legal_capacity": legal,
+            "settlement_capacity": settlement,
+        }
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     if is_dask(table):  # computed once, kept on the workers for the export and the write
         table = table.persist()
     export = runs.write_stream(context, EXPORT, lambda sink: write_export(table, sink))
     counts = combine(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
     by_segment = counts.unstack(fill_value=0).reset_index()
-    arrears = [("validated_loans", "Days_Past_Due"), ("validated_loans", "Num_Missed_Payments")]
-    scored = [("risk_scores", "risk_score")]
-    reasons = arrears if policy == POLICY_FALLBACK else None
-    lineage = {
-        "Borrower_ID": [("validated_loans", "Borrower_ID")],
-        "Loan_ID": [("validated_loans", "Loan_ID")],
-        "segment_id": [("borrower_segments", "segment_id")],
-        "segment_name": [("borrower_segments", "segment_name")],
-        "risk_score": scored,
-        "recovery_strategy": arrears if policy == POLICY_FALLBACK else scored,
-    } | {f"reason_{i}": reasons or [("risk_scores", f"reason_{i}")] for i in (1, 2, 3)}
     context.add_output_metadata(
         {
             **table_metadata(table),
-            **column_lineage(lineage),
+            **column_lineage(strategy_lineage(policy, config.ranking_key)),
             "policy": policy,
-            "policy_note": MetadataValue.md(
-                "**Strategies come from the risk-score bands.**"
-                if policy == POLICY_MODEL
-                else "**The risk model did not beat the base-rate Brier score, so these strategies "
-                "come from the rules-based fallback policy on arrears** (Days_Past_Due and "
-                "Num_Missed_Payments), not from the scores."
-            ),
+            **capacities,
+            "policy_note": MetadataValue.md(POLICY_NOTES[policy]),
             "export_path": MetadataValue.path(str(export)),
             "strategy_counts": MetadataValue.json(
                 counts.groupby(level="recovery_strategy")
@@ -358,6 +374,51 @@ def recovery_strategies(
                 .to_dict()
             ),
             "strategy_by_segment": markdown_table(by_segment),
+            "expected_loss_by_strategy": markdown_table(
+                combine(loss_sums, sum_frames, table).reset_index(), floatfmt=",.0f"
+            ),
         }
     )
     return table
+
+
+POLICY_NOTES = {
+    POLICY_MODEL: "**Strategies come from the risk-score bands.**",
+    POLICY_CAPACITY: "**Strategies come from a worklist ranked by expected loss**, cut at the "
+    "configured capacities (`worklist_rank` 1 is the first to work; ties go to the smaller "
+    "Borrower_ID).",
+    POLICY_FALLBACK: "**The risk model did not beat the base-rate Brier score, so these "
+    "strategies come from the rules-based fallback policy on arrears** (Days_Past_Due and "
+    "Num_Missed_Payments), not from the scores.",
+}
+
+
+def strategy_lineage(policy: str, ranking_key: str) -> dict[str, list[tuple[str, str]]]:
+    """Which source columns each column of recovery_strategies is computed from, under
+    ``policy``."""
+    balance = [("validated_loans", "Outstanding_Loan_Amount")]
+    arrears = [("validated_loans", "Days_Past_Due"), ("validated_loans", "Num_Missed_Payments")]
+    loss = {
+        "expected_shortfall": [("risk_scores", "risk_score"), *balance],
+        "expected_write_off": [("risk_scores", "p_written_off"), *balance],
+        "risk_score": [("risk_scores", "risk_score")],
+    }
+    ranked = loss[ranking_key] + [("validated_loans", "Borrower_ID")]  # ties: by the id
+    chosen = {POLICY_MODEL: loss["risk_score"], POLICY_CAPACITY: ranked, POLICY_FALLBACK: arrears}
+    reasons = arrears if policy == POLICY_FALLBACK else None
+    return (
+        {
+            "Borrower_ID": [("validated_loans", "Borrower_ID")],
+            "Loan_ID": [("validated_loans", "Loan_ID")],
+            "segment_id": [("borrower_segments", "segment_id")],
+            "segment_name": [("borrower_segments", "segment_name")],
+            "risk_score": loss["risk_score"],
+            "p_written_off": [("risk_scores", "p_written_off")],
+            "Outstanding_Loan_Amount": balance,
+            "expected_shortfall": loss["expected_shortfall"],
+            "expected_write_off": loss["expected_write_off"],
+            "recovery_strategy": chosen[policy],
+        }
+        | ({"worklist_rank": ranked} if policy == POLICY_CAPACITY else {})
+        | {f"reason_{i}": reasons or [("risk_scores", f"reason_{i}")] for i in (1, 2, 3)}
+    )

@@ -1,11 +1,28 @@
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from loan_pipeline.core.features import scale_features
-from loan_pipeline.core.strategy import assign_strategy
-from loan_pipeline.domain import STRATEGY_LEGAL, STRATEGY_REMINDERS, STRATEGY_SETTLEMENT
+from loan_pipeline.core.risk import fit_recommended_model, score_borrowers
+from loan_pipeline.core.sample import generate_loan_book
+from loan_pipeline.core.strategy import (
+    assign_strategy,
+    capacity_strategies,
+    expected_loss,
+    merge_candidates,
+    strategy_table,
+    worklist_candidates,
+)
+from loan_pipeline.domain import (
+    POLICY_CAPACITY,
+    POLICY_MODEL,
+    STRATEGIES,
+    STRATEGY_LEGAL,
+    STRATEGY_REMINDERS,
+    STRATEGY_SETTLEMENT,
+)
 
 
 def test_notebook_bands_at_their_edges():
@@ -37,3 +54,154 @@ def test_scaling_matches_population_std_and_survives_constant_columns():
     assert scaling.scales == [pytest.approx(0.816496580927726), 1.0]
     with pytest.raises(ValueError, match="not numeric columns of the loan book: nope"):
         scale_features(df, ["nope"])
+
+
+# --- expected loss and the capacity policy ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scored_book():
+    """A generated 50,000-loan book (the planted signal), every borrower with its out-of-fold
+    scores, and its score-band strategies. The models are fitted on 10,000-row samples (the
+    pipeline's default is 50,000): a fifth of the time, and the same conclusions."""
+    book = generate_loan_book(50_000, seed=1)
+    scores = score_borrowers(fit_recommended_model(book, max_train_rows=10_000), book)
+    segments = pd.DataFrame(
+        {"Borrower_ID": book["Borrower_ID"], "segment_id": 0, "segment_name": "one segment"}
+    )
+    return book, scores, strategy_table(book, segments, scores, POLICY_MODEL)
+
+
+def by_capacity(table, legal, settlement, key="expected_shortfall"):
+    return capacity_strategies(
+        table, ranking_key=key, legal_capacity=legal, settlement_capacity=settlement
+    )
+
+
+def caught(table: pd.DataFrame, book: pd.DataFrame, strategy: str, outcome: str) -> float:
+    """Share of the balance of loans with ``outcome`` held by the borrowers given ``strategy``
+    (every loan of the generated book is resolved, and scored out-of-fold)."""
+    status = book.set_index("Borrower_ID").loc[table["Borrower_ID"], "Recovery_Status"].to_numpy()
+    bad = status != "Fully Recovered" if outcome == "not_recovered" else status == "Written Off"
+    balance = table["Outstanding_Loan_Amount"].to_numpy()
+    chosen = (table["recovery_strategy"] == strategy).to_numpy()
+    return balance[bad & chosen].sum() / balance[bad].sum()
+
+
+def test_expected_loss_is_the_probability_times_the_balance(scored_book):
+    got = expected_loss([0.5, 0.25, np.nan, 0.3], [1000.0, 80.0, 50.0, -0.0])
+    np.testing.assert_array_equal(got, [500.0, 20.0, np.nan, 0.0])
+    assert not np.signbit(got[3])  # a -0.0 balance ranks as 0, not below it
+    _, _, table = scored_book
+    balance = table["Outstanding_Loan_Amount"]
+    assert (table["expected_shortfall"] == table["risk_score"] * balance).all()
+    assert (table["expected_write_off"] == table["p_written_off"] * balance).all()
+    assert (table["expected_shortfall"] <= balance).all()  # an upper bound: at most the balance
+    # the bands do not rank: no worklist, and the policy says where the strategies come from
+    assert table["worklist_rank"].isna().all() and set(table["policy"]) == {POLICY_MODEL}
+
+
+def test_capacity_gives_exact_counts_in_expected_loss_order(scored_book):
+    _, _, bands = scored_book
+    table, used = by_capacity(bands, 700, 1800)
+    assert used == (700, 1800)
+    counts = table["recovery_strategy"].value_counts()
+    assert (counts[STRATEGY_LEGAL], counts[STRATEGY_SETTLEMENT]) == (700, 1800)
+    assert counts[STRATEGY_REMINDERS] == len(table) - 2500
+    assert set(table["policy"]) == {POLICY_CAPACITY}
+    ranked = table.dropna(subset=["worklist_rank"]).sort_values("worklist_rank")
+    assert ranked["worklist_rank"].tolist() == list(range(1, 2501))
+    assert ranked["expected_shortfall"].is_monotonic_decreasing
+    assert (ranked["recovery_strategy"].iloc[:700] == STRATEGY_LEGAL).all()
+    # no one left off the worklist has a larger expected loss than anyone on it
+    left = table.loc[table["worklist_rank"].isna(), "expected_shortfall"]
+    assert left.max() <= ranked["expected_shortfall"].min()
+    # the same table ranked by another key
+    by_write_off, _ = by_capacity(bands, 10, 0, key="expected_write_off")
+    top = by_write_off.loc[by_write_off["worklist_rank"].notna(), "expected_write_off"]
+    assert top.min() == bands["expected_write_off"].nlargest(10).min()
+
+
+def test_empty_capacities_keep_the_bands_workload_and_capacities_can_exceed_the_book(scored_book):
+    _, _, bands = scored_book
+    legal, settlement = ((bands["recovery_strategy"] == s).sum() for s in STRATEGIES[:2])
+    table, used = by_capacity(bands, None, None)
+    assert used == (legal, settlement)
+    assert (
+        table["recovery_strategy"].value_counts().to_dict()
+        == bands["recovery_strategy"].value_counts().to_dict()
+    )
+    small = bands.head(30)
+    everyone, _ = by_capacity(small, 100, 100)
+    assert (everyone["recovery_strategy"] == STRATEGY_LEGAL).all()
+    assert sorted(everyone["worklist_rank"]) == list(range(1, 31))
+    nobody, _ = by_capacity(small, 0, 0)
+    assert (nobody["recovery_strategy"] == STRATEGY_REMINDERS).all()
+    assert nobody["worklist_rank"].isna().all()
+
+
+def test_ties_go_to_the_smaller_borrower_id_and_a_missing_key_comes_last():
+    table = pd.DataFrame(
+        {
+            "Borrower_ID": ["BRW_b", "BRW_a", "BRW_d", "BRW_c", "BRW_0", "BRW_e"],
+            "expected_shortfall": [5.0, 5.0, 5.0, 9.0, np.nan, 1.0],
+            "recovery_strategy": STRATEGY_REMINDERS,
+            "policy": POLICY_MODEL,
+        }
+    )
+    ranked, _ = by_capacity(table, 2, 3)
+    order = ranked.dropna(subset=["worklist_rank"]).sort_values("worklist_rank")["Borrower_ID"]
+    assert order.tolist() == ["BRW_c", "BRW_a", "BRW_b", "BRW_d", "BRW_e"]  # not BRW_0
+    assert ranked.set_index("Borrower_ID")["recovery_strategy"].to_dict() == {
+        "BRW_c": STRATEGY_LEGAL,
+        "BRW_a": STRATEGY_LEGAL,
+        "BRW_b": STRATEGY_SETTLEMENT,
+        "BRW_d": STRATEGY_SETTLEMENT,
+        "BRW_e": STRATEGY_SETTLEMENT,
+        "BRW_0": STRATEGY_REMINDERS,
+    }
+    assert ranked.set_index("Borrower_ID")["worklist_rank"].isna().to_dict()["BRW_0"]
+
+
+def test_a_book_whole_or_in_partitions_gives_the_same_worklist(scored_book):
+    _, _, bands = scored_book
+    # ties across partitions: rounded keys, so the id decides between partitions
+    bands = bands.assign(expected_shortfall=bands["expected_shortfall"].round(-4))
+    n = 3000
+    # the merge of any partitions' offers, merged in any order, is the whole book's first n
+    pieces = np.array_split(np.random.default_rng(3).permutation(len(bands)), 7)
+    offers = [worklist_candidates(bands.iloc[p], "expected_shortfall", n) for p in pieces]
+    merged = merge_candidates([merge_candidates(offers[:3], n), merge_candidates(offers[3:], n)], n)
+    first = worklist_candidates(bands, "expected_shortfall", n)
+    pd.testing.assert_frame_equal(merged, first)
+    # and on Dask partitions (computed here, no cluster: a tenth of the book), the same table
+    dd = pytest.importorskip("dask.dataframe")
+    import dask
+
+    tenth = bands.head(5_000)
+    with dask.config.set(scheduler="sync"):
+        split, used = by_capacity(dd.from_pandas(tenth, npartitions=7), 90, 210)
+        split = split.compute()
+    assert used == (90, 210)
+    whole, _ = by_capacity(tenth, 90, 210)
+    pd.testing.assert_frame_equal(split.reset_index(drop=True), whole, check_dtype=False)
+
+
+def test_ranking_by_expected_loss_catches_more_bad_balance_with_the_bands_slots(scored_book):
+    """The point of the capacity policy, on a held-out comparison: with as many legal-action
+    slots as the bands fill, the expected-shortfall ranking's slots hold more of the balance
+    that was not fully recovered, and the expected-write-off ranking's more of the written-off
+    balance."""
+    book, _, bands = scored_book
+    legal = int((bands["recovery_strategy"] == STRATEGY_LEGAL).sum())
+    by_shortfall, _ = by_capacity(bands, legal, 0)
+    by_write_off, _ = by_capacity(bands, legal, 0, key="expected_write_off")
+    by_p_write_off, _ = by_capacity(
+        bands.assign(risk_score=bands["p_written_off"]), legal, 0, key="risk_score"
+    )
+    bands_caught = caught(bands, book, STRATEGY_LEGAL, "not_recovered")
+    assert caught(by_shortfall, book, STRATEGY_LEGAL, "not_recovered") > bands_caught + 0.05
+    assert (
+        caught(by_write_off, book, STRATEGY_LEGAL, "written_off")
+        > caught(by_p_write_off, book, STRATEGY_LEGAL, "written_off") + 0.02
+    )

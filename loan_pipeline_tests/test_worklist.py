@@ -1,0 +1,103 @@
+"""The capacity policy through Dagster: a run configured with capacities materializes a ranked
+worklist with exactly those counts and its export; when the model does not beat
+the base rate, the rules-based fallback wins over the capacities asked for."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from loan_pipeline.core.sample import write_loan_book
+from loan_pipeline.domain import (
+    POLICY_CAPACITY,
+    POLICY_FALLBACK,
+    STRATEGY_LEGAL,
+    STRATEGY_REMINDERS,
+    STRATEGY_SETTLEMENT,
+)
+from loan_pipeline_tests.conftest import PipelineRun, run_pipeline
+
+ROWS, LEGAL, SETTLEMENT = 2_000, 50, 150
+CAPACITY = {
+    "ops": {
+        # segments are beside the point here: k fixed, no bootstraps (a faster run)
+        "cluster_model": {"config": {"k": 3, "bootstraps": 0}},
+        "recovery_strategies": {
+            "config": {
+                "assignment": "capacity",
+                "legal_capacity": LEGAL,
+                "settlement_capacity": SETTLEMENT,
+            }
+        },
+    }
+}
+
+
+def _run(tmp_path_factory, name: str, signal: float) -> PipelineRun:
+    books = tmp_path_factory.mktemp("books")
+    csv = write_loan_book(books / f"{name}.csv", ROWS, seed=11, signal=signal, open_fraction=0.05)
+    run = run_pipeline(csv, tmp_path_factory.mktemp(name), CAPACITY)
+    assert run.result.success
+    return run
+
+
+@pytest.fixture(scope="module")
+def capacity_run(tmp_path_factory) -> PipelineRun:
+    return _run(tmp_path_factory, "capacity", signal=1.0)
+
+
+def test_a_capacity_run_works_the_largest_expected_losses_first(capacity_run):
+    run = capacity_run
+    table = run.table("recovery_strategies")
+    assert set(table["policy"]) == {POLICY_CAPACITY}
+    counts = table["recovery_strategy"].value_counts()
+    assert (counts[STRATEGY_LEGAL], counts[STRATEGY_SETTLEMENT]) == (LEGAL, SETTLEMENT)
+    assert counts[STRATEGY_REMINDERS] == ROWS - LEGAL - SETTLEMENT
+    # expected loss from the run's own scores and balances
+    loans = run.table("validated_loans").set_index("Borrower_ID").loc[table["Borrower_ID"]]
+    scores = run.table("risk_scores").set_index("Borrower_ID").loc[table["Borrower_ID"]]
+    balance = loans["Outstanding_Loan_Amount"].to_numpy()
+    assert (table["Outstanding_Loan_Amount"].to_numpy() == balance).all()
+    assert (
+        table["expected_shortfall"].to_numpy() == scores["risk_score"].to_numpy() * balance
+    ).all()
+    assert (
+        table["expected_write_off"].to_numpy() == scores["p_written_off"].to_numpy() * balance
+    ).all()
+    # the worklist: ranks 1..n, largest expected shortfall first, legal action at the top;
+    # open loans (no outcome yet) are ranked with the rest
+    ranked = table.dropna(subset=["worklist_rank"]).sort_values("worklist_rank")
+    assert ranked["worklist_rank"].tolist() == list(range(1, LEGAL + SETTLEMENT + 1))
+    assert ranked["expected_shortfall"].is_monotonic_decreasing
+    assert (ranked["recovery_strategy"].iloc[:LEGAL] == STRATEGY_LEGAL).all()
+    metadata = run.materialized()["recovery_strategies"]
+    assert metadata["policy"].value == POLICY_CAPACITY
+    assert (metadata["legal_capacity"].value, metadata["settlement_capacity"].value) == (
+        LEGAL,
+        SETTLEMENT,
+    )
+    assert metadata["ranking_key"].value == "expected_shortfall"
+    lineage = metadata["dagster/column_lineage"].value.deps_by_column
+    assert {d.column_name for d in lineage["worklist_rank"]} == {
+        "risk_score",
+        "Outstanding_Loan_Amount",
+        "Borrower_ID",
+    }
+    assert "expected_shortfall" in metadata["expected_loss_by_strategy"].value
+    # the collections team's file carries the same expected losses and ranks
+    exported = pd.read_csv(run.storage / "exports" / "recovery_strategies.csv")
+    assert list(exported.columns) == list(table.columns)
+    for column in ("expected_shortfall", "expected_write_off", "worklist_rank"):
+        pd.testing.assert_series_equal(
+            exported[column], table[column].astype("float64"), check_exact=False, rtol=1e-15
+        )
+
+
+def test_the_fallback_wins_over_the_capacities_asked_for(tmp_path_factory):
+    run = _run(tmp_path_factory, "no_signal", signal=0.0)
+    table = run.table("recovery_strategies")
+    assert set(table["policy"]) == {POLICY_FALLBACK}
+    assert table["worklist_rank"].isna().all()
+    assert table["expected_shortfall"].notna().all()  # the expected loss is still shown
+    metadata = run.materialized()["recovery_strategies"]
+    assert metadata["policy"].value == POLICY_FALLBACK and "legal_capacity" not in metadata
