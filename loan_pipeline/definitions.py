@@ -37,6 +37,7 @@ analysis_assets = [
     risk.risk_model,
     risk.risk_scores,
     risk.recovery_strategies,
+    risk.capacity_gains,
     monitoring.fairness_report,
     monitoring.population_stability,
     monitoring.model_card,

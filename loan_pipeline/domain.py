@@ -57,6 +57,10 @@ INPUT_LABELS: dict[str, tuple[str, str]] = {
     "Payment_History": ("Payment history", "category"),
 }
 
+# Where a score was made without seeing the borrower: out-of-fold (recommended method), the
+# held-out test set (notebook method). Only these are evidence of how well scores rank.
+HELD_OUT_SOURCES: list[str] = ["out_of_fold", "test"]
+
 STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"
@@ -97,4 +101,16 @@ PSI_STATUSES: list[str] = [
     PSI_IS_BASELINE,
     PSI_NO_FROZEN_MODEL,
     PSI_OTHER_FROZEN_MODEL,
+]
+
+# The columns of recovery_strategies the capacity gain curve reads (core.gains): the ranking
+# keys, the balance they are caught by, and the strategy (the current worklist sizes).
+GAIN_STRATEGY_COLUMNS: list[str] = [
+    "Borrower_ID",
+    "risk_score",
+    "p_written_off",
+    "Outstanding_Loan_Amount",
+    "expected_shortfall",
+    "expected_write_off",
+    "recovery_strategy",
 ]

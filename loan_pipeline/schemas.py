@@ -431,6 +431,41 @@ class RecoveryStrategies(pa.DataFrameModel):
         strict = True
 
 
+def _capture(what: str) -> pa.Field:
+    return probability(
+        f"Share of the {what} caught by a worklist of this size (held-out resolved loans; "
+        "empty when there is none to catch, or no such score).",
+        nullable=True,
+    )
+
+
+class CapacityGains(pa.DataFrameModel):
+    """The capacity gain curve: what a worklist of each size would have caught, by ranking."""
+
+    capacity_share: Series[float] = probability("Size of the worklist, as a share of the book.")
+    borrowers: Series[int] = pa.Field(ge=0, description="Size of the worklist, in borrowers.")
+    shortfall_ranked: Series[float] = _capture(
+        "not fully recovered balance, ranked by expected_shortfall,"
+    )
+    score_ranked: Series[float] = _capture(
+        "not fully recovered balance, ranked by risk_score alone (the bands' order),"
+    )
+    write_off_ranked: Series[float] = _capture("written-off balance, ranked by expected_write_off,")
+    write_off_score_ranked: Series[float] = _capture(
+        "written-off balance, ranked by p_written_off alone,"
+    )
+    mark: Series[pd.StringDtype] = text(
+        nullable=True,
+        description="The current policy's worklist sizes: its legal-action count, and its "
+        "legal-action and settlement count.",
+    )
+
+    class Config:
+        name = "CapacityGains"
+        description = "Capacity gain curve."
+        strict = True
+
+
 class FairnessReport(pa.DataFrameModel):
     """Strategy rates, mean score and observed outcomes by Gender and by age band."""
 
@@ -604,6 +639,7 @@ MODELS: list[type[pa.DataFrameModel]] = [
     SegmentProfiles,
     RiskScores,
     RecoveryStrategies,
+    CapacityGains,
     FairnessReport,
     PopulationStability,
 ]

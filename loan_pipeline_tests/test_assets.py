@@ -21,6 +21,7 @@ TABLES = {
     "borrower_segments": schemas.BorrowerSegments,
     "risk_scores": schemas.RiskScores,
     "recovery_strategies": schemas.RecoveryStrategies,
+    "capacity_gains": schemas.CapacityGains,
     "segment_profiles": schemas.SegmentProfiles,
     "fairness_report": schemas.FairnessReport,
     "population_stability": schemas.PopulationStability,
@@ -36,6 +37,7 @@ CHARTS = [
     "chart_correlation_heatmap",
     "chart_k_selection",
     "chart_calibration",
+    "chart_capacity_gains",
 ]
 ALL_ASSETS = {
     *TABLES,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from loan_pipeline.assets.charts import CHART_SPECS
 from loan_pipeline_tests.conftest import (
     SAMPLE_CSV,
     environment,
@@ -100,7 +101,9 @@ def test_the_cluster_gives_the_same_tables_as_a_local_run(local_run, dask_run):
     run, _ = dask_run
     worklist = run.table("recovery_strategies")["worklist_rank"]
     assert sorted(worklist.dropna()) == list(range(1, 131))  # ranked across the partitions
-    for table in PER_BORROWER + ["segment_profiles", "fairness_report"] + INGESTED:
+    for table in (
+        PER_BORROWER + ["segment_profiles", "fairness_report", "capacity_gains"] + INGESTED
+    ):
         pd.testing.assert_frame_equal(
             run.table(table), local_run.table(table), check_dtype=False, obj=table
         )
@@ -125,7 +128,7 @@ def test_the_cluster_draws_the_same_charts_as_a_local_run(cluster, local_run, da
     # drawn from summaries merged over the partitions and a sample fetched by position
     run, tasks = dask_run
     charts = sorted(p.name for p in (local_run.storage / "charts").glob("*.png"))
-    assert len(charts) == 8
+    assert len(charts) == len(CHART_SPECS)
     for name in charts:
         on_cluster = (run.storage / "charts" / name).read_bytes()
         assert on_cluster == (local_run.storage / "charts" / name).read_bytes(), name

@@ -27,6 +27,7 @@ EXPECTED = {
         "risk",
         {"validated_loans", "borrower_segments", "risk_scores", "risk_model"},
     ),
+    "capacity_gains": ("risk", {"recovery_strategies", "risk_scores", "validated_loans"}),
     "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
     "population_stability": ("monitoring", {"validated_loans", "risk_scores", "risk_model"}),
     "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),
@@ -39,6 +40,7 @@ EXPECTED = {
     "chart_income_loan_recovery": ("charts", {"validated_loans"}),
     "chart_correlation_heatmap": ("charts", {"validated_loans"}),
     "chart_borrower_segments": ("charts", {"validated_loans", "borrower_segments"}),
+    "chart_capacity_gains": ("charts", {"capacity_gains"}),
 }
 # the last step of every run depends on every other asset
 PUBLISHED = "published_snapshot"
@@ -268,6 +270,7 @@ def test_heavy_steps_are_in_the_heavy_pool():
         "risk_model",
         "risk_scores",
         "recovery_strategies",
+        "capacity_gains",
         "draw_charts",
         "population_stability",
         "fairness_report",

@@ -1,5 +1,5 @@
 """The capacity policy through Dagster: a run configured with capacities materializes a ranked
-worklist with exactly those counts and its export; when the model does not beat
+worklist with exactly those counts, its export and its gain curve; when the model does not beat
 the base rate, the rules-based fallback wins over the capacities asked for."""
 
 from __future__ import annotations
@@ -91,6 +91,28 @@ def test_a_capacity_run_works_the_largest_expected_losses_first(capacity_run):
         pd.testing.assert_series_equal(
             exported[column], table[column].astype("float64"), check_exact=False, rtol=1e-15
         )
+
+
+def test_the_gain_curve_marks_the_configured_capacities_on_held_out_loans(capacity_run):
+    run = capacity_run
+    gains = run.table("capacity_gains")
+    marks = gains.dropna(subset=["mark"]).set_index("mark")
+    assert marks["borrowers"].to_dict() == {
+        "legal action now": LEGAL,
+        "legal action + settlement now": LEGAL + SETTLEMENT,
+    }
+    curves = gains[gains["mark"].isna()]
+    assert len(curves) == 101 and curves["shortfall_ranked"].iloc[-1] == pytest.approx(1.0)
+    # measured on the resolved loans only (their scores are out-of-fold)
+    resolved = run.table("validated_loans")["Recovery_Status"].notna().sum()
+    metadata = run.materialized()["capacity_gains"]
+    assert metadata["held_out_loans"].value == resolved < ROWS
+    captured = metadata["captured_at_current_capacities"].value["legal action now"]
+    assert captured["shortfall_ranked"] == pytest.approx(
+        marks.at["legal action now", "shortfall_ranked"], abs=1e-4
+    )
+    png = run.storage / "charts" / "chart_capacity_gains.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_fallback_wins_over_the_capacities_asked_for(tmp_path_factory):

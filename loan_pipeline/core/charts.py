@@ -63,6 +63,7 @@ from loan_pipeline.core.aggregates import (  # noqa: E402
     pearson,
 )
 from loan_pipeline.core.partitions import combine, per_partition, take_positions  # noqa: E402
+from loan_pipeline.domain import HELD_OUT_SOURCES  # noqa: E402
 
 __all__ = [
     "CHARTS",
@@ -75,6 +76,7 @@ __all__ = [
     "PlotSample",
     "borrower_segments",
     "calibration_curve",
+    "capacity_gains",
     "correlation_heatmap",
     "figure_to_png",
     "figures",
@@ -989,7 +991,72 @@ def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
     return fig
 
 
-HELD_OUT_SOURCES = ["out_of_fold", "test"]
+@_styled
+def capacity_gains(table: pd.DataFrame) -> Figure:
+    """The capacity gain curve (``core.gains``): for a worklist of each size, the share of the
+    bad balance it would have caught, ranked by expected loss (solid) and by the score alone
+    (dashed), against a random order (the diagonal); left the not fully recovered balance,
+    right the written-off balance; the current policy's worklist sizes marked."""
+    fig, axes = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="tight")
+    curves = table[table["mark"].isna()]
+    marks = table[table["mark"].notna()]
+    share = curves["capacity_share"].to_numpy()
+    panels = [
+        (
+            "Not fully recovered balance",
+            ("shortfall_ranked", "expected shortfall"),
+            ("score_ranked", "score alone (the bands' order)"),
+        ),
+        (
+            "Written-off balance",
+            ("write_off_ranked", "expected write-off"),
+            ("write_off_score_ranked", "P(written off) alone"),
+        ),
+    ]
+    for ax, (title, (loss, loss_label), (score, score_label)) in zip(axes, panels, strict=True):
+        ax.plot([0, 1], [0, 1], linestyle=":", color="#999999", label="random order")
+        ax.plot(share, curves[loss].to_numpy(), color="#D55E00", label=loss_label)
+        ax.plot(share, curves[score].to_numpy(), color="#0072B2", linestyle="--", label=score_label)
+        for row in marks.itertuples():
+            # the line names the worklist size; a dot on each curve gives what it catches
+            ax.axvline(row.capacity_share, color="#555555", linewidth=0.8)
+            ax.text(
+                row.capacity_share,
+                0.02,
+                f"{row.mark}: {row.borrowers:,} ",
+                rotation=90,
+                ha="right",
+                va="bottom",
+                fontsize=8,
+            )
+            for column, colour, (dx, dy, ha) in (
+                (loss, "#D55E00", (-4, 4, "right")),
+                (score, "#0072B2", (4, -11, "left")),
+            ):
+                value = getattr(row, column)
+                if np.isfinite(value):
+                    ax.scatter([row.capacity_share], [value], color=colour, s=18, zorder=5)
+                    ax.annotate(
+                        f"{value:.1%}",
+                        (row.capacity_share, value),
+                        xytext=(dx, dy),
+                        textcoords="offset points",
+                        ha=ha,
+                        fontsize=8,
+                        color=colour,
+                    )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel("Worklist size (share of the book, largest first)")
+        ax.set_ylabel(f"{title} caught (share)")
+        ax.set_title(f"{title}, held-out resolved loans")
+        ax.legend(loc="lower right", title="ranked by")
+    fig.suptitle("How much bad balance does a worklist of each size catch?", fontweight="bold")
+    return fig
+
+
 # Scores are binned on [0, 1] into this many bins (a power of two: the bin of a score is exact)
 # to find the deciles; the rows of the few bins a decile boundary falls in are fetched to place
 # them exactly, unless there are more than BOUNDARY_ROW_LIMIT of them (heavily tied scores in a

@@ -5,6 +5,14 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.core.features import scale_features
+from loan_pipeline.core.gains import (
+    CURVES,
+    gain_rows,
+    gain_summary,
+    gain_table,
+    measure_gains,
+    merge_gain_summaries,
+)
 from loan_pipeline.core.risk import fit_recommended_model, score_borrowers
 from loan_pipeline.core.sample import generate_loan_book
 from loan_pipeline.core.strategy import (
@@ -56,7 +64,7 @@ def test_scaling_matches_population_std_and_survives_constant_columns():
         scale_features(df, ["nope"])
 
 
-# --- expected loss and the capacity policy ------------------------------------
+# --- expected loss, the capacity policy and the gain curve ------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +193,33 @@ def test_a_book_whole_or_in_partitions_gives_the_same_worklist(scored_book):
     assert used == (90, 210)
     whole, _ = by_capacity(tenth, 90, 210)
     pd.testing.assert_frame_equal(split.reset_index(drop=True), whole, check_dtype=False)
+
+
+def test_the_gain_curve_rises_to_one_and_matches_the_worklists_it_stands_for(scored_book):
+    book, scores, bands = scored_book
+    gains, counts = measure_gains(bands, scores, book)
+    assert counts["held_out"] == counts["borrowers"] == len(book)
+    curves = gains[gains["mark"].isna()]
+    assert curves["capacity_share"].tolist() == pytest.approx(np.linspace(0, 1, 101).tolist())
+    for curve in CURVES:
+        values = curves[curve].to_numpy()
+        assert values[0] == 0.0 and values[-1] == pytest.approx(1.0, abs=1e-12), curve
+        assert (np.diff(values) >= 0).all(), curve
+    # at the bands' legal-action count, the score-ranked curve is what the bands caught, and
+    # the expected-shortfall curve what the capacity policy catches with that many slots
+    legal = gains.set_index("mark").loc["legal action now"]
+    assert legal["borrowers"] == (bands["recovery_strategy"] == STRATEGY_LEGAL).sum()
+    ranked, _ = by_capacity(bands, int(legal["borrowers"]), 0)
+    for table, curve in ((bands, "score_ranked"), (ranked, "shortfall_ranked")):
+        exact = caught(table, book, STRATEGY_LEGAL, "not_recovered")
+        assert legal[curve] == pytest.approx(exact, abs=2e-3), curve
+    # the summaries of pieces, merged, give the whole book's curve
+    pieces = [
+        gain_summary(gain_rows(bands.iloc[s], scores.iloc[s], book.iloc[s]))
+        for s in (slice(0, 20_000), slice(20_000, 35_000), slice(35_000, None))
+    ]
+    split = gain_table(merge_gain_summaries(pieces))
+    pd.testing.assert_frame_equal(split, gains, check_exact=False, rtol=1e-12)
 
 
 def test_ranking_by_expected_loss_catches_more_bad_balance_with_the_bands_slots(scored_book):
