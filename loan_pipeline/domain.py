@@ -66,7 +66,7 @@ STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"
 STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
 # Where a borrower's strategy comes from: the risk-score bands, the ranking by expected loss cut
-# at the team's capacities, or (when the model does not beat the base rate, whichever of the two
+# at the team's capacities, or (when the model fails its gate, whichever of the two
 # was asked for) the rules-based policy on arrears.
 POLICY_MODEL = "score bands"
 POLICY_CAPACITY = "capacity ranking"

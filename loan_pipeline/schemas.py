@@ -406,7 +406,7 @@ class RecoveryStrategies(pa.DataFrameModel):
         isin=POLICIES,
         description="score bands: from the risk score's thresholds; capacity ranking: the "
         "worklist by expected loss cut at the team's capacities; rules-based fallback: from "
-        "arrears, because the model did not beat the base rate.",
+        "arrears, because the model failed its gate (the base rate, the coefficient signs).",
     )
     reason_1: Series[pd.StringDtype] = text(
         nullable=True,

@@ -302,7 +302,7 @@ class RiskConfig(Config):
 class StrategyConfig(Config):
     """How a borrower's recovery strategy is chosen: score bands (the default), or a ranking by
     expected loss cut at the collections team's capacities; the rules-based fallback on arrears
-    whenever the model does not beat the base rate."""
+    whenever the model fails its gate (the base rate, the coefficient signs)."""
 
     assignment: Literal["bands", "capacity"] = Field(
         default="bands",

@@ -291,7 +291,8 @@ def risk_scores(
     "recovered) x outstanding balance, and P(written off) x balance). By default the score "
     "bands (> 0.75 legal action, 0.50-0.75 settlement offers, else automated reminders); with "
     "assignment 'capacity', a worklist ranked by expected loss cut at the team's capacities; the "
-    "rules-based policy on arrears whenever the model does not beat the base rate. Exported to "
+    "rules-based policy on arrears whenever the model fails its gate (the base rate, the "
+    "coefficient signs). Exported to "
     "storage/exports/recovery_strategies.csv for the collections team.",
 )
 def recovery_strategies(
