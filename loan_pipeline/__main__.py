@@ -56,9 +56,10 @@ def root_cause(error) -> str:
 _STEP_IMPORTS = (
     "loan_pipeline.core.risk",
     "loan_pipeline.core.segmentation",
+    "loan_pipeline.core.signed",
+    "scipy.optimize",
     "sklearn.cluster",
     "sklearn.compose",
-    "sklearn.linear_model",
     "sklearn.metrics",
     "sklearn.model_selection",
     "sklearn.pipeline",
