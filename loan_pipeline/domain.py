@@ -21,6 +21,11 @@ NOTEBOOK_FEATURES: list[str] = [
 # not an input either way).
 CLUSTER_FEATURES: list[str] = [c for c in NOTEBOOK_FEATURES if c != "Age"]
 
+# The verdict on a segmentation (``core.segmentation.KSelection``): every place that shows the
+# segments says which (the cluster_model metadata, the charts, segment_profiles, the CLI).
+STABLE_SEGMENTATION = "stable segmentation"
+NO_STABLE_SEGMENTATION = "no stable segmentation"
+
 # Pre-outcome inputs of the recommended model.
 RISK_NUMERIC: list[str] = [
     "Monthly_Income",

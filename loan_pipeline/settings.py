@@ -251,12 +251,22 @@ class ClusterConfig(Config):
     )
     k_min: int = Field(default=2, ge=2, description="Smallest k tried when choosing k.")
     k_max: int = Field(default=8, ge=2, le=20, description="Largest k tried when choosing k.")
-    bootstraps: int = Field(default=10, ge=0, description="Bootstrap refits per k for stability.")
+    resamples: int = Field(
+        default=5,
+        ge=1,
+        description="Random halvings of the selection sample per k (each used both ways) for "
+        "its prediction strength.",
+    )
+    references: int = Field(
+        default=10,
+        ge=2,
+        description="Structureless reference books for the gap statistic of a stable k.",
+    )
     stability_threshold: float = Field(
-        default=0.75,
+        default=0.8,
         ge=0,
         le=1,
-        description="Mean adjusted Rand index below which a k is unstable.",
+        description="Mean prediction strength from which a k is stable (reproducible).",
     )
     selection_sample: int = Field(
         default=5_000, ge=100, description="Rows (fixed-seed sample) used to score each k."

@@ -52,8 +52,9 @@ CHART_SPECS: dict[str, tuple[str, list[str]]] = {
         ["validated_loans", "borrower_segments"],
     ),
     "chart_k_selection": (
-        "How k was chosen: silhouette, Davies-Bouldin, Calinski-Harabasz and bootstrap "
-        "stability for each candidate k, the chosen k marked.",
+        "How k was chosen: prediction strength (reproducibility) and the gap statistic (gain "
+        "over a structureless book) for each candidate k, the k used marked, the verdict in "
+        "the title.",
         ["cluster_model"],
     ),
     "chart_calibration": (
@@ -101,7 +102,7 @@ def drawn(keys: list[str], inputs: dict):
     for key in keys:
         if key == "chart_k_selection":
             model = inputs["cluster_model"]
-            yield key, charts.k_selection(model.selection.table, len(model.names))
+            yield key, charts.k_selection(model.selection)
         elif key == "chart_capacity_gains":  # a small table: drawn as it is
             yield key, charts.capacity_gains(inputs["capacity_gains"])
         else:

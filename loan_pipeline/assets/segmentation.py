@@ -1,5 +1,7 @@
 """Segmentation: choose k, fit the segments, match them to the last run, profile them."""
 
+import math
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -43,13 +45,15 @@ STABILITY_CHECK = "chosen_k_is_stable"
         AssetCheckSpec(
             STABILITY_CHECK,
             asset="cluster_model",
-            description="The chosen k is stable: its bootstrap refits agree with the fit "
-            "(mean adjusted Rand index >= stability_threshold). WARN only.",
+            description="The segments shown are a stable segmentation: refits on halves of "
+            "the book reproduce them (prediction strength >= stability_threshold) and they beat "
+            "a structureless book of the same shape (gap statistic). WARN only.",
         )
     ],
-    description="KMeans segments. k is chosen from the data (silhouette, Davies-Bouldin, "
-    "Calinski-Harabasz and bootstrap stability for each k in a range) unless configured; "
-    "segments are matched to the last run's so ids and names stay put.",
+    description="KMeans segments. k is chosen from the data unless configured: the largest k "
+    "in a range whose segments are reproducible (prediction strength) and beat a structureless "
+    "book (gap statistic); when none does, the metadata says there is no stable segmentation. "
+    "Segments are matched to the last run's so ids and names stay put.",
 )
 def cluster_model(
     context: AssetExecutionContext,
@@ -99,11 +103,13 @@ def cluster_model(
         X_select,
         sorted(set(candidates) | ({4} if analysis.is_notebook else set())),
         sample_size=config.selection_sample,
-        bootstraps=config.bootstraps,
+        resamples=config.resamples,
+        references=config.references,
         random_state=config.random_state,
         stability_threshold=config.stability_threshold,
+        fixed_k=fixed_k,
     )
-    k = fixed_k if fixed_k is not None else selection.chosen
+    k = selection.chosen
     model = fit_segments(
         X_fit,
         features,
@@ -119,22 +125,25 @@ def cluster_model(
         else published_model("cluster_model", context.instance),
         selection=selection,
     )
-    chosen = selection.table.set_index("k").loc[k]
+    chosen = selection.chosen_row
+    summary = selection.summary
+    # the k's evidence; the gap only where it was computed (at a stable k)
+    evidence = {
+        name: float(chosen[name])
+        for name in ("prediction_strength", "prediction_strength_min", "gap_gain", "gap_sd")
+        if not math.isnan(chosen[name])
+    }
     centroids = model.centroids.assign(segment_name=[model.names[s] for s in model.centroids.index])
     yield Output(
         model,
         metadata={
             "k": k,
-            "k_chosen_by": "config"
-            if fixed_k is not None
-            else "data (Borda count of the three scores among stable k)",
+            "k_chosen_by": k_chosen_by(selection),
+            "segmentation_verdict": summary,
             "k_selection": markdown_table(selection.table),
             "inertia": model.metrics["inertia"],
             "silhouette": model.metrics["silhouette"],
-            "davies_bouldin": float(chosen["davies_bouldin"]),
-            "calinski_harabasz": float(chosen["calinski_harabasz"]),
-            "stability_ari_mean": float(chosen["ari_mean"]),
-            "stability_ari_min": float(chosen["ari_min"]),
+            **evidence,
             "fit_rows": model.fit_rows,
             "cluster_sizes": MetadataValue.json(
                 {model.names[s]: n for s, n in model.sizes.items()}
@@ -146,25 +155,49 @@ def cluster_model(
             "method": analysis.method,
         },
     )
-    stable = (
-        bool(chosen["ari_mean"] >= config.stability_threshold) if selection.bootstraps else True
-    )
+    stable = selection.supported
     yield AssetCheckResult(
         check_name=STABILITY_CHECK,
         passed=stable,
         severity=AssetCheckSeverity.WARN,
         metadata={
             "k": k,
-            "ari_mean": float(chosen["ari_mean"]),
-            "ari_min": float(chosen["ari_min"]),
+            "verdict": summary,
+            **evidence,
             "threshold": config.stability_threshold,
-            "bootstraps": selection.bootstraps,
+            "resamples": selection.resamples,
         },
-        description=None
-        if stable
-        else f"k={k} is unstable: bootstrap refits agree with the fit at a mean adjusted Rand "
-        f"index of {chosen['ari_mean']:.2f} (< {config.stability_threshold}); read the segments "
-        "as a convenient partition, not as groups the data insists on.",
+        description=None if stable else f"{summary}. {why_not_stable(chosen, selection)}",
+    )
+
+
+def k_chosen_by(selection) -> str:
+    if selection.configured:
+        return "config"
+    if selection.supported:
+        return (
+            "data: the largest k that is reproducible (prediction strength >= "
+            f"{selection.stability_threshold}) and beats a structureless book (gap statistic)"
+        )
+    return (
+        "data: no k is both reproducible and better than a structureless book; the most "
+        "reproducible k is shown as a convenient split"
+    )
+
+
+def why_not_stable(row, selection) -> str:
+    """Which of the two tests the k shown fails, in numbers."""
+    if not row["stable"]:
+        return (
+            f"Refits on halves of the book reproduce its segments with a prediction strength of "
+            f"{row['prediction_strength']:.2f} (< {selection.stability_threshold}); read the "
+            "segments as a convenient partition, not as groups the data insist on."
+        )
+    return (
+        f"Its segments are reproducible (prediction strength {row['prediction_strength']:.2f}) "
+        f"but gain no more over k-1 than a structureless book of the same shape (gap gain "
+        f"{row['gap_gain']:.3f}, standard error {row['gap_sd']:.3f}): a reproducible cut "
+        "through a continuum, not groups the data insist on."
     )
 
 
@@ -273,6 +306,10 @@ def segment_profiles(
         for s in ("share_fully_recovered", "share_partially_recovered", "share_written_off")
     }
     context.add_output_metadata(
-        {**table_metadata(profile), **column_lineage(lineage), "profile": markdown_table(profile)}
+        {
+            **table_metadata(profile),
+            **column_lineage(lineage),
+            "profile": markdown_table(profile),
+        }
     )
     return profile

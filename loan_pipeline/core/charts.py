@@ -796,6 +796,14 @@ def segment_order(parts: list[pd.DataFrame]) -> list[str]:
     )
 
 
+def _with_verdict(title: str, segmentation: str | None) -> str:
+    """A title with the verdict on the segmentation under it, when there is one (so a chart of a
+    convenient split never passes for one of groups the data insist on)."""
+    if not segmentation:
+        return title
+    return f"{title}\n{segmentation[0].upper()}{segmentation[1:]}"
+
+
 @_styled
 def _draw_borrower_segments(
     seg_order: list[str], sizes: dict[str, int], sample: pd.DataFrame
@@ -949,45 +957,87 @@ def _draw_correlation_heatmap(moments: CoMoments) -> Figure:
 
 
 @_styled
-def k_selection(table: pd.DataFrame, chosen: int) -> Figure:
-    """The scores behind the choice of k: silhouette, Davies-Bouldin, Calinski-Harabasz and
-    bootstrap stability for each candidate k, the chosen k marked."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), layout="tight")
-    panels = [
-        ("silhouette", "Silhouette (higher is better)", "Silhouette score"),
-        ("davies_bouldin", "Davies-Bouldin (lower is better)", "Davies-Bouldin index"),
-        ("calinski_harabasz", "Calinski-Harabasz (higher is better)", "Calinski-Harabasz index"),
-        ("ari_mean", "Stability: bootstrap ARI (higher is better)", "Adjusted Rand index (mean)"),
-    ]
-    for ax, (column, title, ylabel) in zip(axes, panels, strict=True):
-        ax.plot(table["k"], table[column], marker="o", color="#0072B2", label=ylabel)
-        if column == "ari_mean":
-            ax.fill_between(
-                table["k"],
-                table["ari_min"],
-                table["ari_mean"],
-                color="#0072B2",
-                alpha=0.15,
-                label="min to mean",
-            )
-        row = table[table["k"] == chosen]
-        if len(row):
-            ax.scatter(
-                row["k"],
-                row[column],
-                s=140,
-                facecolors="none",
-                edgecolors="#D55E00",
-                linewidths=2,
-                zorder=5,
-                label=f"chosen k = {chosen}",
-            )
-        ax.set_title(title)
+def k_selection(selection) -> Figure:
+    """The evidence behind k (a ``segmentation.KSelection``): per candidate k, its prediction
+    strength against the stability threshold, and, at the stable k, the gap statistic's gain
+    over k-1 against the gain's standard error. The title says the verdict."""
+    table = selection.table
+    chosen = selection.chosen
+    ks = table["k"].to_numpy()
+    used = table["k"] == chosen
+    fig, (ax_ps, ax_gain) = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained")
+
+    ax_ps.plot(ks, table["prediction_strength"], marker="o", color="#0072B2", label="mean")
+    ax_ps.fill_between(
+        ks,
+        table["prediction_strength_min"],
+        table["prediction_strength"],
+        color="#0072B2",
+        alpha=0.15,
+        label="min to mean",
+    )
+    ax_ps.axhline(
+        selection.stability_threshold,
+        color="#555555",
+        linestyle="--",
+        linewidth=1,
+        label=f"stable from {selection.stability_threshold:g}",
+    )
+    ax_ps.scatter(
+        ks[used],
+        table.loc[used, "prediction_strength"],
+        s=140,
+        facecolors="none",
+        edgecolors="#D55E00",
+        linewidths=2,
+        zorder=5,
+        label=f"k = {chosen} (used)",
+    )
+    ax_ps.set_ylim(0, 1.05)
+    ax_ps.set_title("Reproducible? Prediction strength on halves of the book")
+    ax_ps.set_ylabel("Prediction strength (share of pairs kept together)")
+
+    computed = table[table["gap_gain"].notna()]
+    ax_gain.bar(
+        computed["k"],
+        computed["gap_gain"],
+        color=np.where(computed["k"] == chosen, "#D55E00", "#0072B2"),
+        alpha=0.7,
+        label="gain: gap(k) - gap(k-1)",
+    )
+    ax_gain.scatter(
+        computed["k"],
+        computed["gap_sd"],
+        marker="_",
+        s=400,
+        linewidths=2,
+        color="#000000",
+        zorder=5,
+        label="gain needed (standard error)",
+    )
+    ax_gain.axhline(0, color="#555555", linewidth=0.8)
+    if computed.empty:
+        ax_gain.text(
+            0.5,
+            0.5,
+            "no stable k: nothing to test",
+            transform=ax_gain.transAxes,
+            ha="center",
+            va="center",
+            color="#555555",
+        )
+    ax_gain.set_title("Beyond a structureless book? Gap statistic, at the stable k")
+    ax_gain.set_ylabel("Gain in gap over k-1 (log W)")
+    for ax in (ax_ps, ax_gain):
         ax.set_xlabel("Number of segments k")
-        ax.set_ylabel(ylabel)
-        ax.set_xticks(table["k"])
+        ax.set_xticks(ks)
+        ax.set_xlim(ks.min() - 0.5, ks.max() + 0.5)
         ax.legend(loc="best", fontsize=8)
-    fig.suptitle(f"Choosing the number of segments: k = {chosen}", fontweight="bold")
+    fig.suptitle(
+        _with_verdict("Choosing the number of segments", selection.summary),
+        fontweight="bold",
+        color="#000000" if selection.supported else "#D55E00",
+    )
     return fig
 
 

@@ -369,6 +369,40 @@ def test_unsegmented_borrowers_are_shown(reference_loans):
     assert sum(b.get_width() for b in ax_size.patches) == len(reference_loans)
 
 
+def _selection(prediction_strength: list[float], gap_gain: list[float | None], chosen: int):
+    from loan_pipeline.core.segmentation import KSelection
+
+    table = pd.DataFrame(
+        {
+            "k": [2, 3, 4],
+            "prediction_strength": prediction_strength,
+            "prediction_strength_min": [p - 0.05 for p in prediction_strength],
+            "gap": [np.nan if g is None else 1.0 + g for g in gap_gain],
+            "gap_sd": [np.nan if g is None else 0.01 for g in gap_gain],
+            "gap_gain": [np.nan if g is None else g for g in gap_gain],
+        }
+    )
+    table["stable"] = table["prediction_strength"] >= 0.8
+    table["gap_significant"] = table["gap_gain"] > table["gap_sd"]
+    table["supported"] = table["stable"] & table["gap_significant"]
+    return KSelection(table, chosen, sample_size=500, resamples=5, stability_threshold=0.8)
+
+
+def test_k_selection_chart_shows_the_evidence_and_the_verdict():
+    stable = charts.k_selection(_selection([0.6, 1.0, 0.5], [None, 0.09, None], chosen=3))
+    ax_ps, ax_gain = main_axes(stable)
+    assert stable._suptitle.get_text().endswith("\nStable segmentation: k=3")
+    assert [p.get_height() for p in ax_gain.patches] == pytest.approx([0.09])
+    unstable = charts.k_selection(_selection([0.7, 0.4, 0.3], [None, None, None], chosen=2))
+    assert unstable._suptitle.get_text().endswith(
+        "\nNo stable segmentation: k=2 shown as a convenient split"
+    )
+    assert "no stable k: nothing to test" in all_text(unstable)
+    for fig in (stable, unstable):
+        for ax in main_axes(fig):
+            assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
 def test_segment_lookup_is_a_left_join_in_any_order(small_loans):
     segments = income_segments(small_loans)
     expected = small_loans[["Borrower_ID"]].merge(segments, on="Borrower_ID", how="left")

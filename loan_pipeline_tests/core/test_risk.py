@@ -204,20 +204,22 @@ def test_metrics_equal_scikit_learns_definitions():
 def test_the_answer_does_not_depend_on_the_number_of_threads(planted, monkeypatch):
     """Folds and candidate k run side by side in threads; one thread must give the same model,
     scores and k table to the last bit."""
-    from loan_pipeline.core.segmentation import evaluate_k
+    from loan_pipeline.core.segmentation import PARALLEL_SELECTION_ROWS, evaluate_k
 
     book, parallel = planted
-    X = np.random.default_rng(3).normal(size=(3000, 5))
-    k_parallel = evaluate_k(X, [2, 3, 4], bootstraps=3)
+    # two groups, so the gap is computed too; enough rows for the k to be scored in threads
+    X = np.random.default_rng(3).normal(size=(PARALLEL_SELECTION_ROWS, 5))
+    X[::2, 0] += 8
+    k_parallel = evaluate_k(X, [2, 3, 4], resamples=3)
     monkeypatch.setenv("LOAN_PIPELINE_WORKERS", "1")
     serial = fit_recommended_model(book)
-    k_serial = evaluate_k(X, [2, 3, 4], bootstraps=3)
+    k_serial = evaluate_k(X, [2, 3, 4], resamples=3)
     assert serial.metrics == parallel.metrics
     pd.testing.assert_frame_equal(
         score_borrowers(serial, book), score_borrowers(parallel, book), check_exact=True
     )
     pd.testing.assert_frame_equal(k_serial.table, k_parallel.table)
-    assert k_serial.chosen == k_parallel.chosen
+    assert k_serial.chosen == k_parallel.chosen == 2 and k_serial.supported
 
 
 def test_joins_by_position_equal_joins_by_key():

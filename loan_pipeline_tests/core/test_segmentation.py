@@ -15,7 +15,7 @@ from loan_pipeline.core.segmentation import (
     name_segments,
     segment_profile,
 )
-from loan_pipeline.domain import NOTEBOOK_FEATURES
+from loan_pipeline.domain import NO_STABLE_SEGMENTATION, NOTEBOOK_FEATURES, STABLE_SEGMENTATION
 
 
 @pytest.fixture(scope="module")
@@ -119,25 +119,104 @@ def test_too_few_borrowers_is_a_clear_error():
         fit_segments(np.zeros((3, 2)), ["a", "b"], k=4)
 
 
+def blob_book(rows: int, centres, seed: int, columns: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    """Planted groups: unit-variance blobs around ``centres`` in the first len(centres[0])
+    columns, every other column pure noise; standardised like ``scaled_features``."""
+    centres = np.asarray(centres, dtype=float)
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(centres), rows)
+    X = rng.normal(size=(rows, columns))
+    X[:, : centres.shape[1]] += centres[labels]
+    return (X - X.mean(axis=0)) / X.std(axis=0), labels
+
+
+# Three blobs in three of nine inputs: two 6 standard deviations apart, the third 9.9 from both.
+# The earlier rule (silhouette, Davies-Bouldin and Calinski-Harabasz, diluted by the six noise
+# inputs, in a Borda count among the k of bootstrap ARI >= 0.75) chose k=2 on this book.
+SUBSET_CENTRES = [[0, 0, 0], [6, 0, 0], [3, 5, 8]]
+
+
+def test_k_selection_finds_groups_that_live_in_a_few_of_the_inputs():
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from loan_pipeline.core.segmentation import evaluate_k
+
+    X, planted = blob_book(2000, SUBSET_CENTRES, seed=0)
+    selection = evaluate_k(X, list(range(2, 9)), sample_size=2000)
+    assert selection.chosen == 3, selection.table
+    assert selection.verdict == STABLE_SEGMENTATION
+    assert selection.summary == "stable segmentation: k=3"
+    row = selection.chosen_row
+    assert row["prediction_strength"] > 0.95 and row["gap_gain"] > row["gap_sd"]
+    found = KMeans(3, random_state=42, n_init=10).fit_predict(X)
+    assert adjusted_rand_score(planted, found) > 0.99
+    # k=4 cuts one blob in two: the other blobs keep the bootstrap ARI of the earlier rule high
+    # (0.78), but the cut blob's pairs are kept together only about half the time
+    assert selection.table.set_index("k").loc[4, "prediction_strength"] < 0.7
+
+
 def test_k_selection_finds_well_separated_blobs():
+    """Blobs in every input (here 6 of 6), as before: the right k, and a stable verdict.
+
+    Changed with the rule: stability is now prediction strength (it was the bootstrap ARI), so
+    the assertion reads ``prediction_strength`` and the verdict instead of ``ari_mean``."""
     from loan_pipeline.core.segmentation import evaluate_k
 
     rng = np.random.default_rng(0)
     for true_k, seed in ((3, 1), (5, 2)):
         centres = np.random.default_rng(seed).normal(scale=10, size=(true_k, 6))
         X = np.vstack([c + rng.normal(size=(400, 6)) for c in centres])
-        selection = evaluate_k(X, list(range(2, 9)), sample_size=2000, bootstraps=5)
+        selection = evaluate_k(X, list(range(2, 9)), sample_size=2000, resamples=3)
         assert selection.chosen == true_k, selection.table
-        row = selection.chosen_row
-        assert row["stable"] and row["ari_mean"] > 0.95
+        assert selection.supported and selection.chosen_row["prediction_strength"] > 0.95
 
 
-def test_k_selection_on_noise_reports_instability():
+def test_k_selection_on_noise_says_there_is_no_stable_segmentation():
+    """Pure noise in nine inputs: no k is reproducible, and the verdict says so; the k shown is
+    the most reproducible one, as a convenient split."""
     from loan_pipeline.core.segmentation import evaluate_k
 
-    X = np.random.default_rng(3).normal(size=(1500, 6))
-    table = evaluate_k(X, [4, 6], sample_size=1500, bootstraps=5).table
-    assert (table["ari_mean"] < 0.9).all()
+    X = np.random.default_rng(3).normal(size=(1500, 9))
+    selection = evaluate_k(X, list(range(2, 9)), sample_size=1500)
+    table = selection.table
+    assert (table["prediction_strength"] < 0.7).all(), table
+    assert not table["stable"].any() and not table["supported"].any()
+    assert table["gap"].isna().all()  # the gap is computed only at a stable k
+    assert selection.verdict == NO_STABLE_SEGMENTATION
+    best = table.sort_values(["prediction_strength", "k"], ascending=[False, True])["k"].iloc[0]
+    assert selection.chosen == best
+    assert selection.summary == f"no stable segmentation: k={best} shown as a convenient split"
+
+
+def test_a_reproducible_cut_through_a_continuum_is_not_a_stable_segmentation():
+    """One elongated bell-shaped cloud (four inputs driven by one common factor, as loan
+    amount, balance and instalment are): KMeans cuts it in two the same way every time, so k=2
+    is reproducible, but a structureless book of the same shape gains more from the cut: not a
+    stable segmentation. (A flat factor, evenly spread, would pass: docs/method.md.)"""
+    from loan_pipeline.core.segmentation import evaluate_k
+
+    rng = np.random.default_rng(4)
+    factor = rng.normal(size=(2000, 1))
+    X = np.hstack([factor + 0.3 * rng.normal(size=(2000, 4)), rng.normal(size=(2000, 5))])
+    selection = evaluate_k(X, [2, 3, 4], sample_size=2000)
+    row = selection.table.set_index("k").loc[2]
+    assert row["stable"], selection.table
+    assert not row["gap_significant"], selection.table
+    assert selection.verdict == NO_STABLE_SEGMENTATION
+
+
+def test_a_configured_k_is_used_and_judged():
+    from loan_pipeline.core.segmentation import evaluate_k
+
+    X, _ = blob_book(1000, SUBSET_CENTRES, seed=1)
+    wrong = evaluate_k(X, [], sample_size=1000, fixed_k=5)
+    assert wrong.chosen == 5 and wrong.configured
+    assert wrong.summary == "no stable segmentation: k=5 set in config as a convenient split"
+    right = evaluate_k(X, [], sample_size=1000, fixed_k=3)
+    assert right.summary == "stable segmentation: k=3 (set in config)"
+    with pytest.raises(ValueError, match="cannot judge k=9 on 16 borrowers"):
+        evaluate_k(X[:16], [], sample_size=16, fixed_k=9)
 
 
 def test_segments_keep_ids_and_names_across_runs():
