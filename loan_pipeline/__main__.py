@@ -189,11 +189,24 @@ def run(
             print(
                 f"Quarantined: {rows} of {total} rows ({rows / total:.1%}); see table quarantined_loans"
             )
+    segments = _segments_line(result)
+    if segments:
+        print(segments)
     print(_published_line(before, after, result.run_id))
     print(f"Warehouse: {settings.warehouse_path()} (views over the published tables)")
     print(f"Charts:    {settings.charts_dir()}")
     print(f"Export:    {settings.exports_dir() / 'recovery_strategies.csv'}")
     return 0
+
+
+def _segments_line(result) -> str | None:
+    """The verdict on this run's segments (cluster_model's ``segmentation_verdict``), so that a
+    convenient split is not read as groups the data insist on; None if the run made none."""
+    for materialization in result.asset_materializations_for_node("cluster_model"):
+        verdict = materialization.metadata.get("segmentation_verdict")
+        if verdict is not None:
+            return f"Segments:  {verdict.value} (evidence: chart_k_selection)"
+    return None
 
 
 def _published_line(before: dict | None, after: dict | None, run_id: str) -> str:

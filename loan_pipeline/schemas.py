@@ -22,10 +22,12 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     TEXT_COLUMNS,
 )
 from loan_pipeline.domain import (
+    NO_STABLE_SEGMENTATION,
     POLICIES,
     PSI_MODERATE,
     PSI_SIGNIFICANT,
     PSI_STATUSES,
+    STABLE_SEGMENTATION,
     STRATEGIES,
 )
 
@@ -320,6 +322,12 @@ class SegmentProfiles(pa.DataFrameModel):
     )
     share_written_off: Series[float] = pa.Field(
         ge=0, le=1, nullable=True, description="Of resolved loans."
+    )
+    segmentation_verdict: Series[pd.StringDtype] = text(
+        isin=[STABLE_SEGMENTATION, NO_STABLE_SEGMENTATION],
+        nullable=True,
+        description="Whether the segments are a stable segmentation (reproducible, and beyond a "
+        "structureless book) or only a convenient split; the same on every row.",
     )
 
     class Config:

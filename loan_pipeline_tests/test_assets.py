@@ -145,6 +145,33 @@ def test_models_on_disk_and_metadata(run):
             assert "|" in events[table]["preview"].value
 
 
+def test_the_shipped_sample_says_it_has_no_stable_segmentation(sample_run):
+    """The shipped sample's columns are drawn independently of each other (docs/sample_data.md):
+    it has no groups. Its segments are shown, and every place that shows them says they are a
+    convenient split: the model's metadata, the check, the segment tables, the command line."""
+    from loan_pipeline.__main__ import _segments_line
+
+    done = sample_run.materialized()
+    cluster = done["cluster_model"]
+    verdict = f"no stable segmentation: k={cluster['k'].value} shown as a convenient split"
+    assert cluster["segmentation_verdict"].value == verdict
+    assert cluster["k_chosen_by"].value.startswith("data: no k is both reproducible")
+    (check,) = [
+        c
+        for c in sample_run.result.get_asset_check_evaluations()
+        if c.check_name == "chosen_k_is_stable"
+    ]
+    assert not check.passed and check.description.startswith(verdict)
+    assert done["borrower_segments"]["segmentation_verdict"].value == verdict
+    assert done["segment_profiles"]["segmentation_verdict"].value == verdict
+    assert set(sample_run.table("segment_profiles")["segmentation_verdict"]) == {
+        "no stable segmentation"
+    }
+    assert (
+        _segments_line(sample_run.result) == f"Segments:  {verdict} (evidence: chart_k_selection)"
+    )
+
+
 def test_validated_loans_equal_the_csv(run):
     """Nothing is lost or altered between the file and the validated table."""
     source = run.materialized()["raw_loans"]["source_path"].value

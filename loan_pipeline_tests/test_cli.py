@@ -39,6 +39,8 @@ def test_run_materializes_everything_and_records_the_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"succeeded: {len(EXPECTED)} assets" in done.stdout
     assert str(SAMPLE_CSV) in done.stdout
+    # the shipped sample has no groups (docs/method.md): the summary says so
+    assert "Segments:  no stable segmentation: k=2 shown as a convenient split" in done.stdout
     charts = sorted(p.name for p in (tmp_path / "storage" / "charts").glob("*.png"))
     assert len(charts) == sum(key.startswith("chart_") for key in EXPECTED)
     assert (tmp_path / "storage" / "exports" / "recovery_strategies.csv").exists()

@@ -39,7 +39,10 @@ EXPECTED = {
     "chart_missed_payments_recovery": ("charts", {"validated_loans"}),
     "chart_income_loan_recovery": ("charts", {"validated_loans"}),
     "chart_correlation_heatmap": ("charts", {"validated_loans"}),
-    "chart_borrower_segments": ("charts", {"validated_loans", "borrower_segments"}),
+    "chart_borrower_segments": (
+        "charts",
+        {"validated_loans", "borrower_segments", "cluster_model"},  # its title: the verdict
+    ),
     "chart_capacity_gains": ("charts", {"capacity_gains"}),
 }
 # the last step of every run depends on every other asset

@@ -48,8 +48,9 @@ CHART_SPECS: dict[str, tuple[str, list[str]]] = {
         ["validated_loans"],
     ),
     "chart_borrower_segments": (
-        "Borrower segments in the income / loan-amount plane, and their sizes.",
-        ["validated_loans", "borrower_segments"],
+        "Borrower segments in the income / loan-amount plane, and their sizes; the title says "
+        "whether the segmentation is stable (from cluster_model).",
+        ["validated_loans", "borrower_segments", "cluster_model"],
     ),
     "chart_k_selection": (
         "How k was chosen: prediction strength (reproducibility) and the gap statistic (gain "
@@ -98,6 +99,7 @@ def drawn(keys: list[str], inputs: dict):
         loans=inputs["validated_loans"],
         segments=inputs["borrower_segments"],
         scores=inputs["risk_scores"],
+        segmentation=inputs["cluster_model"].segmentation,
     )
     for key in keys:
         if key == "chart_k_selection":

@@ -249,6 +249,7 @@ def borrower_segments(
     metadata["segment_sizes"] = MetadataValue.json(
         sizes.sort_values(ascending=False, kind="stable").to_dict()
     )
+    metadata["segmentation_verdict"] = cluster_model.segmentation or "unknown"
     if is_dask(segments):  # (the change since the last run is counted on a local run only)
         context.add_output_metadata(metadata)
         return segments
@@ -291,6 +292,8 @@ def segment_profiles(
     from loan_pipeline.schemas import SegmentProfiles, validate
 
     profile = segment_profile(validated_loans, borrower_segments, cluster_model.features)
+    # the verdict beside the profiles, where an analyst reading them in SQL will see it
+    profile["segmentation_verdict"] = cluster_model.verdict
     profile = validate(profile, SegmentProfiles, source="segment_profiles")
     lineage = {
         c: [("validated_loans", c), ("borrower_segments", "segment_id")]
@@ -309,6 +312,7 @@ def segment_profiles(
         {
             **table_metadata(profile),
             **column_lineage(lineage),
+            "segmentation_verdict": cluster_model.segmentation or "unknown",
             "profile": markdown_table(profile),
         }
     )

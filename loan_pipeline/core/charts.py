@@ -806,7 +806,7 @@ def _with_verdict(title: str, segmentation: str | None) -> str:
 
 @_styled
 def _draw_borrower_segments(
-    seg_order: list[str], sizes: dict[str, int], sample: pd.DataFrame
+    seg_order: list[str], sizes: dict[str, int], sample: pd.DataFrame, segmentation: str | None
 ) -> Figure:
     order = [s for s in seg_order if s in sizes]
     if UNASSIGNED_SEGMENT in sizes:
@@ -822,7 +822,7 @@ def _draw_borrower_segments(
     fig, (ax_xy, ax_size) = plt.subplots(
         1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained", width_ratios=[1.5, 1]
     )
-    fig.suptitle("Borrower segments")
+    fig.suptitle(_with_verdict("Borrower segments", segmentation))
     sns.scatterplot(
         data=points,
         x="Monthly_Income",
@@ -873,9 +873,10 @@ def _draw_borrower_segments(
     return fig
 
 
-def _segments_figure(loans, segments) -> Figure:
+def _segments_figure(loans, segments, segmentation: str | None = None) -> Figure:
     """Segment sizes over every loan (each partition of the loans joined to its own partition
-    of the segments), the names in segment-id order, and the sample rows."""
+    of the segments), the names in segment-id order, and the sample rows; ``segmentation``: the
+    verdict line for the title (``KSelection.summary``)."""
     rows = per_partition(
         segment_rows,
         loans[["Borrower_ID", "Monthly_Income", "Loan_Amount"]],
@@ -884,7 +885,7 @@ def _segments_figure(loans, segments) -> Figure:
     sizes = combine(segment_sizes, add_counts, rows)
     seg_order = combine(segment_labels, segment_order, segments[["segment_id", "segment_name"]])
     sample = take_positions(rows, sample_positions(sum(sizes.values())))
-    return _draw_borrower_segments(seg_order, sizes, sample.reset_index(drop=True))
+    return _draw_borrower_segments(seg_order, sizes, sample.reset_index(drop=True), segmentation)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1301,11 +1302,12 @@ _LOAN_SUMMARIES: dict[str, dict[str, tuple]] = {
 
 
 def figures(
-    keys: Iterable[str], *, loans=None, segments=None, scores=None
+    keys: Iterable[str], *, loans=None, segments=None, scores=None, segmentation=None
 ) -> Iterator[tuple[str, Figure]]:
     """Draw the charts ``keys`` (of ``TABLE_CHARTS``), one at a time, in that order, from the
     loan book, the segments and the risk scores: pandas frames, or Dask frames in partitions
-    (the segments partitioned like the loans). Only summaries and samples reach this process:
+    (the segments partitioned like the loans), and the verdict on the segmentation for the
+    segments chart's title (``segmentation``). Only summaries and samples reach this process:
     one pass over the loans for all their charts' summaries, the sample rows, and a second pass
     for the loan-amount chart's bins."""
     keys = list(keys)
@@ -1339,7 +1341,7 @@ def figures(
         elif key == income_key:
             fig = _draw_income_loan_recovery(book["outcomes"], sample)
         elif key == "chart_borrower_segments":
-            fig = _segments_figure(loans, segments)
+            fig = _segments_figure(loans, segments, segmentation)
         elif key == "chart_correlation_heatmap":
             fig = _draw_correlation_heatmap(book["numeric"])
         else:
@@ -1377,11 +1379,16 @@ def income_loan_recovery(loans: pd.DataFrame) -> Figure:
     return _one("chart_income_loan_recovery", loans=loans)
 
 
-def borrower_segments(loans: pd.DataFrame, segments: pd.DataFrame) -> Figure:
+def borrower_segments(
+    loans: pd.DataFrame, segments: pd.DataFrame, segmentation: str | None = None
+) -> Figure:
     """Left: borrowers in the Monthly_Income vs Loan_Amount plane coloured by segment_name
     (sample when large). Right: borrowers per segment, every row. Borrowers with no segment
-    are shown as 'Unassigned'."""
-    return _one("chart_borrower_segments", loans=loans, segments=segments)
+    are shown as 'Unassigned'. ``segmentation``: the verdict under the title, e.g. "no stable
+    segmentation: k=2 shown as a convenient split"."""
+    return _one(
+        "chart_borrower_segments", loans=loans, segments=segments, segmentation=segmentation
+    )
 
 
 def correlation_heatmap(loans: pd.DataFrame) -> Figure:

@@ -115,6 +115,16 @@ class SegmentModel:
     )  # segment id -> distance moved since last run
     fit_rows: int = 0
 
+    # The verdict and its one-line summary, read by the charts, the profiles and the command
+    # line; None for a model pickled before k selection had a verdict (its selection lacks it).
+    @property
+    def verdict(self) -> str | None:
+        return self.selection.verdict if hasattr(self.selection, "configured") else None
+
+    @property
+    def segmentation(self) -> str | None:
+        return self.selection.summary if hasattr(self.selection, "configured") else None
+
 
 def _words(feature: str) -> tuple[str, str]:
     return TRAIT_WORDS.get(feature, (f"Low {feature}", f"High {feature}"))

@@ -369,6 +369,17 @@ def test_unsegmented_borrowers_are_shown(reference_loans):
     assert sum(b.get_width() for b in ax_size.patches) == len(reference_loans)
 
 
+def test_segments_chart_title_says_the_verdict(small_loans):
+    segments = income_segments(small_loans)
+    plain = charts.borrower_segments(small_loans, segments)
+    assert plain._suptitle.get_text() == "Borrower segments"
+    verdict = "no stable segmentation: k=3 shown as a convenient split"
+    fig = charts.borrower_segments(small_loans, segments, segmentation=verdict)
+    assert fig._suptitle.get_text() == (
+        "Borrower segments\nNo stable segmentation: k=3 shown as a convenient split"
+    )
+
+
 def _selection(prediction_strength: list[float], gap_gain: list[float | None], chosen: int):
     from loan_pipeline.core.segmentation import KSelection
 
