@@ -20,7 +20,7 @@ from loan_pipeline.domain import NO_STABLE_SEGMENTATION, STABLE_SEGMENTATION
 # Silhouette is quadratic in rows: above this many it is computed on a fixed-seed sample.
 # Rows assigned to segments at a time (the distance matrix is rows x k).
 PREDICT_CHUNK = 1_000_000
-SILHOUETTE_SAMPLE = 5_000  # silhouette is quadratic: a fixed-seed sample, as in choosing k
+SILHOUETTE_SAMPLE = 5_000  # the fitted model's silhouette (quadratic): on a fixed-seed sample
 # Choosing k scores the candidate k side by side in threads only from this many sampled rows.
 # Below it each KMeans fit on a half of the sample takes a few milliseconds, mostly Python, and
 # two threads spend their time waiting for each other's interpreter lock (measured on 1,000
@@ -269,7 +269,7 @@ def _evaluate_k(
 
     - is it reproducible? Prediction strength (``prediction_strength``) over ``resamples``
       random halvings of the sample, each used both ways; stable when the mean is at least
-      ``stability_threshold`` (0.8, Tibshirani & Walther's recommendation);
+      ``stability_threshold`` (0.8; Tibshirani & Walther suggest 0.8 to 0.9);
     - is it more than a structureless book of the same shape would give? The gap statistic:
       gap(k) = mean over ``references`` reference books (``pca_box_reference``) of log W_k,
       minus the sample's log W_k; k is a significant step when gap(k) - gap(k-1) exceeds gap's
@@ -291,9 +291,10 @@ def _evaluate_k(
     rows = sample_rows(len(X), sample_size, random_state)
     S = X[rows]
     half = len(S) // 2
-    # prediction strength clusters each half of the sample: a half needs at least k borrowers
+    # prediction strength clusters each half of the sample: a half needs more than k borrowers,
+    # so that some segment of it has a pair to count
     candidates = set(k_values) | ({fixed_k} if fixed_k is not None else set())
-    k_values = sorted(k for k in candidates if 2 <= k <= half)
+    k_values = sorted(k for k in candidates if 2 <= k < half)
     if fixed_k is not None and fixed_k not in k_values:
         raise ValueError(f"cannot judge k={fixed_k} on {len(S)} borrowers (halves of {half})")
     if not k_values:

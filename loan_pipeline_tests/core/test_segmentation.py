@@ -215,8 +215,9 @@ def test_a_configured_k_is_used_and_judged():
     assert wrong.summary == "no stable segmentation: k=5 set in config as a convenient split"
     right = evaluate_k(X, [], sample_size=1000, fixed_k=3)
     assert right.summary == "stable segmentation: k=3 (set in config)"
-    with pytest.raises(ValueError, match="cannot judge k=9 on 16 borrowers"):
-        evaluate_k(X[:16], [], sample_size=16, fixed_k=9)
+    with pytest.raises(ValueError, match="cannot judge k=8 on 16 borrowers"):
+        evaluate_k(X[:16], [], sample_size=16, fixed_k=8)  # a half of 8 in 8 segments: no pair
+    assert evaluate_k(X[:16], list(range(2, 9)), sample_size=16).table["k"].max() == 7
 
 
 def test_segments_keep_ids_and_names_across_runs():
