@@ -57,7 +57,8 @@ def model_card_markdown(
         "never saw that borrower (out-of-fold). Each model is fitted on at most "
         f"{int(m.get('fitting_sample', 0)):,} loans.",
         f"- Strategies use the model only if its out-of-fold Brier score beats the base rate's by "
-        f"a skill of at least {model.min_skill:.2f}; otherwise a rules-based policy on arrears.",
+        f"a skill of at least {model.min_skill:.2f} and every coefficient agrees in sign with its "
+        "input's own relation to the outcome; otherwise a rules-based policy on arrears.",
         "",
         "## Features",
         ", ".join(f"`{f}`" for f in model.features),
@@ -112,7 +113,13 @@ def model_card_markdown(
             "",
             "Gains by decile of the score (1 = highest scores):",
             "",
-            primary.gains.to_markdown(index=False, floatfmt=".3f"),
+            # counts as whole numbers, rates to three decimals
+            primary.gains.to_markdown(
+                index=False,
+                floatfmt=[
+                    ".0f" if c in ("decile", "borrowers", "bads") else ".3f" for c in primary.gains
+                ],
+            ),
         ]
     if primary is not None:
         lines += [

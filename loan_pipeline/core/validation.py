@@ -108,6 +108,7 @@ def gains_table(counts: np.ndarray, sums: np.ndarray, deciles: int = DECILES) ->
         .groupby("decile", as_index=False)
         .sum()
     )
+    frame[["borrowers", "bads"]] = frame[["borrowers", "bads"]].astype("int64")
     goods = frame["borrowers"] - frame["bads"]
     frame["bad_rate"] = frame["bads"] / frame["borrowers"]
     frame["mean_score"] = frame.pop("score_sum") / frame["borrowers"]
