@@ -6,12 +6,15 @@ thing in one part) and a merge of the list of their results, the pair that
 smallest and largest value; moments are merged with the pairwise formulas of Chan, Golub and
 LeVeque, so a correlation from partitions equals the one from the whole table to rounding
 (about 1e-15), whatever the partitioning.
+
+The merges every kind of summary uses live here (``add_counts``, ``add_elementwise``);
+``summaries.py`` and ``risk.py`` import them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,12 +29,20 @@ def add_counts(parts: Iterable[Mapping]) -> dict:
     return total
 
 
-def add_arrays(parts: list[np.ndarray]) -> np.ndarray:
-    """Element-wise sum of same-shaped arrays (bin counts, bin sums)."""
+def add_elementwise(parts: list) -> Any:
+    """Same-shaped arrays (bin counts, bin sums) added element by element, or dicts of them
+    added key by key (the keys of the first part), in the parts' order. The result is a new
+    array with the first part's dtype; the parts are left as they are."""
+    if isinstance(parts[0], Mapping):
+        return {key: add_elementwise([part[key] for part in parts]) for key in parts[0]}
     total = np.array(parts[0], copy=True)
     for part in parts[1:]:
         total += part
     return total
+
+
+# The name core/charts.py imports (it is being rebuilt elsewhere): the same function.
+add_arrays = add_elementwise
 
 
 def label_codes(values: pd.Series, missing: str) -> tuple[np.ndarray, list[str]]:

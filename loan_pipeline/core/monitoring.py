@@ -275,12 +275,13 @@ def fairness_table(loans, strategies) -> pd.DataFrame:
     the tables are Dask frames (partitioned alike: each partition of the strategies is joined to
     the loan book's partition of the same borrowers) and added up: only the counts come back.
     """
+    from loan_pipeline.core.aggregates import add_elementwise
     from loan_pipeline.core.partitions import combine, per_partition
-    from loan_pipeline.core.summaries import add_arrays, sum_frames
+    from loan_pipeline.core.summaries import sum_frames
 
     rows = per_partition(fairness_rows, strategies, loans)
     table = fairness_from_counts(combine(fairness_counts, sum_frames, rows))
-    validation = group_validation(combine(group_score_counts, add_arrays, rows))
+    validation = group_validation(combine(group_score_counts, add_elementwise, rows))
     table = table.merge(validation, on=["group_type", "group"], how="left")
     # observed over predicted among the resolved: 1 when the group's scores are calibrated
     table["observed_to_predicted"] = table["observed_not_fully_recovered"] / table["mean_predicted"]
@@ -371,9 +372,9 @@ def profiles(frame, bins: int = PROFILE_BINS, ranges: dict | None = None) -> dic
     """``distribution_profile`` of every column of ``frame`` (a pandas or a Dask frame): the
     exact quantiles (``summaries.quantiles``, a few passes over the partitions), then one more
     pass to count the values between them. ``ranges``: the frame's ``value_ranges`` if known."""
+    from loan_pipeline.core.aggregates import add_elementwise
     from loan_pipeline.core.partitions import combine
     from loan_pipeline.core.summaries import (
-        add_arrays,
         bin_counts,
         merge_ranges,
         quantiles,
@@ -384,7 +385,7 @@ def profiles(frame, bins: int = PROFILE_BINS, ranges: dict | None = None) -> dic
         ranges = combine(value_ranges, merge_ranges, frame)
     cuts = quantiles(frame, np.linspace(0, 1, bins + 1)[1:-1], ranges=ranges)
     edges = {c: np.unique(q) for c, q in cuts.items() if ranges[c][0]}
-    counts = combine(bin_counts, add_arrays, frame, edges) if edges else {}
+    counts = combine(bin_counts, add_elementwise, frame, edges) if edges else {}
     return {
         c: {"edges": edges[c].tolist(), "shares": _shares_of(counts[c]).tolist()}
         if c in edges

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core.aggregates import add_elementwise
 from loan_pipeline.core.compute import parallel_map, single_threaded
 from loan_pipeline.core.validation import (
     BOOTSTRAP_REPLICATES,
@@ -378,13 +379,6 @@ def evaluation_counts(
     return out
 
 
-def add_up(parts: list) -> object:
-    """Per-partition arrays (or dicts of arrays) added up."""
-    if isinstance(parts[0], dict):
-        return {key: sum(part[key] for part in parts) for key in parts[0]}
-    return sum(parts)
-
-
 def _binned_metrics(negatives: np.ndarray, positives: np.ndarray, squared: float) -> dict:
     """ROC AUC, PR AUC (average precision) and Brier score from loans counted per score bin
     (ascending): ``_metrics`` with every bin one threshold, as a tie is there."""
@@ -448,7 +442,7 @@ def fit_outcome_model(
     from loan_pipeline.core.partitions import combine
 
     pieces = {"piece_rows": SCORE_CHUNK, "split_every": 8}  # sums: merged on the workers
-    counts = combine(class_counts, add_up, loans, target, folds, random_state, **pieces)
+    counts = combine(class_counts, add_elementwise, loans, target, folds, random_state, **pieces)
     n_resolved, positives = int(counts.sum()), int(counts[:, 1].sum())
     if n_resolved < folds * 2 or (counts == 0).any():
         raise ValueError(
@@ -496,7 +490,7 @@ def fit_outcome_model(
     fold_models = [m for m, _, _ in by_fold]
     evaluation = combine(
         evaluation_counts,
-        add_up,
+        add_elementwise,
         loans,
         target,
         fold_models,

@@ -18,6 +18,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core.aggregates import add_elementwise
 from loan_pipeline.core.partitions import combine
 
 # Bins of each histogram pass (each pass narrows a value's range about this many times), and
@@ -69,17 +70,13 @@ def bin_counts(part: pd.DataFrame, edges: dict[str, list[float]]) -> dict[str, n
     return out
 
 
-def add_arrays(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {c: np.sum([p[c] for p in parts], axis=0) for c in parts[0]}
-
-
 def ranges_and_bins(part: pd.DataFrame, edges: dict[str, list[float]]) -> tuple[dict, dict]:
     """``value_ranges`` and ``bin_counts`` in one pass over a partition."""
     return value_ranges(part), bin_counts(part, edges)
 
 
 def merge_ranges_and_bins(parts: list[tuple[dict, dict]]) -> tuple[dict, dict]:
-    return merge_ranges([r for r, _ in parts]), add_arrays([b for _, b in parts])
+    return merge_ranges([r for r, _ in parts]), add_elementwise([b for _, b in parts])
 
 
 # --- exact quantiles -----------------------------------------------------------------------------

@@ -270,3 +270,18 @@ def test_label_codes_give_each_row_its_text(values):
     expected = [charts.OPEN_LABEL if pd.isna(v) else str(v) for v in values.astype(object)]
     assert [labels[c] for c in codes] == expected
     assert labels == sorted(set(labels)) and charts.OPEN_LABEL in labels
+
+
+def test_add_elementwise_adds_arrays_and_dicts_of_arrays_in_order():
+    from loan_pipeline.core.aggregates import add_elementwise
+
+    first = np.array([1, 2, 3], dtype="int64")
+    parts = [first, np.array([10, 20, 30]), np.array([100, 200, 300])]
+    total = add_elementwise(parts)
+    assert total.tolist() == [111, 222, 333] and total.dtype == np.int64
+    assert first.tolist() == [1, 2, 3]  # a new array: the parts are left as they are
+    floats = [np.array([1e16]), np.array([1.0]), np.array([1.0])]
+    assert add_elementwise(floats)[0] == (1e16 + 1.0) + 1.0  # left to right, as before
+    dicts = [{"a": np.ones((2, 2)), "b": np.array([1])}, {"a": np.ones((2, 2)), "b": np.array([2])}]
+    merged = add_elementwise(dicts)
+    assert merged["a"].tolist() == [[2.0, 2.0], [2.0, 2.0]] and merged["b"].tolist() == [3]
