@@ -201,7 +201,15 @@ def test_reasons_are_in_words_with_values_and_framed_by_the_score(book, model, s
 
 def test_each_group_has_its_own_auc_and_calibration(book, model, scores):
     table = strategy_table(
-        book[["Borrower_ID", "Loan_ID", "Days_Past_Due", "Num_Missed_Payments"]],
+        book[
+            [
+                "Borrower_ID",
+                "Loan_ID",
+                "Outstanding_Loan_Amount",
+                "Days_Past_Due",
+                "Num_Missed_Payments",
+            ]
+        ],
         pd.DataFrame({"Borrower_ID": book["Borrower_ID"], "segment_id": 0, "segment_name": "all"}),
         scores,
         POLICY_MODEL,
