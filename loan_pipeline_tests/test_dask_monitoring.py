@@ -155,9 +155,12 @@ def frozen(book):
     """A risk model's scoring pipeline, fitted on the book's complete rows."""
     from loan_pipeline.core.monitoring import frozen_pipeline
     from loan_pipeline.core.risk import RISK_NUMERIC, fit_recommended_model
+    from loan_pipeline.settings import RiskConfig
+    from loan_pipeline_tests.defaults import config_kwargs
 
     complete = book["loans"].dropna(subset=RISK_NUMERIC).reset_index(drop=True)
-    return frozen_pipeline(fit_recommended_model(complete, folds=2))
+    settings = config_kwargs(fit_recommended_model, RiskConfig, folds=2)
+    return frozen_pipeline(fit_recommended_model(complete, **settings))
 
 
 def test_population_stability_of_a_partitioned_book_equals_the_whole_books(

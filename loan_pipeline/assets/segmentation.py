@@ -102,7 +102,7 @@ def cluster_model(
     selection = evaluate_k(
         X_select,
         sorted(set(candidates) | ({4} if analysis.is_notebook else set())),
-        sample_size=config.selection_sample,
+        selection_sample=config.selection_sample,
         resamples=config.resamples,
         references=config.references,
         random_state=config.random_state,

@@ -288,7 +288,7 @@ def fairness_table(loans, strategies) -> pd.DataFrame:
     return table
 
 
-def fairness_flags(table: pd.DataFrame, max_gap: float = 0.10, min_group: int = 30) -> pd.DataFrame:
+def fairness_flags(table: pd.DataFrame, *, max_gap: float, min_group: int) -> pd.DataFrame:
     """Groups of at least ``min_group`` borrowers whose unexplained gap exceeds ``max_gap``."""
     groups = table[table["group_type"] != "all"]
     return groups[(groups["borrowers"] >= min_group) & (groups["unexplained_gap"].abs() > max_gap)]

@@ -424,11 +424,12 @@ def binned_calibration(counts: np.ndarray, sums: np.ndarray, bins: int = 10) -> 
 
 def fit_outcome_model(
     loans,
-    target: str = "not_fully_recovered",
-    folds: int = 5,
-    random_state: int = 42,
-    max_train_rows: int = 50_000,
-    sign_constraints: bool = True,
+    target: str,
+    *,
+    folds: int,
+    random_state: int,
+    max_train_rows: int,
+    sign_constraints: bool,
     bootstrap: int = BOOTSTRAP_REPLICATES,
 ) -> OutcomeModel:
     """Fit and evaluate one outcome model on the resolved loans of ``loans``: a pandas frame, or
@@ -722,12 +723,12 @@ class RiskModel:
 
 def fit_recommended_model(
     loans: pd.DataFrame,
-    folds: int = 5,
-    random_state: int = 42,
-    max_train_rows: int = 50_000,
-    min_skill: float = 0.01,
-    sign_constraints: bool = True,
-    **_: object,
+    *,
+    folds: int,
+    random_state: int,
+    max_train_rows: int,
+    min_skill: float,
+    sign_constraints: bool,
 ) -> RiskModel:
     """Two outcome models; the first gates the strategies: it must beat the base
     rate's Brier score by ``min_skill`` (Brier skill score) on the held-out folds, and each of
@@ -764,7 +765,7 @@ def fit_recommended_model(
     )
 
 
-def notebook_target(segments: pd.DataFrame, high_risk_segments: int = 2) -> pd.Series:
+def notebook_target(segments: pd.DataFrame, *, high_risk_segments: int) -> pd.Series:
     """The notebook's label: the borrower is in one of the ``high_risk_segments`` highest-burden
     segments (in notebook mode segment ids are ordered by centroid burden, so these are the top
     ids). At least one segment always stays low risk, so the label has two classes."""
@@ -776,11 +777,11 @@ def notebook_target(segments: pd.DataFrame, high_risk_segments: int = 2) -> pd.S
 def fit_notebook_model(
     features: pd.DataFrame,
     segments: pd.DataFrame,
-    n_estimators: int = 100,
-    random_state: int = 42,
-    test_size: float = 0.2,
-    high_risk_segments: int = 2,
-    **_: object,
+    *,
+    n_estimators: int,
+    random_state: int,
+    test_size: float,
+    high_risk_segments: int,
 ) -> RiskModel:
     """The original method, faithfully: a RandomForest learns the high-burden-segment flag on a
     stratified 80/20 split; accuracy and ROC AUC are measured on the held-out 20%.
@@ -792,7 +793,9 @@ def fit_notebook_model(
     from sklearn.model_selection import train_test_split
 
     cols = [c for c in features.columns if c != "Borrower_ID"]
-    y_all = notebook_target(segments, high_risk_segments).reindex(features["Borrower_ID"])
+    y_all = notebook_target(segments, high_risk_segments=high_risk_segments).reindex(
+        features["Borrower_ID"]
+    )
     if y_all.isna().any():
         raise ValueError("every borrower in the feature matrix needs a segment")
     X = features[cols].to_numpy(dtype="float64")
@@ -827,15 +830,38 @@ def fit_risk_model(
     loans: pd.DataFrame,
     features: pd.DataFrame | None,
     segments: pd.DataFrame | None,
-    method: str = "recommended",
-    **params,
+    *,
+    method: str,
+    folds: int,
+    max_train_rows: int,
+    min_skill: float,
+    random_state: int,
+    sign_constraints: bool,
+    n_estimators: int,
+    test_size: float,
+    high_risk_segments: int,
 ) -> RiskModel:
     """Fit the risk model by the configured ``method`` (``features`` and ``segments`` are the
-    notebook method's inputs; the recommended model reads only ``loans``)."""
+    notebook method's inputs; the recommended model reads only ``loans``). Every setting is
+    ``settings.RiskConfig``'s; each method takes the ones it uses."""
     if method == "notebook":
-        return fit_notebook_model(features, segments, **params)
+        return fit_notebook_model(
+            features,
+            segments,
+            n_estimators=n_estimators,
+            random_state=random_state,
+            test_size=test_size,
+            high_risk_segments=high_risk_segments,
+        )
     if method == "recommended":
-        return fit_recommended_model(loans, **params)
+        return fit_recommended_model(
+            loans,
+            folds=folds,
+            random_state=random_state,
+            max_train_rows=max_train_rows,
+            min_skill=min_skill,
+            sign_constraints=sign_constraints,
+        )
     raise ValueError(f"unknown risk method {method!r}; choose 'recommended' or 'notebook'")
 
 

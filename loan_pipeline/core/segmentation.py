@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import wraps
 from itertools import combinations
 
 import numpy as np
@@ -26,6 +27,9 @@ SILHOUETTE_SAMPLE = 5_000  # the fitted model's silhouette (quadratic): on a fix
 # two threads spend their time waiting for each other's interpreter lock (measured on 1,000
 # rows: 0.47 s in one thread, 1.0-1.9 s in two).
 PARALLEL_SELECTION_ROWS = 5_000
+# KMeans restarts of each fit that scores a k (many small fits); the segments' own model has
+# ClusterConfig.n_init.
+SELECTION_N_INIT = 4
 
 # How each feature reads when a segment's centroid is low / high on it.
 TRAIT_WORDS: dict[str, tuple[str, str]] = {
@@ -255,12 +259,12 @@ def _in_turn(func, items) -> list:
 def _evaluate_k(
     X: np.ndarray,
     k_values: list[int],
-    sample_size: int = 5_000,
-    resamples: int = 5,
-    references: int = 10,
-    random_state: int = 42,
-    n_init: int = 4,
-    stability_threshold: float = 0.8,
+    *,
+    selection_sample: int,
+    resamples: int,
+    references: int,
+    random_state: int,
+    stability_threshold: float,
     fixed_k: int | None = None,
 ) -> KSelection:
     """Score each candidate k on a fixed-seed sample, and choose one.
@@ -269,7 +273,7 @@ def _evaluate_k(
 
     - is it reproducible? Prediction strength (``prediction_strength``) over ``resamples``
       random halvings of the sample, each used both ways; stable when the mean is at least
-      ``stability_threshold`` (0.8; Tibshirani & Walther suggest 0.8 to 0.9);
+      ``stability_threshold`` (``ClusterConfig``'s; Tibshirani & Walther suggest 0.8 to 0.9);
     - is it more than a structureless book of the same shape would give? The gap statistic:
       gap(k) = mean over ``references`` reference books (``pca_box_reference``) of log W_k,
       minus the sample's log W_k; k is a significant step when gap(k) - gap(k-1) exceeds gap's
@@ -288,7 +292,7 @@ def _evaluate_k(
     ``fixed_k`` (configured): that k is used whatever the rule says; it is scored all the same,
     so the verdict says whether the data support it.
     """
-    rows = sample_rows(len(X), sample_size, random_state)
+    rows = sample_rows(len(X), selection_sample, random_state)
     S = X[rows]
     half = len(S) // 2
     # prediction strength clusters each half of the sample: a half needs more than k borrowers,
@@ -310,7 +314,7 @@ def _evaluate_k(
     reference_books = [pca_box_reference(S, reference_rng) for _ in range(references)]
 
     def strength(k: int) -> dict:
-        values = prediction_strength(S, k, halvings, random_state, n_init)
+        values = prediction_strength(S, k, halvings, random_state, SELECTION_N_INIT)
         return {
             "k": k,
             "prediction_strength": float(np.mean(values)),
@@ -318,9 +322,12 @@ def _evaluate_k(
         }
 
     def gap(k: int) -> dict:
-        logw = _log_within(S, k, random_state, n_init)
+        logw = _log_within(S, k, random_state, SELECTION_N_INIT)
         logw_ref = np.array(
-            [_log_within(R, k, random_state + b + 1, n_init) for b, R in enumerate(reference_books)]
+            [
+                _log_within(R, k, random_state + b + 1, SELECTION_N_INIT)
+                for b, R in enumerate(reference_books)
+            ]
         )
         return {
             "k": k,
@@ -393,10 +400,11 @@ def match_segments(
 def _fit_segments(
     X: np.ndarray,
     features: list[str],
-    k: int = 4,
-    random_state: int = 42,
-    n_init: int = 10,
-    fit_sample: int | None = None,
+    *,
+    k: int,
+    random_state: int,
+    n_init: int,
+    fit_sample: int | None,
     means: list[float] | None = None,
     scales: list[float] | None = None,
     previous: SegmentModel | None = None,
@@ -496,20 +504,17 @@ def partition_cluster_counts(scaled: pd.DataFrame, kmeans) -> np.ndarray:
         return cluster_counts(feature_matrix(scaled), kmeans)
 
 
-def evaluate_k(X: np.ndarray, k_values: list[int], **kwargs) -> KSelection:
+# (``wraps`` for the docstring and the signature, which ``inspect.signature`` reads through)
+@wraps(_evaluate_k, assigned=("__doc__",))
+def evaluate_k(X: np.ndarray, k_values: list[int], **settings) -> KSelection:
     with single_threaded():
-        return _evaluate_k(X, k_values, **kwargs)
+        return _evaluate_k(X, k_values, **settings)
 
 
-evaluate_k.__doc__ = _evaluate_k.__doc__
-
-
-def fit_segments(X: np.ndarray, features: list[str], **kwargs) -> SegmentModel:
+@wraps(_fit_segments, assigned=("__doc__",))
+def fit_segments(X: np.ndarray, features: list[str], **settings) -> SegmentModel:
     with single_threaded():
-        return _fit_segments(X, features, **kwargs)
-
-
-fit_segments.__doc__ = _fit_segments.__doc__
+        return _fit_segments(X, features, **settings)
 
 
 def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray) -> pd.DataFrame:

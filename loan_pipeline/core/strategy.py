@@ -15,9 +15,7 @@ from loan_pipeline.domain import (
 )
 
 
-def assign_strategy(
-    scores: pd.Series, legal_above: float = 0.75, settlement_from: float = 0.50
-) -> pd.Series:
+def assign_strategy(scores: pd.Series, *, legal_above: float, settlement_from: float) -> pd.Series:
     """The notebook's bands: score > ``legal_above`` -> legal action; ``settlement_from`` <= score
     <= ``legal_above`` -> settlement offers; below -> automated reminders."""
     if settlement_from > legal_above:
@@ -38,10 +36,11 @@ def _text(labels: list[str], codes: np.ndarray, index: pd.Index, name: str | Non
 
 def rules_based_strategy(
     loans: pd.DataFrame,
-    legal_days: int = 90,
-    legal_missed: int = 6,
-    settlement_days: int = 30,
-    settlement_missed: int = 2,
+    *,
+    legal_days: int,
+    legal_missed: int,
+    settlement_days: int,
+    settlement_missed: int,
 ) -> pd.Series:
     """The fallback when no model beats the base rate: a policy on arrears alone.
 
@@ -64,10 +63,11 @@ def rules_based_strategy(
 
 def rules_based_reasons(
     loans: pd.DataFrame,
-    legal_days: int = 90,
-    legal_missed: int = 6,
-    settlement_days: int = 30,
-    settlement_missed: int = 2,
+    *,
+    legal_days: int,
+    legal_missed: int,
+    settlement_days: int,
+    settlement_missed: int,
 ) -> pd.Series:
     """Why the fallback policy chose each borrower's strategy, in words."""
     dpd = loans["Days_Past_Due"].to_numpy()
@@ -109,14 +109,19 @@ def strategy_table(
     segments: pd.DataFrame,
     scores: pd.DataFrame,
     policy: str,
-    legal_above: float = 0.75,
-    settlement_from: float = 0.50,
-    **fallback: int,
+    *,
+    legal_above: float,
+    settlement_from: float,
+    legal_days: int,
+    legal_missed: int,
+    settlement_days: int,
+    settlement_missed: int,
 ) -> pd.DataFrame:
     """One row per borrower: ids, segment, scores, balance and expected loss, strategy, policy
     and the three reasons, from the loan book (ids, balance and arrears), the segments and the
     scores (a whole book, or one aligned partition of each). ``policy``: the score bands, or
-    the rules-based fallback on arrears (``fallback``: its thresholds) with the rule that fired
+    the rules-based fallback on arrears (``legal_days`` to ``settlement_missed``: its thresholds,
+    as ``rules_based_strategy``'s) with the rule that fired
     as the reason. ``worklist_rank`` is left empty: only the capacity policy ranks
     (``capacity_strategies``, applied to this table)."""
     from loan_pipeline.core.frames import join_by_id, text_from_codes
@@ -141,6 +146,12 @@ def strategy_table(
             table["risk_score"], legal_above=legal_above, settlement_from=settlement_from
         )
     else:
+        fallback = dict(
+            legal_days=legal_days,
+            legal_missed=legal_missed,
+            settlement_days=settlement_days,
+            settlement_missed=settlement_missed,
+        )
         strategy = rules_based_strategy(table, **fallback)
         # the reasons are the rule that fired, not the (unused) model's
         table["reason_1"] = rules_based_reasons(table, **fallback).array

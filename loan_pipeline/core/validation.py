@@ -283,12 +283,20 @@ def arrears_counts(part: pd.DataFrame, thresholds: dict[str, int]) -> np.ndarray
     return np.array(out, dtype="int64")
 
 
-def arrears_evidence(loans, **thresholds: int) -> pd.DataFrame:
+def arrears_evidence(
+    loans, *, legal_days: int, legal_missed: int, settlement_days: int, settlement_missed: int
+) -> pd.DataFrame:
     """The rules-based fallback's own evidence: resolved loans and their rate of "not Fully
-    Recovered" in each band the policy draws on arrears (``thresholds``: its four limits), from
-    a frame or a Dask frame counted a partition at a time."""
+    Recovered" in each band the policy draws on arrears (its four limits, as ``rules_based_strategy``'s),
+    from a frame or a Dask frame counted a partition at a time."""
     from loan_pipeline.core.partitions import combine
 
+    thresholds = dict(
+        legal_days=legal_days,
+        legal_missed=legal_missed,
+        settlement_days=settlement_days,
+        settlement_missed=settlement_missed,
+    )
     counts = combine(arrears_counts, sum, loans, thresholds)
     bands = _arrears_bands(**thresholds)
     return pd.DataFrame(

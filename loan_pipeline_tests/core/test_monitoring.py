@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from loan_pipeline import settings
 from loan_pipeline.core.monitoring import (
     FROZEN_SCORE,
     OWN_SCORE,
@@ -23,6 +24,9 @@ from loan_pipeline.core.monitoring import (
     stability_table,
 )
 from loan_pipeline.domain import STRATEGY_LEGAL, STRATEGY_REMINDERS
+from loan_pipeline_tests.defaults import config_kwargs
+
+FAIRNESS = config_kwargs(fairness_flags, settings.FairnessConfig)
 
 
 def _book(n=2000, seed=0):
@@ -55,7 +59,7 @@ def test_equal_treatment_is_not_flagged():
     assert set(table["group_type"]) == {"all", "Gender", "age_band"}
     shares = table[["share_legal", "share_settlement", "share_reminders"]].sum(axis=1)
     np.testing.assert_allclose(shares, 1.0)
-    assert fairness_flags(table).empty
+    assert fairness_flags(table, **FAIRNESS).empty
 
 
 def test_harsher_treatment_without_worse_outcomes_is_flagged():
@@ -63,7 +67,7 @@ def test_harsher_treatment_without_worse_outcomes_is_flagged():
     women = loans["Gender"] == "Female"
     strategies.loc[women & (np.arange(len(loans)) % 2 == 0), "recovery_strategy"] = STRATEGY_LEGAL
     table = fairness_table(loans, strategies)
-    flagged = fairness_flags(table, max_gap=0.10)
+    flagged = fairness_flags(table, **FAIRNESS)
     assert ("Gender", "Female") in set(zip(flagged["group_type"], flagged["group"], strict=True))
     row = table[(table["group"] == "Female")].iloc[0]
     assert row["share_legal"] > 0.45 and abs(row["outcome_gap"]) < 0.05
@@ -75,7 +79,7 @@ def test_harsher_treatment_matched_by_outcomes_is_not_flagged():
     loans.loc[women, "Recovery_Status"] = "Written Off"
     loans.loc[~women, "Recovery_Status"] = "Fully Recovered"
     strategies.loc[women, "recovery_strategy"] = STRATEGY_LEGAL
-    assert fairness_flags(fairness_table(loans, strategies)).empty
+    assert fairness_flags(fairness_table(loans, strategies), **FAIRNESS).empty
 
 
 def test_small_groups_are_shown_not_judged():
@@ -83,9 +87,11 @@ def test_small_groups_are_shown_not_judged():
     strategies.loc[loans["Gender"] == "Female", "recovery_strategy"] = STRATEGY_LEGAL
     table = fairness_table(loans, strategies)
     genders = table[table["group_type"] == "Gender"]
-    assert (genders["borrowers"] < 30).all()
-    assert not fairness_flags(table, min_group=1).empty  # the gap is there...
-    assert fairness_flags(table, min_group=30).empty  # ...but too few borrowers to judge
+    assert (genders["borrowers"] < FAIRNESS["min_group"]).all()
+    assert not fairness_flags(
+        table, **config_kwargs(fairness_flags, settings.FairnessConfig, min_group=1)
+    ).empty  # the gap is there...
+    assert fairness_flags(table, **FAIRNESS).empty  # ...but too few borrowers to judge
 
 
 def test_age_bands():
@@ -302,7 +308,9 @@ def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
     from loan_pipeline.core.sample import generate_loan_book
 
     loans = generate_loan_book(600, seed=4)
-    model = risk.fit_recommended_model(loans, folds=2)
+    model = risk.fit_recommended_model(
+        loans, **config_kwargs(risk.fit_recommended_model, settings.RiskConfig, folds=2)
+    )
     pipeline = frozen_pipeline(model)
     (whole,) = risk.pipeline_scores([pipeline], loans)
     np.testing.assert_array_equal(whole, risk.probability(pipeline, risk.risk_inputs(loans)))

@@ -6,10 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from loan_pipeline.assets.risk import fallback_thresholds
 from loan_pipeline.core.risk import (
     EXCLUDED,
     MERGED,
+    fit_notebook_model,
     fit_recommended_model,
+    fit_risk_model,
     folds_and_draws,
     risk_inputs,
     score_borrowers,
@@ -18,19 +21,29 @@ from loan_pipeline.core.sample import generate_loan_book
 from loan_pipeline.core.strategy import rules_based_strategy
 from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.schemas import LOAN_BOOK_COLUMNS, OUTCOME_SIDE_COLUMNS
+from loan_pipeline.settings import ClusterConfig, RiskConfig
+from loan_pipeline_tests.defaults import config_kwargs
 from loan_pipeline_tests.planted import is_planted
+
+
+def risk_settings(**overrides) -> dict:
+    """``fit_recommended_model``'s settings: RiskConfig's defaults, with ``overrides``."""
+    return config_kwargs(fit_recommended_model, RiskConfig, **overrides)
+
+
+RISK = risk_settings()
 
 
 @pytest.fixture(scope="module")
 def planted():
     book = generate_loan_book(4000, seed=5, signal=1.0, open_fraction=0.05)
-    return book, fit_recommended_model(book)
+    return book, fit_recommended_model(book, **RISK)
 
 
 @pytest.fixture(scope="module")
 def no_signal():
     book = generate_loan_book(4000, seed=6, signal=0.0)
-    return book, fit_recommended_model(book)
+    return book, fit_recommended_model(book, **RISK)
 
 
 def test_recovers_the_planted_signal(planted):
@@ -120,7 +133,7 @@ def test_a_leaking_book_still_does_not_help():
     bad = book["Recovery_Status"] != "Fully Recovered"
     book["Collection_Attempts"] = np.where(bad, 10, 0)
     book["Legal_Action_Taken"] = np.where(book["Recovery_Status"] == "Written Off", "Yes", "No")
-    model = fit_recommended_model(book)
+    model = fit_recommended_model(book, **RISK)
     assert not model.beats_baseline
     assert model.metrics["model_roc_auc"] < 0.6
 
@@ -133,7 +146,7 @@ def test_rules_based_fallback_on_arrears():
     loans = pd.DataFrame(
         {"Days_Past_Due": [0, 31, 91, 0, 0, 30], "Num_Missed_Payments": [0, 0, 0, 2, 6, 1]}
     )
-    assert rules_based_strategy(loans).tolist() == [
+    assert rules_based_strategy(loans, **fallback_thresholds()).tolist() == [
         STRATEGY_REMINDERS,
         STRATEGY_SETTLEMENT,
         STRATEGY_LEGAL,
@@ -146,7 +159,7 @@ def test_rules_based_fallback_on_arrears():
 def test_too_few_resolved_loans_is_a_clear_error():
     book = generate_loan_book(300, seed=1, open_fraction=0.99)
     with pytest.raises(ValueError, match="too few resolved loans"):
-        fit_recommended_model(book)
+        fit_recommended_model(book, **RISK)
 
 
 def test_fallback_reasons_name_the_rule_that_fired():
@@ -157,7 +170,7 @@ def test_fallback_reasons_name_the_rule_that_fired():
     loans = pd.DataFrame(
         {"Days_Past_Due": [120, 0, 45, 0, 10], "Num_Missed_Payments": [0, 7, 0, 3, 1]}
     )
-    assert rules_based_reasons(loans).tolist() == [
+    assert rules_based_reasons(loans, **fallback_thresholds()).tolist() == [
         "Days_Past_Due > 90",
         "Num_Missed_Payments >= 6",
         "Days_Past_Due > 30",
@@ -170,8 +183,8 @@ def test_a_bounded_training_sample_keeps_the_quality_and_scores_everyone():
     """Fitting each fold on a fixed-seed sample (max_train_rows) loses next to nothing, and every
     resolved borrower still gets an out-of-fold score."""
     book = generate_loan_book(8000, seed=9, signal=1.0)
-    full = fit_recommended_model(book, max_train_rows=1_000_000)
-    bounded = fit_recommended_model(book, max_train_rows=1_500)
+    full = fit_recommended_model(book, **risk_settings(max_train_rows=1_000_000))
+    bounded = fit_recommended_model(book, **risk_settings(max_train_rows=1_500))
     held_out = bounded.primary.out_of_fold(book)
     assert (~np.isnan(held_out)).sum() == book["Recovery_Status"].notna().sum()
     assert bounded.metrics["fitting_sample"] == 1_500
@@ -210,10 +223,10 @@ def test_the_answer_does_not_depend_on_the_number_of_threads(planted, monkeypatc
     # two groups, so the gap is computed too; enough rows for the k to be scored in threads
     X = np.random.default_rng(3).normal(size=(PARALLEL_SELECTION_ROWS, 5))
     X[::2, 0] += 8
-    k_parallel = evaluate_k(X, [2, 3, 4], resamples=3)
+    k_parallel = evaluate_k(X, [2, 3, 4], **config_kwargs(evaluate_k, ClusterConfig, resamples=3))
     monkeypatch.setenv("LOAN_PIPELINE_WORKERS", "1")
-    serial = fit_recommended_model(book)
-    k_serial = evaluate_k(X, [2, 3, 4], resamples=3)
+    serial = fit_recommended_model(book, **RISK)
+    k_serial = evaluate_k(X, [2, 3, 4], **config_kwargs(evaluate_k, ClusterConfig, resamples=3))
     assert serial.metrics == parallel.metrics
     pd.testing.assert_frame_equal(
         score_borrowers(serial, book), score_borrowers(parallel, book), check_exact=True
@@ -257,7 +270,7 @@ def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
     np.testing.assert_allclose(
         whole["risk_score"].to_numpy()[open_loans], direct[open_loans], rtol=1e-13, atol=0
     )
-    refit = risk.fit_recommended_model(book)
+    refit = risk.fit_recommended_model(book, **RISK)
     # sums over pieces of 333 rows: the same figures up to the order of float additions
     assert refit.metrics == pytest.approx(model.metrics, rel=1e-12, abs=1e-15)
 
@@ -328,8 +341,23 @@ def test_folds_and_samples_are_the_same_in_any_partitioning(planted, monkeypatch
     other, _ = folds_and_draws(ids, 5, 43)
     assert (other != fold).mean() > 0.7  # another seed, another assignment
     monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
-    pieces = fit_recommended_model(book)
+    pieces = fit_recommended_model(book, **RISK)
     for key, value in whole.metrics.items():
         assert pieces.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
     for a, b in zip(pieces.primary.fold_estimators, whole.primary.fold_estimators, strict=True):
         np.testing.assert_array_equal(a.named_steps["model"].coef_, b.named_steps["model"].coef_)
+
+
+def test_a_misspelled_or_missing_setting_is_an_error_not_a_silent_default():
+    book = generate_loan_book(300, seed=1)
+    with pytest.raises(TypeError, match="max_training_rows"):
+        fit_recommended_model(book, **RISK, max_training_rows=1_000)
+    with pytest.raises(TypeError, match="max_train_rows"):
+        fit_recommended_model(book, **{k: v for k, v in RISK.items() if k != "max_train_rows"})
+    every = config_kwargs(fit_risk_model, RiskConfig)
+    for method in ("recommended", "notebook"):
+        with pytest.raises(TypeError, match="n_estimator"):
+            fit_risk_model(book, None, None, method=method, **every, n_estimator=10)
+    notebook = config_kwargs(fit_notebook_model, RiskConfig)
+    with pytest.raises(TypeError, match="folds"):
+        fit_notebook_model(book, book, **notebook, folds=3)  # a setting of the other method

@@ -11,18 +11,31 @@ from loan_pipeline.core.sample import generate_loan_book
 from loan_pipeline.core.segmentation import (
     assign_segments,
     burden_scores,
+    evaluate_k,
     fit_segments,
     name_segments,
     segment_profile,
 )
 from loan_pipeline.domain import NO_STABLE_SEGMENTATION, NOTEBOOK_FEATURES, STABLE_SEGMENTATION
+from loan_pipeline.settings import ClusterConfig
+from loan_pipeline_tests.defaults import config_kwargs
+
+
+def segment_settings(**overrides) -> dict:
+    """``fit_segments``' settings: ClusterConfig's defaults, with ``overrides``."""
+    return config_kwargs(fit_segments, ClusterConfig, **overrides)
+
+
+def selection_settings(**overrides) -> dict:
+    """``evaluate_k``'s settings: ClusterConfig's defaults, with ``overrides``."""
+    return config_kwargs(evaluate_k, ClusterConfig, **overrides)
 
 
 @pytest.fixture(scope="module")
 def book():
     loans = generate_loan_book(3000, seed=7)
     scaled, _ = scale_features(loans, NOTEBOOK_FEATURES)
-    model = fit_segments(feature_matrix(scaled), NOTEBOOK_FEATURES, k=4, random_state=42, n_init=10)
+    model = fit_segments(feature_matrix(scaled), NOTEBOOK_FEATURES, **segment_settings(k=4))
     segments = assign_segments(model, scaled["Borrower_ID"], feature_matrix(scaled))
     profile = segment_profile(loans, segments, NOTEBOOK_FEATURES)
     return loans, model, segments, profile
@@ -65,7 +78,7 @@ def test_some_segment_is_named_for_high_loans_on_a_loan_heavy_book():
     big = loans.sample(300, random_state=0).index
     loans.loc[big, "Loan_Amount"] = loans.loc[big, "Loan_Amount"] * 20
     scaled, _ = scale_features(loans, NOTEBOOK_FEATURES)
-    model = fit_segments(feature_matrix(scaled), NOTEBOOK_FEATURES, k=4)
+    model = fit_segments(feature_matrix(scaled), NOTEBOOK_FEATURES, **segment_settings(k=4))
     segments = assign_segments(model, scaled["Borrower_ID"], feature_matrix(scaled))
     profile = segment_profile(loans, segments, NOTEBOOK_FEATURES)
     high = profile[profile["segment_name"].str.startswith("High loan")]
@@ -98,8 +111,8 @@ def test_relabelled_kmeans_gives_the_same_segments():
     X = np.vstack([c + rng.normal(size=(200, 4)) for c in centres])
     cols = ["Loan_Amount", "Days_Past_Due", "Monthly_Income", "Age"]
     ids = pd.Series([f"B{i}" for i in range(len(X))])
-    a = fit_segments(X, cols, k=3, random_state=0, n_init=3)
-    b = fit_segments(X, cols, k=3, random_state=5, n_init=3)
+    a = fit_segments(X, cols, **segment_settings(k=3, random_state=0, n_init=3))
+    b = fit_segments(X, cols, **segment_settings(k=3, random_state=5, n_init=3))
     sa, sb = assign_segments(a, ids, X), assign_segments(b, ids, X)
     assert (sa["segment_id"] == sb["segment_id"]).all()
     assert (sa["segment_name"] == sb["segment_name"]).all()
@@ -116,7 +129,7 @@ def test_sizes_and_silhouette(book):
 
 def test_too_few_borrowers_is_a_clear_error():
     with pytest.raises(ValueError, match="cannot form 4 segments from 3 borrowers"):
-        fit_segments(np.zeros((3, 2)), ["a", "b"], k=4)
+        fit_segments(np.zeros((3, 2)), ["a", "b"], **segment_settings(k=4))
 
 
 def blob_book(rows: int, centres, seed: int, columns: int = 9) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +156,7 @@ def test_k_selection_finds_groups_that_live_in_a_few_of_the_inputs():
     from loan_pipeline.core.segmentation import evaluate_k
 
     X, planted = blob_book(2000, SUBSET_CENTRES, seed=0)
-    selection = evaluate_k(X, list(range(2, 9)), sample_size=2000)
+    selection = evaluate_k(X, list(range(2, 9)), **selection_settings(selection_sample=2000))
     assert selection.chosen == 3, selection.table
     assert selection.verdict == STABLE_SEGMENTATION
     assert selection.summary == "stable segmentation: k=3"
@@ -167,7 +180,9 @@ def test_k_selection_finds_well_separated_blobs():
     for true_k, seed in ((3, 1), (5, 2)):
         centres = np.random.default_rng(seed).normal(scale=10, size=(true_k, 6))
         X = np.vstack([c + rng.normal(size=(400, 6)) for c in centres])
-        selection = evaluate_k(X, list(range(2, 9)), sample_size=2000, resamples=3)
+        selection = evaluate_k(
+            X, list(range(2, 9)), **selection_settings(selection_sample=2000, resamples=3)
+        )
         assert selection.chosen == true_k, selection.table
         assert selection.supported and selection.chosen_row["prediction_strength"] > 0.95
 
@@ -178,7 +193,7 @@ def test_k_selection_on_noise_says_there_is_no_stable_segmentation():
     from loan_pipeline.core.segmentation import evaluate_k
 
     X = np.random.default_rng(3).normal(size=(1500, 9))
-    selection = evaluate_k(X, list(range(2, 9)), sample_size=1500)
+    selection = evaluate_k(X, list(range(2, 9)), **selection_settings(selection_sample=1500))
     table = selection.table
     assert (table["prediction_strength"] < 0.7).all(), table
     assert not table["stable"].any() and not table["supported"].any()
@@ -199,7 +214,7 @@ def test_a_reproducible_cut_through_a_continuum_is_not_a_stable_segmentation():
     rng = np.random.default_rng(4)
     factor = rng.normal(size=(2000, 1))
     X = np.hstack([factor + 0.3 * rng.normal(size=(2000, 4)), rng.normal(size=(2000, 5))])
-    selection = evaluate_k(X, [2, 3, 4], sample_size=2000)
+    selection = evaluate_k(X, [2, 3, 4], **selection_settings(selection_sample=2000))
     row = selection.table.set_index("k").loc[2]
     assert row["stable"], selection.table
     assert not row["gap_significant"], selection.table
@@ -210,14 +225,21 @@ def test_a_configured_k_is_used_and_judged():
     from loan_pipeline.core.segmentation import evaluate_k
 
     X, _ = blob_book(1000, SUBSET_CENTRES, seed=1)
-    wrong = evaluate_k(X, [], sample_size=1000, fixed_k=5)
+    wrong = evaluate_k(X, [], **selection_settings(selection_sample=1000, fixed_k=5))
     assert wrong.chosen == 5 and wrong.configured
     assert wrong.summary == "no stable segmentation: k=5 set in config as a convenient split"
-    right = evaluate_k(X, [], sample_size=1000, fixed_k=3)
+    right = evaluate_k(X, [], **selection_settings(selection_sample=1000, fixed_k=3))
     assert right.summary == "stable segmentation: k=3 (set in config)"
     with pytest.raises(ValueError, match="cannot judge k=8 on 16 borrowers"):
-        evaluate_k(X[:16], [], sample_size=16, fixed_k=8)  # a half of 8 in 8 segments: no pair
-    assert evaluate_k(X[:16], list(range(2, 9)), sample_size=16).table["k"].max() == 7
+        evaluate_k(
+            X[:16], [], **selection_settings(selection_sample=16, fixed_k=8)
+        )  # a half of 8 in 8 segments: no pair
+    assert (
+        evaluate_k(X[:16], list(range(2, 9)), **selection_settings(selection_sample=16))
+        .table["k"]
+        .max()
+        == 7
+    )
 
 
 def test_segments_keep_ids_and_names_across_runs():
@@ -228,8 +250,10 @@ def test_segments_keep_ids_and_names_across_runs():
     X = np.vstack([c + rng.normal(size=(300, 4)) for c in centres])
     cols = ["Loan_Amount", "Days_Past_Due", "Monthly_Income", "Interest_Rate"]
     ids = pd.Series([f"B{i}" for i in range(len(X))])
-    first = fit_segments(X, cols, k=4, random_state=0, n_init=1)
-    second = fit_segments(X, cols, k=4, random_state=9, n_init=1, previous=first)
+    first = fit_segments(X, cols, **segment_settings(k=4, random_state=0, n_init=1))
+    second = fit_segments(
+        X, cols, **segment_settings(k=4, random_state=9, n_init=1, previous=first)
+    )
     a, b = assign_segments(first, ids, X), assign_segments(second, ids, X)
     assert (a["segment_id"] == b["segment_id"]).all()
     assert (a["segment_name"] == b["segment_name"]).all()
@@ -242,8 +266,8 @@ def test_a_new_segment_gets_a_new_id_and_old_ones_keep_theirs():
     cols = ["Loan_Amount", "Days_Past_Due", "Monthly_Income"]
     X3 = np.vstack([c + rng.normal(size=(300, 3)) for c in centres[:3]])
     X4 = np.vstack([X3, centres[3] + rng.normal(size=(300, 3))])
-    first = fit_segments(X3, cols, k=3, n_init=3)
-    second = fit_segments(X4, cols, k=4, n_init=3, previous=first)
+    first = fit_segments(X3, cols, **segment_settings(k=3, n_init=3))
+    second = fit_segments(X4, cols, **segment_settings(k=4, n_init=3, previous=first))
     ids3 = pd.Series([f"B{i}" for i in range(len(X3))])
     a = assign_segments(first, ids3, X3)
     b = assign_segments(second, ids3, X3)

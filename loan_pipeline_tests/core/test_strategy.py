@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from loan_pipeline.assets.risk import fallback_thresholds
 from loan_pipeline.core.features import scale_features
 from loan_pipeline.core.gains import (
     CURVES,
@@ -31,11 +32,16 @@ from loan_pipeline.domain import (
     STRATEGY_REMINDERS,
     STRATEGY_SETTLEMENT,
 )
+from loan_pipeline.settings import RiskConfig, StrategyConfig
+from loan_pipeline_tests.defaults import config_kwargs
+
+# strategy_table's settings: StrategyConfig's defaults (the fallback's under their core names)
+STRATEGY = config_kwargs(strategy_table, StrategyConfig) | fallback_thresholds()
 
 
 def test_notebook_bands_at_their_edges():
     scores = pd.Series([0.0, 0.4999, 0.5, 0.6, 0.75, 0.7501, 1.0])
-    assert assign_strategy(scores).tolist() == [
+    assert assign_strategy(scores, **config_kwargs(assign_strategy, StrategyConfig)).tolist() == [
         STRATEGY_REMINDERS,
         STRATEGY_REMINDERS,
         STRATEGY_SETTLEMENT,
@@ -70,14 +76,20 @@ def test_scaling_matches_population_std_and_survives_constant_columns():
 @pytest.fixture(scope="module")
 def scored_book():
     """A generated 50,000-loan book (the planted signal), every borrower with its out-of-fold
-    scores, and its score-band strategies. The models are fitted on 10,000-row samples (the
-    pipeline's default is 50,000): a fifth of the time, and the same conclusions."""
+    scores, and its score-band strategies. The models are fitted on 10,000-row samples (a
+    fifth of the pipeline's default, RiskConfig.max_train_rows): a fifth of the time, and the
+    same conclusions."""
     book = generate_loan_book(50_000, seed=1)
-    scores = score_borrowers(fit_recommended_model(book, max_train_rows=10_000), book)
+    scores = score_borrowers(
+        fit_recommended_model(
+            book, **config_kwargs(fit_recommended_model, RiskConfig, max_train_rows=10_000)
+        ),
+        book,
+    )
     segments = pd.DataFrame(
         {"Borrower_ID": book["Borrower_ID"], "segment_id": 0, "segment_name": "one segment"}
     )
-    return book, scores, strategy_table(book, segments, scores, POLICY_MODEL)
+    return book, scores, strategy_table(book, segments, scores, POLICY_MODEL, **STRATEGY)
 
 
 def by_capacity(table, legal, settlement, key="expected_shortfall"):

@@ -11,6 +11,8 @@ from scipy.stats import chi2, ks_2samp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from loan_pipeline import settings
+from loan_pipeline.assets.risk import fallback_thresholds
 from loan_pipeline.core import risk
 from loan_pipeline.core.monitoring import fairness_table
 from loan_pipeline.core.sample import generate_loan_book
@@ -28,6 +30,7 @@ from loan_pipeline.core.validation import (
     wrong_signed_reasons,
 )
 from loan_pipeline.domain import INPUT_LABELS, POLICY_MODEL
+from loan_pipeline_tests.defaults import config_kwargs
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,9 @@ def book():
 
 @pytest.fixture(scope="module")
 def model(book):
-    return risk.fit_recommended_model(book)
+    return risk.fit_recommended_model(
+        book, **config_kwargs(risk.fit_recommended_model, settings.RiskConfig)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +218,8 @@ def test_each_group_has_its_own_auc_and_calibration(book, model, scores):
         pd.DataFrame({"Borrower_ID": book["Borrower_ID"], "segment_id": 0, "segment_name": "all"}),
         scores,
         POLICY_MODEL,
+        **config_kwargs(strategy_table, settings.StrategyConfig),
+        **fallback_thresholds(),
     )
     report = fairness_table(book, table)
     merged = book.merge(scores, on="Borrower_ID")
