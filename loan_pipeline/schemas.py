@@ -41,13 +41,6 @@ RECOVERY_STATUSES = ["Fully Recovered", "Partially Recovered", "Written Off"]
 COLLECTION_METHODS = ["Calls", "Legal Notice", "Debt Collectors", "Settlement Offer"]
 YES_NO = ["No", "Yes"]
 
-# Explicit dtypes for reading the CSV: nullable, so a blank cell is read as missing and judged
-# by the validated stage, not by the parser.
-RAW_DTYPES: dict[str, str] = (
-    {c: "Int64" for c in INT_COLUMNS}
-    | {c: "float64" for c in FLOAT_COLUMNS}
-    | {c: "string[pyarrow]" for c in TEXT_COLUMNS}
-)
 # Category columns and their allowed values (matched case-insensitively on read).
 CATEGORIES: dict[str, list[str]] = {
     "Gender": GENDERS,
@@ -622,8 +615,8 @@ def validate(df: pd.DataFrame, model: type[pa.DataFrameModel], source: str) -> p
     """Validate every rule at once (lazy) and raise one readable :class:`SchemaViolation`.
 
     In place: every caller validates the frame its step has just built, so pandera's defensive
-    deep copy buys nothing and costs a second copy of the table (0.04-0.5 s a million-row
-    table; on a ten-million-row book, gigabytes at the step's peak). With copy-on-write on, a
+    deep copy buys nothing and costs time and a second copy of the table at the step's peak
+    (docs/performance.md). With copy-on-write on, a
     coerced column replaces the frame's own, never a column another frame shares.
 
     A Dask frame is validated partition by partition as the cluster computes it (lazily): a rule

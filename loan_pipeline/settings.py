@@ -135,10 +135,6 @@ PARTITIONED_TABLES: frozenset[str] = frozenset(
 )
 
 
-def models_dir() -> Path:
-    return storage_dir() / "models"
-
-
 def charts_dir() -> Path:
     return storage_dir() / "charts"
 

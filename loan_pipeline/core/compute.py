@@ -1,9 +1,8 @@
 """How heavy numeric work runs.
 
 On the 2-core machines this project targets, scikit-learn's KMeans and LogisticRegression run
-several times faster with one BLAS/OpenMP thread than with the default thread pools (measured:
-KMeans on 200,000 x 9, n_init=10: 11.0 s with the default pools, 2.2 s with one thread; on
-5,000 rows 0.41 s vs 0.01 s): the threads spend their time synchronising, not computing. So the
+several times faster with one BLAS/OpenMP thread than with the default thread pools (figures in
+docs/performance.md, "The cores"): the threads spend their time synchronising, not computing. So the
 model code runs inside :func:`single_threaded`, and independent pieces of work (one candidate k,
 one cross-validation fold) run side by side on the cores with :func:`parallel_map`: threads, as
 scikit-learn's and NumPy's compiled loops release the GIL, so nothing is copied to a worker.
@@ -90,7 +89,7 @@ def release_memory() -> None:
     reuse, and glibc keeps freed heap pages. On a large book (the process above
     ``COLLECT_ABOVE_BYTES``), frames a finished step left in reference cycles are collected now
     rather than at some later allocation; a full collection walks every object the imported
-    libraries made (0.15 s), too much to pay after every step of a small run."""
+    libraries made, too much to pay after every step of a small run (docs/performance.md)."""
     import gc
 
     rss = resident_bytes()

@@ -483,20 +483,6 @@ def _read_text(
 # --- cell level ------------------------------------------------------------------------------
 
 
-def _issues(lines: np.ndarray, column: str, rule: str, reason, values) -> pd.DataFrame:
-    n = len(lines)
-    return pd.DataFrame(
-        {
-            "source_line": lines.astype("int64"),
-            "column": [column] * n,
-            "rule": [rule] * n,
-            "reason": reason if not isinstance(reason, str) else [reason] * n,
-            "value": list(values),
-        },
-        columns=ISSUE_COLUMNS,
-    )
-
-
 def _chars(arr) -> np.ndarray:
     """The UTF-8 bytes of every cell of an Arrow string array, end to end (a view, no copy).
 
@@ -1091,10 +1077,6 @@ def _describe(path: Path, summary: pd.DataFrame, headline: str) -> str:
             f"  column {row.column}, rule {row.rule}: {row.rows} row(s); e.g. {row.examples}"
         )
     return "\n".join(lines)
-
-
-def describe_issues(path: Path, issues: pd.DataFrame, records: int, headline: str) -> str:
-    return _describe(path, summarise_issues(issues), headline)
 
 
 def check_quarantine(

@@ -18,14 +18,12 @@ import pandas as pd
 from loan_pipeline.core.compute import parallel_map, single_threaded
 from loan_pipeline.domain import NO_STABLE_SEGMENTATION, STABLE_SEGMENTATION
 
-# Silhouette is quadratic in rows: above this many it is computed on a fixed-seed sample.
 # Rows assigned to segments at a time (the distance matrix is rows x k).
 PREDICT_CHUNK = 1_000_000
 SILHOUETTE_SAMPLE = 5_000  # the fitted model's silhouette (quadratic): on a fixed-seed sample
 # Choosing k scores the candidate k side by side in threads only from this many sampled rows.
 # Below it each KMeans fit on a half of the sample takes a few milliseconds, mostly Python, and
-# two threads spend their time waiting for each other's interpreter lock (measured on 1,000
-# rows: 0.47 s in one thread, 1.0-1.9 s in two).
+# two threads spend their time waiting for each other's interpreter lock (docs/performance.md).
 PARALLEL_SELECTION_ROWS = 5_000
 # KMeans restarts of each fit that scores a k (many small fits); the segments' own model has
 # ClusterConfig.n_init.

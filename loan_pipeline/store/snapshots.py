@@ -27,7 +27,6 @@ same ``runs/<run_id>/tables/<table>`` under that root, complete when ``_SUCCESS`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -428,11 +427,3 @@ def _describe_snapshot(con, manifest: dict, folder: Path, schema: str | None) ->
             f"CREATE VIEW {prefix}{LATEST_VIEW} AS SELECT * FROM {prefix}{HISTORY_VIEW} "
             f"WHERE snapshot_time = (SELECT max(snapshot_time) FROM {prefix}{HISTORY_VIEW})"
         )
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
