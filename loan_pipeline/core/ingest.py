@@ -534,7 +534,7 @@ def _nothing_to_trim(arr) -> bool:
     return bool(((first - 0x21) < 0x5E).all() and ((last - 0x21) < 0x5E).all())
 
 
-def _plain(chars: np.ndarray, integer: bool) -> bool:
+def _all_digits(chars: np.ndarray, integer: bool) -> bool:
     """Whether every byte is an ASCII digit, or for a float a digit or ``.``."""
     if not len(chars):
         return True
@@ -554,7 +554,7 @@ def _plain_valid(text, integer: bool):
     """
     import pyarrow.compute as pc
 
-    if not _plain(_chars(text), integer):
+    if not _all_digits(_chars(text), integer):
         return None
     if integer:
         return pc.not_equal(text, "")
@@ -575,7 +575,7 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
     import pyarrow.compute as pc
 
     chars = _chars(arr) if fast else None
-    if chars is not None and _plain(chars, integer=False):
+    if chars is not None and _all_digits(chars, integer=False):
         text = arr  # no whitespace to trim
     else:
         text = pc.utf8_trim_whitespace(arr)

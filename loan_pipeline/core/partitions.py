@@ -42,7 +42,7 @@ def per_partition(
     # loan book's partitions are partitioned alike: see ``aligned``). An argument that is an
     # object (a fitted model) becomes one task of the graph, sent once to each worker that needs
     # it, not copied into every partition's task.
-    shipped = [a if is_dask(a) or _plain(a) else dask.delayed(a, pure=True) for a in args]
+    shipped = [a if is_dask(a) or _is_scalar(a) else dask.delayed(a, pure=True) for a in args]
     return frame.map_partitions(
         func,
         *shipped,
@@ -54,7 +54,8 @@ def per_partition(
     )
 
 
-def _plain(value: object) -> bool:
+def _is_scalar(value: object) -> bool:
+    """None, text, a number or a bool: put into each partition's task as it is."""
     return value is None or isinstance(value, str | int | float | bool)
 
 

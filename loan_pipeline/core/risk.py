@@ -349,14 +349,19 @@ def _bin_of(p: np.ndarray) -> np.ndarray:
 
 
 def evaluation_counts(
-    part: pd.DataFrame, target: str, fitted: list, one: list, folds: int, seed: int
+    part: pd.DataFrame,
+    target: str,
+    fitted: list,
+    days_past_due_only: list,
+    folds: int,
+    seed: int,
 ) -> dict[str, np.ndarray]:
     """One frame's or partition's out-of-fold evaluation, as sums: resolved loans per fold,
     class and score bin for the model (``fitted``: fold models) and the Days_Past_Due-only
-    baseline (``one``), the model's probabilities summed per bin, squared errors per fold."""
+    baseline (``days_past_due_only``: fold models of that one input), the model's probabilities summed per bin, squared errors per fold."""
     at, y = _labels(part, target)
     fold, _ = folds_and_draws(part["Borrower_ID"].iloc[at], folds, seed)
-    p, p_one = np.empty(len(at)), np.empty(len(at))
+    p, p_baseline = np.empty(len(at)), np.empty(len(at))
     with single_threaded():
         for start in range(0, len(at), SCORE_CHUNK):
             rows = slice(start, start + SCORE_CHUNK)
@@ -367,9 +372,11 @@ def evaluation_counts(
                 if len(mine):
                     Xk = X.iloc[mine]
                     p[start + mine] = probability(fitted[k], Xk)
-                    p_one[start + mine] = probability(one[k], Xk[[BASELINE_FEATURE]])
+                    p_baseline[start + mine] = probability(
+                        days_past_due_only[k], Xk[[BASELINE_FEATURE]]
+                    )
     out = {}
-    for name, scores in (("model", p), ("one", p_one)):
+    for name, scores in (("model", p), ("days_past_due_only", p_baseline)):
         cell = (fold.astype("int64") * 2 + y) * SCORE_BINS + _bin_of(scores)
         out[name] = np.bincount(cell, minlength=folds * 2 * SCORE_BINS).reshape(
             folds, 2, SCORE_BINS
@@ -482,8 +489,8 @@ def fit_outcome_model(
         model = _pipeline(
             numeric, one_hot_columns(MODEL_CATEGORICAL), constrain=sign_constraints
         ).fit(X, y[rows])
-        one = _pipeline([BASELINE_FEATURE], []).fit(X[[BASELINE_FEATURE]], y[rows])
-        return model, one, float(y[rows].mean())
+        days_past_due_only = _pipeline([BASELINE_FEATURE], []).fit(X[[BASELINE_FEATURE]], y[rows])
+        return model, days_past_due_only, float(y[rows].mean())
 
     # the folds and the final fit are independent: side by side, one core each
     fitted = parallel_map(fit, samples)
@@ -495,7 +502,7 @@ def fit_outcome_model(
         loans,
         target,
         fold_models,
-        [o for _, o, _ in by_fold],
+        [baseline for _, baseline, _ in by_fold],
         folds,
         random_state,
         **pieces,
@@ -510,7 +517,10 @@ def fit_outcome_model(
     tables = {
         "model": (evaluation["model"], evaluation["model_squared_error"]),
         "base_rate": (base, base_squared),
-        "days_past_due_only": (evaluation["one"], evaluation["one_squared_error"]),
+        "days_past_due_only": (
+            evaluation["days_past_due_only"],
+            evaluation["days_past_due_only_squared_error"],
+        ),
     }
     metrics: dict[str, float] = {}
     for name, (binned, squared) in tables.items():
