@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loan_pipeline.assets.charts import CHART_SPECS
+from loan_pipeline.core.chart_registry import KEYS as CHART_KEYS
 from loan_pipeline_tests.conftest import (
     SAMPLE_CSV,
     environment,
@@ -128,7 +128,7 @@ def test_the_cluster_draws_the_same_charts_as_a_local_run(cluster, local_run, da
     # drawn from summaries merged over the partitions and a sample fetched by position
     run, tasks = dask_run
     charts = sorted(p.name for p in (local_run.storage / "charts").glob("*.png"))
-    assert len(charts) == len(CHART_SPECS)
+    assert len(charts) == len(CHART_KEYS)
     for name in charts:
         on_cluster = (run.storage / "charts" / name).read_bytes()
         assert on_cluster == (local_run.storage / "charts" / name).read_bytes(), name

@@ -3,7 +3,7 @@ from the whole table.
 
 The pure tests split a frame into pieces and check that merging the pieces' summaries gives the
 whole frame's summary. The cluster tests (``dask_cluster``: a LocalCluster on 127.0.0.1) hand
-``core.charts.figures`` Dask frames of several partitions and compare with the pandas path.
+``core.charts.draw`` Dask frames of several partitions and compare with the pandas path.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.core import aggregates, charts
+from loan_pipeline.core.chart_registry import TABLE_CHARTS
 from loan_pipeline.core.partitions import combine, take_positions
 from loan_pipeline_tests.conftest import SAMPLE_CSV
 from loan_pipeline_tests.core.test_charts import income_segments, synthetic_loans
@@ -226,8 +227,7 @@ def partitioned(book, client) -> dict:
 
 def test_summaries_on_the_cluster_equal_the_local_ones(book, partitioned):
     wanted = {"rows": (len, sum, ())}
-    for summaries in charts._LOAN_SUMMARIES.values():
-        wanted |= summaries
+    wanted |= charts.SUMMARIES
     local = charts._summarise(book["loans"], wanted)
     cluster = charts._summarise(partitioned["loans"], wanted)
     assert cluster["rows"] == local["rows"] == len(book["loans"])
@@ -271,11 +271,13 @@ def test_the_cluster_draws_the_same_pngs(book, partitioned, monkeypatch):
     def pngs(tables: dict) -> dict[str, bytes]:
         return {
             key: charts.figure_to_png(fig)
-            for key, fig in charts.figures(
-                charts.TABLE_CHARTS,
-                loans=tables["loans"],
-                segments=tables["segments"],
-                scores=tables["scores"],
+            for key, fig in charts.draw(
+                TABLE_CHARTS,
+                {
+                    "validated_loans": tables["loans"],
+                    "borrower_segments": tables["segments"],
+                    "risk_scores": tables["scores"],
+                },
             )
         }
 
@@ -289,8 +291,8 @@ def test_the_cluster_draws_the_same_pngs(book, partitioned, monkeypatch):
     for collection in (dd.DataFrame, dd.Series):  # only summaries and samples may come back
         monkeypatch.setattr(collection, "compute", whole)
     cluster = pngs(partitioned)
-    assert list(cluster) == list(local) == charts.TABLE_CHARTS
-    for key in charts.TABLE_CHARTS:
+    assert list(cluster) == list(local) == TABLE_CHARTS
+    for key in TABLE_CHARTS:
         assert cluster[key] == local[key], f"{key}: the cluster's PNG differs from the local one"
     assert len(set(local.values())) == len(local)
 

@@ -1,9 +1,11 @@
 """The analyst charts as pure functions: tables in, matplotlib Figure out.
 
-No Dagster here: assets call these functions and store ``figure_to_png(fig)``.
+No Dagster here: the chart assets call ``draw`` and store ``figure_to_png(fig)``. Which charts
+there are, and what each is drawn from, is ``core.chart_registry.CHARTS``; each chart's draw
+function (``Chart.draw``, a ``draw_*`` function below) is here.
 
 Every chart is drawn in three steps, so that a book of any size, whole in this process or in
-partitions on a Dask cluster, gives the same picture (``figures``):
+partitions on a Dask cluster, gives the same picture (``draw``):
 
 1. summaries of the table, each a pure function of one pandas frame (a partition, or the whole
    table as its one part) and a merge of the per-partition results (``partitions.combine``):
@@ -32,7 +34,7 @@ import functools
 import io
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 import matplotlib
@@ -48,6 +50,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
 
+from loan_pipeline.core import chart_registry  # noqa: E402
 from loan_pipeline.core.aggregates import (  # noqa: E402
     CoMoments,
     Extent,
@@ -66,20 +69,20 @@ from loan_pipeline.core.partitions import combine, per_partition, take_positions
 from loan_pipeline.domain import HELD_OUT_SOURCES  # noqa: E402
 
 __all__ = [
-    "CHARTS",
     "OPEN_LABEL",
     "SAMPLE_LIMIT",
     "SAMPLE_SEED",
     "STATUS_ORDER",
     "STATUS_PALETTE",
-    "TABLE_CHARTS",
+    "SUMMARIES",
+    "Drawing",
     "PlotSample",
     "borrower_segments",
     "calibration_curve",
     "capacity_gains",
     "correlation_heatmap",
+    "draw",
     "figure_to_png",
-    "figures",
     "income_loan_recovery",
     "k_selection",
     "loan_amount_distribution",
@@ -1286,71 +1289,99 @@ def _draw_calibration(binned: ScoreBins, deciles: pd.DataFrame | None, q: int) -
 # Drawing the charts of a book, whole or in partitions
 # --------------------------------------------------------------------------------------------
 
-# The summaries of the loan book each chart is drawn from, computed in one pass for all the
-# charts asked for: name -> (partial, merge, extra arguments).
-_LOAN_SUMMARIES: dict[str, dict[str, tuple]] = {
-    "chart_loan_amount_distribution": {
-        "amount_extents": (amount_extents, merge_amount_extents, ())
-    },
-    "chart_payment_history_recovery": {
-        "history_outcomes": (history_outcome_counts, add_counts, ())
-    },
-    "chart_missed_payments_recovery": {"missed_outcomes": (missed_outcome_counts, add_counts, ())},
-    "chart_income_loan_recovery": {"outcomes": (outcome_counts, add_counts, ())},
-    "chart_correlation_heatmap": {"numeric": (numeric_moments, merge_co_moments, ())},
+# The summaries of the loan book the charts are drawn from (a chart names those it needs:
+# ``Chart.summaries``), computed in one pass for every chart drawn:
+# name -> (partial, merge, extra arguments).
+SUMMARIES: dict[str, tuple] = {
+    "amount_extents": (amount_extents, merge_amount_extents, ()),
+    "history_outcomes": (history_outcome_counts, add_counts, ()),
+    "missed_outcomes": (missed_outcome_counts, add_counts, ()),
+    "outcomes": (outcome_counts, add_counts, ()),
+    "numeric": (numeric_moments, merge_co_moments, ()),
 }
 
 
-def figures(
-    keys: Iterable[str], *, loans=None, segments=None, scores=None, segmentation=None
-) -> Iterator[tuple[str, Figure]]:
-    """Draw the charts ``keys`` (of ``TABLE_CHARTS``), one at a time, in that order, from the
-    loan book, the segments and the risk scores: pandas frames, or Dask frames in partitions
-    (the segments partitioned like the loans), and the verdict on the segmentation for the
-    segments chart's title (``segmentation``). Only summaries and samples reach this process:
-    one pass over the loans for all their charts' summaries, the sample rows, and a second pass
-    for the loan-amount chart's bins."""
-    keys = list(keys)
-    unknown = sorted(set(keys) - set(TABLE_CHARTS))
-    if unknown:
-        raise ValueError(f"not a chart drawn from the tables: {unknown}")
+class Drawing(NamedTuple):
+    """What a chart's draw function (``Chart.draw``) is given: its inputs by asset name (pandas
+    frames, Dask frames in partitions, a model), the merged summaries of the loan book that the
+    charts drawn asked for (``SUMMARIES``), and the loan book's sample rows (``Chart.sample``'s
+    columns; None when no chart drawn asked for any)."""
+
+    inputs: Mapping[str, object]
+    book: dict
+    sample: pd.DataFrame | None
+
+
+def draw(keys: Iterable[str], inputs: Mapping[str, object]) -> Iterator[tuple[str, Figure]]:
+    """Draw the charts ``keys`` (of ``chart_registry.CHARTS``), one at a time, in that order,
+    from ``inputs``, the assets they are drawn from by name: pandas frames, or Dask frames in
+    partitions (the segments partitioned like the loans), and the models. Only summaries and
+    samples reach this process: one pass over the loans for all their charts' summaries, the
+    sample rows, and what a chart computes itself (the loan-amount chart's bins, the
+    calibration's score bins, the segment sizes)."""
+    entries = [chart_registry.chart(key) for key in keys]
+    loans = inputs.get("validated_loans")
     wanted: dict[str, tuple] = {"rows": (len, sum, ())}
-    for key in keys:
-        wanted |= _LOAN_SUMMARIES.get(key, {})
+    for entry in entries:
+        wanted |= {name: SUMMARIES[name] for name in entry.summaries}
     book = _summarise(loans, wanted) if len(wanted) > 1 else {}
-
-    amounts_key, income_key = "chart_loan_amount_distribution", "chart_income_loan_recovery"
-    sample = None
-    if amounts_key in keys or income_key in keys:
-        columns = ["Monthly_Income", "Loan_Amount"]
-        sample = _rows_sample(
-            loans, book["rows"], columns + (["Recovery_Status"] if income_key in keys else [])
-        )
-    if amounts_key in keys:
-        kde = _kde_sample(sample, book["amount_extents"])
-        plan = _amount_bins_plan(book["amount_extents"], kde.frame["Loan_Amount"].to_numpy())
-        binned = combine(amount_bins, merge_amount_bins, loans, plan)
-
-    for key in keys:
-        if key == amounts_key:
-            fig = _draw_loan_amount_distribution(book["amount_extents"], plan, binned, kde)
-        elif key == "chart_payment_history_recovery":
-            fig = _draw_payment_history_recovery(book["history_outcomes"])
-        elif key == "chart_missed_payments_recovery":
-            fig = _draw_missed_payments_recovery(book["missed_outcomes"])
-        elif key == income_key:
-            fig = _draw_income_loan_recovery(book["outcomes"], sample)
-        elif key == "chart_borrower_segments":
-            fig = _segments_figure(loans, segments, segmentation)
-        elif key == "chart_correlation_heatmap":
-            fig = _draw_correlation_heatmap(book["numeric"])
-        else:
-            fig = _calibration_figure(scores, bins=10)
-        yield key, fig
+    columns = list(dict.fromkeys(c for entry in entries for c in entry.sample))
+    sample = _rows_sample(loans, book["rows"], columns) if columns else None
+    drawing = Drawing(inputs, book, sample)
+    for entry in entries:
+        yield entry.key, globals()[entry.draw](drawing)
 
 
-def _one(key: str, **tables) -> Figure:
-    ((_, fig),) = figures([key], **tables)
+def draw_loan_amount_distribution(drawing: Drawing) -> Figure:
+    extents = drawing.book["amount_extents"]
+    kde = _kde_sample(drawing.sample, extents)
+    plan = _amount_bins_plan(extents, kde.frame["Loan_Amount"].to_numpy())
+    binned = combine(amount_bins, merge_amount_bins, drawing.inputs["validated_loans"], plan)
+    return _draw_loan_amount_distribution(extents, plan, binned, kde)
+
+
+def draw_payment_history_recovery(drawing: Drawing) -> Figure:
+    return _draw_payment_history_recovery(drawing.book["history_outcomes"])
+
+
+def draw_missed_payments_recovery(drawing: Drawing) -> Figure:
+    return _draw_missed_payments_recovery(drawing.book["missed_outcomes"])
+
+
+def draw_income_loan_recovery(drawing: Drawing) -> Figure:
+    return _draw_income_loan_recovery(drawing.book["outcomes"], drawing.sample)
+
+
+def draw_correlation_heatmap(drawing: Drawing) -> Figure:
+    return _draw_correlation_heatmap(drawing.book["numeric"])
+
+
+def draw_borrower_segments(drawing: Drawing) -> Figure:
+    model = drawing.inputs.get("cluster_model")  # for the verdict in the title, when given
+    return _segments_figure(
+        drawing.inputs["validated_loans"],
+        drawing.inputs["borrower_segments"],
+        None if model is None else model.segmentation,
+    )
+
+
+def draw_k_selection(drawing: Drawing) -> Figure:
+    return k_selection(drawing.inputs["cluster_model"].selection)
+
+
+def draw_calibration(drawing: Drawing) -> Figure:
+    return _calibration_figure(drawing.inputs["risk_scores"], bins=10)
+
+
+def draw_capacity_gains(drawing: Drawing) -> Figure:
+    return capacity_gains(drawing.inputs["capacity_gains"])
+
+
+# Shorthands for one chart of pandas frames (analysts, tests): not needed to add a chart.
+
+
+def _one(key: str, **inputs) -> Figure:
+    ((_, fig),) = draw([key], inputs)
     return fig
 
 
@@ -1358,25 +1389,25 @@ def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
     """Left: density histogram of Loan_Amount (all rows) with a Gaussian kernel density
     estimate (on a sample when large). Right: Loan_Amount against Monthly_Income, scatter up
     to SAMPLE_LIMIT rows, hexbin of every row beyond, with the Pearson correlation."""
-    return _one("chart_loan_amount_distribution", loans=loans)
+    return _one("chart_loan_amount_distribution", validated_loans=loans)
 
 
 def payment_history_recovery(loans: pd.DataFrame) -> Figure:
     """Grouped bars: number of loans per recovery outcome within each Payment_History class
     (On-Time, Delayed, Missed), counted over every row."""
-    return _one("chart_payment_history_recovery", loans=loans)
+    return _one("chart_payment_history_recovery", validated_loans=loans)
 
 
 def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
     """Stacked bars: share of each recovery outcome per number of missed payments, every
     row, with the number of loans noted above each bar."""
-    return _one("chart_missed_payments_recovery", loans=loans)
+    return _one("chart_missed_payments_recovery", validated_loans=loans)
 
 
 def income_loan_recovery(loans: pd.DataFrame) -> Figure:
     """Scatter of Monthly_Income (x) vs Loan_Amount (y) coloured by recovery outcome, drawn
     from a sample of at most SAMPLE_LIMIT borrowers."""
-    return _one("chart_income_loan_recovery", loans=loans)
+    return _one("chart_income_loan_recovery", validated_loans=loans)
 
 
 def borrower_segments(
@@ -1386,15 +1417,13 @@ def borrower_segments(
     (sample when large). Right: borrowers per segment, every row. Borrowers with no segment
     are shown as 'Unassigned'. ``segmentation``: the verdict under the title, e.g. "no stable
     segmentation: k=2 shown as a convenient split"."""
-    return _one(
-        "chart_borrower_segments", loans=loans, segments=segments, segmentation=segmentation
-    )
+    return _segments_figure(loans, segments, segmentation)
 
 
 def correlation_heatmap(loans: pd.DataFrame) -> Figure:
     """Pearson correlation of every numeric column (pairwise complete rows), annotated to 2
     decimals, diverging palette centred on 0 over [-1, 1]."""
-    return _one("chart_correlation_heatmap", loans=loans)
+    return _one("chart_correlation_heatmap", validated_loans=loans)
 
 
 def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
@@ -1420,15 +1449,3 @@ def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
         return buffer.getvalue()
     finally:
         plt.close(fig)
-
-
-CHARTS: dict[str, Callable[..., Figure]] = {
-    "chart_loan_amount_distribution": loan_amount_distribution,
-    "chart_payment_history_recovery": payment_history_recovery,
-    "chart_missed_payments_recovery": missed_payments_recovery,
-    "chart_income_loan_recovery": income_loan_recovery,
-    "chart_borrower_segments": borrower_segments,
-    "chart_correlation_heatmap": correlation_heatmap,
-}
-# The charts drawn from the tables (``figures``); chart_k_selection is drawn from the model.
-TABLE_CHARTS: list[str] = [*CHARTS, "chart_calibration"]

@@ -14,9 +14,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
 
-from loan_pipeline.core import charts
+from loan_pipeline.core import chart_registry, charts
 from loan_pipeline.core.charts import (
-    CHARTS,
     OPEN_LABEL,
     SAMPLE_LIMIT,
     STATUS_ORDER,
@@ -36,6 +35,8 @@ TEXT_COLUMNS = [
     "Legal_Action_Taken",
 ]
 SEGMENT_NAMES = {0: "Low income", 1: "Middle income", 2: "High income"}
+# The registered charts drawn from the loan book (the segments chart also from the segments)
+CHARTS = [c.key for c in chart_registry.CHARTS if "validated_loans" in c.inputs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,10 +129,12 @@ def _close_figures():
 
 
 def draw(key: str, loans: pd.DataFrame) -> Figure:
-    func = CHARTS[key]
-    if key == "chart_borrower_segments":
-        return func(loans, income_segments(loans))
-    return func(loans)
+    inputs = {"validated_loans": loans}
+    if "borrower_segments" in chart_registry.chart(key).inputs:
+        inputs["borrower_segments"] = income_segments(loans)
+    ((drawn, fig),) = charts.draw([key], inputs)
+    assert drawn == key
+    return fig
 
 
 def main_axes(fig: Figure) -> list:
@@ -180,8 +183,8 @@ def test_registry_and_constants():
         "chart_payment_history_recovery",
         "chart_missed_payments_recovery",
         "chart_income_loan_recovery",
-        "chart_borrower_segments",
         "chart_correlation_heatmap",
+        "chart_borrower_segments",
     ]
     assert STATUS_ORDER == ["Fully Recovered", "Partially Recovered", "Written Off"]
     assert set(STATUS_PALETTE) == {*STATUS_ORDER, OPEN_LABEL}

@@ -1,0 +1,166 @@
+"""Every chart, once: its asset key, what it shows, what it is drawn from, and its draw function.
+
+The chart assets (``assets/charts.py``), the drawing (``core.charts.draw``) and the tests are
+made from ``CHARTS``. Adding a chart is one ``Chart`` here and one draw function in
+``core/charts.py``.
+
+This module imports no Dagster and no plotting library (loading the code location stays light):
+a chart's draw function and its summaries of the loan book are named here and found in
+``core.charts`` when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from loan_pipeline.columns import LOAN_BOOK_COLUMNS, NUMERIC_COLUMNS
+
+__all__ = ["CHARTS", "KEYS", "TABLE_CHARTS", "Chart", "chart", "columns_read", "inputs_read"]
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart.
+
+    ``key``: its asset key (and PNG name); ``description``: the asset's description;
+    ``inputs``: the assets it is drawn from (its deps, in this order);
+    ``columns``: per input table, the columns its drawing reads (those tables come in partitions
+    on a Dask cluster; an input not listed comes whole, e.g. a model);
+    ``summaries``: the summaries of the loan book it needs (names in ``core.charts.SUMMARIES``),
+    computed in one pass for every chart drawn;
+    ``sample``: the columns of the loan book's sample rows it draws points from;
+    ``draw``: the name of its draw function in ``core.charts``, called with a
+    ``core.charts.Drawing`` (the inputs, the merged summaries, the sample rows)."""
+
+    key: str
+    description: str
+    inputs: tuple[str, ...]
+    draw: str
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    summaries: tuple[str, ...] = ()
+    sample: tuple[str, ...] = ()
+
+
+_POINTS = ("Monthly_Income", "Loan_Amount")
+
+CHARTS: tuple[Chart, ...] = (
+    Chart(
+        "chart_loan_amount_distribution",
+        "Loan amount distribution (histogram with a kernel density curve) and its relation to "
+        "monthly income.",
+        inputs=("validated_loans",),
+        columns={"validated_loans": _POINTS},
+        summaries=("amount_extents",),
+        sample=_POINTS,
+        draw="draw_loan_amount_distribution",
+    ),
+    Chart(
+        "chart_payment_history_recovery",
+        "Recovery outcome by payment history.",
+        inputs=("validated_loans",),
+        columns={"validated_loans": ("Payment_History", "Recovery_Status")},
+        summaries=("history_outcomes",),
+        draw="draw_payment_history_recovery",
+    ),
+    Chart(
+        "chart_missed_payments_recovery",
+        "Recovery outcome mix by number of missed payments.",
+        inputs=("validated_loans",),
+        columns={"validated_loans": ("Num_Missed_Payments", "Recovery_Status")},
+        summaries=("missed_outcomes",),
+        draw="draw_missed_payments_recovery",
+    ),
+    Chart(
+        "chart_income_loan_recovery",
+        "Monthly income against loan amount, coloured by recovery outcome.",
+        inputs=("validated_loans",),
+        columns={"validated_loans": (*_POINTS, "Recovery_Status")},
+        summaries=("outcomes",),
+        sample=(*_POINTS, "Recovery_Status"),
+        draw="draw_income_loan_recovery",
+    ),
+    Chart(
+        "chart_correlation_heatmap",
+        "Pearson correlations between every numeric column.",
+        inputs=("validated_loans",),
+        columns={"validated_loans": tuple(NUMERIC_COLUMNS)},
+        summaries=("numeric",),
+        draw="draw_correlation_heatmap",
+    ),
+    Chart(
+        "chart_borrower_segments",
+        "Borrower segments in the income / loan-amount plane, and their sizes; the title says "
+        "whether the segmentation is stable (from cluster_model).",
+        inputs=("validated_loans", "borrower_segments", "cluster_model"),
+        columns={
+            "validated_loans": ("Borrower_ID", *_POINTS),
+            "borrower_segments": ("Borrower_ID", "segment_id", "segment_name"),
+        },
+        draw="draw_borrower_segments",
+    ),
+    Chart(
+        "chart_k_selection",
+        "How k was chosen: prediction strength (reproducibility) and the gap statistic (gain "
+        "over a structureless book) for each candidate k, the k used marked, the verdict in "
+        "the title.",
+        inputs=("cluster_model",),
+        draw="draw_k_selection",
+    ),
+    Chart(
+        "chart_calibration",
+        "Calibration of the held-out risk scores: observed outcome rate against the predicted "
+        "probability, by decile.",
+        inputs=("risk_scores",),
+        columns={"risk_scores": ("risk_score", "observed", "score_source")},
+        draw="draw_calibration",
+    ),
+    Chart(
+        "chart_capacity_gains",
+        "The capacity gain curve: for a worklist of each size, the share of the not fully "
+        "recovered (and of the written-off) balance caught, ranked by expected loss against the "
+        "score alone, on held-out resolved loans; the current worklist sizes marked.",
+        inputs=("capacity_gains",),  # a small table: read whole, drawn as it is
+        draw="draw_capacity_gains",
+    ),
+)
+
+KEYS: list[str] = [c.key for c in CHARTS]
+_BY_KEY = {c.key: c for c in CHARTS}
+if len(_BY_KEY) != len(CHARTS):
+    raise ValueError("two charts have the same key")
+# The charts drawn from tables that may come in partitions (columns read, not a whole object).
+TABLE_CHARTS: list[str] = [c.key for c in CHARTS if c.columns]
+
+# A table's columns are read in its own order (the correlation heatmap lists them so).
+_COLUMN_ORDER = {"validated_loans": LOAN_BOOK_COLUMNS}
+
+
+def chart(key: str) -> Chart:
+    """The chart ``key``; a KeyError names the registered ones."""
+    try:
+        return _BY_KEY[key]
+    except KeyError:
+        raise KeyError(f"not a registered chart: {key!r} (registered: {KEYS})") from None
+
+
+def inputs_read(keys: list[str] | None = None) -> list[str]:
+    """The assets the charts ``keys`` (default: all) are drawn from, each once, in order of
+    first use."""
+    names: dict[str, None] = {}
+    for key in KEYS if keys is None else keys:
+        names |= dict.fromkeys(chart(key).inputs)
+    return list(names)
+
+
+def columns_read(keys: list[str] | None = None) -> dict[str, list[str]]:
+    """Per input table, the columns the charts ``keys`` (default: all) read: each once, in the
+    table's column order when it has one, else in order of first use."""
+    tables: dict[str, dict[str, None]] = {}
+    for key in KEYS if keys is None else keys:
+        for table, columns in chart(key).columns.items():
+            tables.setdefault(table, {}).update(dict.fromkeys(columns))
+    out = {}
+    for table, columns in tables.items():
+        order = _COLUMN_ORDER.get(table)
+        out[table] = [c for c in order if c in columns] if order else list(columns)
+    return out
