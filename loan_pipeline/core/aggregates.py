@@ -41,10 +41,6 @@ def add_elementwise(parts: list) -> Any:
     return total
 
 
-# The name core/charts.py imports (it is being rebuilt elsewhere): the same function.
-add_arrays = add_elementwise
-
-
 def label_codes(values: pd.Series, missing: str) -> tuple[np.ndarray, list[str]]:
     """Each row's label as a code into ``labels`` (sorted): the text of its value, or
     ``missing`` for a missing value (a value that reads ``missing`` is the same label). Works on

@@ -54,8 +54,8 @@ from loan_pipeline.core import chart_registry  # noqa: E402
 from loan_pipeline.core.aggregates import (  # noqa: E402
     CoMoments,
     Extent,
-    add_arrays,
     add_counts,
+    add_elementwise,
     co_moments,
     extent,
     finite,
@@ -329,9 +329,9 @@ def amount_bins(loans: pd.DataFrame, plan: AmountBins) -> dict:
 
 
 def merge_amount_bins(parts: list[dict]) -> dict:
-    merged = {"histogram": add_arrays([p["histogram"] for p in parts])}
+    merged = {"histogram": add_elementwise([p["histogram"] for p in parts])}
     if "hexagons" in parts[0]:
-        merged["hexagons"] = add_arrays([p["hexagons"] for p in parts])
+        merged["hexagons"] = add_elementwise([p["hexagons"] for p in parts])
     else:
         merged["pairs"] = np.concatenate([p["pairs"] for p in parts])
     return merged
@@ -1163,7 +1163,7 @@ def score_bins(scores: pd.DataFrame) -> ScoreBins:
 def merge_score_bins(parts: list[ScoreBins]) -> ScoreBins:
     return ScoreBins(
         sum(p.held_out for p in parts),
-        *(add_arrays([p[i] for p in parts]) for i in range(1, len(ScoreBins._fields))),
+        *(add_elementwise([p[i] for p in parts]) for i in range(1, len(ScoreBins._fields))),
     )
 
 
