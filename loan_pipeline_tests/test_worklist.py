@@ -20,8 +20,8 @@ from loan_pipeline_tests.conftest import PipelineRun, run_pipeline
 ROWS, LEGAL, SETTLEMENT = 2_000, 50, 150
 CAPACITY = {
     "ops": {
-        # segments are beside the point here: k fixed, no bootstraps (a faster run)
-        "cluster_model": {"config": {"k": 3, "bootstraps": 0}},
+        # segments are beside the point here: k fixed, the fewest resamples and references
+        "cluster_model": {"config": {"k": 3, "resamples": 1, "references": 2}},
         "recovery_strategies": {
             "config": {
                 "assignment": "capacity",
