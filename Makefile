@@ -7,7 +7,7 @@ PORT ?= 3000
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: setup run test ui sample lint clean bench bench-quick bench-dask bench-storage
+.PHONY: setup run test test-fast ui sample lint clean bench bench-quick bench-dask bench-storage
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -26,6 +26,9 @@ run: setup  ## materialize every asset on the shipped data (or $$LOAN_BOOK_CSV)
 
 test: setup  ## the whole test suite
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## the suite in two processes, a file per process (not yet what CI runs)
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT)
 	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
