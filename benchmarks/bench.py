@@ -132,7 +132,7 @@ def summary(values: list[float]) -> dict:
 def book(rows: int) -> Path:
     path = CACHE / f"book_{rows}_seed{SEED}.csv"
     if not path.exists():
-        from loan_pipeline.core.sample import write_loan_book
+        from loan_pipeline.core.generator import write_loan_book
 
         print(f"  generating {rows:,} rows -> {path}", flush=True)
         write_loan_book(path, rows=rows, seed=SEED)

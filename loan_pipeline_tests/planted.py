@@ -1,4 +1,4 @@
-"""What the generator's planted relation (loan_pipeline/core/sample.py's docstring) should show
+"""What the generator's planted relation (loan_pipeline/core/generator.py's docstring) should show
 as reason codes:
 
     burden = 0.8 z_dpd + 0.6 z_missed + 0.5 z_emi + 0.5 z_share + 0.4 z_uncovered

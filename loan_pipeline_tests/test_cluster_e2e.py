@@ -25,7 +25,7 @@ TEMPLATE = PROJECT_ROOT / "docs" / "deploy" / "dagster.yaml"
 
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
-    from loan_pipeline.core.sample import write_loan_book
+    from loan_pipeline.core.generator import write_loan_book
 
     return write_loan_book(tmp_path_factory.mktemp("book") / "book_1m.csv", rows=ROWS, seed=7)
 

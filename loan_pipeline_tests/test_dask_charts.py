@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loan_pipeline.core import aggregates, charts
+from loan_pipeline.core import charts, summaries
 from loan_pipeline.core.chart_registry import TABLE_CHARTS
-from loan_pipeline.core.partitions import combine, take_positions
+from loan_pipeline.core.partitions import summarise, take_positions
 from loan_pipeline_tests.conftest import SAMPLE_CSV
 from loan_pipeline_tests.core.test_charts import income_segments, synthetic_loans
 
@@ -87,11 +87,11 @@ def _merged(partial, merge, frame: pd.DataFrame, *args):
     return merge([partial(piece, *args) for piece in _pieces(frame)])
 
 
-def _assert_moments_equal(got: aggregates.CoMoments, whole: aggregates.CoMoments):
+def _assert_moments_equal(got: summaries.CoMoments, whole: summaries.CoMoments):
     assert got.columns == whole.columns and got.rows == whole.rows
     np.testing.assert_array_equal(got.n, whole.n)
     pd.testing.assert_frame_equal(
-        aggregates.pearson(got), aggregates.pearson(whole), atol=1e-12, rtol=0
+        summaries.pearson(got), summaries.pearson(whole), atol=1e-12, rtol=0
     )
     np.testing.assert_allclose(got.mean, whole.mean, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(got.m2, whole.m2, rtol=1e-10, atol=1e-6)
@@ -112,24 +112,22 @@ def _assert_moments_equal(got: aggregates.CoMoments, whole: aggregates.CoMoments
 )
 def test_counts_of_pieces_add_up_to_the_whole(book, summary):
     whole = summary(book["loans"])
-    assert _merged(summary, aggregates.add_counts, book["loans"]) == whole
+    assert _merged(summary, summaries.add_counts, book["loans"]) == whole
     assert sum(whole.values()) == len(book["loans"])
 
 
 def test_moments_of_pieces_merge_to_the_whole(book):
     loans = book["loans"]
     whole = charts.numeric_moments(loans)
-    _assert_moments_equal(
-        _merged(charts.numeric_moments, aggregates.merge_co_moments, loans), whole
-    )
+    _assert_moments_equal(_merged(charts.numeric_moments, summaries.merge_co_moments, loans), whole)
     expected = loans[list(whole.columns)].corr()
-    pd.testing.assert_frame_equal(aggregates.pearson(whole), expected, atol=1e-12, rtol=0)
+    pd.testing.assert_frame_equal(summaries.pearson(whole), expected, atol=1e-12, rtol=0)
 
 
 def test_a_constant_column_stays_uncorrelated_across_pieces():
     frame = pd.DataFrame({"a": np.arange(10.0), "b": np.full(10, 0.1), "c": np.r_[[0.3] * 9, 1]})
-    merged = _merged(aggregates.co_moments, aggregates.merge_co_moments, frame, ["a", "b", "c"])
-    corr = aggregates.pearson(merged)
+    merged = _merged(summaries.co_moments, summaries.merge_co_moments, frame, ["a", "b", "c"])
+    corr = summaries.pearson(merged)
     assert np.isnan(corr.loc["a", "b"]) and np.isnan(corr.loc["b", "b"])
     assert corr.loc["a", "c"] == pytest.approx(frame["a"].corr(frame["c"]), abs=1e-12)
     assert (merged.m2[1] == 0).all()  # exactly: 0.1 ten times, in pieces, has no spread
@@ -157,7 +155,7 @@ def test_loan_amount_bins_of_pieces_add_up(book):
 def test_hexagon_counts_are_what_hexbin_counts():
     rng = np.random.default_rng(1)
     x, y = rng.lognormal(11, 0.5, 50_000), rng.normal(1e6, 3e5, 50_000)
-    hex_extent = charts._hexagon_extent(aggregates.extent(x), aggregates.extent(y))
+    hex_extent = charts._hexagon_extent(summaries.extent(x), summaries.extent(y))
     counts = charts.hexagon_counts(x, y, hex_extent)
     assert counts.sum() == len(x)
     hexes = plt.gca().hexbin(x, y, gridsize=charts.HEX_GRIDSIZE, mincnt=1)
@@ -193,7 +191,7 @@ def test_segment_summaries_of_pieces_add_up(book):
         for loans, segments in zip(_pieces(book["loans"]), _pieces(book["segments"]), strict=True)
     ]
     sizes = charts.segment_sizes(rows)
-    assert aggregates.add_counts(charts.segment_sizes(p) for p in pieces) == sizes
+    assert summaries.add_counts(charts.segment_sizes(p) for p in pieces) == sizes
     expected = rows["segment_name"].astype(str).value_counts().to_dict()
     assert sizes == expected
     assert charts.segment_order(
@@ -240,14 +238,14 @@ def test_summaries_on_the_cluster_equal_the_local_ones(book, partitioned):
 
     plan = charts._amount_bins_plan(local["amount_extents"], np.array([1.0, 9.0]))
     binned = [
-        combine(charts.amount_bins, charts.merge_amount_bins, f, plan)
+        summarise(charts.amount_bins, charts.merge_amount_bins, f, plan)
         for f in (book["loans"], partitioned["loans"])
     ]
     for key in binned[0]:
         np.testing.assert_array_equal(binned[1][key], binned[0][key])
 
     scores = [
-        combine(charts.score_bins, charts.merge_score_bins, f)
+        summarise(charts.score_bins, charts.merge_score_bins, f)
         for f in (book["scores"], partitioned["scores"])
     ]
     np.testing.assert_array_equal(scores[1].counts, scores[0].counts)

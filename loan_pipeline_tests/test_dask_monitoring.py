@@ -299,8 +299,8 @@ def test_quantiles_narrowed_over_many_passes_of_partitions(on_cluster, monkeypat
     import dask
 
     passes = []
-    real = summaries.combine
-    monkeypatch.setattr(summaries, "combine", lambda *a: passes.append(a[0]) or real(*a))
+    real = summaries.summarise
+    monkeypatch.setattr(summaries, "summarise", lambda *a: passes.append(a[0]) or real(*a))
     frame = _columns(2_000, seed=5)
     frame.iloc[:300, 0] = 0.25  # ties across a decile
     chunks = [dask.delayed(c) for c in _chunks(frame, cuts=(0, 0, 500, 1200))]

@@ -19,7 +19,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from loan_pipeline.__main__ import PIN_ASSETS
-from loan_pipeline.core.sample import generate_loan_book
+from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.io.baseline import MODEL, RECORD
 from loan_pipeline_tests.conftest import PipelineRun, environment
 

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from loan_pipeline import settings
-from loan_pipeline.core.sample import write_loan_book
+from loan_pipeline.core.generator import write_loan_book
 from loan_pipeline_tests.conftest import PROJECT_ROOT, environment, published_files
 
 ROWS_A, ROWS_B = 2_000, 2_400

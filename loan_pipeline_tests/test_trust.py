@@ -1,7 +1,7 @@
 """Segments and risk scores a credit analyst can trust.
 
 Pipeline-level tests: every test reads real in-process materializations of the asset graph on
-generated loan books (``loan_pipeline.core.sample``) whose planted relation is documented, so
+generated loan books (``loan_pipeline.core.generator``) whose planted relation is documented, so
 what the pipeline should find is known in advance.
 
 Several tests share a run through module-scoped fixtures. Runs that need "the previous run" start
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from loan_pipeline.core.sample import generate_loan_book, write_loan_book
+from loan_pipeline.core.generator import generate_loan_book, write_loan_book
 from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.domain import CLUSTER_FEATURES, NOTEBOOK_FEATURES, STRATEGIES
 from loan_pipeline_tests.conftest import (

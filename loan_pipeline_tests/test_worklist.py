@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from loan_pipeline.core.sample import write_loan_book
+from loan_pipeline.core.generator import write_loan_book
 from loan_pipeline.domain import (
     POLICY_CAPACITY,
     POLICY_FALLBACK,

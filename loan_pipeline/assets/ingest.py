@@ -125,7 +125,7 @@ def ingest_loan_book(
         summarise_groups,
     )
     from loan_pipeline.core.ingest_blocks import block_counts
-    from loan_pipeline.core.partitions import combine, sum_counts, value_counts
+    from loan_pipeline.core.partitions import sum_counts, summarise, value_counts
     from loan_pipeline.schemas import (
         LOAN_BOOK_COLUMNS,
         LoanBook,
@@ -208,7 +208,7 @@ def ingest_loan_book(
     raw = validate(raw_rows, RawLoans, source=str(path))
     validated = validate(valid_rows, LoanBook, source=str(path))
     quarantine = validate(quarantined, QuarantinedLoans, source=str(path))
-    statuses = combine(
+    statuses = summarise(
         value_counts,
         sum_counts,
         validated[["Recovery_Status"]].fillna("(open)"),

@@ -244,7 +244,7 @@ def population_stability(
     "`python -m loan_pipeline model-card` copies it to docs/model_card.md.",
 )
 def model_card(context: AssetExecutionContext, risk_model, fairness_report) -> MaterializeResult:
-    from loan_pipeline.core.report import model_card_markdown
+    from loan_pipeline.core.model_card import model_card_markdown
 
     chart = runs.find_file(context, "charts/chart_calibration.png")
     if risk_model.primary is None:

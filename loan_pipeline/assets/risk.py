@@ -91,7 +91,7 @@ def risk_model(
     analysis: settings.AnalysisMethod,
     validated_loans,
 ):
-    from loan_pipeline.core.report import model_card_markdown
+    from loan_pipeline.core.model_card import model_card_markdown
     from loan_pipeline.core.risk import fit_risk_model
     from loan_pipeline.core.validation import arrears_evidence
 
@@ -196,11 +196,11 @@ def risk_scores(
     from loan_pipeline.core.charts import sample_positions
     from loan_pipeline.core.partitions import (
         collect,
-        combine,
         is_dask,
         per_partition,
         score_sum,
         sum_counts,
+        summarise,
         take_positions,
         value_counts,
     )
@@ -235,8 +235,8 @@ def risk_scores(
     }
     if is_dask(scores):  # computed once and kept on the workers, for the summaries and the write
         scores = scores.persist()
-    sources = combine(value_counts, sum_counts, scores, ["score_source"])
-    total = combine(score_sum, sum, scores)
+    sources = summarise(value_counts, sum_counts, scores, ["score_source"])
+    total = summarise(score_sum, sum, scores)
     reasons_checked, top_reasons = {}, {}
     if not notebook:
         # the reasons read against the book's own relations, on the charts' fixed sample
@@ -305,10 +305,10 @@ def recovery_strategies(
 ):
     from loan_pipeline.core.export import write_export
     from loan_pipeline.core.partitions import (
-        combine,
         is_dask,
         per_partition,
         sum_counts,
+        summarise,
         value_counts,
     )
     from loan_pipeline.core.strategy import capacity_strategies, loss_sums, strategy_table
@@ -358,7 +358,7 @@ def recovery_strategies(
     if is_dask(table):  # computed once, kept on the workers for the export and the write
         table = table.persist()
     export = runs.write_stream(context, EXPORT, lambda sink: write_export(table, sink))
-    counts = combine(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
+    counts = summarise(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
     by_segment = counts.unstack(fill_value=0).reset_index()
     context.add_output_metadata(
         {
@@ -376,7 +376,7 @@ def recovery_strategies(
             ),
             "strategy_by_segment": markdown_table(by_segment),
             "expected_loss_by_strategy": markdown_table(
-                combine(loss_sums, sum_frames, table).reset_index(), floatfmt=",.0f"
+                summarise(loss_sums, sum_frames, table).reset_index(), floatfmt=",.0f"
             ),
         }
     )

@@ -64,9 +64,9 @@ def cluster_model(
 ):
     from loan_pipeline.core.features import column_scaling, feature_matrix
     from loan_pipeline.core.partitions import (
-        combine,
         is_dask,
         partition_lengths,
+        summarise,
         take_positions,
     )
     from loan_pipeline.core.segmentation import (
@@ -92,7 +92,7 @@ def cluster_model(
         X_select, X_fit = sample(config.selection_sample), sample(fit_sample)
 
         def count_clusters(kmeans):
-            return combine(partition_cluster_counts, sum, scaled_features, kmeans)
+            return summarise(partition_cluster_counts, sum, scaled_features, kmeans)
 
     else:
         X_select = X_fit = feature_matrix(scaled_features)
@@ -220,10 +220,10 @@ def borrower_segments(
     cluster_model,
 ):
     from loan_pipeline.core.partitions import (
-        combine,
         is_dask,
         per_partition,
         sum_counts,
+        summarise,
         value_counts,
     )
     from loan_pipeline.core.segmentation import segments_of
@@ -245,7 +245,7 @@ def borrower_segments(
     if is_dask(segments):
         # computed once and kept on the workers, for the counts here and the write
         segments = segments.persist()
-    sizes = combine(value_counts, sum_counts, segments, ["segment_name"])
+    sizes = summarise(value_counts, sum_counts, segments, ["segment_name"])
     metadata["segment_sizes"] = MetadataValue.json(
         sizes.sort_values(ascending=False, kind="stable").to_dict()
     )

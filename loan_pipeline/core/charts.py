@@ -8,7 +8,7 @@ Every chart is drawn in three steps, so that a book of any size, whole in this p
 partitions on a Dask cluster, gives the same picture (``draw``):
 
 1. summaries of the table, each a pure function of one pandas frame (a partition, or the whole
-   table as its one part) and a merge of the per-partition results (``partitions.combine``):
+   table as its one part) and a merge of the per-partition results (``partitions.summarise``):
    counts per outcome, histogram counts on fixed edges, moments for the correlations, binned
    scores for the calibration. Edges that depend on the data (the loan amounts' range, the
    hexagon grid) come from a first pass of extents;
@@ -51,7 +51,8 @@ from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # n
 from scipy.stats import gaussian_kde  # noqa: E402
 
 from loan_pipeline.core import chart_registry  # noqa: E402
-from loan_pipeline.core.aggregates import (  # noqa: E402
+from loan_pipeline.core.partitions import per_partition, summarise, take_positions  # noqa: E402
+from loan_pipeline.core.summaries import (  # noqa: E402
     CoMoments,
     Extent,
     add_counts,
@@ -65,7 +66,6 @@ from loan_pipeline.core.aggregates import (  # noqa: E402
     merge_extents,
     pearson,
 )
-from loan_pipeline.core.partitions import combine, per_partition, take_positions  # noqa: E402
 from loan_pipeline.domain import HELD_OUT_SOURCES  # noqa: E402
 
 __all__ = [
@@ -255,10 +255,10 @@ def _merge_each(merges: dict, parts: list[dict]) -> dict:
 
 def _summarise(frame, wanted: dict[str, tuple]) -> dict:
     """``name -> (partial, merge, args)``: every summary of ``frame`` from one pass over its
-    partitions (``partitions.combine``)."""
+    partitions (``partitions.summarise``)."""
     partials = tuple((name, partial, args) for name, (partial, _, args) in wanted.items())
     merges = {name: merge for name, (_, merge, _) in wanted.items()}
-    return combine(_each, functools.partial(_merge_each, merges), frame, partials)
+    return summarise(_each, functools.partial(_merge_each, merges), frame, partials)
 
 
 def _rows_sample(frame, n_total: int, columns: list[str]) -> pd.DataFrame:
@@ -728,7 +728,7 @@ def _segment_per_loan(loan_ids: pd.Series, segment_ids: pd.Series, names: pd.Ser
     segments lists the same borrowers in the same order as loans (how the pipeline builds
     it): then only an element-wise comparison is needed, and the uniqueness of Borrower_ID
     is the schemas' guarantee rather than re-checked here."""
-    from loan_pipeline.core.frames import same_ids
+    from loan_pipeline.core.joins import same_ids
 
     if not isinstance(loan_ids.dtype, pd.CategoricalDtype) and same_ids(loan_ids, segment_ids):
         positions = np.arange(len(loan_ids))  # compared as Arrow strings: no Python objects
@@ -885,8 +885,8 @@ def _segments_figure(loans, segments, segmentation: str | None = None) -> Figure
         loans[["Borrower_ID", "Monthly_Income", "Loan_Amount"]],
         segments[["Borrower_ID", "segment_id", "segment_name"]],
     )
-    sizes = combine(segment_sizes, add_counts, rows)
-    seg_order = combine(segment_labels, segment_order, segments[["segment_id", "segment_name"]])
+    sizes = summarise(segment_sizes, add_counts, rows)
+    seg_order = summarise(segment_labels, segment_order, segments[["segment_id", "segment_name"]])
     sample = take_positions(rows, sample_positions(sum(sizes.values())))
     return _draw_borrower_segments(seg_order, sizes, sample.reset_index(drop=True), segmentation)
 
@@ -1235,14 +1235,14 @@ def decile_means(binned: ScoreBins, q: int, rows: np.ndarray | None) -> pd.DataF
 
 
 def _calibration_figure(scores, bins: int) -> Figure:
-    binned = combine(score_bins, merge_score_bins, scores)
+    binned = summarise(score_bins, merge_score_bins, scores)
     q = min(bins, binned.held_out)
     deciles = None
     if binned.counts.sum():
         split = _split_bins(binned.counts, decile_ends(int(binned.counts.sum()), q))
         rows = None
         if len(split) and binned.counts[split].sum() <= BOUNDARY_ROW_LIMIT:
-            rows = combine(score_rows, np.concatenate, scores, split)
+            rows = summarise(score_rows, np.concatenate, scores, split)
         deciles = decile_means(binned, q, rows)
     return _draw_calibration(binned, deciles, q)
 
@@ -1336,7 +1336,7 @@ def draw_loan_amount_distribution(drawing: Drawing) -> Figure:
     extents = drawing.book["amount_extents"]
     kde = _kde_sample(drawing.sample, extents)
     plan = _amount_bins_plan(extents, kde.frame["Loan_Amount"].to_numpy())
-    binned = combine(amount_bins, merge_amount_bins, drawing.inputs["validated_loans"], plan)
+    binned = summarise(amount_bins, merge_amount_bins, drawing.inputs["validated_loans"], plan)
     return _draw_loan_amount_distribution(extents, plan, binned, kde)
 
 

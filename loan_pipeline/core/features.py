@@ -64,9 +64,9 @@ def scaling_from_moments(parts: list[pd.DataFrame]) -> Scaling:
 def column_scaling(loans: pd.DataFrame, columns: list[str]) -> Scaling:
     """Each column's mean and population standard deviation (1 for a constant column), from
     per-partition moments when ``loans`` is a Dask frame."""
-    from loan_pipeline.core.partitions import combine
+    from loan_pipeline.core.partitions import summarise
 
-    return combine(column_moments, scaling_from_moments, loans, columns)
+    return summarise(column_moments, scaling_from_moments, loans, columns)
 
 
 def apply_scaling(loans: pd.DataFrame, scaling: Scaling) -> pd.DataFrame:

@@ -7,7 +7,7 @@ outstanding balance of the loans not fully recovered (Partially Recovered or Wri
 for the second pair of curves the balance of the loans written off.
 
 Whole in this process or in partitions on a Dask cluster, the curve comes from the same summary
-(``partitions.combine``): per ranking key, the held-out loans counted, and their bad balance
+(``partitions.summarise``): per ranking key, the held-out loans counted, and their bad balance
 added up, in bins of the key. A bin is the key's float64 bits with the last
 ``52 - MANTISSA_BITS`` bits of its mantissa dropped: bins are monotone in the key, fixed
 whatever the book (no first pass for a range), and 1/1024 of a value wide (relative). Every bin
@@ -48,7 +48,7 @@ def gain_rows(strategies: pd.DataFrame, scores: pd.DataFrame, loans: pd.DataFram
     """Per borrower (a book, or aligned partitions of the three tables): the ranking keys, the
     balance, the strategy, whether the score is held out with a known outcome, and the
     outcome."""
-    from loan_pipeline.core.frames import join_by_id
+    from loan_pipeline.core.joins import join_by_id
 
     rows = join_by_id(
         join_by_id(strategies[GAIN_STRATEGY_COLUMNS], scores[["Borrower_ID", "score_source"]]),
@@ -153,9 +153,9 @@ def gain_table(summary: dict, grid: int = GRID) -> pd.DataFrame:
 def measure_gains(strategies, scores, loans, grid: int = GRID) -> tuple[pd.DataFrame, dict]:
     """The gain table of a book (pandas frames, or Dask frames partitioned alike), and its
     summary's counts (borrowers, strategies, held-out loans)."""
-    from loan_pipeline.core.partitions import combine, per_partition
+    from loan_pipeline.core.partitions import per_partition, summarise
 
     rows = per_partition(gain_rows, strategies, scores, loans)
-    summary = combine(gain_summary, merge_gain_summaries, rows)
+    summary = summarise(gain_summary, merge_gain_summaries, rows)
     counts = {k: v for k, v in summary.items() if k != "curves"}
     return gain_table(summary, grid), counts

@@ -118,7 +118,7 @@ def _group_counts(
 def fairness_rows(strategies: pd.DataFrame, loans: pd.DataFrame) -> pd.DataFrame:
     """The columns the fairness report reads, one row per borrower of ``strategies`` (a table,
     or one partition of it with the loan book's partition that holds the same borrowers)."""
-    from loan_pipeline.core.frames import join_by_id
+    from loan_pipeline.core.joins import join_by_id
 
     return join_by_id(
         strategies[["Borrower_ID", "risk_score", "recovery_strategy"]],
@@ -275,13 +275,12 @@ def fairness_table(loans, strategies) -> pd.DataFrame:
     the tables are Dask frames (partitioned alike: each partition of the strategies is joined to
     the loan book's partition of the same borrowers) and added up: only the counts come back.
     """
-    from loan_pipeline.core.aggregates import add_elementwise
-    from loan_pipeline.core.partitions import combine, per_partition
-    from loan_pipeline.core.summaries import sum_frames
+    from loan_pipeline.core.partitions import per_partition, summarise
+    from loan_pipeline.core.summaries import add_elementwise, sum_frames
 
     rows = per_partition(fairness_rows, strategies, loans)
-    table = fairness_from_counts(combine(fairness_counts, sum_frames, rows))
-    validation = group_validation(combine(group_score_counts, add_elementwise, rows))
+    table = fairness_from_counts(summarise(fairness_counts, sum_frames, rows))
+    validation = group_validation(summarise(group_score_counts, add_elementwise, rows))
     table = table.merge(validation, on=["group_type", "group"], how="left")
     # observed over predicted among the resolved: 1 when the group's scores are calibrated
     table["observed_to_predicted"] = table["observed_not_fully_recovered"] / table["mean_predicted"]
@@ -327,7 +326,7 @@ def stability_columns(
     of ``loans``: a table, or one partition of it with the scores' partition of the same
     borrowers; and per entry of ``models`` (column -> a fitted pipeline, or None for none) that
     model's score of each borrower, computed from the borrower's own row."""
-    from loan_pipeline.core.frames import lookup_by_id
+    from loan_pipeline.core.joins import lookup_by_id
     from loan_pipeline.core.risk import (
         RISK_ENGINEERED,
         RISK_NUMERIC,
@@ -372,9 +371,9 @@ def profiles(frame, bins: int = PROFILE_BINS, ranges: dict | None = None) -> dic
     """``distribution_profile`` of every column of ``frame`` (a pandas or a Dask frame): the
     exact quantiles (``summaries.quantiles``, a few passes over the partitions), then one more
     pass to count the values between them. ``ranges``: the frame's ``value_ranges`` if known."""
-    from loan_pipeline.core.aggregates import add_elementwise
-    from loan_pipeline.core.partitions import combine
+    from loan_pipeline.core.partitions import summarise
     from loan_pipeline.core.summaries import (
+        add_elementwise,
         bin_counts,
         merge_ranges,
         quantiles,
@@ -382,10 +381,10 @@ def profiles(frame, bins: int = PROFILE_BINS, ranges: dict | None = None) -> dic
     )
 
     if ranges is None:
-        ranges = combine(value_ranges, merge_ranges, frame)
+        ranges = summarise(value_ranges, merge_ranges, frame)
     cuts = quantiles(frame, np.linspace(0, 1, bins + 1)[1:-1], ranges=ranges)
     edges = {c: np.unique(q) for c, q in cuts.items() if ranges[c][0]}
-    counts = combine(bin_counts, add_elementwise, frame, edges) if edges else {}
+    counts = summarise(bin_counts, add_elementwise, frame, edges) if edges else {}
     return {
         c: {"edges": edges[c].tolist(), "shares": _shares_of(counts[c]).tolist()}
         if c in edges
@@ -467,7 +466,7 @@ def _compare(current, previous: dict | None, baseline: dict | None, digests: dic
     """(``value_ranges`` of ``current``, the stability table): one pass over the partitions
     finds each column's range and counts its values in the bins of both references at once
     (in the bins of their edges together, then added up into each reference's)."""
-    from loan_pipeline.core.partitions import combine
+    from loan_pipeline.core.partitions import summarise
     from loan_pipeline.core.summaries import merge_ranges_and_bins, ranges_and_bins
 
     columns = [c for c in current.columns if c != OWN_SCORE]
@@ -479,7 +478,7 @@ def _compare(current, previous: dict | None, baseline: dict | None, digests: dic
     for found, _ in against.values():
         for column, profile in found.items():
             edges[column] = np.union1d(edges.get(column, []), profile["edges"])
-    ranges, counts = combine(ranges_and_bins, merge_ranges_and_bins, current, edges)
+    ranges, counts = summarise(ranges_and_bins, merge_ranges_and_bins, current, edges)
     rows = []
     for column in columns:
         row = {

@@ -59,7 +59,7 @@ def _is_scalar(value: object) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
-def combine(
+def summarise(
     partial: Callable[..., Any],
     merge: Callable[[list[Any]], Any],
     frame,
@@ -77,7 +77,7 @@ def combine(
     if not is_dask(frame):
         if piece_rows is None or len(frame) <= piece_rows:
             return merge([partial(frame, *args)])
-        from loan_pipeline.core.compute import parallel_map
+        from loan_pipeline.core.runtime import parallel_map
 
         starts = range(0, len(frame), piece_rows)
         return merge(parallel_map(lambda s: partial(frame.iloc[s : s + piece_rows], *args), starts))
@@ -99,7 +99,7 @@ def collect(frame) -> pd.DataFrame:
 
 def partition_lengths(frame) -> list[int]:
     """Rows in each partition (one entry for a pandas frame)."""
-    return combine(len, list, frame)
+    return summarise(len, list, frame)
 
 
 def take_positions(frame, positions) -> pd.DataFrame:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.aggregates import add_elementwise
-from loan_pipeline.core.compute import parallel_map, single_threaded
+from loan_pipeline.core.runtime import parallel_map, single_threaded
+from loan_pipeline.core.summaries import add_elementwise
 from loan_pipeline.core.validation import (
     BOOTSTRAP_REPLICATES,
     coefficient_signs,
@@ -447,10 +447,10 @@ def fit_outcome_model(
     hashes. The final model likewise, over all resolved loans. Three passes over the book:
     counts, the sample's candidates, the out-of-fold evaluation.
     """
-    from loan_pipeline.core.partitions import combine
+    from loan_pipeline.core.partitions import summarise
 
     pieces = {"piece_rows": SCORE_CHUNK, "split_every": 8}  # sums: merged on the workers
-    counts = combine(class_counts, add_elementwise, loans, target, folds, random_state, **pieces)
+    counts = summarise(class_counts, add_elementwise, loans, target, folds, random_state, **pieces)
     n_resolved, positives = int(counts.sum()), int(counts[:, 1].sum())
     if n_resolved < folds * 2 or (counts == 0).any():
         raise ValueError(
@@ -463,7 +463,7 @@ def fit_outcome_model(
     # margin; should a sample still be short, the threshold rises and the pass is repeated)
     below = min(1.0, max(w / n for w, n in zip(wanted, train_sizes, strict=True)) * 1.1)
     while True:
-        drawn = combine(
+        drawn = summarise(
             drawn_rows, pd.concat, loans, target, folds, random_state, below, piece_rows=SCORE_CHUNK
         )
         candidates = [drawn["_fold"].to_numpy() != k for k in range(folds)]
@@ -496,7 +496,7 @@ def fit_outcome_model(
     fitted = parallel_map(fit, samples)
     *by_fold, (estimator, _, _) = fitted
     fold_models = [m for m, _, _ in by_fold]
-    evaluation = combine(
+    evaluation = summarise(
         evaluation_counts,
         add_elementwise,
         loans,
@@ -904,7 +904,7 @@ def score_borrowers(
                 "reason_3": None,
             }
         )
-    from loan_pipeline.core.frames import text_from_codes
+    from loan_pipeline.core.joins import text_from_codes
 
     ids = loans["Borrower_ID"]
     score = np.empty(len(loans))

@@ -15,7 +15,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.compute import parallel_map, single_threaded
+from loan_pipeline.core.runtime import parallel_map, single_threaded
 from loan_pipeline.domain import NO_STABLE_SEGMENTATION, STABLE_SEGMENTATION
 
 # Rows assigned to segments at a time (the distance matrix is rows x k).
@@ -530,7 +530,7 @@ def assign_segments(model: SegmentModel, borrower_ids: pd.Series, X: np.ndarray)
         )
     lookup = np.array([model.segment_of_cluster[c] for c in range(len(model.segment_of_cluster))])
     seg = lookup[clusters]
-    from loan_pipeline.core.frames import text_from_codes
+    from loan_pipeline.core.joins import text_from_codes
 
     names = [model.names.get(s) for s in range(max(model.names) + 1)]
     return pd.DataFrame(
@@ -562,7 +562,7 @@ SEGMENT_KEYS = ["segment_id", "segment_name"]
 def profile_rows(segments: pd.DataFrame, loans: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """The columns a segment profile reads, one row per borrower of ``segments`` (a table, or
     one partition of it with the loan book's partition that holds the same borrowers)."""
-    from loan_pipeline.core.frames import join_by_id
+    from loan_pipeline.core.joins import join_by_id
 
     columns = ["Borrower_ID", *features]
     if "Recovery_Status" in loans.columns:
@@ -625,7 +625,7 @@ def segment_profile(loans, segments, features: list[str]) -> pd.DataFrame:
 
     Computed from per-segment counts and sums (``profile_sums``), a partition at a time when
     the tables are Dask frames (partitioned alike) and added up: only the sums come back."""
-    from loan_pipeline.core.partitions import combine, per_partition
+    from loan_pipeline.core.partitions import per_partition, summarise
 
     rows = per_partition(profile_rows, segments, loans, features)
-    return profile_from_sums(*combine(profile_sums, merge_profile_sums, rows, features), features)
+    return profile_from_sums(*summarise(profile_sums, merge_profile_sums, rows, features), features)

@@ -29,7 +29,7 @@ def assign_strategy(scores: pd.Series, *, legal_above: float, settlement_from: f
 
 def _text(labels: list[str], codes: np.ndarray, index: pd.Index, name: str | None) -> pd.Series:
     """``labels[codes]`` as an Arrow-backed text Series (no Python string per borrower)."""
-    from loan_pipeline.core.frames import text_from_codes
+    from loan_pipeline.core.joins import text_from_codes
 
     return pd.Series(text_from_codes(labels, codes), index=index, name=name)
 
@@ -124,7 +124,7 @@ def strategy_table(
     as ``rules_based_strategy``'s) with the rule that fired
     as the reason. ``worklist_rank`` is left empty: only the capacity policy ranks
     (``capacity_strategies``, applied to this table)."""
-    from loan_pipeline.core.frames import join_by_id, text_from_codes
+    from loan_pipeline.core.joins import join_by_id, text_from_codes
 
     table = join_by_id(
         join_by_id(
@@ -220,9 +220,9 @@ def worklist_ranks(table, key: str, n: int) -> pd.Series:
     worklist order, indexed by Borrower_ID."""
     import functools
 
-    from loan_pipeline.core.partitions import combine
+    from loan_pipeline.core.partitions import summarise
 
-    first = combine(
+    first = summarise(
         worklist_candidates,
         functools.partial(merge_candidates, n=n),
         table,
@@ -239,7 +239,7 @@ def assign_by_rank(
     """A book or a partition with the capacity policy applied: ``worklist_rank`` from ``ranks``
     (empty for a borrower not on the worklist), the first ``legal_capacity`` given legal action,
     the next ``settlement_capacity`` settlement offers, the rest automated reminders."""
-    from loan_pipeline.core.frames import text_from_codes
+    from loan_pipeline.core.joins import text_from_codes
 
     where = ranks.index.get_indexer(table["Borrower_ID"])
     on_list = where >= 0
@@ -261,9 +261,9 @@ def assign_by_rank(
 
 def band_counts(table) -> tuple[int, int]:
     """How many borrowers of ``table`` (pandas or Dask) have legal action and settlement."""
-    from loan_pipeline.core.partitions import combine, sum_counts, value_counts
+    from loan_pipeline.core.partitions import sum_counts, summarise, value_counts
 
-    counts = combine(value_counts, sum_counts, table, ["recovery_strategy"])
+    counts = summarise(value_counts, sum_counts, table, ["recovery_strategy"])
     return int(counts.get(STRATEGY_LEGAL, 0)), int(counts.get(STRATEGY_SETTLEMENT, 0))
 
 

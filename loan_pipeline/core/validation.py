@@ -289,7 +289,7 @@ def arrears_evidence(
     """The rules-based fallback's own evidence: resolved loans and their rate of "not Fully
     Recovered" in each band the policy draws on arrears (its four limits, as ``rules_based_strategy``'s),
     from a frame or a Dask frame counted a partition at a time."""
-    from loan_pipeline.core.partitions import combine
+    from loan_pipeline.core.partitions import summarise
 
     thresholds = dict(
         legal_days=legal_days,
@@ -297,7 +297,7 @@ def arrears_evidence(
         settlement_days=settlement_days,
         settlement_missed=settlement_missed,
     )
-    counts = combine(arrears_counts, sum, loans, thresholds)
+    counts = summarise(arrears_counts, sum, loans, thresholds)
     bands = _arrears_bands(**thresholds)
     return pd.DataFrame(
         {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from loan_pipeline import settings
-from loan_pipeline.core.compute import return_large_allocations_to_the_os
+from loan_pipeline.core.runtime import return_large_allocations_to_the_os
 
 if TYPE_CHECKING:
     from dagster import InputContext, OutputContext

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
 
-from loan_pipeline.core.compute import release_memory
+from loan_pipeline.core.runtime import release_memory
 from loan_pipeline.io import handoff, runs
 from loan_pipeline.io.tables import hold_writer_for_run, let_go_after_run
 from loan_pipeline.store.files import StorageError

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
 
 from loan_pipeline import settings
-from loan_pipeline.core.compute import release_memory
+from loan_pipeline.core.runtime import release_memory
 from loan_pipeline.io import handoff, runs
 
 if TYPE_CHECKING:

@@ -472,7 +472,7 @@ def test_heatmap_matches_pandas_corr(dataset, request):
 
 
 def test_chunked_pearson_equals_pandas(large_loans):
-    from loan_pipeline.core.aggregates import co_moments, pearson
+    from loan_pipeline.core.summaries import co_moments, pearson
 
     numeric = large_loans.select_dtypes("number")
     numeric = numeric.assign(Constant=1.0)

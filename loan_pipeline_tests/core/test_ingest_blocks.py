@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loan_pipeline.core import ingest_blocks as ib
+from loan_pipeline.core.generator import write_loan_book
 from loan_pipeline.core.ingest import (
     LoanBookFileError,
     QuarantineThresholdError,
@@ -35,7 +36,6 @@ from loan_pipeline.core.ingest import (
     summarise_groups,
     summarise_issues,
 )
-from loan_pipeline.core.sample import write_loan_book
 from loan_pipeline.settings import IngestConfig
 from loan_pipeline_tests.conftest import SAMPLE_CSV
 from loan_pipeline_tests.test_contracts import CASES, LINES, PADDED, cell, edited, joined

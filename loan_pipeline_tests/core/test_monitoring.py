@@ -200,7 +200,7 @@ def test_fairness_counts_match_a_groupby_on_messy_data():
 
 
 def test_a_slow_drift_adds_up_against_the_baseline_not_against_the_previous_run():
-    from loan_pipeline.core.sample import generate_loan_book
+    from loan_pipeline.core.generator import generate_loan_book
 
     days = generate_loan_book(20_000, seed=3)["Days_Past_Due"].astype(float)
     baseline = previous = None
@@ -305,7 +305,7 @@ def test_a_runs_profile_becomes_a_baseline_with_its_own_models_scores():
 
 def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
     from loan_pipeline.core import risk
-    from loan_pipeline.core.sample import generate_loan_book
+    from loan_pipeline.core.generator import generate_loan_book
 
     loans = generate_loan_book(600, seed=4)
     model = risk.fit_recommended_model(

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.assets.risk import fallback_thresholds
+from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.core.risk import (
     EXCLUDED,
     MERGED,
@@ -17,7 +18,6 @@ from loan_pipeline.core.risk import (
     risk_inputs,
     score_borrowers,
 )
-from loan_pipeline.core.sample import generate_loan_book
 from loan_pipeline.core.strategy import rules_based_strategy
 from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.schemas import LOAN_BOOK_COLUMNS, OUTCOME_SIDE_COLUMNS
@@ -238,7 +238,7 @@ def test_the_answer_does_not_depend_on_the_number_of_threads(planted, monkeypatc
 def test_joins_by_position_equal_joins_by_key():
     """The positional fast path of join_by_id / lookup_by_id gives what a keyed join gives, and
     a table in another order (or with other ids) falls back to the keyed join."""
-    from loan_pipeline.core.frames import join_by_id, lookup_by_id
+    from loan_pipeline.core.joins import join_by_id, lookup_by_id
 
     ids = pd.Series(pd.array([f"BRW_{i}" for i in range(50)], dtype="string[pyarrow]"))
     left = pd.DataFrame({"Borrower_ID": ids, "a": np.arange(50)})

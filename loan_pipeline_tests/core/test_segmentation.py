@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.core.features import feature_matrix, scale_features
-from loan_pipeline.core.sample import generate_loan_book
+from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.core.segmentation import (
     assign_segments,
     burden_scores,

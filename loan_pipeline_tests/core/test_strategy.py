@@ -14,8 +14,8 @@ from loan_pipeline.core.gains import (
     measure_gains,
     merge_gain_summaries,
 )
+from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.core.risk import fit_recommended_model, score_borrowers
-from loan_pipeline.core.sample import generate_loan_book
 from loan_pipeline.core.strategy import (
     assign_strategy,
     capacity_strategies,

@@ -14,8 +14,8 @@ from sklearn.metrics import roc_auc_score
 from loan_pipeline import settings
 from loan_pipeline.assets.risk import fallback_thresholds
 from loan_pipeline.core import risk
+from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.core.monitoring import fairness_table
-from loan_pipeline.core.sample import generate_loan_book
 from loan_pipeline.core.signed import SignConstrainedLogisticRegression
 from loan_pipeline.core.strategy import strategy_table
 from loan_pipeline.core.validation import (

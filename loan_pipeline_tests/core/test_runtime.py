@@ -3,7 +3,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from loan_pipeline.core import compute
+from loan_pipeline.core import runtime
 
 
 class _Node:
@@ -17,15 +17,15 @@ def _cycle() -> weakref.ref:
 
 
 def test_release_memory_collects_cycles_only_in_a_large_process(monkeypatch):
-    assert compute.resident_bytes() > 0
+    assert runtime.resident_bytes() > 0
     gc.disable()  # no automatic collection in between
     try:
-        monkeypatch.setattr(compute, "COLLECT_ABOVE_BYTES", 1 << 50)
+        monkeypatch.setattr(runtime, "COLLECT_ABOVE_BYTES", 1 << 50)
         small = _cycle()
-        compute.release_memory()
+        runtime.release_memory()
         assert small() is not None  # a small process skips the (slow) full collection
-        monkeypatch.setattr(compute, "COLLECT_ABOVE_BYTES", 0)
-        compute.release_memory()
+        monkeypatch.setattr(runtime, "COLLECT_ABOVE_BYTES", 0)
+        runtime.release_memory()
         assert small() is None
     finally:
         gc.enable()

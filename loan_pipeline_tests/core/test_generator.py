@@ -1,4 +1,4 @@
-"""Tests of the seeded synthetic loan-book generator (loan_pipeline.core.sample)."""
+"""Tests of the seeded synthetic loan-book generator (loan_pipeline.core.generator)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from loan_pipeline.core import sample
-from loan_pipeline.core.sample import (
+from loan_pipeline.core import generator
+from loan_pipeline.core.generator import (
     BLOCK_ROWS,
     COLUMNS,
     generate_loan_book,
@@ -283,7 +283,7 @@ def test_invalid_arguments():
 
 def test_cli_writes_book(tmp_path):
     out = tmp_path / "cli" / "book.csv"
-    sample.main(["--rows", "300", "--seed", "8", "--out", str(out), "--open-fraction", "0.5"])
+    generator.main(["--rows", "300", "--seed", "8", "--out", str(out), "--open-fraction", "0.5"])
     expected = generate_loan_book(300, seed=8, open_fraction=0.5)
     pd.testing.assert_frame_equal(read_csv(out), expected, check_exact=True)
 

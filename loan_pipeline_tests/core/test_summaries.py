@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.core import charts
-from loan_pipeline.core.aggregates import co_moments, label_codes, pearson
+from loan_pipeline.core.summaries import co_moments, label_codes, pearson
 from loan_pipeline_tests.core.test_charts import synthetic_loans
 
 
@@ -273,7 +273,7 @@ def test_label_codes_give_each_row_its_text(values):
 
 
 def test_add_elementwise_adds_arrays_and_dicts_of_arrays_in_order():
-    from loan_pipeline.core.aggregates import add_elementwise
+    from loan_pipeline.core.summaries import add_elementwise
 
     first = np.array([1, 2, 3], dtype="int64")
     parts = [first, np.array([10, 20, 30]), np.array([100, 200, 300])]
