@@ -104,9 +104,10 @@ def run(
     wait: bool = True,
     assets: list[str] | None = None,
     ops: dict | None = None,
+    resources: dict | None = None,
 ) -> int:
     """Run ``job_name`` (only its ``assets`` when given: the others' outputs are read from the
-    published snapshot), ``ops``: run config of its steps."""
+    published snapshot); ``ops`` and ``resources``: run config of its steps and resources."""
     from dagster import AssetKey, DagsterInstance, execute_job
     from dagster._core.definitions.reconstruct import build_reconstructable_job
 
@@ -123,8 +124,12 @@ def run(
     job_def = defs.resolve_job_def(job_name)  # an unknown job name fails here, before any run
     reads_csv = job_def.graph.has_node_named("ingest_loan_book") and assets is None
     run_config["ops"] = dict(ops or {})
+    if resources:
+        run_config["resources"] = resources
     if csv and reads_csv:
-        run_config["ops"]["ingest_loan_book"] = {"config": {"csv_path": csv}}
+        ingest = dict(run_config["ops"].get("ingest_loan_book") or {})
+        ingest["config"] = {**(ingest.get("config") or {}), "csv_path": csv}
+        run_config["ops"]["ingest_loan_book"] = ingest
     source = settings.source_csv(csv) if reads_csv else "the published tables"
     what = f"job {job_name}" if assets is None else f"{', '.join(assets)} (job {job_name})"
     print(f"Materializing {what} from {source} ...", flush=True)
@@ -291,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="if another run is writing to the storage, stop at once instead of waiting",
     )
+    run_p.add_argument(
+        "--config",
+        metavar="YAML",
+        help="run config, as the launchpad takes it (ops: and resources:); --csv wins over "
+        "the csv_path it sets",
+    )
     pin = sub.add_parser(
         "pin-baseline",
         help="make a published snapshot the drift baseline (with its frozen risk model) that "
@@ -321,7 +332,37 @@ def main(argv: list[str] | None = None) -> int:
         with DagsterInstance.get():  # its storage made now, not raced for by two first runs
             print(f"Dagster instance: {home / 'dagster.yaml'}")
         return 0
-    return run(args.csv, args.job, wait=not args.no_wait)
+    config = _run_config_file(args.config) if args.config else {}
+    if config is None:
+        return 2
+    return run(
+        args.csv,
+        args.job,
+        wait=not args.no_wait,
+        ops=config.get("ops"),
+        resources=config.get("resources"),
+    )
+
+
+def _run_config_file(path: str) -> dict | None:
+    """The run config in ``path`` (YAML: ``ops:`` and ``resources:``), or None after saying
+    why it cannot be used."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        print(f"Not started: the run config {path} cannot be read: {err}", file=sys.stderr)
+        return None
+    unknown = sorted(set(config) - {"ops", "resources"}) if isinstance(config, dict) else None
+    if unknown is None or unknown:
+        print(
+            f"Not started: the run config {path} must be a mapping of ops: and resources:"
+            + (f", not {', '.join(map(str, unknown))}" if unknown else ""),
+            file=sys.stderr,
+        )
+        return None
+    return config
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _read_error(name: str, err: OSError) -> str:
 
 @sensor(
     job=full_refresh_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.sensor_interval_seconds(),
     default_status=DefaultSensorStatus.RUNNING,
     description="Starts one full_refresh run for each new or changed CSV in the incoming folder "
     "($LOAN_PIPELINE_INCOMING, default data/incoming). A bad file fails its own run and does not "
@@ -345,7 +345,7 @@ follow_upstream = AutomationConditionSensorDefinition(
     "follow_upstream_changes",
     target=AssetSelection.all(),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=settings.sensor_interval_seconds(),
     description="Materializes charts, monitoring, reports and history when their inputs change "
     "(their eager automation conditions).",
 )

@@ -93,6 +93,12 @@ def schedule_timezone() -> str:
     return os.environ.get("LOAN_PIPELINE_TIMEZONE", "UTC")
 
 
+def sensor_interval_seconds() -> int:
+    """How often the sensors look for new files and changed inputs (``LOAN_PIPELINE_SENSOR_INTERVAL``,
+    seconds, default 30; read when the code location loads)."""
+    return int(os.environ.get("LOAN_PIPELINE_SENSOR_INTERVAL", "30"))
+
+
 def warehouse_path() -> Path:
     return storage_dir() / "warehouse.duckdb"
 

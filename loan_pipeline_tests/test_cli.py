@@ -115,6 +115,24 @@ def test_too_many_bad_rows_name_file_column_rule_and_rows(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_run_config_from_a_file_reaches_the_steps(tmp_path):
+    """``--config`` takes run config as the launchpad does: here a looser quarantine threshold
+    lets the same bad file through; a file that is not run config starts nothing."""
+    bad = _with_bad_ages(tmp_path, range(3, 33))
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  ingest_loan_book:\n    config:\n      max_quarantine_share: 0.1\n")
+    done = _cli(["run", "--csv", str(bad), "--config", str(config)], _env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "Quarantined: 30 of 500 rows (6.0%)" in done.stdout
+
+    config.write_text("opps:\n  ingest_loan_book: {}\n")
+    done = _cli(["run", "--config", str(config)], _env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"Not started: the run config {config} must be a mapping of ops: and resources:, not opps"
+    )
+
+
 def test_the_imports_made_ahead_are_the_ones_the_steps_make():
     """`run` imports the steps' heavy modules in a thread while the CSV is read; a renamed
     module would make that silently useless, so each name must import, and each must be one a

@@ -1,5 +1,5 @@
-"""The whole graph on a 1,000,000-row book (about 150 MB: three 64 MB blocks, so both workers
-take part), moved onto real servers by configuration alone: the
+"""The whole graph on a 300,000-row book (about 45 MB, read in 16 MB blocks: three blocks, so
+both workers take part and tables are partitioned as a large book's are), moved onto real servers by configuration alone: the
 Dagster instance on PostgreSQL (DAGSTER_HOME holding docs/deploy/dagster.yaml) and the heavy
 work on a Dask cluster (DASK_SCHEDULER_ADDRESS), run the way ``make run`` runs it; then compared
 with the same book run locally."""
@@ -19,7 +19,8 @@ from dagster import DagsterEventType as E
 from loan_pipeline_tests.conftest import PROJECT_ROOT, run_pipeline
 from loan_pipeline_tests.servers import descendants, listening_sockets
 
-ROWS = 1_000_000
+ROWS = 300_000
+BLOCK_MB = 16  # the run config's dask.block_mb: three blocks of this book
 TEMPLATE = PROJECT_ROOT / "docs" / "deploy" / "dagster.yaml"
 
 
@@ -27,12 +28,14 @@ TEMPLATE = PROJECT_ROOT / "docs" / "deploy" / "dagster.yaml"
 def book(tmp_path_factory):
     from loan_pipeline.core.generator import write_loan_book
 
-    return write_loan_book(tmp_path_factory.mktemp("book") / "book_1m.csv", rows=ROWS, seed=7)
+    book = write_loan_book(tmp_path_factory.mktemp("book") / "book.csv", rows=ROWS, seed=7)
+    assert 2 * BLOCK_MB * 2**20 < book.stat().st_size <= 3 * BLOCK_MB * 2**20
+    return book
 
 
 @pytest.fixture(scope="module")
 def local(book, tmp_path_factory):
-    run = run_pipeline(book, tmp_path_factory.mktemp("local_2m"))
+    run = run_pipeline(book, tmp_path_factory.mktemp("local"))
     assert run.result.success
     return run
 
@@ -44,8 +47,8 @@ def on_servers(book, dask_cluster, postgres_server, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(TEMPLATE, home / "dagster.yaml")
-    db_name = postgres_server.create_database("dask_2m")
-    storage = tmp_path_factory.mktemp("dask_2m")
+    db_name = postgres_server.create_database("dask_e2e")
+    storage = tmp_path_factory.mktemp("dask_e2e")
     env = {k: v for k, v in os.environ.items() if k != "LOAN_BOOK_CSV"}
     env.update(
         postgres_server.dagster_env(db_name),
@@ -53,11 +56,14 @@ def on_servers(book, dask_cluster, postgres_server, tmp_path_factory):
         LOAN_PIPELINE_STORAGE=str(storage),
         DASK_SCHEDULER_ADDRESS=dask_cluster.scheduler_address,
     )
+    config = home / "run.yaml"
+    config.write_text(f"resources:\n  dask:\n    config:\n      block_mb: {BLOCK_MB}\n")
     with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         started = time.time()
         client.get_task_stream(start=started)  # the scheduler records tasks from here on
         done = subprocess.run(
-            [sys.executable, "-m", "loan_pipeline", "run", "--csv", str(book)],
+            [sys.executable, "-m", "loan_pipeline", "run", "--csv", str(book)]
+            + ["--config", str(config)],
             env=env,
             cwd=PROJECT_ROOT,
             capture_output=True,

@@ -66,7 +66,10 @@ ASSETS = sorted(EXPECTED)
 DEPS = {key: deps for key, (_group, deps) in EXPECTED.items()}
 MISSING_AGE = "required column(s) missing: Age (found 'Borrower_Age': renamed?)"
 ENV_DROP = {"DAGSTER_HOME", "LOAN_BOOK_CSV", "LOAN_PIPELINE_STORAGE", "LOAN_PIPELINE_INCOMING"}
+ENV_DROP |= {"LOAN_PIPELINE_SENSOR_INTERVAL"}
 ENV_DROP |= {"LOAN_PIPELINE_PROCESSED", "LOAN_PIPELINE_TIMEZONE", "PYTHONPATH"}
+# the sensors look every few seconds here, so a file is picked up without waiting 30 s a tick
+SENSOR_INTERVAL = 3
 
 expect.set_options(timeout=20_000)
 _step = itertools.count(1)
@@ -113,6 +116,7 @@ def server(tmp_path_factory):
         "LOAN_PIPELINE_STORAGE": str(dirs.storage),
         "LOAN_PIPELINE_INCOMING": str(dirs.incoming),
         "LOAN_PIPELINE_PROCESSED": str(dirs.processed),
+        "LOAN_PIPELINE_SENSOR_INTERVAL": str(SENSOR_INTERVAL),
         "PYTHONUNBUFFERED": "1",
     }
     dev = start_dagster_dev(
@@ -381,6 +385,8 @@ def test_schedule_and_sensors_are_running_under_make_ui(server):
         )["sensorOrError"]
         assert state["__typename"] == "Sensor", state
         assert state["sensorState"]["status"] == "RUNNING", (sensor, state)
+        if sensor != "move_processed_files":  # a run-status sensor: the daemon's own pace
+            assert state["minIntervalSeconds"] == SENSOR_INTERVAL, (sensor, state)
     schedule = graphql(
         server.port,
         """query S($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {

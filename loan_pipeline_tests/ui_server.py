@@ -42,6 +42,7 @@ query Ticks($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
     __typename
     ... on Sensor {
+      minIntervalSeconds
       sensorState { status ticks(limit: 5) { status timestamp skipReason runIds error { message } } }
     }
   }
