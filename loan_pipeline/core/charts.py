@@ -13,10 +13,10 @@ partitions on a Dask cluster, gives the same picture (``draw``):
 
 Conventions shared by every chart:
 
-* Recovery outcomes always use ``STATUS_ORDER`` and ``STATUS_PALETTE`` (passed to seaborn as
-  ``hue_order`` and ``palette``), so a colour means the same outcome on every chart. Loans with
-  no outcome yet (missing ``Recovery_Status``) are drawn as the grey ``OPEN_LABEL`` category,
-  never dropped.
+* Colours, fonts and sizes are ``core.chart_style``'s: recovery outcomes always in
+  ``STATUS_ORDER`` and ``STATUS_PALETTE``, so a colour means the same outcome on every chart.
+  Loans with no outcome yet (missing ``Recovery_Status``) are drawn as the grey ``OPEN_LABEL``
+  category, never dropped.
 * Aggregates (counts, shares, correlations, histograms, hexbins, calibration deciles) use every
   row. Point plots and kernel density estimates use the sample, and say so on the chart.
 * Figures are created through pyplot, so callers must close them: ``figure_to_png`` does.
@@ -24,10 +24,9 @@ Conventions shared by every chart:
 
 from __future__ import annotations
 
-import functools
 import io
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 import matplotlib
@@ -39,10 +38,30 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import LogFormatter, PercentFormatter  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
 
 from loan_pipeline.core import chart_registry  # noqa: E402
+from loan_pipeline.core.chart_style import (  # noqa: E402
+    CORRELATION_COLOURMAP,
+    DENSITY_COLOUR,
+    DOUBLE_FIGSIZE,
+    EDGE_COLOUR,
+    GUIDE_COLOUR,
+    HEXBIN_COLOURMAP,
+    HIGHLIGHT_COLOUR,
+    INK_COLOUR,
+    MONEY,
+    MONEY_FORMAT,
+    REFERENCE_COLOUR,
+    SERIES_COLOUR,
+    SINGLE_FIGSIZE,
+    STATUS_ORDER,
+    compact,
+    segment_palette,
+    status_palette,
+    styled,
+)
 from loan_pipeline.core.chart_summaries import (  # noqa: E402
     HEX_GRIDSIZE,
     NOT_RECORDED,
@@ -63,8 +82,6 @@ from loan_pipeline.core.chart_summaries import (  # noqa: E402
 from loan_pipeline.core.summaries import CoMoments, label_codes, pearson  # noqa: E402
 
 __all__ = [
-    "STATUS_ORDER",
-    "STATUS_PALETTE",
     "Drawing",
     "borrower_segments",
     "calibration_curve",
@@ -79,73 +96,12 @@ __all__ = [
     "payment_history_recovery",
 ]
 
-STATUS_ORDER = ["Fully Recovered", "Partially Recovered", "Written Off"]
-# Okabe-Ito colour-blind-safe shades: bluish green, orange (amber), vermillion (red), grey.
-STATUS_PALETTE = {
-    "Fully Recovered": "#009E73",
-    "Partially Recovered": "#E69F00",
-    "Written Off": "#D55E00",
-    OPEN_LABEL: "#999999",
-}
-# Colours for unexpected status values (typos, new outcomes): shown, never dropped.
-_EXTRA_STATUS_COLOURS = ["#56B4E9", "#CC79A7", "#0072B2", "#F0E442"]
-
 PAYMENT_HISTORY_ORDER = ["On-Time", "Delayed", "Missed"]
-
-SINGLE_FIGSIZE = (8, 6)
-DOUBLE_FIGSIZE = (12, 5)
-
-_RC = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9,
-    "ytick.labelsize": 9,
-    "legend.fontsize": 9,
-    "legend.title_fontsize": 9,
-    "figure.titlesize": 14,
-    "figure.titleweight": "bold",
-}
-
-MONEY = "(currency units)"
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Draw inside a fixed style (no global rcParams change) and never leak a half-made
-    figure when drawing fails."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        before = set(plt.get_fignums())
-        with sns.axes_style("whitegrid"), plt.rc_context(_RC):
-            try:
-                return func(*args, **kwargs)
-            except BaseException:
-                for num in set(plt.get_fignums()) - before:
-                    plt.close(num)
-                raise
-
-    return wrapper
-
-
-def _compact(value: float, _pos: object = None, digits: int = 3) -> str:
-    """Round to ``digits`` significant figures and abbreviate: 1_500_000 -> '1.5M',
-    239_792 -> '240k' (digits=3) or 8_841 -> '8.8k' (digits=2); 12 -> '12'."""
-    if not np.isfinite(value) or value == 0:
-        return f"{value:g}"
-    rounded = float(f"{value:.{digits}g}")
-    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k"), (1.0, "")):
-        if abs(rounded) >= threshold:
-            return f"{rounded / threshold:.3f}".rstrip("0").rstrip(".") + suffix
-    return f"{rounded:.6f}".rstrip("0").rstrip(".")
-
-
-_MONEY_FORMAT = FuncFormatter(_compact)
 
 
 def _levels(present: Iterable[str], preferred: list[str], missing_label: str) -> list[str]:
@@ -169,11 +125,6 @@ def _as_levels(values: pd.Series, levels: list[str], missing_label: str) -> pd.C
     return pd.Categorical.from_codes(where[codes], categories=levels)
 
 
-def _status_palette(levels: list[str]) -> dict[str, str]:
-    extras = iter(_EXTRA_STATUS_COLOURS * (len(levels) // len(_EXTRA_STATUS_COLOURS) + 1))
-    return {level: STATUS_PALETTE.get(level) or next(extras) for level in levels}
-
-
 def _status_legend(ax, **kwargs) -> None:
     legend = ax.get_legend()
     handles, labels = ax.get_legend_handles_labels()
@@ -187,7 +138,7 @@ def _status_legend(ax, **kwargs) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def _draw_loan_amount_distribution(
     extents: dict, plan: AmountBins, binned: dict, kde: PlotSample
 ) -> Figure:
@@ -208,9 +159,9 @@ def _draw_loan_amount_distribution(
         weights="loans",
         bins=edges.tolist(),  # a list: seaborn compares `bins == "auto"`
         stat="density",
-        color="#0072B2",
+        color=SERIES_COLOUR,
         alpha=0.45,
-        edgecolor="white",
+        edgecolor=EDGE_COLOUR,
         label=f"Histogram (all {n_amounts:,} loans)",
         ax=ax_hist,
     )
@@ -223,7 +174,9 @@ def _draw_loan_amount_distribution(
         if kde_values.min() >= 0:  # loan amounts cannot be negative
             low = max(low, 0.0)
         grid = np.linspace(low, kde_values.max() + 3 * bandwidth, 512)
-        ax_hist.plot(grid, density(grid), color="#0B3C5D", lw=2, label="Kernel density estimate")
+        ax_hist.plot(
+            grid, density(grid), color=DENSITY_COLOUR, lw=2, label="Kernel density estimate"
+        )
         if kde.is_sample:
             kde_note = f"\ndensity curve from a {kde.note.replace('borrowers', 'loans')}"
     else:
@@ -232,7 +185,7 @@ def _draw_loan_amount_distribution(
     ax_hist.set_title(f"Distribution of loan amounts{kde_note}")
     ax_hist.set_xlabel(f"Loan amount {MONEY}")
     ax_hist.set_ylabel("Density (share of loans per currency unit)")
-    ax_hist.xaxis.set_major_formatter(_MONEY_FORMAT)
+    ax_hist.xaxis.set_major_formatter(MONEY_FORMAT)
     ax_hist.set_ylim(0, ax_hist.get_ylim()[1] * 1.25)  # headroom for the legend
     ax_hist.legend(loc="upper center", ncols=2)
 
@@ -242,7 +195,7 @@ def _draw_loan_amount_distribution(
     if plan.hexagons is None:
         x, y = binned["pairs"][:, 0], binned["pairs"][:, 1]
         sns.scatterplot(
-            x=x, y=y, s=18, alpha=0.6, color="#0072B2", linewidth=0, label="Loan", ax=ax_xy
+            x=x, y=y, s=18, alpha=0.6, color=SERIES_COLOUR, linewidth=0, label="Loan", ax=ax_xy
         )
         if n_pairs >= 2 and np.ptp(x) > 0:
             slope, intercept = np.polyfit(x, y, 1)
@@ -250,7 +203,7 @@ def _draw_loan_amount_distribution(
             ax_xy.plot(
                 line_x,
                 intercept + slope * line_x,
-                color="#D55E00",
+                color=HIGHLIGHT_COLOUR,
                 lw=2,
                 label="Least-squares line",
             )
@@ -272,7 +225,7 @@ def _draw_loan_amount_distribution(
             extent=plan.hexagons,
             bins="log",
             mincnt=1,
-            cmap="viridis",
+            cmap=HEXBIN_COLOURMAP,
         )
         colorbar = fig.colorbar(hexes, ax=ax_xy, label="Loans per hexagon (log scale)")
         colorbar.ax.yaxis.set_major_formatter(LogFormatter())
@@ -282,8 +235,8 @@ def _draw_loan_amount_distribution(
     ax_xy.set_title(f"Loan amount vs monthly income\nPearson r = {r_text} ({shown})")
     ax_xy.set_xlabel(f"Monthly income {MONEY}")
     ax_xy.set_ylabel(f"Loan amount {MONEY}")
-    ax_xy.xaxis.set_major_formatter(_MONEY_FORMAT)
-    ax_xy.yaxis.set_major_formatter(_MONEY_FORMAT)
+    ax_xy.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax_xy.yaxis.set_major_formatter(MONEY_FORMAT)
     return fig
 
 
@@ -292,7 +245,7 @@ def _draw_loan_amount_distribution(
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def _draw_payment_history_recovery(cells: dict[tuple[str, str], int]) -> Figure:
     levels = _levels({status for _, status in cells}, STATUS_ORDER, OPEN_LABEL)
     hist_levels = _levels({history for history, _ in cells}, PAYMENT_HISTORY_ORDER, NOT_RECORDED)
@@ -315,12 +268,12 @@ def _draw_payment_history_recovery(cells: dict[tuple[str, str], int]) -> Figure:
         hue="Recovery_Status",
         order=hist_levels,
         hue_order=levels,
-        palette=_status_palette(levels),
+        palette=status_palette(levels),
         saturation=1.0,  # keep the exact STATUS_PALETTE colours
         ax=ax,
     )
     for container in ax.containers:
-        ax.bar_label(container, labels=[_compact(v) for v in container.datavalues], fontsize=8)
+        ax.bar_label(container, labels=[compact(v) for v in container.datavalues], fontsize=8)
     ax.set_xticks(range(len(hist_levels)))
     ax.set_xticklabels([f"{h}\n(n = {int(totals.get(h, 0)):,})" for h in hist_levels])
     ax.set_title(
@@ -329,7 +282,7 @@ def _draw_payment_history_recovery(cells: dict[tuple[str, str], int]) -> Figure:
     )
     ax.set_xlabel("Payment history")
     ax.set_ylabel("Loans (count)")
-    ax.yaxis.set_major_formatter(_MONEY_FORMAT)
+    ax.yaxis.set_major_formatter(MONEY_FORMAT)
     ax.margins(y=0.1)
     _status_legend(ax, loc="upper right")
     return fig
@@ -340,16 +293,16 @@ def _draw_payment_history_recovery(cells: dict[tuple[str, str], int]) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def _draw_missed_payments_recovery(cells: dict) -> Figure:
     levels = _levels({status for _, status in cells}, STATUS_ORDER, OPEN_LABEL)
-    palette = _status_palette(levels)
+    palette = status_palette(levels)
     n_unrecorded = sum(n for (m, _), n in cells.items() if m is None)
 
     counts = missed_outcome_table(cells, levels)
     totals = counts.sum(axis=1)
     shares = counts.div(totals, axis=0)
-    labels = [_compact(v) if float(v).is_integer() else f"{v:g}" for v in counts.index]
+    labels = [compact(v) if float(v).is_integer() else f"{v:g}" for v in counts.index]
     positions = np.arange(len(counts))
 
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
@@ -362,7 +315,7 @@ def _draw_missed_payments_recovery(cells: dict) -> Figure:
             bottom=bottom,
             width=0.8,
             color=palette[level],
-            edgecolor="white",
+            edgecolor=EDGE_COLOUR,
             linewidth=0.5,
             label=level,
         )
@@ -372,7 +325,7 @@ def _draw_missed_payments_recovery(cells: dict) -> Figure:
         ax.text(
             pos,
             1.01,
-            f"n={total:,}" if total < 1_000 else f"n={_compact(total, digits=2)}",
+            f"n={total:,}" if total < 1_000 else f"n={compact(total, digits=2)}",
             ha="center",
             va="bottom",
             fontsize=7 if crowded else 8,
@@ -403,7 +356,7 @@ def _draw_missed_payments_recovery(cells: dict) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def _draw_income_loan_recovery(outcomes: dict[tuple[str], int], sample: pd.DataFrame) -> Figure:
     levels = _levels({status for (status,) in outcomes}, STATUS_ORDER, OPEN_LABEL)
     points = pd.DataFrame(
@@ -423,7 +376,7 @@ def _draw_income_loan_recovery(outcomes: dict[tuple[str], int], sample: pd.DataF
         y="Loan_Amount",
         hue="Recovery_Status",
         hue_order=levels,
-        palette=_status_palette(levels),
+        palette=status_palette(levels),
         s=22 if shown.n_shown <= 2_000 else 8,
         alpha=0.75 if shown.n_shown <= 2_000 else 0.4,
         linewidth=0,
@@ -432,22 +385,12 @@ def _draw_income_loan_recovery(outcomes: dict[tuple[str], int], sample: pd.DataF
     ax.set_title(shown.note[0].upper() + shown.note[1:])
     ax.set_xlabel(f"Monthly income {MONEY}")
     ax.set_ylabel(f"Loan amount {MONEY}")
-    ax.xaxis.set_major_formatter(_MONEY_FORMAT)
-    ax.yaxis.set_major_formatter(_MONEY_FORMAT)
+    ax.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax.yaxis.set_major_formatter(MONEY_FORMAT)
     _status_legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=1.5)
     for handle in ax.get_legend().legend_handles:
         handle.set_alpha(1.0)
     return fig
-
-
-def _segment_palette(names: list[str]) -> dict[str, object]:
-    base = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 7]  # no grey
-    named = [n for n in names if n != UNASSIGNED_SEGMENT]
-    colours = base if len(named) <= len(base) else sns.color_palette("husl", len(named))
-    palette: dict[str, object] = dict(zip(named, colours, strict=False))
-    if UNASSIGNED_SEGMENT in names:
-        palette[UNASSIGNED_SEGMENT] = "#999999"
-    return palette
 
 
 def _with_verdict(title: str, segmentation: str | None) -> str:
@@ -458,7 +401,7 @@ def _with_verdict(title: str, segmentation: str | None) -> str:
     return f"{title}\n{segmentation[0].upper()}{segmentation[1:]}"
 
 
-@_styled
+@styled
 def _draw_borrower_segments(
     seg_order: list[str], sizes: dict[str, int], sample: pd.DataFrame, segmentation: str | None
 ) -> Figure:
@@ -467,7 +410,7 @@ def _draw_borrower_segments(
         order.append(UNASSIGNED_SEGMENT)
     counts = np.array([sizes[s] for s in order], dtype=np.int64)
     n_loans = int(counts.sum())
-    palette = _segment_palette(order)
+    palette = segment_palette(order)
     points = sample.assign(
         segment_name=_as_levels(sample["segment_name"], order, UNASSIGNED_SEGMENT)
     )
@@ -492,8 +435,8 @@ def _draw_borrower_segments(
     ax_xy.set_title(f"Segments in the income / loan-amount plane\n{shown.note}")
     ax_xy.set_xlabel(f"Monthly income {MONEY}")
     ax_xy.set_ylabel(f"Loan amount {MONEY}")
-    ax_xy.xaxis.set_major_formatter(_MONEY_FORMAT)
-    ax_xy.yaxis.set_major_formatter(_MONEY_FORMAT)
+    ax_xy.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax_xy.yaxis.set_major_formatter(MONEY_FORMAT)
     handles, labels = ax_xy.get_legend_handles_labels()
     ax_xy.get_legend().remove()
     legend = ax_xy.legend(
@@ -519,7 +462,7 @@ def _draw_borrower_segments(
         fontsize=8,
     )
     ax_size.margins(x=0.25)
-    ax_size.xaxis.set_major_formatter(_MONEY_FORMAT)
+    ax_size.xaxis.set_major_formatter(MONEY_FORMAT)
     ax_size.set_title(f"Segment sizes (all {n_loans:,} borrowers)")
     ax_size.set_xlabel("Borrowers (count)")
     ax_size.set_ylabel("Segment")
@@ -539,7 +482,7 @@ def _segments_figure(loans, segments, segmentation: str | None = None) -> Figure
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def _draw_correlation_heatmap(moments: CoMoments) -> Figure:
     columns = list(moments.columns)
     corr = pearson(moments)
@@ -560,13 +503,13 @@ def _draw_correlation_heatmap(moments: CoMoments) -> Figure:
             annot=annotations,
             fmt="",
             annot_kws={"fontsize": 8},
-            cmap="vlag",
+            cmap=CORRELATION_COLOURMAP,
             center=0,
             vmin=-1,
             vmax=1,
             square=True,
             linewidths=0.5,
-            linecolor="white",
+            linecolor=EDGE_COLOUR,
             xticklabels=labels,
             yticklabels=labels,
             cbar_kws={"label": "Pearson correlation coefficient", "shrink": 0.8},
@@ -588,7 +531,7 @@ def _draw_correlation_heatmap(moments: CoMoments) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
-@_styled
+@styled
 def k_selection(selection) -> Figure:
     """The evidence behind k (a ``segmentation.KSelection``): per candidate k, its prediction
     strength against the stability threshold, and, at the stable k, the gap statistic's gain
@@ -599,18 +542,18 @@ def k_selection(selection) -> Figure:
     used = table["k"] == chosen
     fig, (ax_ps, ax_gain) = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained")
 
-    ax_ps.plot(ks, table["prediction_strength"], marker="o", color="#0072B2", label="mean")
+    ax_ps.plot(ks, table["prediction_strength"], marker="o", color=SERIES_COLOUR, label="mean")
     ax_ps.fill_between(
         ks,
         table["prediction_strength_min"],
         table["prediction_strength"],
-        color="#0072B2",
+        color=SERIES_COLOUR,
         alpha=0.15,
         label="min to mean",
     )
     ax_ps.axhline(
         selection.stability_threshold,
-        color="#555555",
+        color=GUIDE_COLOUR,
         linestyle="--",
         linewidth=1,
         label=f"stable from {selection.stability_threshold:g}",
@@ -620,7 +563,7 @@ def k_selection(selection) -> Figure:
         table.loc[used, "prediction_strength"],
         s=140,
         facecolors="none",
-        edgecolors="#D55E00",
+        edgecolors=HIGHLIGHT_COLOUR,
         linewidths=2,
         zorder=5,
         label=f"k = {chosen} (used)",
@@ -633,7 +576,7 @@ def k_selection(selection) -> Figure:
     ax_gain.bar(
         computed["k"],
         computed["gap_gain"],
-        color=np.where(computed["k"] == chosen, "#D55E00", "#0072B2"),
+        color=np.where(computed["k"] == chosen, HIGHLIGHT_COLOUR, SERIES_COLOUR),
         alpha=0.7,
         label="gain: gap(k) - gap(k-1)",
     )
@@ -643,11 +586,11 @@ def k_selection(selection) -> Figure:
         marker="_",
         s=400,
         linewidths=2,
-        color="#000000",
+        color=INK_COLOUR,
         zorder=5,
         label="gain needed (standard error)",
     )
-    ax_gain.axhline(0, color="#555555", linewidth=0.8)
+    ax_gain.axhline(0, color=GUIDE_COLOUR, linewidth=0.8)
     if computed.empty:
         ax_gain.text(
             0.5,
@@ -656,7 +599,7 @@ def k_selection(selection) -> Figure:
             transform=ax_gain.transAxes,
             ha="center",
             va="center",
-            color="#555555",
+            color=GUIDE_COLOUR,
         )
     ax_gain.set_title("Beyond a structureless book? Gap statistic, at the stable k")
     ax_gain.set_ylabel("Gain in gap over k-1 (log W)")
@@ -668,12 +611,12 @@ def k_selection(selection) -> Figure:
     fig.suptitle(
         _with_verdict("Choosing the number of segments", selection.summary),
         fontweight="bold",
-        color="#000000" if selection.supported else "#D55E00",
+        color=INK_COLOUR if selection.supported else HIGHLIGHT_COLOUR,
     )
     return fig
 
 
-@_styled
+@styled
 def capacity_gains(table: pd.DataFrame) -> Figure:
     """The capacity gain curve (``core.gains``): for a worklist of each size, the share of the
     bad balance it would have caught, ranked by expected loss (solid) and by the score alone
@@ -696,12 +639,14 @@ def capacity_gains(table: pd.DataFrame) -> Figure:
         ),
     ]
     for ax, (title, (loss, loss_label), (score, score_label)) in zip(axes, panels, strict=True):
-        ax.plot([0, 1], [0, 1], linestyle=":", color="#999999", label="random order")
-        ax.plot(share, curves[loss].to_numpy(), color="#D55E00", label=loss_label)
-        ax.plot(share, curves[score].to_numpy(), color="#0072B2", linestyle="--", label=score_label)
+        ax.plot([0, 1], [0, 1], linestyle=":", color=REFERENCE_COLOUR, label="random order")
+        ax.plot(share, curves[loss].to_numpy(), color=HIGHLIGHT_COLOUR, label=loss_label)
+        ax.plot(
+            share, curves[score].to_numpy(), color=SERIES_COLOUR, linestyle="--", label=score_label
+        )
         for row in marks.itertuples():
             # the line names the worklist size; a dot on each curve gives what it catches
-            ax.axvline(row.capacity_share, color="#555555", linewidth=0.8)
+            ax.axvline(row.capacity_share, color=GUIDE_COLOUR, linewidth=0.8)
             ax.text(
                 row.capacity_share,
                 0.02,
@@ -712,8 +657,8 @@ def capacity_gains(table: pd.DataFrame) -> Figure:
                 fontsize=8,
             )
             for column, colour, (dx, dy, ha) in (
-                (loss, "#D55E00", (-4, 4, "right")),
-                (score, "#0072B2", (4, -11, "left")),
+                (loss, HIGHLIGHT_COLOUR, (-4, 4, "right")),
+                (score, SERIES_COLOUR, (4, -11, "left")),
             ):
                 value = getattr(row, column)
                 if np.isfinite(value):
@@ -743,19 +688,19 @@ def _calibration_figure(scores, bins: int) -> Figure:
     return _draw_calibration(*calibration_summaries(scores, bins))
 
 
-@_styled
+@styled
 def _draw_calibration(binned: ScoreBins, deciles: pd.DataFrame | None, q: int) -> Figure:
     fig, (ax, hist) = plt.subplots(
         1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.2, 1]}, layout="tight"
     )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
+    ax.plot([0, 1], [0, 1], linestyle="--", color=REFERENCE_COLOUR, label="perfect calibration")
     if binned.held_out:
         if deciles is not None:
             ax.plot(
                 deciles["predicted"].to_numpy(),
                 deciles["observed"].to_numpy(),
                 marker="o",
-                color="#0072B2",
+                color=SERIES_COLOUR,
                 label=f"held-out scores ({binned.held_out:,} borrowers, {q} bins)",
             )
         edges = np.linspace(0, 1, SCORE_HISTOGRAM_BINS + 1)
@@ -763,7 +708,7 @@ def _draw_calibration(binned: ScoreBins, deciles: pd.DataFrame | None, q: int) -
             edges[:-1],
             bins=edges,
             weights=binned.histogram,
-            color="#0072B2",
+            color=SERIES_COLOUR,
             alpha=0.8,
             label="held-out scores",
         )

@@ -15,8 +15,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from loan_pipeline.core import chart_registry, chart_summaries, charts
+from loan_pipeline.core.chart_style import STATUS_ORDER, STATUS_PALETTE
 from loan_pipeline.core.chart_summaries import OPEN_LABEL, SAMPLE_LIMIT
-from loan_pipeline.core.charts import STATUS_ORDER, STATUS_PALETTE, figure_to_png
+from loan_pipeline.core.charts import figure_to_png
 
 REFERENCE_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loan-recovery.csv"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
