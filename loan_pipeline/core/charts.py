@@ -5,11 +5,10 @@ there are, and what each is drawn from, is ``core.chart_registry.CHARTS``; each 
 function (``Chart.draw``, a ``draw_*`` function below) is here.
 
 Every chart is drawn in three steps, so that a book of any size, whole in this process or in
-partitions on a Dask cluster, gives the same picture (``draw``):
-
-1. summaries of the tables, computed per partition and merged, and 2. a reproducible sample of
-   at most ``SAMPLE_LIMIT`` rows: both ``core.chart_summaries``;
-3. the drawing, here, from the merged summaries and the sample only.
+partitions on a Dask cluster, gives the same picture (``draw``): summaries of the tables,
+computed per partition and merged, and a reproducible sample of at most ``SAMPLE_LIMIT`` rows
+(both ``core.chart_summaries``); then the drawing, here, from those summaries and that sample
+only.
 
 Conventions shared by every chart:
 
@@ -37,7 +36,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.legend import Legend  # noqa: E402
 from matplotlib.ticker import LogFormatter, PercentFormatter  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
 
@@ -125,12 +126,63 @@ def _as_levels(values: pd.Series, levels: list[str], missing_label: str) -> pd.C
     return pd.Categorical.from_codes(where[codes], categories=levels)
 
 
-def _status_legend(ax, **kwargs) -> None:
+def _retitled_legend(
+    ax: Axes,
+    title: str,
+    loc: str,
+    bbox_to_anchor: tuple[float, float] | None = None,
+    markerscale: float | None = None,
+) -> Legend:
+    """The legend seaborn drew (if any) drawn again, titled ``title``, at ``loc`` (outside the
+    axes with ``bbox_to_anchor``); None is matplotlib's default for the last two."""
     legend = ax.get_legend()
     handles, labels = ax.get_legend_handles_labels()
     if legend is not None:
         legend.remove()
-    ax.legend(handles, labels, title="Recovery status", **kwargs)
+    return ax.legend(
+        handles,
+        labels,
+        title=title,
+        loc=loc,
+        bbox_to_anchor=bbox_to_anchor,
+        markerscale=markerscale,
+    )
+
+
+def _points_in_plane(
+    ax: Axes,
+    points: pd.DataFrame,
+    hue: str,
+    order: list[str],
+    palette: dict,
+    size: int,
+    title: str,
+    legend_title: str,
+) -> None:
+    """The sample's points in the income / loan-amount plane, coloured by the column ``hue``
+    (``order``, ``palette``): of ``size`` up to 2,000 points, smaller and fainter beyond; the
+    legend beside the axes, its markers opaque."""
+    few = len(points) <= 2_000
+    sns.scatterplot(
+        data=points,
+        x="Monthly_Income",
+        y="Loan_Amount",
+        hue=hue,
+        hue_order=order,
+        palette=palette,
+        s=size if few else 8,
+        alpha=0.75 if few else 0.4,
+        linewidth=0,
+        ax=ax,
+    )
+    ax.set_title(title)
+    ax.set_xlabel(f"Monthly income {MONEY}")
+    ax.set_ylabel(f"Loan amount {MONEY}")
+    ax.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax.yaxis.set_major_formatter(MONEY_FORMAT)
+    legend = _retitled_legend(ax, legend_title, "upper left", (1.01, 1.0), markerscale=1.5)
+    for handle in legend.legend_handles:
+        handle.set_alpha(1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,15 +194,19 @@ def _status_legend(ax, **kwargs) -> None:
 def _draw_loan_amount_distribution(
     extents: dict, plan: AmountBins, binned: dict, kde: PlotSample
 ) -> Figure:
-    kde_values = kde.frame["Loan_Amount"].to_numpy()
-    n_amounts = extents["amounts"].n
-
     fig, (ax_hist, ax_xy) = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained")
     fig.suptitle("How large are the loans, and do they scale with income?")
+    _amount_histogram(ax_hist, plan, binned["histogram"], extents["amounts"].n, kde)
+    _amount_against_income(fig, ax_xy, plan, binned, extents["moments"])
+    return fig
 
+
+def _amount_histogram(
+    ax: Axes, plan: AmountBins, counts: np.ndarray, n_amounts: int, kde: PlotSample
+) -> None:
+    """The left panel: the histogram of every loan amount, with the density curve over it."""
     # Histogram on every row, binned per partition on fixed edges, drawn by seaborn from the
     # bin counts (weights); stat="density" makes the bars integrate to 1.
-    counts = binned["histogram"]
     edges = np.histogram_bin_edges(np.empty(0), bins=plan.bins, range=plan.range)
     centres = (edges[:-1] + edges[1:]) / 2
     sns.histplot(
@@ -163,81 +219,99 @@ def _draw_loan_amount_distribution(
         alpha=0.45,
         edgecolor=EDGE_COLOUR,
         label=f"Histogram (all {n_amounts:,} loans)",
-        ax=ax_hist,
+        ax=ax,
     )
+    kde_note = _density_curve(ax, kde)
+    ax.set_title(f"Distribution of loan amounts{kde_note}")
+    ax.set_xlabel(f"Loan amount {MONEY}")
+    ax.set_ylabel("Density (share of loans per currency unit)")
+    ax.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom for the legend
+    ax.legend(loc="upper center", ncols=2)
 
-    kde_note = ""
-    if len(np.unique(kde_values)) >= 2:
-        density = gaussian_kde(kde_values)
-        bandwidth = float(np.sqrt(density.covariance[0, 0]))
-        low = kde_values.min() - 3 * bandwidth
-        if kde_values.min() >= 0:  # loan amounts cannot be negative
-            low = max(low, 0.0)
-        grid = np.linspace(low, kde_values.max() + 3 * bandwidth, 512)
-        ax_hist.plot(
-            grid, density(grid), color=DENSITY_COLOUR, lw=2, label="Kernel density estimate"
-        )
-        if kde.is_sample:
-            kde_note = f"\ndensity curve from a {kde.note.replace('borrowers', 'loans')}"
-    else:
-        kde_note = "\n(too few distinct amounts for a density curve)"
 
-    ax_hist.set_title(f"Distribution of loan amounts{kde_note}")
-    ax_hist.set_xlabel(f"Loan amount {MONEY}")
-    ax_hist.set_ylabel("Density (share of loans per currency unit)")
-    ax_hist.xaxis.set_major_formatter(MONEY_FORMAT)
-    ax_hist.set_ylim(0, ax_hist.get_ylim()[1] * 1.25)  # headroom for the legend
-    ax_hist.legend(loc="upper center", ncols=2)
+def _density_curve(ax: Axes, kde: PlotSample) -> str:
+    """A Gaussian kernel density curve of the sample's amounts; returns the note for the
+    title (the sample it is drawn from, or why there is none)."""
+    kde_values = kde.frame["Loan_Amount"].to_numpy()
+    if len(np.unique(kde_values)) < 2:
+        return "\n(too few distinct amounts for a density curve)"
+    density = gaussian_kde(kde_values)
+    bandwidth = float(np.sqrt(density.covariance[0, 0]))
+    low = kde_values.min() - 3 * bandwidth
+    if kde_values.min() >= 0:  # loan amounts cannot be negative
+        low = max(low, 0.0)
+    grid = np.linspace(low, kde_values.max() + 3 * bandwidth, 512)
+    ax.plot(grid, density(grid), color=DENSITY_COLOUR, lw=2, label="Kernel density estimate")
+    if kde.is_sample:
+        return f"\ndensity curve from a {kde.note.replace('borrowers', 'loans')}"
+    return ""
 
-    moments: CoMoments = extents["moments"]
+
+def _amount_against_income(
+    fig: Figure, ax: Axes, plan: AmountBins, binned: dict, moments: CoMoments
+) -> None:
+    """The right panel: every complete (income, amount) pair, as points when they are few,
+    else as hexagons, with their Pearson correlation."""
     n_pairs = int(moments.n[0, 1])
     r = float(pearson(moments).iloc[0, 1])
     if plan.hexagons is None:
-        x, y = binned["pairs"][:, 0], binned["pairs"][:, 1]
-        sns.scatterplot(
-            x=x, y=y, s=18, alpha=0.6, color=SERIES_COLOUR, linewidth=0, label="Loan", ax=ax_xy
-        )
-        if n_pairs >= 2 and np.ptp(x) > 0:
-            slope, intercept = np.polyfit(x, y, 1)
-            line_x = np.array([x.min(), x.max()])
-            ax_xy.plot(
-                line_x,
-                intercept + slope * line_x,
-                color=HIGHLIGHT_COLOUR,
-                lw=2,
-                label="Least-squares line",
-            )
-        ax_xy.set_ylim(top=ax_xy.get_ylim()[1] + 0.18 * np.ptp(ax_xy.get_ylim()))
-        ax_xy.legend(loc="upper center", ncols=2)
+        _pairs_scatter(ax, binned["pairs"], n_pairs)
         shown = f"all {n_pairs:,} loans"
     else:
-        # every pair, counted per hexagon on the workers: drawn as one point per hexagon
-        # weighted by its count, the picture hexbin makes of the points themselves
-        cells = binned["hexagons"]
-        used = cells > 0
-        centres_xy = hexagon_centres(plan.hexagons)[used]
-        hexes = ax_xy.hexbin(
-            centres_xy[:, 0],
-            centres_xy[:, 1],
-            C=cells[used],
-            reduce_C_function=np.sum,
-            gridsize=HEX_GRIDSIZE,
-            extent=plan.hexagons,
-            bins="log",
-            mincnt=1,
-            cmap=HEXBIN_COLOURMAP,
-        )
-        colorbar = fig.colorbar(hexes, ax=ax_xy, label="Loans per hexagon (log scale)")
-        colorbar.ax.yaxis.set_major_formatter(LogFormatter())
-        colorbar.ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.4)))
+        _pairs_hexbin(fig, ax, binned["hexagons"], plan.hexagons)
         shown = f"hexbin of all {n_pairs:,} loans"
     r_text = f"{round(r, 2) + 0.0:.2f}"  # no '-0.00'
-    ax_xy.set_title(f"Loan amount vs monthly income\nPearson r = {r_text} ({shown})")
-    ax_xy.set_xlabel(f"Monthly income {MONEY}")
-    ax_xy.set_ylabel(f"Loan amount {MONEY}")
-    ax_xy.xaxis.set_major_formatter(MONEY_FORMAT)
-    ax_xy.yaxis.set_major_formatter(MONEY_FORMAT)
-    return fig
+    ax.set_title(f"Loan amount vs monthly income\nPearson r = {r_text} ({shown})")
+    ax.set_xlabel(f"Monthly income {MONEY}")
+    ax.set_ylabel(f"Loan amount {MONEY}")
+    ax.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax.yaxis.set_major_formatter(MONEY_FORMAT)
+
+
+def _pairs_scatter(ax: Axes, pairs: np.ndarray, n_pairs: int) -> None:
+    """The pairs as points, with their least-squares line when it is defined."""
+    x, y = pairs[:, 0], pairs[:, 1]
+    sns.scatterplot(
+        x=x, y=y, s=18, alpha=0.6, color=SERIES_COLOUR, linewidth=0, label="Loan", ax=ax
+    )
+    if n_pairs >= 2 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        line_x = np.array([x.min(), x.max()])
+        ax.plot(
+            line_x,
+            intercept + slope * line_x,
+            color=HIGHLIGHT_COLOUR,
+            lw=2,
+            label="Least-squares line",
+        )
+    ax.set_ylim(top=ax.get_ylim()[1] + 0.18 * np.ptp(ax.get_ylim()))
+    ax.legend(loc="upper center", ncols=2)
+
+
+def _pairs_hexbin(
+    fig: Figure, ax: Axes, cells: np.ndarray, hex_extent: tuple[float, float, float, float]
+) -> None:
+    """The pairs counted per hexagon (``chart_summaries.hexagon_counts``), on a log colour
+    scale."""
+    # every pair, counted per hexagon on the workers: drawn as one point per hexagon
+    # weighted by its count, the picture hexbin makes of the points themselves
+    used = cells > 0
+    centres_xy = hexagon_centres(hex_extent)[used]
+    hexes = ax.hexbin(
+        centres_xy[:, 0],
+        centres_xy[:, 1],
+        C=cells[used],
+        reduce_C_function=np.sum,
+        gridsize=HEX_GRIDSIZE,
+        extent=hex_extent,
+        bins="log",
+        mincnt=1,
+        cmap=HEXBIN_COLOURMAP,
+    )
+    colorbar = fig.colorbar(hexes, ax=ax, label="Loans per hexagon (log scale)")
+    colorbar.ax.yaxis.set_major_formatter(LogFormatter())
+    colorbar.ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(1, 0.4)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +358,7 @@ def _draw_payment_history_recovery(cells: dict[tuple[str, str], int]) -> Figure:
     ax.set_ylabel("Loans (count)")
     ax.yaxis.set_major_formatter(MONEY_FORMAT)
     ax.margins(y=0.1)
-    _status_legend(ax, loc="upper right")
+    _retitled_legend(ax, "Recovery status", "upper right")
     return fig
 
 
@@ -307,30 +381,9 @@ def _draw_missed_payments_recovery(cells: dict) -> Figure:
 
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
     fig.suptitle("Recovery outcome mix by number of missed payments")
-    bottom = np.zeros(len(counts))
-    for level in levels:
-        ax.bar(
-            positions,
-            shares[level].to_numpy(),
-            bottom=bottom,
-            width=0.8,
-            color=palette[level],
-            edgecolor=EDGE_COLOUR,
-            linewidth=0.5,
-            label=level,
-        )
-        bottom += shares[level].to_numpy()
+    _stacked_shares(ax, positions, shares, levels, palette)
     crowded = len(counts) > 14
-    for pos, total in zip(positions, totals, strict=True):
-        ax.text(
-            pos,
-            1.01,
-            f"n={total:,}" if total < 1_000 else f"n={compact(total, digits=2)}",
-            ha="center",
-            va="bottom",
-            fontsize=7 if crowded else 8,
-            rotation=90 if crowded else 0,
-        )
+    _bar_totals(ax, positions, totals, crowded)
 
     subtitle = (
         "Share of loans per outcome; n = loans with that many missed payments "
@@ -349,6 +402,40 @@ def _draw_missed_payments_recovery(cells: dict) -> Figure:
     ax.grid(axis="x", visible=False)
     ax.legend(title="Recovery status", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def _stacked_shares(
+    ax: Axes, positions: np.ndarray, shares: pd.DataFrame, levels: list[str], palette: dict
+) -> None:
+    """One bar per number of missed payments: the outcomes' shares stacked in ``levels``
+    order."""
+    bottom = np.zeros(len(shares))
+    for level in levels:
+        ax.bar(
+            positions,
+            shares[level].to_numpy(),
+            bottom=bottom,
+            width=0.8,
+            color=palette[level],
+            edgecolor=EDGE_COLOUR,
+            linewidth=0.5,
+            label=level,
+        )
+        bottom += shares[level].to_numpy()
+
+
+def _bar_totals(ax: Axes, positions: np.ndarray, totals: pd.Series, crowded: bool) -> None:
+    """The number of loans above each bar (turned upright when the bars are crowded)."""
+    for pos, total in zip(positions, totals, strict=True):
+        ax.text(
+            pos,
+            1.01,
+            f"n={total:,}" if total < 1_000 else f"n={compact(total, digits=2)}",
+            ha="center",
+            va="bottom",
+            fontsize=7 if crowded else 8,
+            rotation=90 if crowded else 0,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,26 +457,9 @@ def _draw_income_loan_recovery(outcomes: dict[tuple[str], int], sample: pd.DataF
 
     fig, ax = plt.subplots(figsize=SINGLE_FIGSIZE, layout="constrained")
     fig.suptitle("Monthly income vs loan amount, by recovery outcome")
-    sns.scatterplot(
-        data=points,
-        x="Monthly_Income",
-        y="Loan_Amount",
-        hue="Recovery_Status",
-        hue_order=levels,
-        palette=status_palette(levels),
-        s=22 if shown.n_shown <= 2_000 else 8,
-        alpha=0.75 if shown.n_shown <= 2_000 else 0.4,
-        linewidth=0,
-        ax=ax,
-    )
-    ax.set_title(shown.note[0].upper() + shown.note[1:])
-    ax.set_xlabel(f"Monthly income {MONEY}")
-    ax.set_ylabel(f"Loan amount {MONEY}")
-    ax.xaxis.set_major_formatter(MONEY_FORMAT)
-    ax.yaxis.set_major_formatter(MONEY_FORMAT)
-    _status_legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), markerscale=1.5)
-    for handle in ax.get_legend().legend_handles:
-        handle.set_alpha(1.0)
+    title = shown.note[0].upper() + shown.note[1:]
+    palette = status_palette(levels)
+    _points_in_plane(ax, points, "Recovery_Status", levels, palette, 22, title, "Recovery status")
     return fig
 
 
@@ -420,54 +490,32 @@ def _draw_borrower_segments(
         1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained", width_ratios=[1.5, 1]
     )
     fig.suptitle(_with_verdict("Borrower segments", segmentation))
-    sns.scatterplot(
-        data=points,
-        x="Monthly_Income",
-        y="Loan_Amount",
-        hue="segment_name",
-        hue_order=order,
-        palette=palette,
-        s=20 if shown.n_shown <= 2_000 else 8,
-        alpha=0.75 if shown.n_shown <= 2_000 else 0.4,
-        linewidth=0,
-        ax=ax_xy,
-    )
-    ax_xy.set_title(f"Segments in the income / loan-amount plane\n{shown.note}")
-    ax_xy.set_xlabel(f"Monthly income {MONEY}")
-    ax_xy.set_ylabel(f"Loan amount {MONEY}")
-    ax_xy.xaxis.set_major_formatter(MONEY_FORMAT)
-    ax_xy.yaxis.set_major_formatter(MONEY_FORMAT)
-    handles, labels = ax_xy.get_legend_handles_labels()
-    ax_xy.get_legend().remove()
-    legend = ax_xy.legend(
-        handles,
-        labels,
-        title="Segment",
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        markerscale=1.5,
-    )
-    for handle in legend.legend_handles:
-        handle.set_alpha(1.0)
+    title = f"Segments in the income / loan-amount plane\n{shown.note}"
+    _points_in_plane(ax_xy, points, "segment_name", order, palette, 20, title, "Segment")
+    _segment_size_bars(ax_size, order, counts, palette)
+    return fig
 
+
+def _segment_size_bars(ax: Axes, order: list[str], counts: np.ndarray, palette: dict) -> None:
+    """Borrowers per segment (``order``), each bar labelled with its count and share."""
+    n_loans = int(counts.sum())
     positions = np.arange(len(order))
-    ax_size.barh(positions, counts, color=[palette[s] for s in order])
-    ax_size.set_yticks(positions)
-    ax_size.set_yticklabels(order)
-    ax_size.invert_yaxis()
-    ax_size.bar_label(
-        ax_size.containers[0],
+    ax.barh(positions, counts, color=[palette[s] for s in order])
+    ax.set_yticks(positions)
+    ax.set_yticklabels(order)
+    ax.invert_yaxis()
+    ax.bar_label(
+        ax.containers[0],
         labels=[f"{int(v):,} ({v / n_loans:.0%})" for v in counts],
         padding=3,
         fontsize=8,
     )
-    ax_size.margins(x=0.25)
-    ax_size.xaxis.set_major_formatter(MONEY_FORMAT)
-    ax_size.set_title(f"Segment sizes (all {n_loans:,} borrowers)")
-    ax_size.set_xlabel("Borrowers (count)")
-    ax_size.set_ylabel("Segment")
-    ax_size.grid(axis="y", visible=False)
-    return fig
+    ax.margins(x=0.25)
+    ax.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax.set_title(f"Segment sizes (all {n_loans:,} borrowers)")
+    ax.set_xlabel("Borrowers (count)")
+    ax.set_ylabel("Segment")
+    ax.grid(axis="y", visible=False)
 
 
 def _segments_figure(loans, segments, segmentation: str | None = None) -> Figure:
@@ -536,73 +584,10 @@ def k_selection(selection) -> Figure:
     """The evidence behind k (a ``segmentation.KSelection``): per candidate k, its prediction
     strength against the stability threshold, and, at the stable k, the gap statistic's gain
     over k-1 against the gain's standard error. The title says the verdict."""
-    table = selection.table
-    chosen = selection.chosen
-    ks = table["k"].to_numpy()
-    used = table["k"] == chosen
+    ks = selection.table["k"].to_numpy()
     fig, (ax_ps, ax_gain) = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained")
-
-    ax_ps.plot(ks, table["prediction_strength"], marker="o", color=SERIES_COLOUR, label="mean")
-    ax_ps.fill_between(
-        ks,
-        table["prediction_strength_min"],
-        table["prediction_strength"],
-        color=SERIES_COLOUR,
-        alpha=0.15,
-        label="min to mean",
-    )
-    ax_ps.axhline(
-        selection.stability_threshold,
-        color=GUIDE_COLOUR,
-        linestyle="--",
-        linewidth=1,
-        label=f"stable from {selection.stability_threshold:g}",
-    )
-    ax_ps.scatter(
-        ks[used],
-        table.loc[used, "prediction_strength"],
-        s=140,
-        facecolors="none",
-        edgecolors=HIGHLIGHT_COLOUR,
-        linewidths=2,
-        zorder=5,
-        label=f"k = {chosen} (used)",
-    )
-    ax_ps.set_ylim(0, 1.05)
-    ax_ps.set_title("Reproducible? Prediction strength on halves of the book")
-    ax_ps.set_ylabel("Prediction strength (share of pairs kept together)")
-
-    computed = table[table["gap_gain"].notna()]
-    ax_gain.bar(
-        computed["k"],
-        computed["gap_gain"],
-        color=np.where(computed["k"] == chosen, HIGHLIGHT_COLOUR, SERIES_COLOUR),
-        alpha=0.7,
-        label="gain: gap(k) - gap(k-1)",
-    )
-    ax_gain.scatter(
-        computed["k"],
-        computed["gap_sd"],
-        marker="_",
-        s=400,
-        linewidths=2,
-        color=INK_COLOUR,
-        zorder=5,
-        label="gain needed (standard error)",
-    )
-    ax_gain.axhline(0, color=GUIDE_COLOUR, linewidth=0.8)
-    if computed.empty:
-        ax_gain.text(
-            0.5,
-            0.5,
-            "no stable k: nothing to test",
-            transform=ax_gain.transAxes,
-            ha="center",
-            va="center",
-            color=GUIDE_COLOUR,
-        )
-    ax_gain.set_title("Beyond a structureless book? Gap statistic, at the stable k")
-    ax_gain.set_ylabel("Gain in gap over k-1 (log W)")
+    _prediction_strength_panel(ax_ps, selection, ks)
+    _gap_gain_panel(ax_gain, selection)
     for ax in (ax_ps, ax_gain):
         ax.set_xlabel("Number of segments k")
         ax.set_xticks(ks)
@@ -616,6 +601,80 @@ def k_selection(selection) -> Figure:
     return fig
 
 
+def _prediction_strength_panel(ax: Axes, selection, ks: np.ndarray) -> None:
+    """Reproducible? Each candidate k's mean (and minimum) prediction strength against the
+    stability threshold, the k used ringed."""
+    table = selection.table
+    chosen = selection.chosen
+    used = table["k"] == chosen
+    ax.plot(ks, table["prediction_strength"], marker="o", color=SERIES_COLOUR, label="mean")
+    ax.fill_between(
+        ks,
+        table["prediction_strength_min"],
+        table["prediction_strength"],
+        color=SERIES_COLOUR,
+        alpha=0.15,
+        label="min to mean",
+    )
+    ax.axhline(
+        selection.stability_threshold,
+        color=GUIDE_COLOUR,
+        linestyle="--",
+        linewidth=1,
+        label=f"stable from {selection.stability_threshold:g}",
+    )
+    ax.scatter(
+        ks[used],
+        table.loc[used, "prediction_strength"],
+        s=140,
+        facecolors="none",
+        edgecolors=HIGHLIGHT_COLOUR,
+        linewidths=2,
+        zorder=5,
+        label=f"k = {chosen} (used)",
+    )
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Reproducible? Prediction strength on halves of the book")
+    ax.set_ylabel("Prediction strength (share of pairs kept together)")
+
+
+def _gap_gain_panel(ax: Axes, selection) -> None:
+    """Beyond a structureless book? The gap statistic's gain over k-1 where it was computed
+    (the stable k), against the gain needed; a note when no k was stable."""
+    table = selection.table
+    computed = table[table["gap_gain"].notna()]
+    ax.bar(
+        computed["k"],
+        computed["gap_gain"],
+        color=np.where(computed["k"] == selection.chosen, HIGHLIGHT_COLOUR, SERIES_COLOUR),
+        alpha=0.7,
+        label="gain: gap(k) - gap(k-1)",
+    )
+    ax.scatter(
+        computed["k"],
+        computed["gap_sd"],
+        marker="_",
+        s=400,
+        linewidths=2,
+        color=INK_COLOUR,
+        zorder=5,
+        label="gain needed (standard error)",
+    )
+    ax.axhline(0, color=GUIDE_COLOUR, linewidth=0.8)
+    if computed.empty:
+        ax.text(
+            0.5,
+            0.5,
+            "no stable k: nothing to test",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color=GUIDE_COLOUR,
+        )
+    ax.set_title("Beyond a structureless book? Gap statistic, at the stable k")
+    ax.set_ylabel("Gain in gap over k-1 (log W)")
+
+
 @styled
 def capacity_gains(table: pd.DataFrame) -> Figure:
     """The capacity gain curve (``core.gains``): for a worklist of each size, the share of the
@@ -625,7 +684,6 @@ def capacity_gains(table: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="tight")
     curves = table[table["mark"].isna()]
     marks = table[table["mark"].notna()]
-    share = curves["capacity_share"].to_numpy()
     panels = [
         (
             "Not fully recovered balance",
@@ -638,50 +696,74 @@ def capacity_gains(table: pd.DataFrame) -> Figure:
             ("write_off_score_ranked", "P(written off) alone"),
         ),
     ]
-    for ax, (title, (loss, loss_label), (score, score_label)) in zip(axes, panels, strict=True):
-        ax.plot([0, 1], [0, 1], linestyle=":", color=REFERENCE_COLOUR, label="random order")
-        ax.plot(share, curves[loss].to_numpy(), color=HIGHLIGHT_COLOUR, label=loss_label)
-        ax.plot(
-            share, curves[score].to_numpy(), color=SERIES_COLOUR, linestyle="--", label=score_label
-        )
-        for row in marks.itertuples():
-            # the line names the worklist size; a dot on each curve gives what it catches
-            ax.axvline(row.capacity_share, color=GUIDE_COLOUR, linewidth=0.8)
-            ax.text(
-                row.capacity_share,
-                0.02,
-                f"{row.mark}: {row.borrowers:,} ",
-                rotation=90,
-                ha="right",
-                va="bottom",
-                fontsize=8,
-            )
-            for column, colour, (dx, dy, ha) in (
-                (loss, HIGHLIGHT_COLOUR, (-4, 4, "right")),
-                (score, SERIES_COLOUR, (4, -11, "left")),
-            ):
-                value = getattr(row, column)
-                if np.isfinite(value):
-                    ax.scatter([row.capacity_share], [value], color=colour, s=18, zorder=5)
-                    ax.annotate(
-                        f"{value:.1%}",
-                        (row.capacity_share, value),
-                        xytext=(dx, dy),
-                        textcoords="offset points",
-                        ha=ha,
-                        fontsize=8,
-                        color=colour,
-                    )
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.set_xlabel("Worklist size (share of the book, largest first)")
-        ax.set_ylabel(f"{title} caught (share)")
-        ax.set_title(f"{title}, held-out resolved loans")
-        ax.legend(loc="lower right", title="ranked by")
+    for ax, (title, loss, score) in zip(axes, panels, strict=True):
+        _gain_panel(ax, curves, marks, title, loss, score)
     fig.suptitle("How much bad balance does a worklist of each size catch?", fontweight="bold")
     return fig
+
+
+def _gain_panel(
+    ax: Axes,
+    curves: pd.DataFrame,
+    marks: pd.DataFrame,
+    title: str,
+    loss: tuple[str, str],
+    score: tuple[str, str],
+) -> None:
+    """One balance's gain curves: ranked by expected loss and by the score alone (``loss`` and
+    ``score``: the column of ``core.gains``' table and its label), against a random order."""
+    (loss_column, loss_label), (score_column, score_label) = loss, score
+    share = curves["capacity_share"].to_numpy()
+    ax.plot([0, 1], [0, 1], linestyle=":", color=REFERENCE_COLOUR, label="random order")
+    ax.plot(share, curves[loss_column].to_numpy(), color=HIGHLIGHT_COLOUR, label=loss_label)
+    ax.plot(
+        share,
+        curves[score_column].to_numpy(),
+        color=SERIES_COLOUR,
+        linestyle="--",
+        label=score_label,
+    )
+    for row in marks.itertuples():
+        _worklist_mark(ax, row, loss_column, score_column)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("Worklist size (share of the book, largest first)")
+    ax.set_ylabel(f"{title} caught (share)")
+    ax.set_title(f"{title}, held-out resolved loans")
+    ax.legend(loc="lower right", title="ranked by")
+
+
+def _worklist_mark(ax: Axes, row, loss_column: str, score_column: str) -> None:
+    """One worklist size of the current policy (a row of ``core.gains``' table): the line names
+    the size; a dot on each curve gives what it catches."""
+    ax.axvline(row.capacity_share, color=GUIDE_COLOUR, linewidth=0.8)
+    ax.text(
+        row.capacity_share,
+        0.02,
+        f"{row.mark}: {row.borrowers:,} ",
+        rotation=90,
+        ha="right",
+        va="bottom",
+        fontsize=8,
+    )
+    for column, colour, (dx, dy, ha) in (
+        (loss_column, HIGHLIGHT_COLOUR, (-4, 4, "right")),
+        (score_column, SERIES_COLOUR, (4, -11, "left")),
+    ):
+        value = getattr(row, column)
+        if np.isfinite(value):
+            ax.scatter([row.capacity_share], [value], color=colour, s=18, zorder=5)
+            ax.annotate(
+                f"{value:.1%}",
+                (row.capacity_share, value),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha=ha,
+                fontsize=8,
+                color=colour,
+            )
 
 
 def _calibration_figure(scores, bins: int) -> Figure:
