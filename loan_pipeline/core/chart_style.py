@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import ParamSpec
 
 import matplotlib
 
@@ -122,13 +123,15 @@ _RC = {
 
 MONEY = "(currency units)"
 
+_DrawArgs = ParamSpec("_DrawArgs")
 
-def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
+
+def styled(func: Callable[_DrawArgs, Figure]) -> Callable[_DrawArgs, Figure]:
     """Draw inside a fixed style (no global rcParams change) and never leak a half-made
-    figure when drawing fails."""
+    figure when drawing fails. The wrapper takes exactly the draw function's arguments."""
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _DrawArgs.args, **kwargs: _DrawArgs.kwargs) -> Figure:
         before = set(plt.get_fignums())
         with sns.axes_style("whitegrid"), plt.rc_context(_RC):
             try:

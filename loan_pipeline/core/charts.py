@@ -889,7 +889,7 @@ def draw_capacity_gains(drawing: Drawing) -> Figure:
 # Shorthands for one chart of pandas frames (analysts, tests): not needed to add a chart.
 
 
-def _one(key: str, **inputs) -> Figure:
+def _one(key: str, inputs: Mapping[str, object]) -> Figure:
     ((_, fig),) = draw([key], inputs)
     return fig
 
@@ -898,25 +898,25 @@ def loan_amount_distribution(loans: pd.DataFrame) -> Figure:
     """Left: density histogram of Loan_Amount (all rows) with a Gaussian kernel density
     estimate (on a sample when large). Right: Loan_Amount against Monthly_Income, scatter up
     to SAMPLE_LIMIT rows, hexbin of every row beyond, with the Pearson correlation."""
-    return _one("chart_loan_amount_distribution", validated_loans=loans)
+    return _one("chart_loan_amount_distribution", {"validated_loans": loans})
 
 
 def payment_history_recovery(loans: pd.DataFrame) -> Figure:
     """Grouped bars: number of loans per recovery outcome within each Payment_History class
     (On-Time, Delayed, Missed), counted over every row."""
-    return _one("chart_payment_history_recovery", validated_loans=loans)
+    return _one("chart_payment_history_recovery", {"validated_loans": loans})
 
 
 def missed_payments_recovery(loans: pd.DataFrame) -> Figure:
     """Stacked bars: share of each recovery outcome per number of missed payments, every
     row, with the number of loans noted above each bar."""
-    return _one("chart_missed_payments_recovery", validated_loans=loans)
+    return _one("chart_missed_payments_recovery", {"validated_loans": loans})
 
 
 def income_loan_recovery(loans: pd.DataFrame) -> Figure:
     """Scatter of Monthly_Income (x) vs Loan_Amount (y) coloured by recovery outcome, drawn
     from a sample of at most SAMPLE_LIMIT borrowers."""
-    return _one("chart_income_loan_recovery", validated_loans=loans)
+    return _one("chart_income_loan_recovery", {"validated_loans": loans})
 
 
 def borrower_segments(
@@ -932,7 +932,7 @@ def borrower_segments(
 def correlation_heatmap(loans: pd.DataFrame) -> Figure:
     """Pearson correlation of every numeric column (pairwise complete rows), annotated to 2
     decimals, diverging palette centred on 0 over [-1, 1]."""
-    return _one("chart_correlation_heatmap", validated_loans=loans)
+    return _one("chart_correlation_heatmap", {"validated_loans": loans})
 
 
 def calibration_curve(scores: pd.DataFrame, bins: int = 10) -> Figure:
