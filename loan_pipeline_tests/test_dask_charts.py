@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loan_pipeline.core import charts, summaries
+from loan_pipeline.core import chart_summaries, charts, summaries
 from loan_pipeline.core.chart_registry import TABLE_CHARTS
 from loan_pipeline.core.partitions import summarise, take_positions
 from loan_pipeline_tests.conftest import SAMPLE_CSV
@@ -105,9 +105,9 @@ def _assert_moments_equal(got: summaries.CoMoments, whole: summaries.CoMoments):
 @pytest.mark.parametrize(
     "summary",
     [
-        charts.outcome_counts,
-        charts.history_outcome_counts,
-        charts.missed_outcome_counts,
+        chart_summaries.outcome_counts,
+        chart_summaries.history_outcome_counts,
+        chart_summaries.missed_outcome_counts,
     ],
 )
 def test_counts_of_pieces_add_up_to_the_whole(book, summary):
@@ -118,8 +118,10 @@ def test_counts_of_pieces_add_up_to_the_whole(book, summary):
 
 def test_moments_of_pieces_merge_to_the_whole(book):
     loans = book["loans"]
-    whole = charts.numeric_moments(loans)
-    _assert_moments_equal(_merged(charts.numeric_moments, summaries.merge_co_moments, loans), whole)
+    whole = chart_summaries.numeric_moments(loans)
+    _assert_moments_equal(
+        _merged(chart_summaries.numeric_moments, summaries.merge_co_moments, loans), whole
+    )
     expected = loans[list(whole.columns)].corr()
     pd.testing.assert_frame_equal(summaries.pearson(whole), expected, atol=1e-12, rtol=0)
 
@@ -135,68 +137,73 @@ def test_a_constant_column_stays_uncorrelated_across_pieces():
 
 def test_loan_amount_bins_of_pieces_add_up(book):
     loans = book["loans"]
-    extents = charts.amount_extents(loans)
-    merged = _merged(charts.amount_extents, charts.merge_amount_extents, loans)
+    extents = chart_summaries.amount_extents(loans)
+    merged = _merged(chart_summaries.amount_extents, chart_summaries.merge_amount_extents, loans)
     for name in ("amounts", "income", "pair_amounts"):
         assert merged[name] == extents[name]
     _assert_moments_equal(merged["moments"], extents["moments"])
-    plan = charts._amount_bins_plan(extents, np.array([1.0, 2.0, 5.0]))
-    whole = charts.amount_bins(loans, plan)
-    pieces = _merged(charts.amount_bins, charts.merge_amount_bins, loans, plan)
+    plan = chart_summaries._amount_bins_plan(extents, np.array([1.0, 2.0, 5.0]))
+    whole = chart_summaries.amount_bins(loans, plan)
+    pieces = _merged(chart_summaries.amount_bins, chart_summaries.merge_amount_bins, loans, plan)
     np.testing.assert_array_equal(pieces["histogram"], whole["histogram"])
     amounts = loans["Loan_Amount"].to_numpy(dtype=float, na_value=np.nan)
     expected = np.histogram(amounts[np.isfinite(amounts)], bins=plan.bins)[0]
     np.testing.assert_array_equal(whole["histogram"], expected)
     key = "hexagons" if plan.hexagons is not None else "pairs"
-    assert (plan.hexagons is not None) == (len(loans) > charts.SAMPLE_LIMIT)
+    assert (plan.hexagons is not None) == (len(loans) > chart_summaries.SAMPLE_LIMIT)
     np.testing.assert_array_equal(pieces[key], whole[key])
 
 
 def test_hexagon_counts_are_what_hexbin_counts():
     rng = np.random.default_rng(1)
     x, y = rng.lognormal(11, 0.5, 50_000), rng.normal(1e6, 3e5, 50_000)
-    hex_extent = charts._hexagon_extent(summaries.extent(x), summaries.extent(y))
-    counts = charts.hexagon_counts(x, y, hex_extent)
+    hex_extent = chart_summaries._hexagon_extent(summaries.extent(x), summaries.extent(y))
+    counts = chart_summaries.hexagon_counts(x, y, hex_extent)
     assert counts.sum() == len(x)
-    hexes = plt.gca().hexbin(x, y, gridsize=charts.HEX_GRIDSIZE, mincnt=1)
+    hexes = plt.gca().hexbin(x, y, gridsize=chart_summaries.HEX_GRIDSIZE, mincnt=1)
     np.testing.assert_array_equal(counts[counts > 0], hexes.get_array())
-    centres = charts._hexagon_centres(hex_extent)[counts > 0]
+    centres = chart_summaries.hexagon_centres(hex_extent)[counts > 0]
     np.testing.assert_array_equal(centres, hexes.get_offsets())
 
 
 def test_score_bins_of_pieces_add_up(book):
     scores = book["scores"]
-    whole = charts.score_bins(scores)
-    merged = _merged(charts.score_bins, charts.merge_score_bins, scores)
+    whole = chart_summaries.score_bins(scores)
+    merged = _merged(chart_summaries.score_bins, chart_summaries.merge_score_bins, scores)
     assert merged.held_out == whole.held_out
     for field in ("counts", "histogram"):
         np.testing.assert_array_equal(getattr(merged, field), getattr(whole, field))
     for field in ("score_sums", "observed_sums"):
         np.testing.assert_allclose(getattr(merged, field), getattr(whole, field), rtol=1e-12)
-    split = charts._split_bins(whole.counts, charts.decile_ends(int(whole.counts.sum()), 10))
+    split = chart_summaries._split_bins(
+        whole.counts, chart_summaries.decile_ends(int(whole.counts.sum()), 10)
+    )
     # with a third of the scores tied, the deciles' boundaries fall inside bins: their rows
     # are fetched to place them
     assert len(split) or len(scores) < 1_000
-    rows = charts.score_rows(scores, split)
-    np.testing.assert_array_equal(_merged(charts.score_rows, np.concatenate, scores, split), rows)
+    rows = chart_summaries.score_rows(scores, split)
+    np.testing.assert_array_equal(
+        _merged(chart_summaries.score_rows, np.concatenate, scores, split), rows
+    )
     pd.testing.assert_frame_equal(
-        charts.decile_means(merged, 10, rows), charts.decile_means(whole, 10, rows)
+        chart_summaries.decile_means(merged, 10, rows),
+        chart_summaries.decile_means(whole, 10, rows),
     )
 
 
 def test_segment_summaries_of_pieces_add_up(book):
-    rows = charts.segment_rows(book["loans"], book["segments"])
+    rows = chart_summaries.segment_rows(book["loans"], book["segments"])
     pieces = [
-        charts.segment_rows(loans, segments)
+        chart_summaries.segment_rows(loans, segments)
         for loans, segments in zip(_pieces(book["loans"]), _pieces(book["segments"]), strict=True)
     ]
-    sizes = charts.segment_sizes(rows)
-    assert summaries.add_counts(charts.segment_sizes(p) for p in pieces) == sizes
+    sizes = chart_summaries.segment_sizes(rows)
+    assert summaries.add_counts(chart_summaries.segment_sizes(p) for p in pieces) == sizes
     expected = rows["segment_name"].astype(str).value_counts().to_dict()
     assert sizes == expected
-    assert charts.segment_order(
-        [charts.segment_labels(p) for p in _pieces(book["segments"])]
-    ) == charts.segment_order([charts.segment_labels(book["segments"])])
+    assert chart_summaries.segment_order(
+        [chart_summaries.segment_labels(p) for p in _pieces(book["segments"])]
+    ) == chart_summaries.segment_order([chart_summaries.segment_labels(book["segments"])])
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,10 +231,8 @@ def partitioned(book, client) -> dict:
 
 
 def test_summaries_on_the_cluster_equal_the_local_ones(book, partitioned):
-    wanted = {"rows": (len, sum, ())}
-    wanted |= charts.SUMMARIES
-    local = charts._summarise(book["loans"], wanted)
-    cluster = charts._summarise(partitioned["loans"], wanted)
+    local = chart_summaries.book_summaries(book["loans"], chart_summaries.SUMMARIES)
+    cluster = chart_summaries.book_summaries(partitioned["loans"], chart_summaries.SUMMARIES)
     assert cluster["rows"] == local["rows"] == len(book["loans"])
     for name in ("outcomes", "history_outcomes", "missed_outcomes"):
         assert cluster[name] == local[name], name
@@ -236,16 +241,16 @@ def test_summaries_on_the_cluster_equal_the_local_ones(book, partitioned):
         assert cluster["amount_extents"][name] == local["amount_extents"][name]
     _assert_moments_equal(cluster["amount_extents"]["moments"], local["amount_extents"]["moments"])
 
-    plan = charts._amount_bins_plan(local["amount_extents"], np.array([1.0, 9.0]))
+    plan = chart_summaries._amount_bins_plan(local["amount_extents"], np.array([1.0, 9.0]))
     binned = [
-        summarise(charts.amount_bins, charts.merge_amount_bins, f, plan)
+        summarise(chart_summaries.amount_bins, chart_summaries.merge_amount_bins, f, plan)
         for f in (book["loans"], partitioned["loans"])
     ]
     for key in binned[0]:
         np.testing.assert_array_equal(binned[1][key], binned[0][key])
 
     scores = [
-        summarise(charts.score_bins, charts.merge_score_bins, f)
+        summarise(chart_summaries.score_bins, chart_summaries.merge_score_bins, f)
         for f in (book["scores"], partitioned["scores"])
     ]
     np.testing.assert_array_equal(scores[1].counts, scores[0].counts)
@@ -253,11 +258,11 @@ def test_summaries_on_the_cluster_equal_the_local_ones(book, partitioned):
 
 
 def test_the_sample_is_the_same_rows_on_the_cluster(book, partitioned):
-    positions = charts.sample_positions(len(book["loans"]))
+    positions = chart_summaries.sample_positions(len(book["loans"]))
     columns = ["Borrower_ID", "Monthly_Income", "Loan_Amount"]
     local = take_positions(book["loans"][columns], positions)
     cluster = take_positions(partitioned["loans"][columns], positions)
-    assert len(cluster) == min(len(book["loans"]), charts.SAMPLE_LIMIT)
+    assert len(cluster) == min(len(book["loans"]), chart_summaries.SAMPLE_LIMIT)
     assert cluster["Borrower_ID"].astype(str).tolist() == local["Borrower_ID"].tolist()
     np.testing.assert_array_equal(
         cluster["Loan_Amount"].to_numpy(dtype=float, na_value=np.nan),

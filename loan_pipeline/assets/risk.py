@@ -193,7 +193,7 @@ def risk_scores(
     validated_loans,
     risk_model,
 ):
-    from loan_pipeline.core.charts import sample_positions
+    from loan_pipeline.core.chart_summaries import sample_positions
     from loan_pipeline.core.partitions import (
         collect,
         is_dask,

@@ -6,7 +6,7 @@ made from ``CHARTS``. Adding a chart is one ``Chart`` here and one draw function
 
 This module imports no Dagster and no plotting library (loading the code location stays light):
 a chart's draw function and its summaries of the loan book are named here and found in
-``core.charts`` when a chart is drawn.
+``core.charts`` and ``core.chart_summaries`` when a chart is drawn.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ class Chart:
     ``inputs``: the assets it is drawn from (its deps, in this order);
     ``columns``: per input table, the columns its drawing reads (those tables come in partitions
     on a Dask cluster; an input not listed comes whole, e.g. a model);
-    ``summaries``: the summaries of the loan book it needs (names in ``core.charts.SUMMARIES``),
-    computed in one pass for every chart drawn;
+    ``summaries``: the summaries of the loan book it needs (names in
+    ``core.chart_summaries.SUMMARIES``), computed in one pass for every chart drawn;
     ``sample``: the columns of the loan book's sample rows it draws points from;
     ``draw``: the name of its draw function in ``core.charts``, called with a
     ``core.charts.Drawing`` (the inputs, the merged summaries, the sample rows)."""

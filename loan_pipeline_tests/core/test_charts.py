@@ -14,14 +14,10 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
 
-from loan_pipeline.core import chart_registry, charts
-from loan_pipeline.core.charts import (
-    OPEN_LABEL,
-    SAMPLE_LIMIT,
-    STATUS_ORDER,
-    STATUS_PALETTE,
-    figure_to_png,
-)
+from loan_pipeline.core import chart_registry, chart_summaries, charts
+from loan_pipeline.core.chart_style import STATUS_ORDER, STATUS_PALETTE
+from loan_pipeline.core.chart_summaries import OPEN_LABEL, SAMPLE_LIMIT
+from loan_pipeline.core.charts import figure_to_png
 
 REFERENCE_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loan-recovery.csv"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -221,14 +217,14 @@ def test_every_chart_is_titled_and_labelled(key, reference_loans):
 
 
 def test_plot_sample_is_reproducible_and_bounded(large_loans, small_loans):
-    first = charts.plot_sample(large_loans)
-    second = charts.plot_sample(large_loans)
+    first = chart_summaries.plot_sample(large_loans)
+    second = chart_summaries.plot_sample(large_loans)
     assert first.n_shown == SAMPLE_LIMIT == len(first.frame)
     assert first.n_total == len(large_loans)
     assert first.frame.index.equals(second.frame.index)
     assert first.frame.index.is_unique
     assert first.note == f"sample of {SAMPLE_LIMIT:,} of {len(large_loans):,} borrowers"
-    whole = charts.plot_sample(small_loans)
+    whole = chart_summaries.plot_sample(small_loans)
     assert whole.frame is small_loans and not whole.is_sample
 
 
@@ -422,9 +418,11 @@ def test_segment_lookup_is_a_left_join_in_any_order(small_loans):
     expected = small_loans[["Borrower_ID"]].merge(segments, on="Borrower_ID", how="left")
     shuffled = segments.sample(frac=1.0, random_state=1).iloc[5:]  # 5 borrowers unassigned
     for ids in (small_loans["Borrower_ID"], small_loans["Borrower_ID"].astype("category")):
-        aligned = charts._segment_per_loan(ids, segments["Borrower_ID"], segments["segment_name"])
+        aligned = chart_summaries._segment_per_loan(
+            ids, segments["Borrower_ID"], segments["segment_name"]
+        )
         assert aligned.astype(str).tolist() == expected["segment_name"].tolist()
-        looked_up = charts._segment_per_loan(
+        looked_up = chart_summaries._segment_per_loan(
             ids, shuffled["Borrower_ID"], shuffled["segment_name"]
         ).astype(str)
         missing = ~small_loans["Borrower_ID"].isin(shuffled["Borrower_ID"])

@@ -1,8 +1,8 @@
 """The charts' aggregates give what the straightforward pandas computation gives.
 
-Each summary below replaced a pandas one-liner on the drawing path (see core/charts.py): it is
-computed per partition and merged, so that a book in partitions on a Dask cluster is charted
-without collecting it. These tests pin the result to that one-liner, on the awkward inputs too
+Each summary below replaced a pandas one-liner on the drawing path (see
+core/chart_summaries.py): it is computed per partition and merged, so that a book in partitions
+on a Dask cluster is charted without collecting it. These tests pin the result to that one-liner, on the awkward inputs too
 (ties, gaps, nullable integers, unused categories), so a chart cannot change because an
 aggregate got faster or moved to the cluster. (Merging partitions: test_dask_charts.py.)
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loan_pipeline.core import charts
+from loan_pipeline.core import chart_style, chart_summaries, charts
 from loan_pipeline.core.summaries import co_moments, label_codes, pearson
 from loan_pipeline_tests.core.test_charts import synthetic_loans
 
@@ -56,7 +56,7 @@ def test_numeric_columns_follow_select_dtypes():
         for c in frame.select_dtypes("number").columns
         if not c.lower().endswith("_id") and c.lower() != "id"
     ]
-    assert charts._numeric_columns(frame) == expected
+    assert chart_summaries._numeric_columns(frame) == expected
 
 
 def _pearson(frame: pd.DataFrame, columns: list[str], chunk_rows: int = 1_000_000):
@@ -64,7 +64,7 @@ def _pearson(frame: pd.DataFrame, columns: list[str], chunk_rows: int = 1_000_00
 
 
 def test_co_moment_pearson_equals_pandas(loans):
-    columns = charts._numeric_columns(loans)
+    columns = chart_summaries._numeric_columns(loans)
     frame = loans.assign(Constant=1.0, Count=loans["Age"].astype("Int64"))
     columns = [*columns, "Constant", "Count"]
     expected = frame[columns].corr()
@@ -94,7 +94,7 @@ def test_heatmap_shows_pandas_numbers_with_gaps(loans):
         Monthly_EMI=loans["Monthly_EMI"].mask(np.arange(len(loans)) % 3 == 0),
     )
     ax = charts.correlation_heatmap(gappy).axes[0]
-    expected = gappy[charts._numeric_columns(gappy)].corr().to_numpy()
+    expected = gappy[chart_summaries._numeric_columns(gappy)].corr().to_numpy()
     np.testing.assert_allclose(
         np.asarray(ax.collections[0].get_array()).reshape(expected.shape),
         expected,
@@ -125,7 +125,7 @@ def test_decile_ends_follow_qcut_of_ranks(q):
     differs = []
     for m in range(q, 400):
         ranks = pd.Series(np.arange(1, m + 1, dtype=float))
-        sizes = np.diff(np.r_[0, charts.decile_ends(m, q)])
+        sizes = np.diff(np.r_[0, chart_summaries.decile_ends(m, q)])
         exact = np.bincount(_exact_deciles(ranks, q), minlength=q)
         np.testing.assert_array_equal(sizes, exact)
         assert sizes.sum() == m and (sizes > 0).all()
@@ -172,11 +172,11 @@ def test_calibration_deciles_split_in_proportion_beyond_the_row_limit(monkeypatc
     outcome rate moves by at most the share of the bin's rows that changed sides."""
     scores = _scores_frame(5_000, seed=4, ties=True)
     expected = _expected_deciles(scores)
-    binned = charts.score_bins(scores)
-    exact = charts.decile_means(binned, 10, _rows(scores, binned))
-    monkeypatch.setattr(charts, "BOUNDARY_ROW_LIMIT", 0)
+    binned = chart_summaries.score_bins(scores)
+    exact = chart_summaries.decile_means(binned, 10, _rows(scores, binned))
+    monkeypatch.setattr(chart_summaries, "BOUNDARY_ROW_LIMIT", 0)
     line = charts.calibration_curve(scores).axes[0].get_lines()[1]
-    shared = charts.decile_means(binned, 10, None)
+    shared = chart_summaries.decile_means(binned, 10, None)
     np.testing.assert_allclose(line.get_xdata(), shared["predicted"], rtol=0, atol=0)
     np.testing.assert_array_equal(shared["n"], exact["n"])
     np.testing.assert_allclose(shared["predicted"], expected["predicted"], rtol=1e-12)
@@ -185,8 +185,10 @@ def test_calibration_deciles_split_in_proportion_beyond_the_row_limit(monkeypatc
 
 
 def _rows(scores: pd.DataFrame, binned) -> np.ndarray:
-    split = charts._split_bins(binned.counts, charts.decile_ends(int(binned.counts.sum()), 10))
-    return charts.score_rows(scores, split)
+    split = chart_summaries._split_bins(
+        binned.counts, chart_summaries.decile_ends(int(binned.counts.sum()), 10)
+    )
+    return chart_summaries.score_rows(scores, split)
 
 
 def test_calibration_accepts_nullable_and_missing_scores():
@@ -232,23 +234,27 @@ def test_missed_outcome_table_equals_groupby(loans, missed_kind):
     # a level seen only where the missed count is missing still gets its (zero) column
     raw = loans["Recovery_Status"].astype(object).where(~gaps | (missed_kind == "int64"), "Odd")
     frame = pd.DataFrame({"Num_Missed_Payments": missed, "Recovery_Status": raw})
-    cells = charts.missed_outcome_counts(frame)
-    levels = charts._levels({s for _, s in cells}, charts.STATUS_ORDER, charts.OPEN_LABEL)
-    assert levels == [*charts.STATUS_ORDER, *(["Odd"] if missed_kind != "int64" else [])] + [
-        charts.OPEN_LABEL
+    cells = chart_summaries.missed_outcome_counts(frame)
+    levels = charts._levels(
+        {s for _, s in cells}, chart_style.STATUS_ORDER, chart_summaries.OPEN_LABEL
+    )
+    assert levels == [*chart_style.STATUS_ORDER, *(["Odd"] if missed_kind != "int64" else [])] + [
+        chart_summaries.OPEN_LABEL
     ]
-    status = pd.Categorical(raw.fillna(charts.OPEN_LABEL), categories=levels)
+    status = pd.Categorical(raw.fillna(chart_summaries.OPEN_LABEL), categories=levels)
     expected = _groupby_counts(missed, pd.Series(status, index=loans.index))
     expected.index = expected.index.astype(float)
-    pd.testing.assert_frame_equal(charts.missed_outcome_table(cells, levels), expected)
+    pd.testing.assert_frame_equal(chart_summaries.missed_outcome_table(cells, levels), expected)
     assert sum(n for (m, _), n in cells.items() if m is None) == int(missed.isna().sum())
 
 
 def test_missed_outcome_table_without_any_count(loans):
     frame = loans.assign(Num_Missed_Payments=np.nan)
-    cells = charts.missed_outcome_counts(frame)
-    levels = charts._levels({s for _, s in cells}, charts.STATUS_ORDER, charts.OPEN_LABEL)
-    table = charts.missed_outcome_table(cells, levels)
+    cells = chart_summaries.missed_outcome_counts(frame)
+    levels = charts._levels(
+        {s for _, s in cells}, chart_style.STATUS_ORDER, chart_summaries.OPEN_LABEL
+    )
+    table = chart_summaries.missed_outcome_table(cells, levels)
     assert table.shape == (0, len(levels)) and list(table.columns) == levels
     assert sum(cells.values()) == len(loans)
 
@@ -266,10 +272,10 @@ def test_missed_outcome_table_without_any_count(loans):
     ],
 )
 def test_label_codes_give_each_row_its_text(values):
-    codes, labels = label_codes(values, charts.OPEN_LABEL)
-    expected = [charts.OPEN_LABEL if pd.isna(v) else str(v) for v in values.astype(object)]
+    codes, labels = label_codes(values, chart_summaries.OPEN_LABEL)
+    expected = [chart_summaries.OPEN_LABEL if pd.isna(v) else str(v) for v in values.astype(object)]
     assert [labels[c] for c in codes] == expected
-    assert labels == sorted(set(labels)) and charts.OPEN_LABEL in labels
+    assert labels == sorted(set(labels)) and chart_summaries.OPEN_LABEL in labels
 
 
 def test_add_elementwise_adds_arrays_and_dicts_of_arrays_in_order():
