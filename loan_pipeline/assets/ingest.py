@@ -116,15 +116,15 @@ def ingest_loan_book(
     config: settings.IngestConfig,
     dask: settings.DaskClusterResource,
 ):
-    from loan_pipeline.core.ingest import (
-        LoanBookFileError,
+    from loan_pipeline.core.ingest_header import LoanBookFileError
+    from loan_pipeline.core.ingest_quarantine import quarantine_table
+    from loan_pipeline.core.ingest_records import read_loan_book
+    from loan_pipeline.core.ingest_verdict import (
         QuarantineThresholdError,
-        quarantine_table,
-        read_loan_book,
+        block_counts,
         split_rows,
         summarise_groups,
     )
-    from loan_pipeline.core.ingest_blocks import block_counts
     from loan_pipeline.core.partitions import sum_counts, summarise, value_counts
     from loan_pipeline.schemas import (
         LOAN_BOOK_COLUMNS,
@@ -144,13 +144,13 @@ def ingest_loan_book(
                 settings.source_location(config.csv_path),
                 block_bytes=max(1, int(dask.block_mb * 2**20)),
                 max_bytes=config.max_file_bytes(on_cluster=True),
-                max_share=config.max_quarantine_share,
+                max_quarantine_share=config.max_quarantine_share,
                 min_rows=config.min_rows,
             )
         else:
             read = read_loan_book(path, max_bytes=config.max_file_bytes())
             split = split_rows(
-                read, max_share=config.max_quarantine_share, min_rows=config.min_rows
+                read, max_quarantine_share=config.max_quarantine_share, min_rows=config.min_rows
             )
             raw_rows, valid_rows = read.frame, split.valid
             quarantined = quarantine_table(read, split)
