@@ -6,9 +6,10 @@ Rows that break a rule are set aside (``ingest_quarantine``); the file as a whol
 are left (setting ``min_rows``). The message lists the failures per (column, rule) with
 examples, and the error carries them as a table.
 
-Judged from a read's counts (``BookCounts``), so a file read whole (``split_rows``) and one
-read in blocks (``ingest_blocks``: the blocks' counts combined, then
-``check_book``) get the same verdict and the same message.
+Judged from a read's counts (``BookCounts``), so a file read whole (``split_rows``,
+``read_whole``) and one read in blocks (``ingest_blocks``: the blocks' counts combined, then
+``check_book``) get the same verdict and the same message. A file that passes is reported from
+the same counts (``read_warnings``, the failure table) and its kept loans' statuses.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from loan_pipeline.core.ingest_quarantine import (
     SplitResult,
     find_row_issues,
     issue_lines,
+    quarantine_table,
     set_aside,
 )
-from loan_pipeline.core.ingest_records import ReadResult
+from loan_pipeline.core.ingest_records import ReadResult, read_loan_book
+from loan_pipeline.core.partitions import sum_counts, summarise, value_counts
 from loan_pipeline.schemas import LOAN_BOOK_COLUMNS
 
 EXAMPLES = 5  # failures shown per (column, rule)
@@ -54,6 +57,11 @@ class BookCounts:
     normalised: dict[str, int] = field(default_factory=dict)  # cells cleaned, per column
     extra_columns: list[str] = field(default_factory=list)
     issue_groups: tuple = ()  # issue_groups of the issues (summarise_groups: the table)
+
+    @property
+    def share(self) -> float:
+        """The share of rows set aside."""
+        return self.quarantined / self.records if self.records else 0.0
 
 
 def block_counts(read: ReadResult, split: SplitResult) -> BookCounts:
@@ -87,6 +95,35 @@ def combine_counts(parts: list[BookCounts], header: list[str]) -> BookCounts:
         extra_columns=[h for h in header if h not in LOAN_BOOK_COLUMNS],
         issue_groups=merge_issue_groups(p.issue_groups for p in parts),
     )
+
+
+def read_warnings(path: str | Path, counts: BookCounts) -> list[str]:
+    """What a user should know of a file that passed: columns it has beyond the loan book's,
+    and rows set aside."""
+    said = []
+    if counts.extra_columns:
+        said.append(
+            f"{path}: extra column(s) kept in raw_loans, not used as features: "
+            f"{counts.extra_columns}"
+        )
+    if counts.quarantined:
+        said.append(
+            f"{path}: {counts.quarantined} of {counts.records} rows ({counts.share:.1%}) "
+            "quarantined; see the quarantined_loans table"
+        )
+    return said
+
+
+def recovery_status_counts(validated) -> dict[str, int]:
+    """The validated loans per Recovery_Status, most first, an open loan (no status yet) as
+    ``"(open)"``; ``validated`` whole or in partitions."""
+    statuses = summarise(
+        value_counts,
+        sum_counts,
+        validated[["Recovery_Status"]].fillna("(open)"),
+        ["Recovery_Status"],
+    )
+    return statuses.sort_values(ascending=False, kind="stable").to_dict()
 
 
 # --- the failures per (column, rule) ----------------------------------------------------------
@@ -238,3 +275,16 @@ def check_book(
         max_quarantine_share=max_quarantine_share,
         min_rows=min_rows,
     )
+
+
+# --- the file read whole ----------------------------------------------------------------------
+
+
+def read_whole(
+    path: Path, *, max_bytes: int | None, max_quarantine_share: float, min_rows: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, BookCounts]:
+    """(raw, validated, quarantined, counts) of the file read at once, in this process: what
+    ``ingest_blocks.read_in_blocks`` gives for it, and the same errors."""
+    read = read_loan_book(path, max_bytes=max_bytes)
+    split = split_rows(read, max_quarantine_share=max_quarantine_share, min_rows=min_rows)
+    return read.frame, split.valid, quarantine_table(read, split), block_counts(read, split)

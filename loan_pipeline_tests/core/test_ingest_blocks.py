@@ -27,11 +27,11 @@ from hypothesis import strategies as st
 from loan_pipeline.core import ingest_blocks as ib
 from loan_pipeline.core.generator import write_loan_book
 from loan_pipeline.core.ingest_header import LoanBookFileError, inspect_header
-from loan_pipeline.core.ingest_quarantine import find_row_issues, quarantine_table
+from loan_pipeline.core.ingest_quarantine import find_row_issues
 from loan_pipeline.core.ingest_records import read_loan_book
 from loan_pipeline.core.ingest_verdict import (
     QuarantineThresholdError,
-    block_counts,
+    read_whole,
     split_rows,
     summarise_groups,
     summarise_issues,
@@ -53,11 +53,9 @@ def whole(path, max_bytes=None, **limits):
     """The whole-file path, as the ingest asset runs it: (raw, validated, quarantined, counts),
     or the error it raises. ``limits``: in place of ``LIMITS``'."""
     try:
-        read = read_loan_book(path, max_bytes=max_bytes)
-        split = split_rows(read, **(LIMITS | limits))
+        return read_whole(path, max_bytes=max_bytes, **(LIMITS | limits))
     except LoanBookFileError as err:
         return err
-    return read.frame, split.valid, quarantine_table(read, split), block_counts(read, split)
 
 
 def blockwise(path, plan, n_buckets=1, max_bytes=None, **limits):
