@@ -184,8 +184,9 @@ def _first_error(futures: list) -> None:
 def read_loan_book_on_cluster(
     path,
     block_bytes: int,
+    *,
     max_bytes: int | None,
-    max_share: float,
+    max_quarantine_share: float,
     min_rows: int,
 ):
     """The loan book read in blocks on the workers (``core.ingest_blocks``: the same parsing
@@ -196,10 +197,13 @@ def read_loan_book_on_cluster(
     import dask.dataframe as dd
 
     from loan_pipeline.core import ingest_blocks as blocks_
+    from loan_pipeline.core.ingest_header import inspect_header, source_path
+    from loan_pipeline.core.ingest_quarantine import quarantine_table
+    from loan_pipeline.core.ingest_verdict import block_counts, check_book, combine_counts
 
     c = client()
-    path = blocks_.source_path(path)
-    header = blocks_.inspect_header(path, max_bytes)
+    path = source_path(path)
+    header = inspect_header(path, max_bytes)
     blocks = blocks_.plan_blocks(path, block_bytes)
     n = len(blocks)
     lines = c.map(blocks_.count_lines, [path] * n, blocks, pure=False)
@@ -214,9 +218,9 @@ def read_loan_book_on_cluster(
     repeats = c.gather([c.submit(_bucket_repeats, k, *buckets) for k in range(n_buckets)])
     splits = c.map(blocks_.split_block, reads, blocks_.repeats_by_block(repeats, blocks))
     _first_error(splits)
-    counts = blocks_.combine_counts(c.gather(c.map(blocks_.block_counts, reads, splits)), header)
-    blocks_.check_book(path, counts, max_share, min_rows)
-    quarantined = blocks_.concat_frames(c.gather(c.map(blocks_.quarantine_table, reads, splits)))
+    counts = combine_counts(c.gather(c.map(block_counts, reads, splits)), header)
+    check_book(path, counts, max_quarantine_share=max_quarantine_share, min_rows=min_rows)
+    quarantined = blocks_.concat_frames(c.gather(c.map(quarantine_table, reads, splits)))
     raw = c.map(_frame_of, reads)
     valid = c.map(_valid_of, splits)
     return (

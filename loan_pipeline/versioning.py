@@ -12,7 +12,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes (a local file or an fsspec URL), read in chunks (constant
     memory)."""
-    from loan_pipeline.core.ingest import open_source
+    from loan_pipeline.core.ingest_header import open_source
 
     digest = hashlib.sha256()
     with open_source(path) as fh:

@@ -169,10 +169,11 @@ def test_schedule_is_daily_at_six_in_the_configured_timezone():
 
 def test_a_transient_read_error_is_retried(folders, monkeypatch):
     _, _, storage = folders
-    from loan_pipeline.core import ingest  # the step imports read_loan_book from here when it runs
+    # the step reads the book with ingest_verdict.read_whole, which looks read_loan_book up there
+    from loan_pipeline.core import ingest_verdict
 
     calls = {"n": 0}
-    real = ingest.read_loan_book
+    real = ingest_verdict.read_loan_book
 
     def flaky(path, max_bytes=None):
         calls["n"] += 1
@@ -180,7 +181,7 @@ def test_a_transient_read_error_is_retried(folders, monkeypatch):
             raise OSError(errno.EAGAIN, "Resource temporarily unavailable (still being copied)")
         return real(path, max_bytes=max_bytes)
 
-    monkeypatch.setattr(ingest, "read_loan_book", flaky)
+    monkeypatch.setattr(ingest_verdict, "read_loan_book", flaky)
     run = run_pipeline(SAMPLE_CSV, storage, job="full_refresh")
     assert run.result.success
     assert calls["n"] == 2
@@ -192,12 +193,12 @@ def test_a_permanent_read_error_fails_at_once_naming_the_cause(folders, monkeypa
     """Retries are for passing faults only: a permission error fails the step at once, and the
     message says what could not be done, where, and why (never only "Exceeded max_retries")."""
     _, _, storage = folders
-    from loan_pipeline.core import ingest
+    from loan_pipeline.core import ingest_verdict
 
     def denied(path, max_bytes=None):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(ingest, "read_loan_book", denied)
+    monkeypatch.setattr(ingest_verdict, "read_loan_book", denied)
     run = run_pipeline(SAMPLE_CSV, storage, job="full_refresh")
     assert not run.result.success
     assert not [e for e in run.result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -45,9 +45,13 @@ PARTITIONS = 5
 def book() -> dict[str, pd.DataFrame]:
     """The shipped sample, validated, with missing values put in (open loans, an unrecorded
     Gender and Age, missing amounts and scores), and strategies, scores and segments for it."""
-    from loan_pipeline.core.ingest import read_loan_book, split_rows
+    from loan_pipeline.core.ingest_records import read_loan_book
+    from loan_pipeline.core.ingest_verdict import split_rows
+    from loan_pipeline.settings import IngestConfig
+    from loan_pipeline_tests.defaults import config_kwargs
 
-    loans = split_rows(read_loan_book(SAMPLE_CSV)).valid.reset_index(drop=True)
+    read = read_loan_book(SAMPLE_CSV)
+    loans = split_rows(read, **config_kwargs(split_rows, IngestConfig)).valid.reset_index(drop=True)
     n = len(loans)
     rng = np.random.default_rng(11)
 

@@ -39,6 +39,7 @@ FILE_CHECK = "loan_book_file_is_usable"
 # errors of a read that may pass on a second try
 TRANSIENT_ERRORS = {errno.EIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY}
 SHARE_CHECK = "quarantine_share_below_threshold"
+_DEFAULT_SHARE = settings.IngestConfig.model_fields["max_quarantine_share"].default
 
 
 def _refuse(context, path, err, check: str, asset: str, threshold=None):
@@ -107,7 +108,7 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
             asset="validated_loans",
             blocking=True,
             description="The share of quarantined rows is at most max_quarantine_share "
-            "(default 5%); the failure cases are listed.",
+            f"(default {_DEFAULT_SHARE:.0%}); the failure cases are listed.",
         ),
     ],
 )
@@ -116,45 +117,47 @@ def ingest_loan_book(
     config: settings.IngestConfig,
     dask: settings.DaskClusterResource,
 ):
-    from loan_pipeline.core.ingest import (
-        LoanBookFileError,
-        QuarantineThresholdError,
-        quarantine_table,
-        read_loan_book,
-        split_rows,
-        summarise_groups,
-    )
-    from loan_pipeline.core.ingest_blocks import block_counts
-    from loan_pipeline.core.partitions import sum_counts, summarise, value_counts
-    from loan_pipeline.schemas import (
-        LOAN_BOOK_COLUMNS,
-        LoanBook,
-        QuarantinedLoans,
-        RawLoans,
-        validate,
-    )
+    from loan_pipeline.core.ingest_verdict import read_warnings
+    from loan_pipeline.schemas import LoanBook, QuarantinedLoans, RawLoans, validate
 
     path = settings.source_csv(config.csv_path)
     context.log.info(f"reading loan book {path}")
+    raw_rows, valid_rows, quarantined, counts = yield from _read_or_refuse(
+        context, config, dask, path
+    )
+    for warning in read_warnings(path, counts):
+        context.log.warning(warning)
+    source = _record_source(context, config, path, counts)
+    raw = validate(raw_rows, RawLoans, source=str(path))
+    validated = validate(valid_rows, LoanBook, source=str(path))
+    quarantine = validate(quarantined, QuarantinedLoans, source=str(path))
+    yield from _outputs(raw, validated, quarantine, counts, source, config.max_quarantine_share)
+
+
+def _read_or_refuse(context, config: settings.IngestConfig, dask, path):
+    """(raw, validated, quarantined, counts) of the book, read whole here or in blocks on the
+    Dask cluster (the same rules, the same result); a file that cannot be used fails its check
+    and the step, a read that may pass on a second try is retried."""
+    from loan_pipeline.core.ingest_header import LoanBookFileError
+    from loan_pipeline.core.ingest_verdict import QuarantineThresholdError, read_whole
+
     try:
-        if dask.enabled:  # in blocks, on the workers: the same rules, the same result
+        if dask.enabled:
             from loan_pipeline.cluster import read_loan_book_on_cluster
 
-            raw_rows, valid_rows, quarantined, counts = read_loan_book_on_cluster(
+            return read_loan_book_on_cluster(
                 settings.source_location(config.csv_path),
                 block_bytes=max(1, int(dask.block_mb * 2**20)),
                 max_bytes=config.max_file_bytes(on_cluster=True),
-                max_share=config.max_quarantine_share,
+                max_quarantine_share=config.max_quarantine_share,
                 min_rows=config.min_rows,
             )
-        else:
-            read = read_loan_book(path, max_bytes=config.max_file_bytes())
-            split = split_rows(
-                read, max_share=config.max_quarantine_share, min_rows=config.min_rows
-            )
-            raw_rows, valid_rows = read.frame, split.valid
-            quarantined = quarantine_table(read, split)
-            counts = block_counts(read, split)
+        return read_whole(
+            path,
+            max_bytes=config.max_file_bytes(),
+            max_quarantine_share=config.max_quarantine_share,
+            min_rows=config.min_rows,
+        )
     except QuarantineThresholdError as err:  # the file is readable; too many of its rows are not
         yield AssetCheckResult(check_name=FILE_CHECK, asset_key="raw_loans", passed=True)
         yield from _refuse(
@@ -172,25 +175,17 @@ def ingest_loan_book(
             raise RetryRequested(max_retries=2, seconds_to_wait=2) from err
         raise explain(err, "read the loan book", path) from err
 
-    summary = summarise_groups(counts.issue_groups)
-    share = counts.quarantined / counts.records if counts.records else 0.0
-    if counts.extra_columns:
-        context.log.warning(
-            f"{path}: extra column(s) kept in raw_loans, not used as features: "
-            f"{counts.extra_columns}"
-        )
-    if counts.quarantined:
-        context.log.warning(
-            f"{path}: {counts.quarantined} of {counts.records} rows ({share:.1%}) quarantined; "
-            "see the quarantined_loans table"
-        )
+
+def _record_source(context, config: settings.IngestConfig, path, counts) -> dict:
+    """Write what this run's snapshot was made from; returns it as the outputs' metadata.
+
+    The history and the schedule read it from the run's own version (and, once published, from
+    the published snapshot), never another run's."""
     source = {
         "source_path": MetadataValue.path(str(path)),
         "source_sha256": file_sha256(settings.source_location(config.csv_path)),
         "code_version": code_version(),
     }
-    # what this run's snapshot was made from: the history and the schedule read it from the
-    # run's own version (and, once published, from the published snapshot), never another run's
     runs.write_file(
         context,
         SOURCE,
@@ -205,15 +200,16 @@ def ingest_loan_book(
             }
         ).encode(),
     )
-    raw = validate(raw_rows, RawLoans, source=str(path))
-    validated = validate(valid_rows, LoanBook, source=str(path))
-    quarantine = validate(quarantined, QuarantinedLoans, source=str(path))
-    statuses = summarise(
-        value_counts,
-        sum_counts,
-        validated[["Recovery_Status"]].fillna("(open)"),
-        ["Recovery_Status"],
-    )
+    return source
+
+
+def _outputs(raw, validated, quarantine, counts, source: dict, threshold: float):
+    """The three tables with their metadata, and both checks passed."""
+    from loan_pipeline.core.ingest_verdict import recovery_status_counts, summarise_groups
+    from loan_pipeline.schemas import LOAN_BOOK_COLUMNS
+
+    failure_cases = markdown_table(summarise_groups(counts.issue_groups))
+    statuses = recovery_status_counts(validated)
     yield Output(
         raw,
         output_name="raw_loans",
@@ -234,9 +230,7 @@ def ingest_loan_book(
             **source,
             **column_lineage({c: [("raw_loans", c)] for c in LOAN_BOOK_COLUMNS}),
             "open_loans": int(statuses.get("(open)", 0)),
-            "recovery_status_counts": MetadataValue.json(
-                statuses.sort_values(ascending=False, kind="stable").to_dict()
-            ),
+            "recovery_status_counts": MetadataValue.json(statuses),
         },
     )
     yield Output(
@@ -254,7 +248,7 @@ def ingest_loan_book(
             ),
             "quarantined_rows": counts.quarantined,
             "rows_read": counts.records,
-            "failure_cases": markdown_table(summary),
+            "failure_cases": failure_cases,
         },
     )
     yield AssetCheckResult(
@@ -271,8 +265,8 @@ def ingest_loan_book(
         metadata={
             "quarantined_rows": counts.quarantined,
             "rows": counts.records,
-            "share": share,
-            "threshold": config.max_quarantine_share,
-            "failure_cases": markdown_table(summary),
+            "share": counts.share,
+            "threshold": threshold,
+            "failure_cases": failure_cases,
         },
     )

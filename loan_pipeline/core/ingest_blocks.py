@@ -1,11 +1,11 @@
 """Read a loan-book CSV as independent byte-range blocks, with the result of reading it whole.
 
-Each block is parsed by the code that parses the whole file (``ingest.read_records``: the same
-reader, cell rules and counts), its records numbered as in the file; the only rule that spans
-blocks, unique ids, is applied across blocks from each block's (line, id) pairs; the quarantine
-threshold is applied to the whole file's counts. Concatenated in block order, the blocks give
-exactly what ``read_loan_book`` + ``split_rows`` + ``quarantine_table`` give for the whole file,
-and a broken file fails with the same error.
+Each block is parsed by the code that parses the whole file (``ingest_records.read_records``:
+the same reader, cell rules and counts), its records numbered as in the file; the only rule
+that spans blocks, unique ids, is applied across blocks from each block's (line, id) pairs; the
+quarantine threshold is applied to the whole file's counts. Concatenated in block order, the
+blocks give exactly what ``read_loan_book`` + ``split_rows`` + ``quarantine_table`` give for the
+whole file, and a broken file fails with the same error.
 
 Pure functions on files, bytes and frames (no scheduler here). A path is a local file, or an
 fsspec URL (a string containing ``://``). The phases, and where each runs:
@@ -23,8 +23,9 @@ fsspec URL (a string containing ``://``). The phases, and where each runs:
 5     driver      ``counts = combine_counts(counts, header)``; ``check_book(path, counts, ...)``
 ====  ==========  ==============================================================================
 
-The outputs are the per-block frames (``read.frame``, ``split.valid``, the quarantine tables)
-concatenated in block order. ``read_in_blocks`` runs the phases one block after another.
+The counts and the verdict on them (``block_counts``, ``combine_counts``, ``check_book``) are
+``ingest_verdict``'s, which judges a whole read the same way. The outputs are the per-block
+frames (``read.frame``, ``split.valid``, the quarantine tables) concatenated in block order. ``read_in_blocks`` runs the phases one block after another.
 
 One thing is refused that the whole-file read accepts: a quoted field that spans lines (a line
 break inside quotes). Blocks are cut at line breaks without parsing what comes before them, so
@@ -40,36 +41,37 @@ other row, if it comes first. Both refuse the file as not UTF-8 (``LoanBookFileE
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.ingest import (
-    ID_COLUMNS,
-    ISSUE_COLUMNS,
+from loan_pipeline.core.ingest_header import (
     LoanBookFileError,
-    ReadResult,
-    SplitResult,
-    _fail,
-    _header_only,
-    _positions,
-    check_quarantine,
+    file_error,
     file_size,
-    find_row_issues,
     first_invalid_utf8_in,
     inspect_header,
-    issue_groups,
-    merge_issue_groups,
     open_source,
-    quarantine_table,
-    read_records,
-    repeat_issues,
-    set_aside,
     source_path,
 )
-from loan_pipeline.schemas import LOAN_BOOK_COLUMNS
+from loan_pipeline.core.ingest_quarantine import (
+    ID_COLUMNS,
+    SplitResult,
+    find_row_issues,
+    quarantine_table,
+    repeat_issues,
+    row_positions,
+    set_aside,
+)
+from loan_pipeline.core.ingest_records import ISSUE_COLUMNS, ReadResult, read_records
+from loan_pipeline.core.ingest_verdict import (
+    BookCounts,
+    block_counts,
+    check_book,
+    combine_counts,
+)
 
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # as the CSV reader ends a record
 _SEEK_READ = 1 << 16  # bytes read at a time looking for a line break
@@ -222,7 +224,7 @@ def _multiline(path, block: Block, data: bytes, seen: int) -> LoanBookFileError:
                 "read in blocks must have one record per line; remove the line breaks inside "
                 "quoted fields, or read the file whole"
             )
-    return _fail(  # not expected: the reader and count_lines disagree on what a line is
+    return file_error(  # not expected: the reader and count_lines disagree on what a line is
         path,
         f"lines {block.first_line}-{block.first_line + block.lines - 1} were read as {seen} "
         f"records, not {block.lines}; read the file whole",
@@ -367,78 +369,8 @@ def split_block(read: ReadResult, repeats: pd.DataFrame | None = None) -> SplitR
     within the block alone (right only when it is the whole file)."""
     if repeats is not None:
         lines = read.frame["source_line"].to_numpy()
-        repeats = repeats[_positions(lines, repeats["source_line"].to_numpy(dtype="int64")) >= 0]
+        repeats = repeats[row_positions(lines, repeats["source_line"].to_numpy(dtype="int64")) >= 0]
     return set_aside(read, find_row_issues(read, repeats))
-
-
-# --- phase 5: the whole file's counts ---------------------------------------------------------
-
-
-@dataclass
-class BookCounts:
-    """What the whole file's ingest reports, summed over blocks."""
-
-    records: int = 0  # rows in the file (blank lines excluded), well-formed or not
-    quarantined: int = 0  # rows set aside
-    valid: int = 0  # rows kept
-    blank_lines: int = 0
-    malformed: int = 0  # rows with the wrong number of fields
-    normalised: dict[str, int] = field(default_factory=dict)  # cells cleaned, per column
-    extra_columns: list[str] = field(default_factory=list)
-    issue_groups: tuple = ()  # ingest.issue_groups of the issues (summarise_groups: the table)
-
-
-def block_counts(read: ReadResult, split: SplitResult) -> BookCounts:
-    """The counts of one block (or of a whole file read at once)."""
-    return BookCounts(
-        records=split.records,
-        quarantined=split.quarantined,
-        valid=len(split.valid),
-        blank_lines=read.blank_lines,
-        malformed=len(read.malformed),
-        normalised=dict(read.normalised),
-        extra_columns=list(read.extra_columns),
-        issue_groups=issue_groups(split.issues),
-    )
-
-
-def combine_counts(parts: list[BookCounts], header: list[str]) -> BookCounts:
-    """The counts of consecutive blocks (in file order) as one: the whole file's."""
-    normalised = {}
-    for column in header:  # in the header's order, as a whole read lists them
-        cleaned = sum(p.normalised.get(column, 0) for p in parts)
-        if cleaned:
-            normalised[column] = cleaned
-    return BookCounts(
-        records=sum(p.records for p in parts),
-        quarantined=sum(p.quarantined for p in parts),
-        valid=sum(p.valid for p in parts),
-        blank_lines=sum(p.blank_lines for p in parts),
-        malformed=sum(p.malformed for p in parts),
-        normalised=normalised,
-        extra_columns=[h for h in header if h not in LOAN_BOOK_COLUMNS],
-        issue_groups=merge_issue_groups(p.issue_groups for p in parts),
-    )
-
-
-def check_book(
-    path: str | Path, counts: BookCounts, max_share: float = 0.05, min_rows: int = 1
-) -> None:
-    """The whole file's row-level checks, on its counts: no rows at all (``read_loan_book``'s
-    error), every row bad, too large a share set aside, too few left (``split_rows``' errors,
-    ``QuarantineThresholdError`` included), each with the message a whole read gives."""
-    path = source_path(path)
-    if not counts.records:
-        raise _header_only(path)
-    check_quarantine(
-        path,
-        counts.records,
-        counts.quarantined,
-        counts.valid,
-        lambda: counts.issue_groups,
-        max_share,
-        min_rows,
-    )
 
 
 # --- all phases, one block after another ------------------------------------------------------
@@ -455,8 +387,8 @@ def read_in_blocks(
     block_bytes: int,
     *,
     max_bytes: int | None = None,
-    max_share: float = 0.05,
-    min_rows: int = 1,
+    max_quarantine_share: float,
+    min_rows: int,
     n_buckets: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, BookCounts]:
     """(raw, validated, quarantined, counts) of the file read in blocks of about
@@ -469,7 +401,7 @@ def read_in_blocks(
         path,
         header,
         plan_blocks(path, block_bytes),
-        max_share=max_share,
+        max_quarantine_share=max_quarantine_share,
         min_rows=min_rows,
         n_buckets=n_buckets,
     )
@@ -480,8 +412,8 @@ def read_blocks(
     header: list[str],
     blocks: list[Block],
     *,
-    max_share: float = 0.05,
-    min_rows: int = 1,
+    max_quarantine_share: float,
+    min_rows: int,
     n_buckets: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, BookCounts]:
     """``read_in_blocks`` for a plan of blocks (numbered here): phases 1 to 5 in turn."""
@@ -497,7 +429,7 @@ def read_blocks(
     counts = combine_counts(
         [block_counts(r, s) for r, s in zip(reads, splits, strict=True)], header
     )
-    check_book(path, counts, max_share, min_rows)
+    check_book(path, counts, max_quarantine_share=max_quarantine_share, min_rows=min_rows)
     return (
         concat_frames([r.frame for r in reads]),
         concat_frames([s.valid for s in splits]),

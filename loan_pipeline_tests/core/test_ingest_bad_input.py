@@ -26,11 +26,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loan_pipeline.core import ingest
-from loan_pipeline.core.ingest import LoanBookFileError, read_loan_book, read_records, split_rows
+from loan_pipeline.core import ingest_lines, ingest_records
 from loan_pipeline.core.ingest_blocks import read_in_blocks
+from loan_pipeline.core.ingest_header import LoanBookFileError
+from loan_pipeline.core.ingest_records import read_loan_book, read_records
+from loan_pipeline.core.ingest_verdict import split_rows
 from loan_pipeline.schemas import LOAN_BOOK_COLUMNS
+from loan_pipeline.settings import IngestConfig
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
+from loan_pipeline_tests.defaults import config_kwargs
+
+INGEST = config_kwargs(split_rows, IngestConfig)  # the run configuration's limits
 
 SAMPLE = SAMPLE_CSV.read_text(encoding="utf-8").splitlines()
 HEADER, ROWS = SAMPLE[0], SAMPLE[1:]  # 500 rows, no quoted field
@@ -51,13 +57,14 @@ def good_rows(n: int) -> list[str]:
 GOOD, BLANK = 2_000, 10_000_000
 PER_ROW = BLANK // GOOD  # blank lines after each good row, when interleaved
 
-CHILD = """
+CHILD = f"""
 import json, sys
-from loan_pipeline.core.ingest import read_loan_book, split_rows
-out = {}
+from loan_pipeline.core.ingest_records import read_loan_book
+from loan_pipeline.core.ingest_verdict import split_rows
+out = {{}}
 for path in sys.argv[1:]:
     read = read_loan_book(path)
-    split = split_rows(read, min_rows=20)
+    split = split_rows(read, **{INGEST!r})
     lines = read.frame["source_line"]
     out[path] = [read.blank_lines, read.records, len(split.valid), int(lines.iloc[1]),
                  int(lines.iloc[-1])]
@@ -114,10 +121,11 @@ def exact_read(monkeypatch, read):
     none = np.empty(0, np.int64)
     with monkeypatch.context() as m:
         m.setattr(
-            ingest,
-            "_read_lines",
+            ingest_records,
+            "read_lines",
             lambda source, header, line_count=None: (
-                ingest._read_numbered(source, header, ignore_empty_lines=False) + ((none, none),)
+                ingest_lines._read_numbered(source, header, ignore_empty_lines=False)
+                + ((none, none),)
             ),
         )
         return outcome(read)
@@ -226,9 +234,9 @@ def test_blank_lines_across_blocks_count_as_in_the_whole_file(tmp_path: Path) ->
     path = tmp_path / "book.csv"
     path.write_text(text, encoding="utf-8", newline="")
     read = read_loan_book(path)
-    whole = split_rows(read, min_rows=20)
+    whole = split_rows(read, **INGEST)
     for block_bytes in (300, 4_000, 10**9):
-        raw, valid, _, counts = read_in_blocks(path, block_bytes, min_rows=20)
+        raw, valid, _, counts = read_in_blocks(path, block_bytes, **INGEST)
         assert counts.blank_lines == read.blank_lines > 0
         pd.testing.assert_frame_equal(raw, read.frame, check_exact=True)
         pd.testing.assert_frame_equal(valid, whole.valid, check_exact=True)
@@ -247,13 +255,13 @@ def reference_lines(data: bytes) -> tuple[int, list[int]]:
 @pytest.mark.parametrize("piece", [1, 2, 3, 7, 1 << 22])
 def test_line_breaks_are_counted_as_the_reader_breaks_lines(monkeypatch, piece: int) -> None:
     """Across the pieces the bytes are scanned in: a CRLF cut in two is one break."""
-    monkeypatch.setattr(ingest, "_SCAN_BYTES", piece)
+    monkeypatch.setattr(ingest_lines, "_SCAN_BYTES", piece)
     rng = random.Random(piece)
     for _ in range(300):
         data = bytes(rng.choice(b"a,\r\n") for _ in range(rng.randint(0, 40)))
         total, empty = reference_lines(data)
-        assert ingest._line_count(pa.py_buffer(data)) == total
-        lines, starts, lengths = ingest._empty_lines(pa.py_buffer(data))
+        assert ingest_lines._line_count(pa.py_buffer(data)) == total
+        lines, starts, lengths = ingest_lines._empty_lines(pa.py_buffer(data))
         assert lines == total
         found = [int(s) + k for s, n in zip(starts, lengths, strict=True) for k in range(n)]
         assert found == empty
@@ -262,7 +270,7 @@ def test_line_breaks_are_counted_as_the_reader_breaks_lines(monkeypatch, piece: 
 def test_renumber_moves_lines_past_runs() -> None:
     """Lines 1..9 less 3, 4 and 7: the others are 1, 2, 5, 6, 8, 9."""
     starts, lengths = np.array([3, 7]), np.array([2, 1])
-    others = ingest._renumber(np.arange(1, 7), starts, lengths)
+    others = ingest_lines._renumber(np.arange(1, 7), starts, lengths)
     assert others.tolist() == [1, 2, 5, 6, 8, 9]
 
 
@@ -297,7 +305,7 @@ def test_every_row_bad_names_the_column_rule_count_and_lines(
 ) -> None:
     path = every_row(tmp_path, column, value, blank_after)
     with pytest.raises(LoanBookFileError) as caught:
-        split_rows(read_loan_book(path))
+        split_rows(read_loan_book(path), **INGEST)
     message = str(caught.value)
     step = 1 + blank_after  # the rows' lines: 2, 2 + step, ...
     assert message.startswith(f"{path}: every row failed validation (500 row(s))\n")
@@ -311,7 +319,7 @@ def test_every_row_bad_names_the_column_rule_count_and_lines(
     )
     # read in blocks (as on a Dask cluster): the same message
     with pytest.raises(LoanBookFileError) as in_blocks:
-        read_in_blocks(path, 20_000, n_buckets=2)
+        read_in_blocks(path, 20_000, n_buckets=2, **INGEST)
     assert str(in_blocks.value) == message
 
 
@@ -327,7 +335,7 @@ def test_every_row_bad_lists_the_rule_that_failed_most_first(tmp_path: Path) -> 
     path = tmp_path / "book.csv"
     path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
     with pytest.raises(LoanBookFileError) as caught:
-        split_rows(read_loan_book(path))
+        split_rows(read_loan_book(path), **INGEST)
     lines = str(caught.value).splitlines()
     assert lines[1].startswith("  column Age, rule greater_than_or_equal_to(18): 500 row(s)")
     assert lines[2].startswith("  column Loan_Amount, rule integer: 100 row(s); e.g. line 2:")

@@ -26,52 +26,47 @@ from hypothesis import strategies as st
 
 from loan_pipeline.core import ingest_blocks as ib
 from loan_pipeline.core.generator import write_loan_book
-from loan_pipeline.core.ingest import (
-    LoanBookFileError,
+from loan_pipeline.core.ingest_header import LoanBookFileError, inspect_header
+from loan_pipeline.core.ingest_quarantine import find_row_issues
+from loan_pipeline.core.ingest_records import read_loan_book
+from loan_pipeline.core.ingest_verdict import (
     QuarantineThresholdError,
-    find_row_issues,
-    quarantine_table,
-    read_loan_book,
+    read_whole,
     split_rows,
     summarise_groups,
     summarise_issues,
 )
 from loan_pipeline.settings import IngestConfig
 from loan_pipeline_tests.conftest import SAMPLE_CSV
+from loan_pipeline_tests.defaults import config_kwargs
 from loan_pipeline_tests.test_contracts import CASES, LINES, PADDED, cell, edited, joined
 
 TINY = 300  # bytes: one or two lines of the sample a block
+INGEST = config_kwargs(split_rows, IngestConfig)  # the run configuration's limits
+LIMITS = INGEST | {"min_rows": 1}  # most books here are small: judged by their share alone
+LENIENT = LIMITS | {"max_quarantine_share": 1.0}  # any share of rows may be set aside
 
 # --- running both paths ------------------------------------------------------------------------
 
 
-def whole(path, max_bytes=None, max_share=0.05, min_rows=1):
+def whole(path, max_bytes=None, **limits):
     """The whole-file path, as the ingest asset runs it: (raw, validated, quarantined, counts),
-    or the error it raises."""
+    or the error it raises. ``limits``: in place of ``LIMITS``'."""
     try:
-        read = read_loan_book(path, max_bytes=max_bytes)
-        split = split_rows(read, max_share=max_share, min_rows=min_rows)
+        return read_whole(path, max_bytes=max_bytes, **(LIMITS | limits))
     except LoanBookFileError as err:
         return err
-    return read.frame, split.valid, quarantine_table(read, split), ib.block_counts(read, split)
 
 
-def blockwise(path, plan, n_buckets=1, max_bytes=None, max_share=0.05, min_rows=1):
+def blockwise(path, plan, n_buckets=1, max_bytes=None, **limits):
     """The blockwise phases: ``plan`` a block size (``read_in_blocks``) or a list of blocks."""
     try:
         if isinstance(plan, int):
             return ib.read_in_blocks(
-                path,
-                plan,
-                max_bytes=max_bytes,
-                max_share=max_share,
-                min_rows=min_rows,
-                n_buckets=n_buckets,
+                path, plan, max_bytes=max_bytes, n_buckets=n_buckets, **(LIMITS | limits)
             )
-        header = ib.inspect_header(path, max_bytes)
-        return ib.read_blocks(
-            path, header, plan, max_share=max_share, min_rows=min_rows, n_buckets=n_buckets
-        )
+        header = inspect_header(path, max_bytes)
+        return ib.read_blocks(path, header, plan, n_buckets=n_buckets, **(LIMITS | limits))
     except LoanBookFileError as err:
         return err
 
@@ -222,7 +217,7 @@ def test_header_only_files_fail_as_a_whole_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("size", "n_buckets"), [("one", 1), ("few", 3), ("tiny", 4)])
 def test_sample_in_blocks(size: str, n_buckets: int) -> None:
     raw, validated, quarantined, counts = assert_same(
-        SAMPLE_CSV, sizes(SAMPLE_CSV)[size], n_buckets, min_rows=20
+        SAMPLE_CSV, sizes(SAMPLE_CSV)[size], n_buckets, **INGEST
     )
     assert len(validated) == 500 and quarantined.empty
     if size == "tiny":
@@ -301,7 +296,7 @@ def test_big_book_in_blocks(big_book, plan: str, n_buckets: int) -> None:
         "many": 1 << 15,  # about 90 blocks
         "tiny": mixed_plan(path, windows_around(path, planted), big=1 << 16),
     }[plan]
-    raw, validated, quarantined, counts = assert_same(path, chosen, n_buckets, min_rows=20)
+    raw, validated, quarantined, counts = assert_same(path, chosen, n_buckets, **INGEST)
     # the planted faults are there, found across blocks
     assert counts.records == BIG_ROWS and counts.blank_lines == 2 and counts.malformed == 1
     unique = quarantined[quarantined["rule"] == "unique"]
@@ -398,9 +393,7 @@ MESSY_VARIANTS = {
 @pytest.mark.parametrize(("size", "n_buckets"), [("one", 1), ("few", 1), ("tiny", 3)])
 def test_messy_file_in_blocks(tmp_path: Path, variant: str, size: str, n_buckets: int) -> None:
     path = messy_file(tmp_path, *MESSY_VARIANTS[variant])
-    raw, validated, quarantined, counts = assert_same(
-        path, sizes(path)[size], n_buckets, max_share=1.0
-    )
+    raw, validated, quarantined, counts = assert_same(path, sizes(path)[size], n_buckets, **LENIENT)
     # the comparison is not vacuous: every kind of oddity is in the result
     assert counts.malformed == 2 and counts.blank_lines == 4 - (not MESSY_VARIANTS[variant][2])
     assert counts.normalised == {
@@ -442,7 +435,7 @@ def test_split_block_without_cross_block_ids_differs_only_in_repeats(tmp_path: P
     """A block's own rules are the whole file's on its lines, but for ids repeated across
     blocks: what the cross-block step supplies."""
     path = messy_file(tmp_path, "\n", False, True)
-    header = ib.inspect_header(path)
+    header = inspect_header(path)
     blocks = ib.plan_blocks(path, 2000)
     blocks = ib.number_blocks(blocks, [ib.count_lines(path, b) for b in blocks])
     everything = find_row_issues(read_loan_book(path))
@@ -467,7 +460,7 @@ def test_split_block_without_cross_block_ids_differs_only_in_repeats(tmp_path: P
 
 def test_buckets_partition_the_ids_and_find_the_same_repeats(tmp_path: Path) -> None:
     path = messy_file(tmp_path, "\n", False, True)
-    header = ib.inspect_header(path)
+    header = inspect_header(path)
     blocks = ib.plan_blocks(path, TINY)
     blocks = ib.number_blocks(blocks, [ib.count_lines(path, b) for b in blocks])
     ids = [ib.block_ids(ib.read_block(path, header, b)) for b in blocks]
@@ -517,7 +510,7 @@ def test_contract_corpus_in_blocks(case, tmp_path: Path) -> None:
     config = IngestConfig(**case.config)
     limits = {
         "max_bytes": config.max_file_bytes(),
-        "max_share": config.max_quarantine_share,
+        "max_quarantine_share": config.max_quarantine_share,
         "min_rows": config.min_rows,
     }
     plans = [10**9]
@@ -531,7 +524,7 @@ def test_many_identical_rows_fail_as_a_whole_read(tmp_path: Path) -> None:
     """The corpus' million identical rows, at 3,000: every repeat found across blocks."""
     path = write(tmp_path / "same.csv", LINES[0] + "\n" + (LINES[1] + "\n") * 3000)
     for plan, n_buckets in ((10**9, 1), (40_000, 4), (mixed_plan(path), 2)):
-        expected = assert_same(path, plan, n_buckets, min_rows=20)
+        expected = assert_same(path, plan, n_buckets, **INGEST)
         assert str(expected).startswith(f"{path}: 2999 of 3000 rows (99.9667%) failed validation")
 
 
@@ -626,7 +619,7 @@ def test_whole_read_accepts_a_quoted_line_break_and_numbers_records_not_lines(
 def test_a_quoted_line_break_is_refused_blockwise(tmp_path: Path, note: str, plan: int) -> None:
     path = multiline_file(tmp_path, note)
     with pytest.raises(ib.MultilineRecordError) as err:
-        ib.read_in_blocks(path, plan, max_share=1.0)
+        ib.read_in_blocks(path, plan, **LENIENT)
     assert str(err.value) == (
         f"{path}: a quoted field spans lines (line 6 ends inside quotes): a file read in blocks "
         "must have one record per line; remove the line breaks inside quoted fields, or read "
@@ -642,7 +635,7 @@ def test_a_block_cut_inside_quotes_is_refused_even_when_its_records_add_up(tmp_p
     lines = LINES[:40]
     lines[5] = '"BRW\nX"' + lines[5][lines[5].index(",") :]  # the first field spans lines
     path = write(tmp_path / "book.csv", joined(lines))
-    header = ib.inspect_header(path)
+    header = inspect_header(path)
     blocks = ib.plan_blocks(path, 1)
     blocks = ib.number_blocks(blocks, [ib.count_lines(path, b) for b in blocks])
     cut = next(b for b in blocks if b.first_line == 6)
@@ -660,7 +653,7 @@ def test_an_unterminated_quote_on_the_last_line_is_read_as_a_whole_read_does(
     for end in ("", "\n"):
         path = write(tmp_path / "book.csv", "\n".join(lines) + '"open' + end)
         for plan in (1, 10**9):
-            assert_same(path, plan, max_share=1.0)
+            assert_same(path, plan, **LENIENT)
 
 
 def oracle_ends_inside_quotes(line: str) -> bool:
@@ -695,9 +688,9 @@ def test_a_url_is_read_in_blocks_as_the_local_file(tmp_path: Path) -> None:
     url = "memory://books/messy.csv"
     with fsspec.open(url, "wb") as fh:
         fh.write(local.read_bytes())
-    raw, validated, quarantined, counts = whole(local, max_share=1.0)
+    raw, validated, quarantined, counts = whole(local, **LENIENT)
     for plan in (10**9, 3000):
-        got = ib.read_in_blocks(url, plan, max_share=1.0, n_buckets=2)
+        got = ib.read_in_blocks(url, plan, n_buckets=2, **LENIENT)
         pd.testing.assert_frame_equal(got[0], raw, check_exact=True)
         pd.testing.assert_frame_equal(got[1], validated, check_exact=True)
         assert (got[2]["source_file"] == url).all()
@@ -706,9 +699,9 @@ def test_a_url_is_read_in_blocks_as_the_local_file(tmp_path: Path) -> None:
         )
         assert got[3] == counts
     with pytest.raises(QuarantineThresholdError, match=f"^{url}: "):
-        ib.read_in_blocks(url, 3000)
+        ib.read_in_blocks(url, 3000, **LIMITS)
     with pytest.raises(LoanBookFileError, match="loan book not found"):
-        ib.read_in_blocks("memory://books/none.csv", 3000)
+        ib.read_in_blocks("memory://books/none.csv", 3000, **LIMITS)
     fsspec.filesystem("memory").rm(url)
 
 
@@ -748,4 +741,4 @@ def odd_book(draw) -> str:
 @given(text=odd_book(), block_bytes=st.integers(1, 3000), n_buckets=st.integers(1, 3))
 def test_random_books_in_random_blocks(tmp_path_factory, text, block_bytes, n_buckets) -> None:
     path = write(tmp_path_factory.mktemp("random") / "book.csv", text)
-    assert_same(path, block_bytes, n_buckets, max_share=1.0)
+    assert_same(path, block_bytes, n_buckets, **LENIENT)

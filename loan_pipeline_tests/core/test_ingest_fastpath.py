@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loan_pipeline.core import ingest
+from loan_pipeline.core import ingest_records
+from loan_pipeline.core.ingest_quarantine import find_row_issues
 from loan_pipeline.schemas import CATEGORIES, LOAN_BOOK_COLUMNS
 
 # One column of each kind: integer, integer money, float money, percent.
@@ -48,8 +49,8 @@ def parse_both(values: list[str | None], column: str, integer: bool):
     arr = pa.array(values, pa.string())
     lines = np.arange(2, 2 + len(values), dtype="int64")
     return (
-        ingest._parse_number(arr, column, lines, integer, fast=True),
-        ingest._parse_number(arr, column, lines, integer, fast=False),
+        ingest_records._parse_number(arr, column, lines, integer, fast=True),
+        ingest_records._parse_number(arr, column, lines, integer, fast=False),
     )
 
 
@@ -76,7 +77,7 @@ def whole_numbers_both(values: np.ndarray):
             return (type(err), str(err))
 
     return (
-        attempt(lambda: ingest._whole_numbers(values.copy())),
+        attempt(lambda: ingest_records._whole_numbers(values.copy())),
         attempt(lambda: pd.Series(values.copy()).round().astype("Int64")),
     )
 
@@ -117,9 +118,12 @@ def test_each_tricky_cell_among_plain_ones(column: str, value: str | None) -> No
 def test_plain_cells_are_answered_without_the_regex(integer: bool) -> None:
     """The cases above do reach the fast path (not only the regex fallback)."""
     plain = [v for v in PLAIN if v is None or integer is False or "." not in v]
-    assert ingest._plain_valid(pa.array(plain + PLAIN_BAD * (not integer)), integer) is not None
-    assert ingest._plain_valid(pa.array(["1", " 1"]), integer) is None
-    assert ingest._plain_valid(pa.array(["1", "1e3"]), integer) is None
+    assert (
+        ingest_records._plain_valid(pa.array(plain + PLAIN_BAD * (not integer)), integer)
+        is not None
+    )
+    assert ingest_records._plain_valid(pa.array(["1", " 1"]), integer) is None
+    assert ingest_records._plain_valid(pa.array(["1", "1e3"]), integer) is None
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -160,8 +164,8 @@ def test_whole_numbers_equal_the_pandas_cast(values: list[float]) -> None:
 def test_text_fast_and_slow_paths_agree(column: str, extra: list[str | None]) -> None:
     allowed = CATEGORIES.get(column, ["LN_1", "LN_2"])
     arr = pa.array([*allowed, None, *allowed, *extra], pa.string())
-    fast_series, fast_changed = ingest._parse_text(arr, column, fast=True)
-    slow_series, slow_changed = ingest._parse_text(arr, column, fast=False)
+    fast_series, fast_changed = ingest_records._parse_text(arr, column, fast=True)
+    slow_series, slow_changed = ingest_records._parse_text(arr, column, fast=False)
     pd.testing.assert_series_equal(fast_series, slow_series, check_exact=True)
     assert fast_series.array._pa_array.equals(slow_series.array._pa_array)
     assert fast_changed == slow_changed
@@ -212,18 +216,22 @@ def test_read_loan_book_with_and_without_the_fast_path(monkeypatch) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "book.csv"
         path.write_text(messy_book(), encoding="utf-8")
-        fast = ingest.read_loan_book(path)
+        fast = ingest_records.read_loan_book(path)
         with monkeypatch.context() as patched:
             patched.setattr(
-                ingest, "_parse_number", functools.partial(ingest._parse_number, fast=False)
+                ingest_records,
+                "_parse_number",
+                functools.partial(ingest_records._parse_number, fast=False),
             )
             patched.setattr(
-                ingest, "_parse_text", functools.partial(ingest._parse_text, fast=False)
+                ingest_records,
+                "_parse_text",
+                functools.partial(ingest_records._parse_text, fast=False),
             )
             patched.setattr(
-                ingest, "_whole_numbers", lambda v: pd.Series(v).round().astype("Int64")
+                ingest_records, "_whole_numbers", lambda v: pd.Series(v).round().astype("Int64")
             )
-            slow = ingest.read_loan_book(path)
+            slow = ingest_records.read_loan_book(path)
     assert len(fast.issues) > 20  # the tricky cells did reach the parser
     oversized = fast.issues[fast.issues["reason"].str.contains("out of range for a whole number")]
     # plain, money and padded cells: the issue and the cells_normalised count agree on both paths
@@ -236,6 +244,4 @@ def test_read_loan_book_with_and_without_the_fast_path(monkeypatch) -> None:
             )
     pd.testing.assert_frame_equal(fast.issues, slow.issues, check_exact=True)
     assert fast.normalised == slow.normalised
-    pd.testing.assert_frame_equal(
-        ingest.find_row_issues(fast), ingest.find_row_issues(slow), check_exact=True
-    )
+    pd.testing.assert_frame_equal(find_row_issues(fast), find_row_issues(slow), check_exact=True)

@@ -13,8 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loan_pipeline.core.ingest import quarantine_table, read_loan_book, split_rows
+from loan_pipeline.core.ingest_quarantine import quarantine_table
+from loan_pipeline.core.ingest_records import read_loan_book
+from loan_pipeline.core.ingest_verdict import split_rows
+from loan_pipeline.settings import IngestConfig
+from loan_pipeline_tests.defaults import config_kwargs
 from loan_pipeline_tests.test_contracts import LINES, N_ROWS, cell, edited, joined
+
+INGEST = config_kwargs(split_rows, IngestConfig)  # the run configuration's limits
 
 OUT_OF_RANGE = "{column} is out of range for a whole number (beyond a 64-bit integer)"
 
@@ -22,7 +28,7 @@ OUT_OF_RANGE = "{column} is out of range for a whole number (beyond a 64-bit int
 def read_and_split(path: Path, changes: dict[tuple[int, str], str]):
     path.write_text(joined(edited(changes)), encoding="utf-8")
     read = read_loan_book(path)
-    return read, split_rows(read)
+    return read, split_rows(read, **INGEST)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +74,7 @@ def test_oversized_whole_number_is_quarantined(tmp_path: Path, column: str, valu
 
     # every other row read and validated exactly as without the bad cell
     clean = read_loan_book(_write(tmp_path / "clean.csv", joined(LINES)))
-    expected = split_rows(clean).valid
+    expected = split_rows(clean, **INGEST).valid
     expected = expected.drop(index=line - 2).reset_index(drop=True)
     pd.testing.assert_frame_equal(split.valid, expected, check_exact=True)
 

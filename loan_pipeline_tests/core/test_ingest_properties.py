@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loan_pipeline.core.ingest import read_loan_book, split_rows
+from loan_pipeline.core.ingest_records import read_loan_book
+from loan_pipeline.core.ingest_verdict import split_rows
 from loan_pipeline.schemas import (
     CATEGORIES,
     FLOAT_COLUMNS,
@@ -120,7 +121,7 @@ def read_and_split(text: str):
         path = Path(folder) / "book.csv"
         path.write_text(text, encoding="utf-8")
         read = read_loan_book(path)
-        return read, split_rows(read, max_share=1.0, min_rows=1)
+        return read, split_rows(read, max_quarantine_share=1.0, min_rows=1)
 
 
 # --- (a) valid books read back exactly ---------------------------------------------------------

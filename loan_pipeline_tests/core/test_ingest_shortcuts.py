@@ -23,9 +23,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loan_pipeline.core import ingest
+from loan_pipeline.core import (
+    ingest_lines,
+    ingest_quarantine,
+    ingest_records,
+    ingest_verdict,
+)
 from loan_pipeline.schemas import CATEGORIES, LOAN_BOOK_COLUMNS
+from loan_pipeline.settings import IngestConfig
+from loan_pipeline_tests.defaults import config_kwargs
 from loan_pipeline_tests.test_contracts import LINES, edited, joined
+
+INGEST = config_kwargs(ingest_verdict.split_rows, IngestConfig)  # the run configuration's limits
+LENIENT = INGEST | {"max_quarantine_share": 0.2}  # messy books: a fifth of the rows set aside
 
 # --- text: trimming skipped only when it changes nothing --------------------------------------
 
@@ -37,8 +47,8 @@ EDGES = [
 
 def assert_same_text(values: list[str | None] | pa.Array, column: str) -> None:
     arr = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
-    fast_series, fast_changed = ingest._parse_text(arr, column, fast=True)
-    slow_series, slow_changed = ingest._parse_text(arr, column, fast=False)
+    fast_series, fast_changed = ingest_records._parse_text(arr, column, fast=True)
+    slow_series, slow_changed = ingest_records._parse_text(arr, column, fast=False)
     pd.testing.assert_series_equal(fast_series, slow_series, check_exact=True)
     assert fast_series.array._pa_array.equals(slow_series.array._pa_array)
     assert fast_changed == slow_changed
@@ -63,12 +73,12 @@ def test_text_edge_cases_agree(values: list[str | None]) -> None:
 
 def test_plain_text_takes_the_shortcut_and_a_sliced_array_is_read_at_its_offset() -> None:
     arr = pa.array([" padded ", "LN_1", None, "LN_2", "Fully Recovered"], pa.string())
-    assert ingest._nothing_to_trim(arr.slice(1)) is True
-    assert ingest._nothing_to_trim(arr) is False  # the sliced-off first cell needs trimming
-    assert ingest._nothing_to_trim(arr.slice(0, 1)) is False
+    assert ingest_records._nothing_to_trim(arr.slice(1)) is True
+    assert ingest_records._nothing_to_trim(arr) is False  # the sliced-off first cell needs trimming
+    assert ingest_records._nothing_to_trim(arr.slice(0, 1)) is False
     assert_same_text(arr.slice(1), "Loan_ID")
     assert_same_text(arr.slice(1, 2), "Loan_ID")
-    assert ingest._nothing_to_trim(pa.array(["a", ""])) is False
+    assert ingest_records._nothing_to_trim(pa.array(["a", ""])) is False
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -108,21 +118,21 @@ def test_malformed_rows_are_numbered_as_by_a_whole_serial_read(tmp_path: Path, m
     path.write_text(joined(lines), encoding="utf-8")
 
     calls: list[list[str] | None] = []
-    original = ingest._read_text
+    original = ingest_lines._read_text
 
     def spy(path, header, use_threads, columns=None):
         calls.append(columns)
         return original(path, header, use_threads, columns)
 
-    monkeypatch.setattr(ingest, "_read_text", spy)
-    short = ingest.read_loan_book(path)
+    monkeypatch.setattr(ingest_lines, "_read_text", spy)
+    short = ingest_records.read_loan_book(path)
     assert calls == [None, LOAN_BOOK_COLUMNS[:1]]  # the parallel read, then the numbering pass
 
     def whole_serial_read(path, header, use_threads, columns=None):
         return original(path, header, use_threads=False)
 
-    monkeypatch.setattr(ingest, "_read_text", whole_serial_read)
-    whole = ingest.read_loan_book(path)
+    monkeypatch.setattr(ingest_lines, "_read_text", whole_serial_read)
+    whole = ingest_records.read_loan_book(path)
     pd.testing.assert_frame_equal(short.frame, whole.frame, check_exact=True)
     pd.testing.assert_frame_equal(short.malformed, whole.malformed, check_exact=True)
     pd.testing.assert_frame_equal(short.issues, whole.issues, check_exact=True)
@@ -146,7 +156,7 @@ def reference_repeats(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 @given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "", "é", "LN_1", "LN_10"]))))
 def test_repeats_equal_the_pandas_duplicated_way(values: list[str | None]) -> None:
     ids = pd.Series(pd.array(values, dtype=pd.StringDtype("pyarrow")))
-    dup, first = ingest._repeats(ids)
+    dup, first = ingest_quarantine._repeats(ids)
     expected_dup, expected_first = reference_repeats(ids)
     assert dup.dtype == bool and np.array_equal(dup, expected_dup)
     assert np.array_equal(first, expected_first)
@@ -155,7 +165,9 @@ def test_repeats_equal_the_pandas_duplicated_way(values: list[str | None]) -> No
 # --- quarantine table -------------------------------------------------------------------------
 
 
-def reference_quarantine_table(read: ingest.ReadResult, split: ingest.SplitResult) -> pd.DataFrame:
+def reference_quarantine_table(
+    read: ingest_records.ReadResult, split: ingest_quarantine.SplitResult
+) -> pd.DataFrame:
     """The previous code: the whole book indexed by line, records looked up one by one."""
     frame = read.frame.set_index("source_line")
     originals: dict[int, str] = {}
@@ -220,10 +232,10 @@ def messy_lines(seed: int) -> list[str]:
 def test_quarantine_table_equals_the_reference(tmp_path: Path, seed: int) -> None:
     path = tmp_path / "book.csv"
     path.write_text(joined(messy_lines(seed)), encoding="utf-8")
-    read = ingest.read_loan_book(path)
-    split = ingest.split_rows(read, max_share=0.2)
+    read = ingest_records.read_loan_book(path)
+    split = ingest_verdict.split_rows(read, **LENIENT)
     assert split.quarantined >= 10
-    got = ingest.quarantine_table(read, split)
+    got = ingest_quarantine.quarantine_table(read, split)
     expected = reference_quarantine_table(read, split)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert [type(v) for v in got["Borrower_ID"]] == [type(v) for v in expected["Borrower_ID"]]
@@ -235,12 +247,12 @@ def test_quarantine_table_with_lines_out_of_order(tmp_path: Path) -> None:
     looked up correctly: the general lookup, not the binary search."""
     path = tmp_path / "book.csv"
     path.write_text(joined(messy_lines(1)), encoding="utf-8")
-    read = ingest.read_loan_book(path)
+    read = ingest_records.read_loan_book(path)
     shuffled = read.frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    read = ingest.ReadResult(**{**read.__dict__, "frame": shuffled})
-    split = ingest.split_rows(read, max_share=0.2)
+    read = ingest_records.ReadResult(**{**read.__dict__, "frame": shuffled})
+    split = ingest_verdict.split_rows(read, **LENIENT)
     pd.testing.assert_frame_equal(
-        ingest.quarantine_table(read, split), reference_quarantine_table(read, split)
+        ingest_quarantine.quarantine_table(read, split), reference_quarantine_table(read, split)
     )
 
 
@@ -249,26 +261,27 @@ def test_quarantine_table_shows_the_first_issue_value_of_a_cell(tmp_path: Path) 
     values, a hand-built split can): the record shows the first one's value, as before."""
     path = tmp_path / "book.csv"
     path.write_text(joined(edited({(4, "Age"): "abc"})), encoding="utf-8")
-    read = ingest.read_loan_book(path)
-    split = ingest.split_rows(read)
+    read = ingest_records.read_loan_book(path)
+    split = ingest_verdict.split_rows(read, **INGEST)
     extra = split.issues.assign(rule="another", reason="another", value="second")
-    split = ingest.SplitResult(
+    split = ingest_quarantine.SplitResult(
         valid=split.valid,
         issues=pd.concat([split.issues, extra], ignore_index=True),
         quarantined_lines=split.quarantined_lines,
         records=split.records,
     )
-    got = ingest.quarantine_table(read, split)
+    got = ingest_quarantine.quarantine_table(read, split)
     pd.testing.assert_frame_equal(got, reference_quarantine_table(read, split))
     assert {json.loads(r)["Age"] for r in got["original_row"]} == {"abc"}
 
 
-def test_positions() -> None:
+def test_row_positions() -> None:
     lines = np.array([2, 3, 5, 8, 9], dtype="int64")
     wanted = np.array([1, 2, 4, 5, 9, 10], dtype="int64")
-    assert ingest._positions(lines, wanted).tolist() == [-1, 0, -1, 2, 4, -1]
-    assert ingest._positions(lines[::-1].copy(), wanted).tolist() == [-1, 4, -1, 2, 0, -1]
-    assert ingest._positions(lines[:0], wanted).tolist() == [-1] * 6
+    positions = ingest_quarantine.row_positions
+    assert positions(lines, wanted).tolist() == [-1, 0, -1, 2, 4, -1]
+    assert positions(lines[::-1].copy(), wanted).tolist() == [-1, 4, -1, 2, 0, -1]
+    assert positions(lines[:0], wanted).tolist() == [-1] * 6
 
 
 # --- validation in place ---------------------------------------------------------------------
@@ -279,9 +292,9 @@ def test_validation_in_place_returns_what_a_copying_validation_returns(tmp_path:
 
     path = tmp_path / "book.csv"
     path.write_text(joined(messy_lines(2)), encoding="utf-8")
-    read = ingest.read_loan_book(path)
-    split = ingest.split_rows(read, max_share=0.2)
-    quarantine = ingest.quarantine_table(read, split)
+    read = ingest_records.read_loan_book(path)
+    split = ingest_verdict.split_rows(read, **LENIENT)
+    quarantine = ingest_quarantine.quarantine_table(read, split)
     for frame, model in (
         (read.frame, RawLoans),
         (split.valid, LoanBook),
@@ -296,7 +309,7 @@ def test_validation_in_place_fails_with_a_readable_message(tmp_path: Path) -> No
 
     path = tmp_path / "book.csv"
     path.write_text(joined(LINES), encoding="utf-8")
-    valid = ingest.split_rows(ingest.read_loan_book(path)).valid
+    valid = ingest_verdict.split_rows(ingest_records.read_loan_book(path), **INGEST).valid
     broken = valid.assign(Age=valid["Age"].where(valid.index != 3, 7))
     with pytest.raises(SchemaViolation) as got:
         validate(broken, LoanBook, source="book.csv")
