@@ -93,6 +93,13 @@ def schedule_timezone() -> str:
     return os.environ.get("LOAN_PIPELINE_TIMEZONE", "UTC")
 
 
+def lock_wait_seconds() -> float | None:
+    """How long a run waits for the writer lock (``LOAN_PIPELINE_LOCK_WAIT_S``; default: as long
+    as it takes, since the run queue or the CLI has already waited its turn)."""
+    chosen = os.environ.get("LOAN_PIPELINE_LOCK_WAIT_S", "").strip()
+    return float(chosen) if chosen else None
+
+
 def sensor_interval_seconds() -> int:
     """How often the sensors look for new files and changed inputs (``LOAN_PIPELINE_SENSOR_INTERVAL``,
     seconds, default 30; read when the code location loads)."""

@@ -40,7 +40,9 @@ def publication_asset(upstream: list[AssetKey]):
         root = settings.storage_dir()
         store = runs.store()
         lineage = runs.context_lineage(context)
-        lock.acquire(root, context.run_id, runs.lock_wait_seconds(), on_wait=context.log.warning)
+        lock.acquire(
+            root, context.run_id, settings.lock_wait_seconds(), on_wait=context.log.warning
+        )
         try:
             manifest = store.publish(context.run_id, lineage, settings.keep_days())
             removed = manifest["removed"]

@@ -41,10 +41,6 @@ from loan_pipeline.schemas import (
     PERCENT_COLUMNS,
 )
 
-# Copy-on-write (the default from pandas 3): selecting columns or rows does not copy a
-# 10-million-row frame until something writes to it.
-pd.set_option("mode.copy_on_write", True)
-
 ISSUE_COLUMNS = ["source_line", "column", "rule", "reason", "value"]
 
 _INT_RE = r"^[+-]?\d+(\.0*)?$"

@@ -30,11 +30,8 @@ def single_threaded():
 
 
 def workers() -> int:
-    """Threads for :func:`parallel_map`: the cores this process may use
-    (``LOAN_PIPELINE_WORKERS`` overrides; 1 runs everything in the calling thread)."""
-    configured = os.environ.get("LOAN_PIPELINE_WORKERS")
-    if configured:
-        return max(1, int(configured))
+    """Threads for :func:`parallel_map`: the cores this process may use (its CPU affinity, so
+    ``taskset -c 0 make run`` runs everything in the calling thread)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 

@@ -45,9 +45,6 @@ class _RunFrames:
     def put(
         self, run_id: str, name: str, obj: object, readers: set, size: int | None = None
     ) -> None:
-        import pandas as pd
-
-        pd.set_option("mode.copy_on_write", True)
         if run_id != self.run_id:
             self.run_id, self.frames, self.waiting = run_id, {}, {}
             return_large_allocations_to_the_os()  # once a run writes data, not at import

@@ -8,7 +8,6 @@ the run it re-executes) made, and otherwise the published snapshot.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,18 +95,11 @@ def published_file(item: str) -> Path | None:
 # --- the writer lock, held by a run from its first step to its last ------------------------------
 
 
-def lock_wait_seconds() -> float | None:
-    """How long a run waits for the writer lock (``LOAN_PIPELINE_LOCK_WAIT_S``; default: as long
-    as it takes, since the run queue or the CLI has already waited its turn)."""
-    chosen = os.environ.get("LOAN_PIPELINE_LOCK_WAIT_S", "").strip()
-    return float(chosen) if chosen else None
-
-
 def hold_writer(instance, run_id: str, log) -> None:
     """Take the storage's writer lock for ``run_id`` (waiting, with a message, if another run
     holds it), and mark a run that was killed while holding it as failed."""
     root = settings.storage_dir()
-    abandoned = lock.acquire(root, run_id, lock_wait_seconds(), on_wait=log.warning)
+    abandoned = lock.acquire(root, run_id, settings.lock_wait_seconds(), on_wait=log.warning)
     if abandoned:
         mark_abandoned(instance, abandoned, log)
 

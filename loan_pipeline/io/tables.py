@@ -42,6 +42,12 @@ class TableIOManager(ConfigurableIOManager):
     storage's writer lock for the whole run."""
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        import pandas as pd
+
+        # Steps run with pandas' copy-on-write (the default from pandas 3): selecting columns
+        # or rows of a 10-million-row frame copies nothing until something writes to it, and a
+        # frame handed from one step to the next cannot be changed under it by its reader.
+        pd.set_option("mode.copy_on_write", True)
         hold_writer_for_run(context)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:

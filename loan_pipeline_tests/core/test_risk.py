@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.assets.risk import fallback_thresholds
+from loan_pipeline.core import runtime
 from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.core.risk import (
     EXCLUDED,
@@ -224,7 +225,7 @@ def test_the_answer_does_not_depend_on_the_number_of_threads(planted, monkeypatc
     X = np.random.default_rng(3).normal(size=(PARALLEL_SELECTION_ROWS, 5))
     X[::2, 0] += 8
     k_parallel = evaluate_k(X, [2, 3, 4], **config_kwargs(evaluate_k, ClusterConfig, resamples=3))
-    monkeypatch.setenv("LOAN_PIPELINE_WORKERS", "1")
+    monkeypatch.setattr(runtime, "workers", lambda: 1)
     serial = fit_recommended_model(book, **RISK)
     k_serial = evaluate_k(X, [2, 3, 4], **config_kwargs(evaluate_k, ClusterConfig, resamples=3))
     assert serial.metrics == parallel.metrics
