@@ -54,7 +54,8 @@ def root_cause(error) -> str:
 # What the steps of a full run import when they first run (the charts bring matplotlib, seaborn
 # and scipy; the models scikit-learn): about 1.3 s of a cold process.
 _STEP_IMPORTS = (
-    "loan_pipeline.core.risk",
+    "loan_pipeline.core.risk_methods",
+    "loan_pipeline.core.scoring",
     "loan_pipeline.core.segmentation",
     "loan_pipeline.core.signed",
     "scipy.optimize",

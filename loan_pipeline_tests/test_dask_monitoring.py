@@ -158,7 +158,8 @@ def test_segment_profiles_of_a_partitioned_book_equal_the_whole_books(book, on_c
 def frozen(book):
     """A risk model's scoring pipeline, fitted on the book's complete rows."""
     from loan_pipeline.core.monitoring import frozen_pipeline
-    from loan_pipeline.core.risk import RISK_NUMERIC, fit_recommended_model
+    from loan_pipeline.core.risk_methods import fit_recommended_model
+    from loan_pipeline.domain import RISK_NUMERIC
     from loan_pipeline.settings import RiskConfig
     from loan_pipeline_tests.defaults import config_kwargs
 

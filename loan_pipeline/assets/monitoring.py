@@ -166,7 +166,6 @@ def population_stability(
         stability_frame,
         stability_report,
     )
-    from loan_pipeline.core.risk import RISK_NUMERIC
     from loan_pipeline.io import baseline as baselines
     from loan_pipeline.schemas import PopulationStability, validate
 
@@ -194,7 +193,7 @@ def population_stability(
     record = baseline.record
     pinned_at = datetime.fromtimestamp(record["pinned_at"], UTC).isoformat(timespec="seconds")
     against = f"baseline snapshot {record['snapshot']} (pinned {pinned_at}, {record['how']})"
-    inputs = [("validated_loans", c) for c in RISK_NUMERIC] + [("risk_scores", "risk_score")]
+    inputs = [("validated_loans", c) for c in domain.RISK_NUMERIC] + [("risk_scores", "risk_score")]
     yield Output(
         table,
         metadata={

@@ -92,7 +92,7 @@ def risk_model(
     validated_loans,
 ):
     from loan_pipeline.core.model_card import model_card_markdown
-    from loan_pipeline.core.risk import fit_risk_model
+    from loan_pipeline.core.risk_methods import fit_risk_model
     from loan_pipeline.core.validation import arrears_evidence
 
     notebook = analysis.is_notebook
@@ -194,6 +194,7 @@ def risk_scores(
     risk_model,
 ):
     from loan_pipeline.core.chart_summaries import sample_positions
+    from loan_pipeline.core.model_inputs import risk_inputs
     from loan_pipeline.core.partitions import (
         collect,
         is_dask,
@@ -204,13 +205,7 @@ def risk_scores(
         take_positions,
         value_counts,
     )
-    from loan_pipeline.core.risk import (
-        RISK_CATEGORICAL,
-        RISK_NUMERIC,
-        risk_inputs,
-        score_borrowers,
-        scores_of,
-    )
+    from loan_pipeline.core.scoring import score_borrowers, scores_of
     from loan_pipeline.core.validation import reason_kinds, wrong_signed_reasons
     from loan_pipeline.schemas import RiskScores, validate
 
@@ -224,7 +219,7 @@ def risk_scores(
     inputs = (
         [("scaled_features", c) for c in risk_model.features]
         if risk_model.method == "notebook"
-        else [("validated_loans", c) for c in RISK_NUMERIC + RISK_CATEGORICAL]
+        else [("validated_loans", c) for c in domain.RISK_NUMERIC + domain.RISK_CATEGORICAL]
     )
     lineage = {
         c: inputs for c in ("risk_score", "p_written_off", "reason_1", "reason_2", "reason_3")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from loan_pipeline.core.risk import BASELINE_FEATURE, RiskModel
+from loan_pipeline.core.model_inputs import BASELINE_FEATURE
+from loan_pipeline.core.risk import RiskModel
 
 
 def _metric_table(metrics: dict[str, float], prefix: str = "") -> str:

@@ -15,6 +15,7 @@ from loan_pipeline.domain import (
     PSI_SIGNIFICANT,
     PSI_SIGNIFICANT_SHIFT,
     PSI_STABLE,
+    RISK_NUMERIC,
     STRATEGIES,
     STRATEGY_LEGAL,
 )
@@ -327,12 +328,8 @@ def stability_columns(
     borrowers; and per entry of ``models`` (column -> a fitted pipeline, or None for none) that
     model's score of each borrower, computed from the borrower's own row."""
     from loan_pipeline.core.joins import lookup_by_id
-    from loan_pipeline.core.risk import (
-        RISK_ENGINEERED,
-        RISK_NUMERIC,
-        pipeline_scores,
-        risk_inputs,
-    )
+    from loan_pipeline.core.logistic import pipeline_scores
+    from loan_pipeline.core.model_inputs import RISK_ENGINEERED, risk_inputs
 
     current = risk_inputs(loans, one_hot=False)[RISK_NUMERIC + RISK_ENGINEERED]
     current = current.assign(

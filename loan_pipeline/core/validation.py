@@ -2,7 +2,7 @@
 
 Everything is computed from loans counted per score bin and class (``counts``: 2 x bins,
 negatives then positives, bins ascending in score) and the probabilities summed per bin
-(``sums``), the form in which ``core.risk`` evaluates a book of any size a partition at a time.
+(``sums``), the form in which ``core.evaluation`` evaluates a book of any size a partition at a time.
 A bin is one threshold, as a tie is; with 2**14 bins the figures equal the per-loan ones to
 the third decimal (tested against scikit-learn and scipy on the loans themselves).
 """
@@ -200,7 +200,7 @@ def wrong_signed_reasons(
     ``loans`` (resolved loans; "not Fully Recovered"), judged from the reason text alone: a
     numeric input's "(high)" raising risk needs a positive rank correlation, "(low)" a negative
     one (the reverse for "lowers risk"); a category raising risk needs an outcome rate above the
-    book's. ``inputs``: the numeric model inputs of ``loans`` (``risk.risk_inputs``). Returns
+    book's. ``inputs``: the numeric model inputs of ``loans`` (``model_inputs.risk_inputs``). Returns
     the reasons given, the wrong-signed ones and their share."""
     from loan_pipeline.domain import INPUT_LABELS
 

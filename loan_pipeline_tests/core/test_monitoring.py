@@ -304,23 +304,26 @@ def test_a_runs_profile_becomes_a_baseline_with_its_own_models_scores():
 
 
 def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
-    from loan_pipeline.core import risk
+    from loan_pipeline.core import logistic
     from loan_pipeline.core.generator import generate_loan_book
+    from loan_pipeline.core.logistic import pipeline_scores, probability
+    from loan_pipeline.core.model_inputs import risk_inputs
+    from loan_pipeline.core.risk import RiskModel
+    from loan_pipeline.core.risk_methods import fit_recommended_model
+    from loan_pipeline.core.scoring import scores_of
 
     loans = generate_loan_book(600, seed=4)
-    model = risk.fit_recommended_model(
-        loans, **config_kwargs(risk.fit_recommended_model, settings.RiskConfig, folds=2)
+    model = fit_recommended_model(
+        loans, **config_kwargs(fit_recommended_model, settings.RiskConfig, folds=2)
     )
     pipeline = frozen_pipeline(model)
-    (whole,) = risk.pipeline_scores([pipeline], loans)
-    np.testing.assert_array_equal(whole, risk.probability(pipeline, risk.risk_inputs(loans)))
-    monkeypatch.setattr(risk, "SCORE_CHUNK", 128)  # in chunks, side by side: the same bits
-    again, other = risk.pipeline_scores([pipeline, model.secondary.estimator], loans)
+    (whole,) = pipeline_scores([pipeline], loans)
+    np.testing.assert_array_equal(whole, probability(pipeline, risk_inputs(loans)))
+    monkeypatch.setattr(logistic, "SCORE_CHUNK", 128)  # in chunks, side by side: the same bits
+    again, other = pipeline_scores([pipeline, model.secondary.estimator], loans)
     np.testing.assert_array_equal(again, whole)
-    np.testing.assert_array_equal(
-        other, risk.probability(model.secondary.estimator, risk.risk_inputs(loans))
-    )
-    assert risk.pipeline_scores([pipeline], loans.iloc[:0])[0].shape == (0,)
-    columns = stability_columns(loans, risk.scores_of(loans, model), {FROZEN_SCORE: pipeline})
+    np.testing.assert_array_equal(other, probability(model.secondary.estimator, risk_inputs(loans)))
+    assert pipeline_scores([pipeline], loans.iloc[:0])[0].shape == (0,)
+    columns = stability_columns(loans, scores_of(loans, model), {FROZEN_SCORE: pipeline})
     np.testing.assert_array_equal(columns[FROZEN_SCORE].to_numpy(), whole)
-    assert frozen_pipeline(risk.RiskModel("notebook", None, [], "")) is None
+    assert frozen_pipeline(RiskModel("notebook", None, [], "")) is None

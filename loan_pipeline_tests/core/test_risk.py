@@ -8,17 +8,15 @@ import pytest
 
 from loan_pipeline.assets.risk import fallback_thresholds
 from loan_pipeline.core import runtime
+from loan_pipeline.core.folds import folds_and_draws
 from loan_pipeline.core.generator import generate_loan_book
-from loan_pipeline.core.risk import (
-    EXCLUDED,
-    MERGED,
+from loan_pipeline.core.model_inputs import EXCLUDED, MERGED, risk_inputs
+from loan_pipeline.core.risk_methods import (
     fit_notebook_model,
     fit_recommended_model,
     fit_risk_model,
-    folds_and_draws,
-    risk_inputs,
-    score_borrowers,
 )
+from loan_pipeline.core.scoring import score_borrowers
 from loan_pipeline.core.strategy import rules_based_strategy
 from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.schemas import LOAN_BOOK_COLUMNS, OUTCOME_SIDE_COLUMNS
@@ -33,6 +31,20 @@ def risk_settings(**overrides) -> dict:
 
 
 RISK = risk_settings()
+
+
+def score_in_chunks_of(monkeypatch, rows: int) -> None:
+    """``SCORE_CHUNK`` is ``rows`` in every core module that reads it (each holds the name it
+    imported, so each is set)."""
+    import importlib
+    import pkgutil
+
+    import loan_pipeline.core
+
+    for found in pkgutil.iter_modules(loan_pipeline.core.__path__):
+        module = importlib.import_module(f"loan_pipeline.core.{found.name}")
+        if hasattr(module, "SCORE_CHUNK"):
+            monkeypatch.setattr(module, "SCORE_CHUNK", rows)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +210,7 @@ def test_metrics_equal_scikit_learns_definitions():
     """The one-sort metrics give scikit-learn's numbers, ties in the scores included."""
     from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-    from loan_pipeline.core.risk import _metrics
+    from loan_pipeline.core.evaluation import _metrics
 
     rng = np.random.default_rng(7)
     for n, levels in ((50, 5), (1_000, 40), (20_000, None)):
@@ -256,22 +268,20 @@ def test_joins_by_position_equal_joins_by_key():
 def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
     """Large books are scored (and held-out folds predicted) a chunk of rows at a time; the
     chunk size must not change a single score or reason."""
-    import loan_pipeline.core.risk as risk
-
     book, model = planted
     whole = score_borrowers(model, book, None)
-    monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
+    score_in_chunks_of(monkeypatch, 333)
     chunked = score_borrowers(model, book, None)
     pd.testing.assert_frame_equal(chunked, whole)
     # open loans' scores are the pipeline's own predict_proba (computed row by row, so to the
     # last bit or two; the preparation is shared with the reasons, not recomputed)
     open_loans = (whole["score_source"] == "open_loan").to_numpy()
     assert open_loans.any()
-    direct = model.primary.estimator.predict_proba(risk.risk_inputs(book))[:, 1]
+    direct = model.primary.estimator.predict_proba(risk_inputs(book))[:, 1]
     np.testing.assert_allclose(
         whole["risk_score"].to_numpy()[open_loans], direct[open_loans], rtol=1e-13, atol=0
     )
-    refit = risk.fit_recommended_model(book, **RISK)
+    refit = fit_recommended_model(book, **RISK)
     # sums over pieces of 333 rows: the same figures up to the order of float additions
     assert refit.metrics == pytest.approx(model.metrics, rel=1e-12, abs=1e-15)
 
@@ -279,7 +289,7 @@ def test_scoring_in_chunks_gives_the_same_table(planted, monkeypatch):
 def test_inputs_from_category_codes_equal_inputs_from_text():
     """The folds take rows of ``model_source`` (categories as codes), not of the loans: the
     model must see exactly the inputs the text gives, odd values and blanks included."""
-    from loan_pipeline.core.risk import model_source, risk_inputs
+    from loan_pipeline.core.model_inputs import model_source
 
     book = generate_loan_book(3000, seed=9)
     for col, odd in (
@@ -300,7 +310,7 @@ def test_binned_metrics_match_scikit_learn_and_the_exact_calibration():
     scores they match scikit-learn's exact figures to well under the printed precision."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from loan_pipeline.core.risk import (
+    from loan_pipeline.core.evaluation import (
         SCORE_BINS,
         _bin_of,
         _binned_metrics,
@@ -329,8 +339,6 @@ def test_binned_metrics_match_scikit_learn_and_the_exact_calibration():
 def test_folds_and_samples_are_the_same_in_any_partitioning(planted, monkeypatch):
     """A borrower's fold and draw come from its Borrower_ID alone, and the evaluation is a sum
     over pieces: a book fitted in small pieces gives the model fitted whole."""
-    import loan_pipeline.core.risk as risk
-
     book, whole = planted
     ids = book["Borrower_ID"]
     fold, draw = folds_and_draws(ids, 5, 42)
@@ -341,7 +349,7 @@ def test_folds_and_samples_are_the_same_in_any_partitioning(planted, monkeypatch
     assert 0.45 < draw.mean() < 0.55 and draw.min() >= 0 and draw.max() < 1
     other, _ = folds_and_draws(ids, 5, 43)
     assert (other != fold).mean() > 0.7  # another seed, another assignment
-    monkeypatch.setattr(risk, "SCORE_CHUNK", 333)
+    score_in_chunks_of(monkeypatch, 333)
     pieces = fit_recommended_model(book, **RISK)
     for key, value in whole.metrics.items():
         assert pieces.metrics[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key

@@ -15,7 +15,8 @@ from loan_pipeline.core.gains import (
     merge_gain_summaries,
 )
 from loan_pipeline.core.generator import generate_loan_book
-from loan_pipeline.core.risk import fit_recommended_model, score_borrowers
+from loan_pipeline.core.risk_methods import fit_recommended_model
+from loan_pipeline.core.scoring import score_borrowers
 from loan_pipeline.core.strategy import (
     assign_strategy,
     capacity_strategies,

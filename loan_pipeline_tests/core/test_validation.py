@@ -13,9 +13,17 @@ from sklearn.metrics import roc_auc_score
 
 from loan_pipeline import settings
 from loan_pipeline.assets.risk import fallback_thresholds
-from loan_pipeline.core import risk
+from loan_pipeline.core.evaluation import SCORE_BINS, binned_calibration
 from loan_pipeline.core.generator import generate_loan_book
+from loan_pipeline.core.model_inputs import (
+    LOG_COLUMNS,
+    RISK_ENGINEERED,
+    one_hot_columns,
+    risk_inputs,
+)
 from loan_pipeline.core.monitoring import fairness_table
+from loan_pipeline.core.risk_methods import fit_recommended_model
+from loan_pipeline.core.scoring import score_borrowers
 from loan_pipeline.core.signed import SignConstrainedLogisticRegression
 from loan_pipeline.core.strategy import strategy_table
 from loan_pipeline.core.validation import (
@@ -29,7 +37,7 @@ from loan_pipeline.core.validation import (
     validation_metrics,
     wrong_signed_reasons,
 )
-from loan_pipeline.domain import INPUT_LABELS, POLICY_MODEL
+from loan_pipeline.domain import INPUT_LABELS, POLICY_MODEL, RISK_NUMERIC
 from loan_pipeline_tests.defaults import config_kwargs
 
 
@@ -42,21 +50,19 @@ def book():
 
 @pytest.fixture(scope="module")
 def model(book):
-    return risk.fit_recommended_model(
-        book, **config_kwargs(risk.fit_recommended_model, settings.RiskConfig)
-    )
+    return fit_recommended_model(book, **config_kwargs(fit_recommended_model, settings.RiskConfig))
 
 
 @pytest.fixture(scope="module")
 def scores(book, model):
-    return risk.score_borrowers(model, book)
+    return score_borrowers(model, book)
 
 
 def _binned(y: np.ndarray, p: np.ndarray):
     """Loans counted per score bin and class, and the scores summed per bin, as core.risk does."""
-    bins = np.minimum((p * risk.SCORE_BINS).astype("int64"), risk.SCORE_BINS - 1)
-    counts = np.bincount(y * risk.SCORE_BINS + bins, minlength=2 * risk.SCORE_BINS).reshape(2, -1)
-    return counts, np.bincount(bins, weights=p, minlength=risk.SCORE_BINS)
+    bins = np.minimum((p * SCORE_BINS).astype("int64"), SCORE_BINS - 1)
+    counts = np.bincount(y * SCORE_BINS + bins, minlength=2 * SCORE_BINS).reshape(2, -1)
+    return counts, np.bincount(bins, weights=p, minlength=SCORE_BINS)
 
 
 def test_binned_figures_equal_the_per_loan_ones():
@@ -77,7 +83,7 @@ def test_binned_figures_equal_the_per_loan_ones():
 
     assert cal["calibration_intercept"] == pytest.approx(brentq(score, -5, 5), abs=2e-3)
 
-    table = risk.binned_calibration(counts, sums)
+    table = binned_calibration(counts, sums)
     hl = hosmer_lemeshow(table)
     deciles = pd.qcut(pd.Series(p).rank(method="first"), 10, labels=False)
     frame = pd.DataFrame({"d": deciles, "p": p, "y": y}).groupby("d").agg(["sum", "mean", "size"])
@@ -122,10 +128,10 @@ def _collinear_pipeline(book):
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     resolved = book[book["Recovery_Status"].notna()]
-    X = risk.risk_inputs(resolved)
+    X = risk_inputs(resolved)
     y = (resolved["Recovery_Status"] != "Fully Recovered").to_numpy(dtype="int64")
-    numeric = risk.RISK_NUMERIC + risk.RISK_ENGINEERED
-    logged = [c for c in numeric if c in risk.LOG_COLUMNS]
+    numeric = RISK_NUMERIC + RISK_ENGINEERED
+    logged = [c for c in numeric if c in LOG_COLUMNS]
     prepare = ColumnTransformer(
         [
             (
@@ -139,7 +145,7 @@ def _collinear_pipeline(book):
                 logged,
             ),
             ("num", StandardScaler(), [c for c in numeric if c not in logged]),
-            ("cat", "passthrough", risk.one_hot_columns()),
+            ("cat", "passthrough", one_hot_columns()),
         ],
         verbose_feature_names_out=False,
     )
@@ -162,10 +168,10 @@ def test_collinear_inputs_contradict_the_data_unless_merged_and_constrained(book
     assert model.primary.signs["agrees"].all()
     assert model.signs_agree and model.usable
     resolved = book[book["Recovery_Status"].notna()]
-    mine = model.primary.estimator.named_steps["prepare"].transform(risk.risk_inputs(resolved))
+    mine = model.primary.estimator.named_steps["prepare"].transform(risk_inputs(resolved))
     mine = mine[:, np.std(mine, axis=0) > 0]
     assert np.diag(np.linalg.inv(np.corrcoef(mine.T))).max() < 10
-    checked = wrong_signed_reasons(book, scores, risk.risk_inputs(book, one_hot=False))
+    checked = wrong_signed_reasons(book, scores, risk_inputs(book, one_hot=False))
     assert checked["reasons_given"] > len(book)  # most borrowers get three
     assert checked["wrong_signed_share"] < 0.01, checked
 
