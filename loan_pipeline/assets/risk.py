@@ -91,7 +91,6 @@ def risk_model(
     analysis: settings.AnalysisMethod,
     validated_loans,
 ):
-    from loan_pipeline.core.model_card import model_card_markdown
     from loan_pipeline.core.risk_methods import fit_risk_model
     from loan_pipeline.core.validation import arrears_evidence
 
@@ -110,6 +109,18 @@ def risk_model(
         test_size=config.test_size,
         high_risk_segments=config.high_risk_segments,
     )
+    if model.primary is not None:
+        model.fallback_evidence = arrears_evidence(validated_loans, **fallback_thresholds())
+    yield Output(model, metadata=_model_metadata(model))
+    yield _gate_check(model)
+    yield _sign_check(model, sign_constraints=config.sign_constraints)
+
+
+def _model_metadata(model) -> dict:
+    """The risk model's materialization metadata: its figures, and for the recommended method
+    its model card and evidence tables."""
+    from loan_pipeline.core.model_card import model_card_markdown
+
     metadata = {
         "method": model.method,
         "target": model.target,
@@ -117,7 +128,6 @@ def risk_model(
         **{k: v for k, v in model.metrics.items()},
     }
     if model.primary is not None:
-        model.fallback_evidence = arrears_evidence(validated_loans, **fallback_thresholds())
         metadata |= {
             "model_card": MetadataValue.md(model_card_markdown(model)),
             "excluded_columns": MetadataValue.json(model.excluded),
@@ -126,9 +136,12 @@ def risk_model(
             "coefficient_signs": markdown_table(model.primary.signs),
             "fallback_evidence": markdown_table(model.fallback_evidence),
         }
-    yield Output(model, metadata=metadata)
+    return metadata
+
+
+def _gate_check(model) -> AssetCheckResult:
     skill = model.metrics.get("brier_skill_vs_base_rate")
-    yield AssetCheckResult(
+    return AssetCheckResult(
         check_name=GATE_CHECK,
         passed=model.beats_baseline,
         severity=AssetCheckSeverity.ERROR,
@@ -143,26 +156,25 @@ def risk_model(
         else "The model does not beat the base rate; recovery_strategies uses the rules-based "
         "fallback policy instead of the scores.",
     )
-    signs = model.primary.signs if model.primary is not None else None
-    wrong = signs[~signs["agrees"]] if signs is not None else None
-    yield AssetCheckResult(
+
+
+def _sign_check(model, *, sign_constraints: bool) -> AssetCheckResult:
+    has_signs = model.primary is not None and model.primary.signs is not None
+    contradicting = model.contradicting_signs()
+    return AssetCheckResult(
         check_name=SIGN_CHECK,
         passed=model.signs_agree,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "contradicting": MetadataValue.json(
-                {}
-                if wrong is None
-                else dict(zip(wrong["input"], wrong["coefficient"].round(4), strict=True))
-            ),
-            "sign_constraints": config.sign_constraints,
+            "contradicting": MetadataValue.json(contradicting),
+            "sign_constraints": sign_constraints,
         },
         description="the notebook's forest has no coefficients"
-        if signs is None
+        if not has_signs
         else None
         if model.signs_agree
         else "Coefficients contradict their inputs' own relation to the outcome: "
-        + ", ".join(wrong["input"])
+        + ", ".join(contradicting)
         + "; recovery_strategies uses the rules-based fallback policy.",
     )
 
@@ -175,13 +187,7 @@ def risk_model(
     metadata={"dagster/column_schema": column_schema("RiskScores")},
     ins={
         "risk_model": AssetIn(input_manager_key="model_io_manager"),
-        "validated_loans": columns_of(
-            "Borrower_ID",
-            domain.RISK_NUMERIC,
-            domain.RISK_CATEGORICAL,
-            "Recovery_Status",
-            partitioned=True,
-        ),
+        "validated_loans": RISK_LOANS,
     },
     deps=["scaled_features"],  # the notebook method's inputs; it loads them itself
     description="A risk score for every borrower: out-of-fold for resolved loans (from a model "
@@ -194,19 +200,9 @@ def risk_scores(
     risk_model,
 ):
     from loan_pipeline.core.chart_summaries import sample_positions
-    from loan_pipeline.core.model_inputs import risk_inputs
-    from loan_pipeline.core.partitions import (
-        collect,
-        is_dask,
-        per_partition,
-        score_sum,
-        sum_counts,
-        summarise,
-        take_positions,
-        value_counts,
-    )
-    from loan_pipeline.core.scoring import score_borrowers, scores_of
-    from loan_pipeline.core.validation import reason_kinds, wrong_signed_reasons
+    from loan_pipeline.core.partitions import collect, is_dask, per_partition
+    from loan_pipeline.core.reason_codes import reasons_on_sample
+    from loan_pipeline.core.scoring import score_borrowers, score_summary, scores_of
     from loan_pipeline.schemas import RiskScores, validate
 
     notebook = risk_model.method == "notebook"
@@ -216,43 +212,42 @@ def risk_scores(
     else:  # every borrower's score from its own row: per partition on a cluster
         scores = per_partition(scores_of, validated_loans, risk_model)
     scores = validate(scores, RiskScores, source="risk_scores")
-    inputs = (
-        [("scaled_features", c) for c in risk_model.features]
-        if risk_model.method == "notebook"
-        else [("validated_loans", c) for c in domain.RISK_NUMERIC + domain.RISK_CATEGORICAL]
-    )
-    lineage = {
-        c: inputs for c in ("risk_score", "p_written_off", "reason_1", "reason_2", "reason_3")
-    }
-    lineage |= {
-        "Borrower_ID": [("validated_loans", "Borrower_ID")],
-        "observed": [("validated_loans", "Recovery_Status")],
-    }
     if is_dask(scores):  # computed once and kept on the workers, for the summaries and the write
         scores = scores.persist()
-    sources = summarise(value_counts, sum_counts, scores, ["score_source"])
-    total = summarise(score_sum, sum, scores)
+    mean_score, sources, borrowers = score_summary(scores)
     reasons_checked, top_reasons = {}, {}
     if not notebook:
         # the reasons read against the book's own relations, on the charts' fixed sample
-        sample = sample_positions(int(total[1]))
-        scored = take_positions(scores, sample)
-        loans = take_positions(validated_loans, sample)
-        reasons_checked = wrong_signed_reasons(loans, scored, risk_inputs(loans, one_hot=False))
-        top_reasons = reason_kinds(scored["reason_1"]).head(10).to_dict()
+        reasons_checked, top_reasons = reasons_on_sample(
+            validated_loans, scores, sample_positions(borrowers)
+        )
     context.add_output_metadata(
         {
             **table_metadata(scores),
-            **column_lineage(lineage),
-            "mean_score": float(total[0] / total[1]) if total[1] else float("nan"),
-            "score_sources": MetadataValue.json(
-                sources.sort_values(ascending=False, kind="stable").to_dict()
-            ),
+            **column_lineage(_scores_lineage(risk_model)),
+            "mean_score": mean_score,
+            "score_sources": MetadataValue.json(sources),
             "top_reasons": MetadataValue.json(top_reasons),
             **reasons_checked,
         }
     )
     return scores
+
+
+def _scores_lineage(model) -> dict[str, list[tuple[str, str]]]:
+    """Which source columns each column of risk_scores is computed from."""
+    inputs = (
+        [("scaled_features", c) for c in model.features]
+        if model.method == "notebook"
+        else [("validated_loans", c) for c in domain.RISK_NUMERIC + domain.RISK_CATEGORICAL]
+    )
+    lineage = {
+        c: inputs for c in ("risk_score", "p_written_off", "reason_1", "reason_2", "reason_3")
+    }
+    return lineage | {
+        "Borrower_ID": [("validated_loans", "Borrower_ID")],
+        "observed": [("validated_loans", "Recovery_Status")],
+    }
 
 
 @asset(
@@ -299,62 +294,36 @@ def recovery_strategies(
     risk_model,
 ):
     from loan_pipeline.core.export import write_export
-    from loan_pipeline.core.partitions import (
-        is_dask,
-        per_partition,
-        sum_counts,
-        summarise,
-        value_counts,
+    from loan_pipeline.core.partitions import is_dask
+    from loan_pipeline.core.strategy import (
+        choose_policy,
+        fallback_warning,
+        recovery_table,
+        strategy_summary,
     )
-    from loan_pipeline.core.strategy import capacity_strategies, loss_sums, strategy_table
-    from loan_pipeline.core.summaries import sum_frames
     from loan_pipeline.schemas import RecoveryStrategies, validate
 
     capacity = config.assignment == "capacity"
-    if not risk_model.usable:
-        policy = POLICY_FALLBACK
-        context.log.warning(
-            "the risk model "
-            + ("does not beat the base rate" if not risk_model.beats_baseline else "")
-            + (" and " if not risk_model.beats_baseline and not risk_model.signs_agree else "")
-            + ("has coefficients against the data" if not risk_model.signs_agree else "")
-            + ": strategies come from the rules-based fallback policy on arrears"
-            + (" (not from the capacity ranking asked for)" if capacity else "")
-        )
-    else:
-        policy = POLICY_CAPACITY if capacity else POLICY_MODEL
-    # on a cluster the three tables are partitioned alike (each made from the loan book's
-    # partitions, in order), so each partition joins its own rows: no shuffle
-    table = per_partition(
-        strategy_table,
+    policy = choose_policy(risk_model, capacity=capacity)
+    if policy == POLICY_FALLBACK:
+        context.log.warning(fallback_warning(risk_model, capacity=capacity))
+    table, capacities = recovery_table(
         validated_loans,
         borrower_segments,
         risk_scores,
-        POLICY_FALLBACK if policy == POLICY_FALLBACK else POLICY_MODEL,
+        policy=policy,
         legal_above=config.legal_above,
         settlement_from=config.settlement_from,
         **fallback_thresholds(config),
+        ranking_key=config.ranking_key,
+        legal_capacity=config.legal_capacity,
+        settlement_capacity=config.settlement_capacity,
     )
-    capacities = {}
-    if policy == POLICY_CAPACITY:  # the bands' table re-cut by rank (an empty capacity: the
-        # bands' count, so the same workload goes to the largest expected losses)
-        table, (legal, settlement) = capacity_strategies(
-            table,
-            ranking_key=config.ranking_key,
-            legal_capacity=config.legal_capacity,
-            settlement_capacity=config.settlement_capacity,
-        )
-        capacities = {
-            "ranking_key": config.ranking_key,
-            "legal_capacity": legal,
-            "settlement_capacity": settlement,
-        }
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     if is_dask(table):  # computed once, kept on the workers for the export and the write
         table = table.persist()
     export = runs.write_stream(context, EXPORT, lambda sink: write_export(table, sink))
-    counts = summarise(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
-    by_segment = counts.unstack(fill_value=0).reset_index()
+    by_strategy, by_segment, losses = strategy_summary(table)
     context.add_output_metadata(
         {
             **table_metadata(table),
@@ -363,16 +332,9 @@ def recovery_strategies(
             **capacities,
             "policy_note": MetadataValue.md(POLICY_NOTES[policy]),
             "export_path": MetadataValue.path(str(export)),
-            "strategy_counts": MetadataValue.json(
-                counts.groupby(level="recovery_strategy")
-                .sum()
-                .sort_values(ascending=False)
-                .to_dict()
-            ),
+            "strategy_counts": MetadataValue.json(by_strategy),
             "strategy_by_segment": markdown_table(by_segment),
-            "expected_loss_by_strategy": markdown_table(
-                summarise(loss_sums, sum_frames, table).reset_index(), floatfmt=",.0f"
-            ),
+            "expected_loss_by_strategy": markdown_table(losses, floatfmt=",.0f"),
         }
     )
     return table

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.model_inputs import one_hot_columns
+from loan_pipeline.core.model_inputs import one_hot_columns, risk_inputs
 from loan_pipeline.core.runtime import single_threaded
 from loan_pipeline.domain import INPUT_LABELS, RISK_CATEGORICAL
 from loan_pipeline.schemas import CATEGORIES
@@ -149,3 +149,16 @@ def _shown_values(X: pd.DataFrame, names: list[str], codes: np.ndarray):
         formatted, pa.scalar("%", pa.large_string()), pa.scalar("", pa.large_string())
     )
     return pc.coalesce(text, pc.if_else(pa.array(np.isin(codes, shares)), percent, formatted))
+
+
+def reasons_on_sample(loans, scores, positions: np.ndarray) -> tuple[dict[str, float], dict]:
+    """The reasons given to the borrowers at ``positions`` of ``scores`` (a frame, or the
+    partitions of one; ``loans`` alike), read against the book's own relations
+    (``validation.wrong_signed_reasons``), and the ten kinds of first reason given most."""
+    from loan_pipeline.core.partitions import take_positions
+    from loan_pipeline.core.validation import reason_kinds, wrong_signed_reasons
+
+    scored = take_positions(scores, positions)
+    sampled = take_positions(loans, positions)
+    checked = wrong_signed_reasons(sampled, scored, risk_inputs(sampled, one_hot=False))
+    return checked, reason_kinds(scored["reason_1"]).head(10).to_dict()

@@ -97,6 +97,15 @@ class RiskModel:
         none)."""
         return self.primary is None or self.primary.signs_agree
 
+    def contradicting_signs(self) -> dict[str, float]:
+        """The inputs whose coefficient in the model that sets the strategies contradicts their
+        own relation to the outcome, each with its coefficient to four decimals."""
+        signs = self.primary.signs if self.primary is not None else None
+        if signs is None:
+            return {}
+        wrong = signs[~signs["agrees"]]
+        return dict(zip(wrong["input"], wrong["coefficient"].round(4), strict=True))
+
     @property
     def usable(self) -> bool:
         """The strategies may use the scores: better than the base rate, reasons right-signed."""

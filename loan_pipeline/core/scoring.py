@@ -113,3 +113,14 @@ def _notebook_scores(model: RiskModel, features: pd.DataFrame) -> pd.DataFrame:
             "reason_3": None,
         }
     )
+
+
+def score_summary(scores) -> tuple[float, dict[str, int], int]:
+    """Of a scores table (pandas or Dask): the mean score, the borrowers per score source (most
+    first), and the borrowers scored."""
+    from loan_pipeline.core.partitions import score_sum, sum_counts, summarise, value_counts
+
+    sources = summarise(value_counts, sum_counts, scores, ["score_source"])
+    total = summarise(score_sum, sum, scores)
+    mean = float(total[0] / total[1]) if total[1] else float("nan")
+    return mean, sources.sort_values(ascending=False, kind="stable").to_dict(), int(total[1])

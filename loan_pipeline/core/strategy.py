@@ -7,6 +7,7 @@ import pandas as pd
 
 from loan_pipeline.domain import (
     POLICY_CAPACITY,
+    POLICY_FALLBACK,
     POLICY_MODEL,
     RANKING_KEYS,
     STRATEGIES,
@@ -298,3 +299,96 @@ def loss_sums(table: pd.DataFrame) -> pd.DataFrame:
     sums = grouped[columns].sum(min_count=1)
     sums.insert(0, "borrowers", grouped.size())
     return sums
+
+
+# --- the policy and the table the collections team gets -----------------------------------------
+
+
+def choose_policy(model, *, capacity: bool) -> str:
+    """Where the strategies come from: the rules-based fallback on arrears whenever the risk
+    ``model`` fails its gate (``RiskModel.usable``), else the worklist ranked by expected loss
+    when ``capacity`` is asked for, else the score bands."""
+    if not model.usable:
+        return POLICY_FALLBACK
+    return POLICY_CAPACITY if capacity else POLICY_MODEL
+
+
+def fallback_warning(model, *, capacity: bool) -> str:
+    """Why the strategies come from the fallback policy, for a ``model`` that fails its gate."""
+    return (
+        "the risk model "
+        + ("does not beat the base rate" if not model.beats_baseline else "")
+        + (" and " if not model.beats_baseline and not model.signs_agree else "")
+        + ("has coefficients against the data" if not model.signs_agree else "")
+        + ": strategies come from the rules-based fallback policy on arrears"
+        + (" (not from the capacity ranking asked for)" if capacity else "")
+    )
+
+
+def recovery_table(
+    loans,
+    segments,
+    scores,
+    *,
+    policy: str,
+    legal_above: float,
+    settlement_from: float,
+    legal_days: int,
+    legal_missed: int,
+    settlement_days: int,
+    settlement_missed: int,
+    ranking_key: str,
+    legal_capacity: int | None,
+    settlement_capacity: int | None,
+) -> tuple[object, dict]:
+    """Every borrower's strategy under ``policy``: ``strategy_table`` (the score bands, or the
+    fallback's thresholds ``legal_days`` to ``settlement_missed``), re-cut by rank under the
+    capacity policy (``capacity_strategies``: ``ranking_key`` and the two capacities). The
+    three tables are a whole book each, or (pandas or Dask) partitioned alike, each made from
+    the loan book's partitions in order, so each partition joins its own rows: no shuffle.
+    Returns the table and, under the capacity policy, the ranking key and capacities used."""
+    from loan_pipeline.core.partitions import per_partition
+
+    table = per_partition(
+        strategy_table,
+        loans,
+        segments,
+        scores,
+        POLICY_FALLBACK if policy == POLICY_FALLBACK else POLICY_MODEL,
+        legal_above=legal_above,
+        settlement_from=settlement_from,
+        legal_days=legal_days,
+        legal_missed=legal_missed,
+        settlement_days=settlement_days,
+        settlement_missed=settlement_missed,
+    )
+    if policy != POLICY_CAPACITY:
+        return table, {}
+    # the bands' table re-cut by rank (an empty capacity: the bands' count, so the same
+    # workload goes to the largest expected losses)
+    table, (legal, settlement) = capacity_strategies(
+        table,
+        ranking_key=ranking_key,
+        legal_capacity=legal_capacity,
+        settlement_capacity=settlement_capacity,
+    )
+    return table, {
+        "ranking_key": ranking_key,
+        "legal_capacity": legal,
+        "settlement_capacity": settlement,
+    }
+
+
+def strategy_summary(table) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame]:
+    """Of a strategy table (pandas or Dask): borrowers per strategy, most first; per segment
+    and strategy, a row per segment; and ``loss_sums`` per strategy."""
+    from loan_pipeline.core.partitions import sum_counts, summarise, value_counts
+    from loan_pipeline.core.summaries import sum_frames
+
+    counts = summarise(value_counts, sum_counts, table, ["segment_name", "recovery_strategy"])
+    by_strategy = (
+        counts.groupby(level="recovery_strategy").sum().sort_values(ascending=False).to_dict()
+    )
+    by_segment = counts.unstack(fill_value=0).reset_index()
+    losses = summarise(loss_sums, sum_frames, table).reset_index()
+    return by_strategy, by_segment, losses

@@ -20,13 +20,16 @@ from loan_pipeline.core.scoring import score_borrowers
 from loan_pipeline.core.strategy import (
     assign_strategy,
     capacity_strategies,
+    choose_policy,
     expected_loss,
+    fallback_warning,
     merge_candidates,
     strategy_table,
     worklist_candidates,
 )
 from loan_pipeline.domain import (
     POLICY_CAPACITY,
+    POLICY_FALLBACK,
     POLICY_MODEL,
     STRATEGIES,
     STRATEGY_LEGAL,
@@ -51,6 +54,21 @@ def test_notebook_bands_at_their_edges():
         STRATEGY_LEGAL,
         STRATEGY_LEGAL,
     ]
+
+
+def test_a_model_that_fails_its_gate_hands_the_strategies_to_the_fallback():
+    from loan_pipeline.core.risk import RiskModel
+
+    def model(beats_baseline: bool) -> RiskModel:
+        return RiskModel("recommended", None, [], "", beats_baseline=beats_baseline)
+
+    assert choose_policy(model(True), capacity=False) == POLICY_MODEL
+    assert choose_policy(model(True), capacity=True) == POLICY_CAPACITY
+    assert choose_policy(model(False), capacity=True) == POLICY_FALLBACK
+    assert fallback_warning(model(False), capacity=True) == (
+        "the risk model does not beat the base rate: strategies come from the rules-based "
+        "fallback policy on arrears (not from the capacity ranking asked for)"
+    )
 
 
 def test_thresholds_are_configurable_and_checked():

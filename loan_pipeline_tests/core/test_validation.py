@@ -187,6 +187,8 @@ def test_a_contradicting_coefficient_fails_the_model(book, model):
         model, primary=dataclasses.replace(model.primary, signs=coefficient_signs(old, X, y))
     )
     assert failed.beats_baseline and not failed.signs_agree and not failed.usable
+    assert list(failed.contradicting_signs()) == contradicting["input"].tolist()
+    assert model.contradicting_signs() == {}
 
 
 def test_reasons_are_in_words_with_values_and_framed_by_the_score(book, model, scores):
