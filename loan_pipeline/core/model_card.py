@@ -7,6 +7,17 @@ import pandas as pd
 from loan_pipeline.core.model_inputs import BASELINE_FEATURE
 from loan_pipeline.core.risk import RiskModel
 
+# The card's last section: what the model and its reasons cannot tell.
+LIMITS = [
+    "",
+    "## Limits",
+    "- The outcome is observed once per loan; the model says how this book's past loans "
+    "ended, not what a collection action would change (no causal claim).",
+    "- Reason codes are the inputs that moved the score most from an average training "
+    "borrower's: for a borrower scored at or above the book's base rate, those raising it; "
+    'below it, those lowering it ("lowers risk"). They explain the score, not the outcome.',
+]
+
 
 def _metric_table(metrics: dict[str, float], prefix: str = "") -> str:
     rows = []
@@ -34,10 +45,29 @@ def model_card_markdown(
     calibration_image: str | None = None,
 ) -> str:
     """The model card as markdown (for the UI and for docs/model_card.md)."""
-    m = model.metrics
     primary = model.primary
     lines = [
         "# Model card: recovery risk",
+        *_data_and_target(model.metrics),
+        *_method(model),
+        *_inputs(model),
+        *_held_out_metrics(model),
+    ]
+    if "ks" in model.metrics:
+        lines += _validation_report(model.metrics)
+    if primary is not None and primary.gains is not None:
+        lines += _gains(primary.gains)
+    if primary is not None:
+        lines += _calibration_and_coefficients(primary, calibration_image)
+    if model.fallback_evidence is not None:
+        lines += _fallback_evidence(model.fallback_evidence)
+    if fairness is not None:
+        lines += ["", "## Fairness", "", fairness.to_markdown(index=False, floatfmt=".3f")]
+    return "\n".join(lines + LIMITS)
+
+
+def _data_and_target(m: dict[str, float]) -> list[str]:
+    return [
         "",
         "## Data",
         f"- Resolved loans (with an outcome) used for training and evaluation: {int(m['resolved_loans']):,}",
@@ -47,6 +77,12 @@ def model_card_markdown(
         "## Target",
         "- Primary: **not Fully Recovered** (Partially Recovered or Written Off).",
         "- Secondary: **Written Off**.",
+    ]
+
+
+def _method(model: RiskModel) -> list[str]:
+    m = model.metrics
+    return [
         "",
         "## Method",
         "- Logistic regression (amounts as log(1 + x), numbers standardised, each category as "
@@ -60,6 +96,11 @@ def model_card_markdown(
         f"- Strategies use the model only if its out-of-fold Brier score beats the base rate's by "
         f"a skill of at least {model.min_skill:.2f} and every coefficient agrees in sign with its "
         "input's own relation to the outcome; otherwise a rules-based policy on arrears.",
+    ]
+
+
+def _inputs(model: RiskModel) -> list[str]:
+    return [
         "",
         "## Features",
         ", ".join(f"`{f}`" for f in model.features),
@@ -68,6 +109,12 @@ def model_card_markdown(
         pd.DataFrame(
             {"column": list(model.excluded), "why": list(model.excluded.values())}
         ).to_markdown(index=False),
+    ]
+
+
+def _held_out_metrics(model: RiskModel) -> list[str]:
+    m = model.metrics
+    lines = [
         "",
         "## Metrics on held-out folds (pooled out-of-fold scores; ± is the sd across folds)",
         "",
@@ -84,86 +131,78 @@ def model_card_markdown(
     ]
     if model.secondary is not None:
         lines += ["", "Written off:", "", _metric_table(m, prefix="written_off_")]
-    if "ks" in m:
-        lines += [
-            "",
-            "## Validation report (not fully recovered, out-of-fold)",
-            "",
-            pd.DataFrame(
-                [
-                    (
-                        "ROC AUC (95 % bootstrap interval)",
-                        f"{m['model_roc_auc']:.3f} "
-                        f"({m['roc_auc_ci_low']:.3f}-{m['roc_auc_ci_high']:.3f}, "
-                        f"{int(m['bootstrap_replicates'])} resamples)",
-                    ),
-                    ("Gini (2 AUC - 1)", f"{m['gini']:.3f}"),
-                    ("KS", f"{m['ks']:.3f}"),
-                    ("Calibration slope (1 = calibrated)", f"{m['calibration_slope']:.3f}"),
-                    ("Calibration intercept (0 = calibrated)", f"{m['calibration_intercept']:.3f}"),
-                    (
-                        "Hosmer-Lemeshow (10 groups, 8 df)",
-                        f"{m['hosmer_lemeshow']:.1f} (p = {m['hosmer_lemeshow_p']:.3f})",
-                    ),
-                ],
-                columns=["figure", "value"],
-            ).to_markdown(index=False),
-        ]
-    if primary is not None and primary.gains is not None:
-        lines += [
-            "",
-            "Gains by decile of the score (1 = highest scores):",
-            "",
-            # counts as whole numbers, rates to three decimals
-            primary.gains.to_markdown(
-                index=False,
-                floatfmt=[
-                    ".0f" if c in ("decile", "borrowers", "bads") else ".3f" for c in primary.gains
-                ],
-            ),
-        ]
-    if primary is not None:
-        lines += [
-            "",
-            "## Calibration (out-of-fold, by decile of predicted probability)",
-            "",
-            primary.calibration.to_markdown(index=False, floatfmt=".3f"),
-        ]
-        if calibration_image:
-            lines += ["", calibration_image]
-        lines += [
-            "",
-            "## Coefficients against the data",
-            "",
-            "Each input's coefficient (numbers standardised; a category's weight of evidence is "
-            "in log-odds) next to its own correlation with the outcome. A coefficient that "
-            "contradicts its input's direction fails the check `coefficient_signs_agree_with_data`"
-            " and the strategies fall back to the rules-based policy.",
-            "",
-            (primary.signs if primary.signs is not None else primary.coefficients).to_markdown(
-                index=False, floatfmt=".3f"
-            ),
-        ]
-    evidence = model.fallback_evidence
-    if evidence is not None:
-        lines += [
-            "",
-            "## The fallback policy's evidence",
-            "",
-            "Rate of not fully recovered among resolved loans in each arrears band the "
-            "rules-based fallback draws (at its thresholds):",
-            "",
-            evidence.to_markdown(index=False, floatfmt=".3f"),
-        ]
-    if fairness is not None:
-        lines += ["", "## Fairness", "", fairness.to_markdown(index=False, floatfmt=".3f")]
-    lines += [
-        "",
-        "## Limits",
-        "- The outcome is observed once per loan; the model says how this book's past loans "
-        "ended, not what a collection action would change (no causal claim).",
-        "- Reason codes are the inputs that moved the score most from an average training "
-        "borrower's: for a borrower scored at or above the book's base rate, those raising it; "
-        'below it, those lowering it ("lowers risk"). They explain the score, not the outcome.',
+    return lines
+
+
+def _validation_report(m: dict[str, float]) -> list[str]:
+    figures = [
+        (
+            "ROC AUC (95 % bootstrap interval)",
+            f"{m['model_roc_auc']:.3f} "
+            f"({m['roc_auc_ci_low']:.3f}-{m['roc_auc_ci_high']:.3f}, "
+            f"{int(m['bootstrap_replicates'])} resamples)",
+        ),
+        ("Gini (2 AUC - 1)", f"{m['gini']:.3f}"),
+        ("KS", f"{m['ks']:.3f}"),
+        ("Calibration slope (1 = calibrated)", f"{m['calibration_slope']:.3f}"),
+        ("Calibration intercept (0 = calibrated)", f"{m['calibration_intercept']:.3f}"),
+        (
+            "Hosmer-Lemeshow (10 groups, 8 df)",
+            f"{m['hosmer_lemeshow']:.1f} (p = {m['hosmer_lemeshow_p']:.3f})",
+        ),
     ]
-    return "\n".join(lines)
+    return [
+        "",
+        "## Validation report (not fully recovered, out-of-fold)",
+        "",
+        pd.DataFrame(figures, columns=["figure", "value"]).to_markdown(index=False),
+    ]
+
+
+def _gains(gains: pd.DataFrame) -> list[str]:
+    return [
+        "",
+        "Gains by decile of the score (1 = highest scores):",
+        "",
+        # counts as whole numbers, rates to three decimals
+        gains.to_markdown(
+            index=False,
+            floatfmt=[".0f" if c in ("decile", "borrowers", "bads") else ".3f" for c in gains],
+        ),
+    ]
+
+
+def _calibration_and_coefficients(primary, calibration_image: str | None) -> list[str]:
+    lines = [
+        "",
+        "## Calibration (out-of-fold, by decile of predicted probability)",
+        "",
+        primary.calibration.to_markdown(index=False, floatfmt=".3f"),
+    ]
+    if calibration_image:
+        lines += ["", calibration_image]
+    return lines + [
+        "",
+        "## Coefficients against the data",
+        "",
+        "Each input's coefficient (numbers standardised; a category's weight of evidence is "
+        "in log-odds) next to its own correlation with the outcome. A coefficient that "
+        "contradicts its input's direction fails the check `coefficient_signs_agree_with_data`"
+        " and the strategies fall back to the rules-based policy.",
+        "",
+        (primary.signs if primary.signs is not None else primary.coefficients).to_markdown(
+            index=False, floatfmt=".3f"
+        ),
+    ]
+
+
+def _fallback_evidence(evidence: pd.DataFrame) -> list[str]:
+    return [
+        "",
+        "## The fallback policy's evidence",
+        "",
+        "Rate of not fully recovered among resolved loans in each arrears band the "
+        "rules-based fallback draws (at its thresholds):",
+        "",
+        evidence.to_markdown(index=False, floatfmt=".3f"),
+    ]
