@@ -59,7 +59,7 @@ def scores(book, model):
 
 
 def _binned(y: np.ndarray, p: np.ndarray):
-    """Loans counted per score bin and class, and the scores summed per bin, as core.risk does."""
+    """Loans counted per score bin and class, and the scores summed per bin, as core.evaluation does."""
     bins = np.minimum((p * SCORE_BINS).astype("int64"), SCORE_BINS - 1)
     counts = np.bincount(y * SCORE_BINS + bins, minlength=2 * SCORE_BINS).reshape(2, -1)
     return counts, np.bincount(bins, weights=p, minlength=SCORE_BINS)
