@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core import model_inputs
 from loan_pipeline.core.folds import folds_and_draws, resolved_labels
 from loan_pipeline.core.logistic import probability
-from loan_pipeline.core.model_inputs import BASELINE_FEATURE, SCORE_CHUNK, model_source, risk_inputs
+from loan_pipeline.core.model_inputs import BASELINE_FEATURE, model_source, risk_inputs
 from loan_pipeline.core.runtime import single_threaded
 
 SCORE_BINS = 2**14
@@ -78,8 +79,8 @@ def evaluation_counts(
     fold, _ = folds_and_draws(part["Borrower_ID"].iloc[at], folds, seed)
     p, p_baseline = np.empty(len(at)), np.empty(len(at))
     with single_threaded():
-        for start in range(0, len(at), SCORE_CHUNK):
-            rows = slice(start, start + SCORE_CHUNK)
+        for start in range(0, len(at), model_inputs.SCORE_CHUNK):
+            rows = slice(start, start + model_inputs.SCORE_CHUNK)
             X = risk_inputs(model_source(part.iloc[at[rows]]))
             f = fold[rows]
             for k in range(folds):

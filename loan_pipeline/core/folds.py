@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loan_pipeline.core.model_inputs import SCORE_CHUNK, TARGETS, model_source
+from loan_pipeline.core import model_inputs
+from loan_pipeline.core.model_inputs import TARGETS, model_source
 
 
 # Hash keys are 16 characters; the seed picks one, so another seed is another fold assignment.
@@ -84,7 +85,14 @@ def _candidates(
     below = min(1.0, max(w / n for w, n in zip(wanted, train_sizes, strict=True)) * 1.1)
     while True:
         drawn = summarise(
-            drawn_rows, pd.concat, loans, target, folds, seed, below, piece_rows=SCORE_CHUNK
+            drawn_rows,
+            pd.concat,
+            loans,
+            target,
+            folds,
+            seed,
+            below,
+            piece_rows=model_inputs.SCORE_CHUNK,
         )
         candidates = [drawn["_fold"].to_numpy() != k for k in range(folds)]
         candidates.append(np.ones(len(drawn), dtype=bool))

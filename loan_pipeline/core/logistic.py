@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core import model_inputs
 from loan_pipeline.core.model_inputs import (
     LOG_COLUMNS,
-    SCORE_CHUNK,
     category_groups,
     risk_inputs,
 )
@@ -75,10 +75,10 @@ def pipeline_scores(pipelines: list, loans: pd.DataFrame) -> list[np.ndarray]:
     out = [np.empty(len(loans)) for _ in pipelines]
 
     def chunk(start: int) -> None:
-        rows = loans.iloc[start : start + SCORE_CHUNK]
+        rows = loans.iloc[start : start + model_inputs.SCORE_CHUNK]
         X = risk_inputs(rows)
         for scores, pipeline in zip(out, pipelines, strict=True):
             scores[start : start + len(rows)] = probability(pipeline, X)
 
-    parallel_map(chunk, range(0, len(loans), SCORE_CHUNK))
+    parallel_map(chunk, range(0, len(loans), model_inputs.SCORE_CHUNK))
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core import model_inputs
 from loan_pipeline.core.evaluation import binned_calibration, evaluation_counts, out_of_fold_metrics
 from loan_pipeline.core.folds import class_counts, fitting_samples
 from loan_pipeline.core.logistic import logistic_pipeline
@@ -14,7 +15,6 @@ from loan_pipeline.core.model_inputs import (
     BASELINE_FEATURE,
     MODEL_CATEGORICAL,
     MODEL_NUMERIC,
-    SCORE_CHUNK,
     one_hot_columns,
     risk_inputs,
 )
@@ -50,7 +50,10 @@ def fit_outcome_model(
     """
     from loan_pipeline.core.partitions import summarise
 
-    pieces = {"piece_rows": SCORE_CHUNK, "split_every": 8}  # sums: merged on the workers
+    pieces = {
+        "piece_rows": model_inputs.SCORE_CHUNK,
+        "split_every": 8,
+    }  # sums: merged on the workers
     counts = summarise(class_counts, add_elementwise, loans, target, folds, random_state, **pieces)
     _require_both_classes_in_every_fold(counts, target, folds)
     drawn, samples = fitting_samples(

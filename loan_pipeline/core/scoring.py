@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from loan_pipeline.core import model_inputs
 from loan_pipeline.core.logistic import probability
-from loan_pipeline.core.model_inputs import SCORE_CHUNK, risk_inputs
+from loan_pipeline.core.model_inputs import risk_inputs
 from loan_pipeline.core.reason_codes import reason_codes
 from loan_pipeline.core.risk import RiskModel
 from loan_pipeline.core.runtime import parallel_map, single_threaded
@@ -33,12 +34,12 @@ def score_borrowers(
 
     def chunk(start: int) -> pd.DataFrame:
         # chunks are independent and write disjoint slices: scored side by side, one core each
-        rows = loans.iloc[start : start + SCORE_CHUNK]
+        rows = loans.iloc[start : start + model_inputs.SCORE_CHUNK]
         end = start + len(rows)
         score[start:end], written[start:end], reasons = _score_rows(model, rows)
         return reasons
 
-    parts = parallel_map(chunk, range(0, len(loans), SCORE_CHUNK))
+    parts = parallel_map(chunk, range(0, len(loans), model_inputs.SCORE_CHUNK))
     reasons = (
         pd.concat(parts, ignore_index=True)
         if parts

@@ -304,7 +304,7 @@ def test_a_runs_profile_becomes_a_baseline_with_its_own_models_scores():
 
 
 def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
-    from loan_pipeline.core import logistic
+    from loan_pipeline.core import model_inputs
     from loan_pipeline.core.generator import generate_loan_book
     from loan_pipeline.core.logistic import pipeline_scores, probability
     from loan_pipeline.core.model_inputs import risk_inputs
@@ -319,7 +319,7 @@ def test_a_pipelines_scores_are_each_rows_own(monkeypatch):
     pipeline = frozen_pipeline(model)
     (whole,) = pipeline_scores([pipeline], loans)
     np.testing.assert_array_equal(whole, probability(pipeline, risk_inputs(loans)))
-    monkeypatch.setattr(logistic, "SCORE_CHUNK", 128)  # in chunks, side by side: the same bits
+    monkeypatch.setattr(model_inputs, "SCORE_CHUNK", 128)  # in chunks, side by side: the same bits
     again, other = pipeline_scores([pipeline, model.secondary.estimator], loans)
     np.testing.assert_array_equal(again, whole)
     np.testing.assert_array_equal(other, probability(model.secondary.estimator, risk_inputs(loans)))

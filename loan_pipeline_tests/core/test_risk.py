@@ -34,17 +34,11 @@ RISK = risk_settings()
 
 
 def score_in_chunks_of(monkeypatch, rows: int) -> None:
-    """``SCORE_CHUNK`` is ``rows`` in every core module that reads it (each holds the name it
-    imported, so each is set)."""
-    import importlib
-    import pkgutil
+    """Score, count and draw ``rows`` at a time (``model_inputs.SCORE_CHUNK``, which every
+    core module reads from there)."""
+    from loan_pipeline.core import model_inputs
 
-    import loan_pipeline.core
-
-    for found in pkgutil.iter_modules(loan_pipeline.core.__path__):
-        module = importlib.import_module(f"loan_pipeline.core.{found.name}")
-        if hasattr(module, "SCORE_CHUNK"):
-            monkeypatch.setattr(module, "SCORE_CHUNK", rows)
+    monkeypatch.setattr(model_inputs, "SCORE_CHUNK", rows)
 
 
 @pytest.fixture(scope="module")
