@@ -35,52 +35,29 @@ def _text(labels: list[str], codes: np.ndarray, index: pd.Index, name: str | Non
     return pd.Series(text_from_codes(labels, codes), index=index, name=name)
 
 
-def rules_based_strategy(
+# The strategy each clause of the fallback policy leads to (the clauses in ``rules_based``'s
+# order: legal on days, legal on missed payments, settlement on days, on missed, none).
+_CLAUSE_STRATEGY = np.array([0, 0, 1, 1, 2])
+
+
+def rules_based(
     loans: pd.DataFrame,
     *,
     legal_days: int,
     legal_missed: int,
     settlement_days: int,
     settlement_missed: int,
-) -> pd.Series:
-    """The fallback when no model beats the base rate: a policy on arrears alone.
+) -> tuple[pd.Series, pd.Series]:
+    """The fallback when no model beats the base rate: a policy on arrears alone, and for each
+    borrower the clause that decided (the first that holds).
 
     Days_Past_Due > ``legal_days`` or Num_Missed_Payments >= ``legal_missed`` -> legal action;
     Days_Past_Due > ``settlement_days`` or Num_Missed_Payments >= ``settlement_missed`` ->
-    settlement offers; otherwise automated reminders.
+    settlement offers; otherwise automated reminders. Returns (strategy, reason).
     """
     dpd = loans["Days_Past_Due"].to_numpy()
     missed = loans["Num_Missed_Payments"].to_numpy()
-    chosen = np.select(
-        [
-            (dpd > legal_days) | (missed >= legal_missed),
-            (dpd > settlement_days) | (missed >= settlement_missed),
-        ],
-        [0, 1],
-        default=2,
-    )
-    return _text(STRATEGIES, chosen, loans.index, "recovery_strategy")
-
-
-def rules_based_reasons(
-    loans: pd.DataFrame,
-    *,
-    legal_days: int,
-    legal_missed: int,
-    settlement_days: int,
-    settlement_missed: int,
-) -> pd.Series:
-    """Why the fallback policy chose each borrower's strategy, in words."""
-    dpd = loans["Days_Past_Due"].to_numpy()
-    missed = loans["Num_Missed_Payments"].to_numpy()
-    words = [
-        f"Days_Past_Due > {legal_days}",
-        f"Num_Missed_Payments >= {legal_missed}",
-        f"Days_Past_Due > {settlement_days}",
-        f"Num_Missed_Payments >= {settlement_missed}",
-        f"Days_Past_Due <= {settlement_days} and Num_Missed_Payments < {settlement_missed}",
-    ]
-    chosen = np.select(
+    clause = np.select(
         [
             dpd > legal_days,
             missed >= legal_missed,
@@ -90,7 +67,15 @@ def rules_based_reasons(
         [0, 1, 2, 3],
         default=4,
     )
-    return _text(words, chosen, loans.index, None)
+    words = [
+        f"Days_Past_Due > {legal_days}",
+        f"Num_Missed_Payments >= {legal_missed}",
+        f"Days_Past_Due > {settlement_days}",
+        f"Num_Missed_Payments >= {settlement_missed}",
+        f"Days_Past_Due <= {settlement_days} and Num_Missed_Payments < {settlement_missed}",
+    ]
+    strategy = _text(STRATEGIES, _CLAUSE_STRATEGY[clause], loans.index, "recovery_strategy")
+    return strategy, _text(words, clause, loans.index, None)
 
 
 def expected_loss(probability, balance) -> np.ndarray:
@@ -122,7 +107,7 @@ def strategy_table(
     and the three reasons, from the loan book (ids, balance and arrears), the segments and the
     scores (a whole book, or one aligned partition of each). ``policy``: the score bands, or
     the rules-based fallback on arrears (``legal_days`` to ``settlement_missed``: its thresholds,
-    as ``rules_based_strategy``'s) with the rule that fired
+    as ``rules_based``'s) with the rule that fired
     as the reason. ``worklist_rank`` is left empty: only the capacity policy ranks
     (``capacity_strategies``, applied to this table)."""
     from loan_pipeline.core.joins import join_by_id, text_from_codes
@@ -147,15 +132,15 @@ def strategy_table(
             table["risk_score"], legal_above=legal_above, settlement_from=settlement_from
         )
     else:
-        fallback = dict(
+        strategy, reason = rules_based(
+            table,
             legal_days=legal_days,
             legal_missed=legal_missed,
             settlement_days=settlement_days,
             settlement_missed=settlement_missed,
         )
-        strategy = rules_based_strategy(table, **fallback)
         # the reasons are the rule that fired, not the (unused) model's
-        table["reason_1"] = rules_based_reasons(table, **fallback).array
+        table["reason_1"] = reason.array
         none = text_from_codes([None], np.zeros(len(table), dtype="int64"))
         table["reason_2"] = none
         table["reason_3"] = none

@@ -287,7 +287,7 @@ def arrears_evidence(
     loans, *, legal_days: int, legal_missed: int, settlement_days: int, settlement_missed: int
 ) -> pd.DataFrame:
     """The rules-based fallback's own evidence: resolved loans and their rate of "not Fully
-    Recovered" in each band the policy draws on arrears (its four limits, as ``rules_based_strategy``'s),
+    Recovered" in each band the policy draws on arrears (its four limits, as ``rules_based``'s),
     from a frame or a Dask frame counted a partition at a time."""
     from loan_pipeline.core.partitions import summarise
 

@@ -17,7 +17,7 @@ from loan_pipeline.core.risk_methods import (
     fit_risk_model,
 )
 from loan_pipeline.core.scoring import score_borrowers
-from loan_pipeline.core.strategy import rules_based_strategy
+from loan_pipeline.core.strategy import rules_based
 from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.schemas import LOAN_BOOK_COLUMNS, OUTCOME_SIDE_COLUMNS
 from loan_pipeline.settings import ClusterConfig, RiskConfig
@@ -153,7 +153,7 @@ def test_rules_based_fallback_on_arrears():
     loans = pd.DataFrame(
         {"Days_Past_Due": [0, 31, 91, 0, 0, 30], "Num_Missed_Payments": [0, 0, 0, 2, 6, 1]}
     )
-    assert rules_based_strategy(loans, **fallback_thresholds()).tolist() == [
+    assert rules_based(loans, **fallback_thresholds())[0].tolist() == [
         STRATEGY_REMINDERS,
         STRATEGY_SETTLEMENT,
         STRATEGY_LEGAL,
@@ -172,12 +172,10 @@ def test_too_few_resolved_loans_is_a_clear_error():
 def test_fallback_reasons_name_the_rule_that_fired():
     import pandas as pd
 
-    from loan_pipeline.core.strategy import rules_based_reasons
-
     loans = pd.DataFrame(
         {"Days_Past_Due": [120, 0, 45, 0, 10], "Num_Missed_Payments": [0, 7, 0, 3, 1]}
     )
-    assert rules_based_reasons(loans, **fallback_thresholds()).tolist() == [
+    assert rules_based(loans, **fallback_thresholds())[1].tolist() == [
         "Days_Past_Due > 90",
         "Num_Missed_Payments >= 6",
         "Days_Past_Due > 30",
