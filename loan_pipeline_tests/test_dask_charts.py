@@ -147,8 +147,13 @@ def test_loan_amount_bins_of_pieces_add_up(book):
     pieces = _merged(chart_summaries.amount_bins, chart_summaries.merge_amount_bins, loans, plan)
     np.testing.assert_array_equal(pieces["histogram"], whole["histogram"])
     amounts = loans["Loan_Amount"].to_numpy(dtype=float, na_value=np.nan)
-    expected = np.histogram(amounts[np.isfinite(amounts)], bins=plan.bins)[0]
+    finite = amounts[np.isfinite(amounts)]
+    expected = np.histogram(finite, bins=plan.bins, range=plan.range)[0]
     np.testing.assert_array_equal(whole["histogram"], expected)
+    # round edges that just cover the amounts: every amount counted, at most a bin to spare
+    assert whole["histogram"].sum() == len(finite)
+    assert plan.range[0] <= finite.min() < plan.range[0] + plan.width
+    assert plan.range[1] - plan.width < finite.max() <= plan.range[1]
     key = "hexagons" if plan.hexagons is not None else "pairs"
     assert (plan.hexagons is not None) == (len(loans) > chart_summaries.SAMPLE_LIMIT)
     np.testing.assert_array_equal(pieces[key], whole[key])

@@ -46,8 +46,9 @@ _POINTS = ("Monthly_Income", "Loan_Amount")
 CHARTS: tuple[Chart, ...] = (
     Chart(
         "chart_loan_amount_distribution",
-        "Loan amount distribution (histogram with a kernel density curve) and its relation to "
-        "monthly income.",
+        "Loan amount distribution: the share of loans in bins of a stated round width (e.g. "
+        "200k), a kernel density curve on the same scale, the axis ending at the largest loan's "
+        "bin; and loan amount against monthly income, with their Pearson r.",
         inputs=("validated_loans",),
         columns={"validated_loans": _POINTS},
         summaries=("amount_extents",),
@@ -56,7 +57,8 @@ CHARTS: tuple[Chart, ...] = (
     ),
     Chart(
         "chart_payment_history_recovery",
-        "Recovery outcome by payment history.",
+        "Recovery outcome by payment history: loans counted per outcome in each "
+        "payment-history class, n per class under its bars.",
         inputs=("validated_loans",),
         columns={"validated_loans": ("Payment_History", "Recovery_Status")},
         summaries=("history_outcomes",),
@@ -64,7 +66,10 @@ CHARTS: tuple[Chart, ...] = (
     ),
     Chart(
         "chart_missed_payments_recovery",
-        "Recovery outcome mix by number of missed payments.",
+        "Recovery outcome mix by number of missed payments: each outcome's share stacked per "
+        "number of missed payments, n (loans) under each bar, and at each boundary between "
+        "outcomes its 95% Wilson interval as whiskers, so a bar of 2 loans reads as the guess "
+        "it is.",
         inputs=("validated_loans",),
         columns={"validated_loans": ("Num_Missed_Payments", "Recovery_Status")},
         summaries=("missed_outcomes",),
@@ -72,7 +77,8 @@ CHARTS: tuple[Chart, ...] = (
     ),
     Chart(
         "chart_income_loan_recovery",
-        "Monthly income against loan amount, coloured by recovery outcome.",
+        "Monthly income against loan amount, coloured by recovery outcome (colours a "
+        "deuteranope tells apart).",
         inputs=("validated_loans",),
         columns={"validated_loans": (*_POINTS, "Recovery_Status")},
         summaries=("outcomes",),
@@ -100,16 +106,18 @@ CHARTS: tuple[Chart, ...] = (
     ),
     Chart(
         "chart_k_selection",
-        "How k was chosen: prediction strength (reproducibility) and the gap statistic (gain "
-        "over a structureless book) for each candidate k, the k used marked, the verdict in "
-        "the title.",
+        "How k was chosen: prediction strength (reproducibility) for each candidate k against "
+        "the stability bar (ClusterConfig.stability_threshold, drawn as a dashed line, below it "
+        "shaded), and the gap statistic's gain over k-1 at the stable k against the gain "
+        "needed; the k used ringed; the title gives the verdict and which test each k failed.",
         inputs=("cluster_model",),
         draw="draw_k_selection",
     ),
     Chart(
         "chart_calibration",
-        "Calibration of the held-out risk scores: observed outcome rate against the predicted "
-        "probability, by decile.",
+        "Calibration of the held-out risk scores: the observed share not fully recovered "
+        "against the predicted probability of not being fully recovered, by decile of the "
+        "score; and the scores' distribution.",
         inputs=("risk_scores",),
         columns={"risk_scores": ("risk_score", "observed", "score_source")},
         draw="draw_calibration",

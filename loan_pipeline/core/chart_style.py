@@ -5,8 +5,14 @@ Changing a chart's colours is an edit here only:
 * Recovery outcomes always use ``STATUS_ORDER`` and ``STATUS_PALETTE`` (passed to seaborn as
   ``hue_order`` and ``palette``), so a colour means the same outcome on every chart; an
   unexpected outcome gets one of ``_EXTRA_STATUS_COLOURS`` (``status_palette``), never dropped.
-* Segments get ``segment_palette`` (colour-blind safe, "Unassigned" grey).
+* Segments get ``segment_palette`` (``SEGMENT_COLOURS`` in segment order, "Unassigned" grey).
 * The charts coloured by neither use the fixed colours below, one per role.
+
+The status and segment colours are chosen so that a reader with deuteranopia (the commonest
+colour-vision deficiency) tells every pair apart as well as anyone: simulated (Machado et al.
+2009), each pair stays at least 20 CIELAB units apart (``loan_pipeline_tests/core/
+test_charts.py`` checks it with ``loan_pipeline_tests/colour_vision.py``). Okabe-Ito's orange and vermilion, the outcome colours
+before, fell to 18 and its green to 12 from the open-loan grey.
 
 Every draw function runs inside ``styled`` (seaborn's white grid and the fonts of ``_RC``).
 """
@@ -42,6 +48,7 @@ __all__ = [
     "MONEY_FORMAT",
     "NO_GROUP_COLOUR",
     "REFERENCE_COLOUR",
+    "SEGMENT_COLOURS",
     "SERIES_COLOUR",
     "SINGLE_FIGSIZE",
     "STATUS_ORDER",
@@ -56,19 +63,37 @@ __all__ = [
 # Colours
 # --------------------------------------------------------------------------------------------
 
-# Grey for what belongs to no group: loans with no outcome yet, borrowers with no segment.
-NO_GROUP_COLOUR = "#999999"
+# Light grey for what belongs to no group: loans with no outcome yet, borrowers with no segment
+# (a mid grey such as REFERENCE_COLOUR's comes within 12 units of a mid green for a deuteranope).
+NO_GROUP_COLOUR = "#BBBBBB"
 
 STATUS_ORDER = ["Fully Recovered", "Partially Recovered", "Written Off"]
-# Okabe-Ito colour-blind-safe shades: bluish green, orange (amber), vermillion (red), grey.
+# Blue, orange and a dark wine, then grey: the outcomes from best to worst, apart in hue for
+# every reader and, worst darkest, in lightness too (Okabe-Ito's blue and orange, Paul Tol's
+# wine). Simulated deuteranopia keeps every pair at least 41 CIELAB units apart.
 STATUS_PALETTE = {
-    "Fully Recovered": "#009E73",
+    "Fully Recovered": "#0072B2",
     "Partially Recovered": "#E69F00",
-    "Written Off": "#D55E00",
+    "Written Off": "#882255",
     OPEN_LABEL: NO_GROUP_COLOUR,
 }
 # Colours for unexpected status values (typos, new outcomes): shown, never dropped.
-_EXTRA_STATUS_COLOURS = ["#56B4E9", "#CC79A7", "#0072B2", "#F0E442"]
+_EXTRA_STATUS_COLOURS = ["#66CCEE", "#228833", "#332288", "#DDCC77"]
+
+# The segments' colours, in segment order: the first k are used. Picked (from Okabe-Ito's and
+# Paul Tol's palettes) so that any two of them, and each with NO_GROUP_COLOUR, stay at least 28
+# CIELAB units apart for a normal and for a simulated deuteranope reader; as many as
+# ClusterConfig.k_max's default (8). Beyond them, husl (distinct hues, not safe).
+SEGMENT_COLOURS = [
+    "#4477AA",  # blue
+    "#E69F00",  # orange
+    "#228833",  # green
+    "#882255",  # wine
+    "#332288",  # indigo
+    "#DDCC77",  # sand
+    "#66CCEE",  # cyan
+    "#000000",  # black
+]
 
 # The fixed colours of the charts coloured by neither outcome nor segment (Okabe-Ito too), one
 # per role, so that a colour reads the same way on each of them.
@@ -91,11 +116,11 @@ def status_palette(levels: list[str]) -> dict[str, str]:
 
 
 def segment_palette(names: list[str]) -> dict[str, object]:
-    """A colour for every segment name: seaborn's colour-blind palette without its grey (husl
-    beyond its nine colours), and ``NO_GROUP_COLOUR`` for ``UNASSIGNED_SEGMENT``."""
-    base = [c for i, c in enumerate(sns.color_palette("colorblind", 10)) if i != 7]  # no grey
+    """A colour for every segment name: ``SEGMENT_COLOURS`` in order (husl beyond them), and
+    ``NO_GROUP_COLOUR`` for ``UNASSIGNED_SEGMENT``."""
     named = [n for n in names if n != UNASSIGNED_SEGMENT]
-    colours = base if len(named) <= len(base) else sns.color_palette("husl", len(named))
+    fits = len(named) <= len(SEGMENT_COLOURS)
+    colours = SEGMENT_COLOURS if fits else sns.color_palette("husl", len(named))
     palette: dict[str, object] = dict(zip(named, colours, strict=False))
     if UNASSIGNED_SEGMENT in names:
         palette[UNASSIGNED_SEGMENT] = NO_GROUP_COLOUR

@@ -68,9 +68,12 @@ __all__ = [
     "loan_amount_summaries",
     "missed_outcome_table",
     "plot_sample",
+    "round_bins",
+    "round_width",
     "sample_positions",
     "sample_rows",
     "segment_summaries",
+    "wilson_interval",
 ]
 
 # The labels missing values are counted and drawn under.
@@ -194,20 +197,44 @@ def merge_amount_extents(parts: list[dict]) -> dict:
 
 
 class AmountBins(NamedTuple):
-    """The second pass of the loan-amount chart: ``bins`` equal histogram bins over ``range``;
-    beyond SAMPLE_LIMIT complete pairs, the pairs counted per hexagon of the grid of
-    ``hexagons`` (matplotlib's hexbin extent), else the pairs themselves (few) collected."""
+    """The second pass of the loan-amount chart: ``bins`` equal histogram bins over ``range``,
+    each of a round width (``width``) and together just covering the amounts; beyond
+    SAMPLE_LIMIT complete pairs, the pairs counted per hexagon of the grid of ``hexagons``
+    (matplotlib's hexbin extent), else the pairs themselves (few) collected."""
 
     bins: int
     range: tuple[float, float]
     hexagons: tuple[float, float, float, float] | None
+
+    @property
+    def width(self) -> float:
+        return (self.range[1] - self.range[0]) / self.bins
+
+
+def round_width(width: float) -> float:
+    """The smallest of 1, 2, 2.5 and 5 times a power of ten that is at least ``width`` (> 0):
+    a bin width a reader can state ("per 200k")."""
+    power = 10.0 ** math.floor(math.log10(width))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= width * (1 - 1e-9))
+
+
+def round_bins(lo: float, hi: float, n_bins: int) -> tuple[int, tuple[float, float]]:
+    """About ``n_bins`` bins of a round width (``round_width``) on multiples of it, the first
+    holding ``lo``, the last ``hi``: the histogram ends within one bin of the data."""
+    width = round_width((hi - lo) / n_bins if hi > lo else max(abs(hi), 1.0) / 10)
+    start = math.floor(lo / width) * width
+    bins = max(round((math.ceil(hi / width) * width - start) / width), 1)
+    # min and max: no amount lost to a rounding error in the last digit of an edge
+    return bins, (min(start, lo), max(start + bins * width, hi))
 
 
 def _amount_bins_plan(extents: dict, kde_values: np.ndarray) -> AmountBins:
     # as many bins as numpy's 'auto' rule gives the sample, within [10, 50]
     n_bins = int(np.clip(len(np.histogram_bin_edges(kde_values, bins="auto")) - 1, 10, 50))
     amounts: Extent = extents["amounts"]
-    value_range = (amounts.lo, amounts.hi) if amounts.n else (0.0, 1.0)  # numpy's for no value
+    # round edges, so that the chart can state the width ("share of loans per 200k"), ending
+    # within a bin of the data; numpy's (0, 1) when there is no amount
+    n_bins, value_range = round_bins(amounts.lo, amounts.hi, n_bins) if amounts.n else (10, (0, 1))
     hexagons = None
     if extents["moments"].n[0, 1] > SAMPLE_LIMIT:
         hexagons = _hexagon_extent(extents["income"], extents["pair_amounts"])
@@ -374,6 +401,21 @@ def missed_outcome_table(cells: dict, levels: list[str]) -> pd.DataFrame:
         index=pd.Index(missed, dtype=float, name="missed"),
         columns=pd.Index(levels, name="status"),
     )
+
+
+def wilson_interval(
+    successes: np.ndarray, n: np.ndarray, z: float = 1.959964
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval (95 % by default) of each share ``successes / n``: unlike the
+    normal approximation it stays within [0, 1] and is wide, not zero, at 0 of 3 or 3 of 3
+    (Wilson 1927; Brown, Cai & DasGupta 2001). ``n`` > 0."""
+    k = np.asarray(successes, dtype="float64")
+    n = np.asarray(n, dtype="float64")
+    share = k / n
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2))
+    # the share always inside its interval, whatever the rounding in the last digit
+    return np.clip(centre - half, 0.0, share), np.clip(centre + half, share, 1.0)
 
 
 # --------------------------------------------------------------------------------------------

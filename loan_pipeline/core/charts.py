@@ -79,6 +79,7 @@ from loan_pipeline.core.chart_summaries import (  # noqa: E402
     missed_outcome_table,
     sample_rows,
     segment_summaries,
+    wilson_interval,
 )
 from loan_pipeline.core.summaries import CoMoments, label_codes, pearson  # noqa: E402
 
@@ -204,45 +205,48 @@ def _draw_loan_amount_distribution(
 def _amount_histogram(
     ax: Axes, plan: AmountBins, counts: np.ndarray, n_amounts: int, kde: PlotSample
 ) -> None:
-    """The left panel: the histogram of every loan amount, with the density curve over it."""
+    """The left panel: the share of every loan amount in each bin of a round width, with the
+    density curve over it on the same scale; the x axis ends where the bins do."""
     # Histogram on every row, binned per partition on fixed edges, drawn by seaborn from the
-    # bin counts (weights); stat="density" makes the bars integrate to 1.
+    # bin counts (weights); stat="probability": each bar the share of loans in its bin.
     edges = np.histogram_bin_edges(np.empty(0), bins=plan.bins, range=plan.range)
     centres = (edges[:-1] + edges[1:]) / 2
+    width = compact(plan.width)
     sns.histplot(
         data=pd.DataFrame({"Loan_Amount": centres, "loans": counts}),
         x="Loan_Amount",
         weights="loans",
         bins=edges.tolist(),  # a list: seaborn compares `bins == "auto"`
-        stat="density",
+        stat="probability",
         color=SERIES_COLOUR,
         alpha=0.45,
         edgecolor=EDGE_COLOUR,
         label=f"Histogram (all {n_amounts:,} loans)",
         ax=ax,
     )
-    kde_note = _density_curve(ax, kde)
+    kde_note = _density_curve(ax, kde, plan)
     ax.set_title(f"Distribution of loan amounts{kde_note}")
     ax.set_xlabel(f"Loan amount {MONEY}")
-    ax.set_ylabel("Density (share of loans per currency unit)")
+    ax.set_ylabel(f"Share of loans per {width} bin (%)")
     ax.xaxis.set_major_formatter(MONEY_FORMAT)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom for the legend
     ax.legend(loc="upper center", ncols=2)
 
 
-def _density_curve(ax: Axes, kde: PlotSample) -> str:
-    """A Gaussian kernel density curve of the sample's amounts; returns the note for the
-    title (the sample it is drawn from, or why there is none)."""
+def _density_curve(ax: Axes, kde: PlotSample, plan: AmountBins) -> str:
+    """A Gaussian kernel density curve of the sample's amounts over the bins' range, scaled to
+    the share of loans per bin (density times the bin width); returns the note for the title
+    (the sample it is drawn from, or why there is none)."""
     kde_values = kde.frame["Loan_Amount"].to_numpy()
     if len(np.unique(kde_values)) < 2:
         return "\n(too few distinct amounts for a density curve)"
     density = gaussian_kde(kde_values)
-    bandwidth = float(np.sqrt(density.covariance[0, 0]))
-    low = kde_values.min() - 3 * bandwidth
-    if kde_values.min() >= 0:  # loan amounts cannot be negative
-        low = max(low, 0.0)
-    grid = np.linspace(low, kde_values.max() + 3 * bandwidth, 512)
-    ax.plot(grid, density(grid), color=DENSITY_COLOUR, lw=2, label="Kernel density estimate")
+    # not beyond the bins (the smallest and largest loans): no curve where no loan can be
+    grid = np.linspace(*plan.range, 512)
+    share = density(grid) * plan.width
+    ax.plot(grid, share, color=DENSITY_COLOUR, lw=2, label="Kernel density estimate")
     if kde.is_sample:
         return f"\ndensity curve from a {kde.note.replace('borrowers', 'loans')}"
     return ""
@@ -376,32 +380,65 @@ def _draw_missed_payments_recovery(cells: dict) -> Figure:
     counts = missed_outcome_table(cells, levels)
     totals = counts.sum(axis=1)
     shares = counts.div(totals, axis=0)
-    labels = [compact(v) if float(v).is_integer() else f"{v:g}" for v in counts.index]
     positions = np.arange(len(counts))
+    crowded = len(counts) > 25
 
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
     fig.suptitle("Recovery outcome mix by number of missed payments")
     _stacked_shares(ax, positions, shares, levels, palette)
-    crowded = len(counts) > 14
-    _bar_totals(ax, positions, totals, crowded)
+    _boundary_intervals(ax, positions, counts, crowded)
 
     subtitle = (
-        "Share of loans per outcome; n = loans with that many missed payments "
-        f"(all {sum(cells.values()):,} loans)"
+        f"Share of loans per outcome (all {sum(cells.values()):,} loans), n under each bar;\n"
+        "whiskers: 95% Wilson interval of each boundary between outcomes"
     )
     if n_unrecorded:
         subtitle += f"\n{n_unrecorded:,} loans without a missed-payment count are not shown"
-    ax.set_title(subtitle, pad=14)
+    ax.set_title(subtitle)
     ax.set_xticks(positions)
-    ax.set_xticklabels(labels, rotation=90 if len(labels) > 25 else 0)
+    ax.set_xticklabels(_count_labels(counts.index, totals, crowded), rotation=90 if crowded else 0)
+    ax.tick_params(axis="x", labelsize=7 if len(counts) > 14 else 9)
     ax.set_xlim(-0.6, len(counts) - 0.4)
-    ax.set_ylim(0, 1.12 if crowded else 1.06)
+    ax.set_ylim(0, 1.03)  # room for the caps of an interval that reaches 100%
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_xlabel("Missed payments (count of instalments)")
+    ax.set_xlabel("Missed payments (count of instalments); n = loans with that many")
     ax.set_ylabel("Share of loans (%)")
     ax.grid(axis="x", visible=False)
     ax.legend(title="Recovery status", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def _count_labels(missed: pd.Index, totals: pd.Series, crowded: bool) -> list[str]:
+    """Each bar's number of missed payments with its number of loans under it ("3\nn=113"; on
+    one line when the labels are turned upright)."""
+    labels = []
+    for value, total in zip(missed, totals, strict=True):
+        count = compact(value) if float(value).is_integer() else f"{value:g}"
+        n = f"{total:,}" if total < 1_000 else compact(total, digits=2)
+        labels.append(f"{count} (n={n})" if crowded else f"{count}\nn={n}")
+    return labels
+
+
+def _boundary_intervals(
+    ax: Axes, positions: np.ndarray, counts: pd.DataFrame, crowded: bool
+) -> None:
+    """On each bar, at each boundary between two stacked outcomes, the 95% Wilson interval of
+    the share below it (a binomial share of the bar's loans): a bar of 3 loans carries whiskers
+    most of the bar long, one of 130 short ones."""
+    totals = counts.sum(axis=1).to_numpy()
+    below = counts.cumsum(axis=1).to_numpy()[:, :-1]  # loans below each inner boundary
+    for j in range(below.shape[1]):
+        share = below[:, j] / totals
+        lo, hi = wilson_interval(below[:, j], totals)
+        ax.errorbar(
+            positions,
+            share,
+            yerr=np.vstack([share - lo, hi - share]),
+            fmt="none",
+            ecolor=INK_COLOUR,
+            elinewidth=0.9,
+            capsize=1.5 if crowded else 3,
+        )
 
 
 def _stacked_shares(
@@ -422,20 +459,6 @@ def _stacked_shares(
             label=level,
         )
         bottom += shares[level].to_numpy()
-
-
-def _bar_totals(ax: Axes, positions: np.ndarray, totals: pd.Series, crowded: bool) -> None:
-    """The number of loans above each bar (turned upright when the bars are crowded)."""
-    for pos, total in zip(positions, totals, strict=True):
-        ax.text(
-            pos,
-            1.01,
-            f"n={total:,}" if total < 1_000 else f"n={compact(total, digits=2)}",
-            ha="center",
-            va="bottom",
-            fontsize=7 if crowded else 8,
-            rotation=90 if crowded else 0,
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,8 +605,9 @@ def _draw_correlation_heatmap(moments: CoMoments) -> Figure:
 @styled
 def k_selection(selection) -> Figure:
     """The evidence behind k (a ``segmentation.KSelection``): per candidate k, its prediction
-    strength against the stability threshold, and, at the stable k, the gap statistic's gain
-    over k-1 against the gain's standard error. The title says the verdict."""
+    strength against the stability bar (``ClusterConfig.stability_threshold``), and, at the
+    stable k, the gap statistic's gain over k-1 against the gain's standard error. The title
+    says the verdict and which test each k failed."""
     ks = selection.table["k"].to_numpy()
     fig, (ax_ps, ax_gain) = plt.subplots(1, 2, figsize=DOUBLE_FIGSIZE, layout="constrained")
     _prediction_strength_panel(ax_ps, selection, ks)
@@ -593,39 +617,89 @@ def k_selection(selection) -> Figure:
         ax.set_xticks(ks)
         ax.set_xlim(ks.min() - 0.5, ks.max() + 0.5)
         ax.legend(loc="best", fontsize=8)
+    title = _with_verdict("Choosing the number of segments", selection.summary)
     fig.suptitle(
-        _with_verdict("Choosing the number of segments", selection.summary),
+        f"{title}\n{_k_evidence(selection)}",
         fontweight="bold",
         color=INK_COLOUR if selection.supported else HIGHLIGHT_COLOUR,
     )
     return fig
 
 
+def _k_list(ks) -> str:
+    return ", ".join(str(int(k)) for k in ks)
+
+
+def _k_evidence(selection) -> str:
+    """Why the verdict, in one line: which k clear the stability bar and the gap test."""
+    table = selection.table
+    bar = f"the stability bar of {selection.stability_threshold:g}"
+    if selection.supported:
+        row = selection.chosen_row
+        return (
+            f"k={selection.chosen} clears {bar} (prediction strength "
+            f"{row['prediction_strength']:.2f}) and the gap test (gain "
+            f"{row['gap_gain']:.3f} > {row['gap_sd']:.3f} needed)"
+        )
+    if table["supported"].any():  # a configured k the data do not support, others they do
+        passing = table.loc[table["supported"], "k"]
+        return f"k={_k_list(passing)} {'passes' if len(passing) == 1 else 'pass'} both tests"
+    stable = table.loc[table["stable"], "k"]
+    if stable.empty:
+        best = table.loc[table["prediction_strength"].idxmax()]
+        return (
+            f"Every k falls below {bar} (best: k={int(best['k'])} at "
+            f"{best['prediction_strength']:.2f}): no k passes"
+        )
+    one = len(stable) == 1
+    clear, fail = ("clears", "fails") if one else ("clear", "fail")
+    rest = "; every other k falls below it" if len(stable) < len(table) else ""
+    return f"k={_k_list(stable)} {clear} {bar} but {fail} the gap test{rest}"
+
+
 def _prediction_strength_panel(ax: Axes, selection, ks: np.ndarray) -> None:
     """Reproducible? Each candidate k's mean (and minimum) prediction strength against the
-    stability threshold, the k used ringed."""
+    stability bar, the region below it shaded, each k filled when it clears the bar and hollow
+    when not, the k used ringed."""
     table = selection.table
     chosen = selection.chosen
-    used = table["k"] == chosen
-    ax.plot(ks, table["prediction_strength"], marker="o", color=SERIES_COLOUR, label="mean")
+    used = (table["k"] == chosen).to_numpy()
+    stable = table["stable"].to_numpy(dtype=bool)
+    threshold = selection.stability_threshold
+    ax.axhspan(0, threshold, color=GUIDE_COLOUR, alpha=0.08, lw=0, label="below the bar")
+    ax.axhline(
+        threshold,
+        color=GUIDE_COLOUR,
+        linestyle="--",
+        linewidth=1.2,
+        label=f"stability bar: {threshold:g}",
+    )
+    ps = table["prediction_strength"].to_numpy()
+    ax.plot(ks, ps, color=SERIES_COLOUR, label="mean")
     ax.fill_between(
         ks,
         table["prediction_strength_min"],
-        table["prediction_strength"],
+        ps,
         color=SERIES_COLOUR,
         alpha=0.15,
         label="min to mean",
     )
-    ax.axhline(
-        selection.stability_threshold,
-        color=GUIDE_COLOUR,
-        linestyle="--",
-        linewidth=1,
-        label=f"stable from {selection.stability_threshold:g}",
-    )
+    for passes, label in ((True, "clears the bar"), (False, "below the bar")):
+        where = stable == passes
+        if where.any():
+            ax.scatter(
+                ks[where],
+                ps[where],
+                s=36,
+                facecolors=SERIES_COLOUR if passes else EDGE_COLOUR,
+                edgecolors=SERIES_COLOUR,
+                linewidths=1.5,
+                zorder=4,
+                label=f"k {label}",
+            )
     ax.scatter(
         ks[used],
-        table.loc[used, "prediction_strength"],
+        ps[used],
         s=140,
         facecolors="none",
         edgecolors=HIGHLIGHT_COLOUR,
@@ -640,15 +714,22 @@ def _prediction_strength_panel(ax: Axes, selection, ks: np.ndarray) -> None:
 
 def _gap_gain_panel(ax: Axes, selection) -> None:
     """Beyond a structureless book? The gap statistic's gain over k-1 where it was computed
-    (the stable k), against the gain needed; a note when no k was stable."""
+    (the stable k), against the gain needed, each bar saying whether it passes; a note when no
+    k was stable."""
     table = selection.table
     computed = table[table["gap_gain"].notna()]
-    ax.bar(
+    bars = ax.bar(
         computed["k"],
         computed["gap_gain"],
         color=np.where(computed["k"] == selection.chosen, HIGHLIGHT_COLOUR, SERIES_COLOUR),
         alpha=0.7,
         label="gain: gap(k) - gap(k-1)",
+    )
+    ax.bar_label(
+        bars,
+        labels=["passes" if ok else "fails" for ok in computed["gap_significant"]],
+        padding=3,
+        fontsize=8,
     )
     ax.scatter(
         computed["k"],
@@ -665,12 +746,14 @@ def _gap_gain_panel(ax: Axes, selection) -> None:
         ax.text(
             0.5,
             0.5,
-            "no stable k: nothing to test",
+            f"no k clears the stability bar ({selection.stability_threshold:g}):\nnothing to test",
             transform=ax.transAxes,
             ha="center",
             va="center",
             color=GUIDE_COLOUR,
         )
+    else:
+        ax.margins(y=0.15)  # room for the bars' labels
     ax.set_title("Beyond a structureless book? Gap statistic, at the stable k")
     ax.set_ylabel("Gain in gap over k-1 (log W)")
 
@@ -770,6 +853,10 @@ def _calibration_figure(scores, bins: int) -> Figure:
     return _draw_calibration(*calibration_summaries(scores, bins))
 
 
+# What the risk score is the probability of (``schemas.RISK_SCORE``: the pipeline's target).
+_NOT_RECOVERED = "not being fully recovered"
+
+
 @styled
 def _draw_calibration(binned: ScoreBins, deciles: pd.DataFrame | None, q: int) -> Figure:
     fig, (ax, hist) = plt.subplots(
@@ -796,15 +883,15 @@ def _draw_calibration(binned: ScoreBins, deciles: pd.DataFrame | None, q: int) -
         )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("Mean predicted probability (share)")
-    ax.set_ylabel("Observed rate (share)")
-    ax.set_title("Calibration: predicted vs observed")
+    ax.set_xlabel(f"Predicted probability of {_NOT_RECOVERED} (mean per bin)")
+    ax.set_ylabel("Observed share not fully recovered")
+    ax.set_title(f"Calibration: predicted vs observed probability of\n{_NOT_RECOVERED}")
     ax.legend(loc="upper left")
-    hist.set_xlabel("Risk score (probability)")
+    hist.set_xlabel(f"Risk score: predicted probability of {_NOT_RECOVERED}")
     hist.set_ylabel("Borrowers (count)")
-    hist.set_title("Distribution of held-out scores")
+    hist.set_title("Distribution of the held-out scores")
     hist.legend(loc="upper right")
-    fig.suptitle("Is a 0.7 score a 70% chance?", fontweight="bold")
+    fig.suptitle(f"Is a 0.7 score a 70% chance of {_NOT_RECOVERED}?", fontweight="bold")
     return fig
 
 

@@ -11,15 +11,25 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.colors import to_rgb
+from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from PIL import Image
 
 from loan_pipeline.core import chart_registry, chart_summaries, charts
-from loan_pipeline.core.chart_style import STATUS_ORDER, STATUS_PALETTE
-from loan_pipeline.core.chart_summaries import OPEN_LABEL, SAMPLE_LIMIT
+from loan_pipeline.core.chart_style import (
+    NO_GROUP_COLOUR,
+    SEGMENT_COLOURS,
+    STATUS_ORDER,
+    STATUS_PALETTE,
+    compact,
+    segment_palette,
+)
+from loan_pipeline.core.chart_summaries import OPEN_LABEL, SAMPLE_LIMIT, UNASSIGNED_SEGMENT
 from loan_pipeline.core.charts import figure_to_png
+from loan_pipeline_tests.colour_vision import delta_e, deuteranope, deuteranope_image
+from loan_pipeline_tests.conftest import PROJECT_ROOT, REFERENCE_CSV, SAMPLE_CSV
 
-REFERENCE_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "loan-recovery.csv"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "charts"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_COLUMNS = [
     "Gender",
@@ -106,6 +116,11 @@ def reference_loans() -> pd.DataFrame:
     if not REFERENCE_CSV.exists():
         pytest.skip(f"reference data set not found at {REFERENCE_CSV} (outside the shared setup)")
     return pd.read_csv(REFERENCE_CSV)
+
+
+@pytest.fixture(scope="module")
+def sample_loans() -> pd.DataFrame:
+    return pd.read_csv(SAMPLE_CSV)
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +261,51 @@ def test_status_legend_order_and_colours(key, dataset, request):
         assert colour == pytest.approx(to_rgb(STATUS_PALETTE[label]), abs=1e-6), label
 
 
+def _closest_pair(colours: list, seen=lambda c: c) -> tuple[float, object, object]:
+    """The smallest CIELAB difference between two of ``colours`` as ``seen`` maps them."""
+    pairs = [(delta_e(seen(a), seen(b)), a, b) for i, a in enumerate(colours) for b in colours[:i]]
+    return min(pairs, key=lambda pair: pair[0])
+
+
+def test_the_deuteranopia_simulation_is_machados():
+    # greys stay greys (each row of the matrix sums to 1); red and green collapse together
+    assert deuteranope("#777777") == pytest.approx(to_rgb("#777777"), abs=1e-6)
+    assert delta_e("#CC0000", "#00AA00") > 80
+    assert delta_e(deuteranope("#CC0000"), deuteranope("#008800")) < 15
+    # the outcome colours before issue 17: Okabe-Ito's orange and vermilion, and its green
+    # against the open-loan grey, fall below the bar for a deuteranope (not for others)
+    assert delta_e("#E69F00", "#D55E00") > 30
+    assert delta_e(deuteranope("#E69F00"), deuteranope("#D55E00")) < 20
+    assert delta_e(deuteranope("#009E73"), deuteranope("#999999")) < 20
+
+
+def test_status_and_segment_colours_stay_apart_for_a_deuteranope():
+    statuses = list(STATUS_PALETTE.values())
+    names = [f"Segment {i}" for i in range(len(SEGMENT_COLOURS))] + [UNASSIGNED_SEGMENT]
+    segment_colours = list(segment_palette(names).values())
+    assert segment_colours == [*SEGMENT_COLOURS, NO_GROUP_COLOUR]
+    for colours in (statuses, segment_colours):
+        for seen in (lambda c: c, deuteranope):
+            distance, a, b = _closest_pair(colours, seen)
+            assert distance >= 20, f"{a} and {b}: {distance:.1f} CIELAB units apart"
+
+
+def test_the_income_scatter_seen_by_a_deuteranope(sample_loans):
+    """The chart as a deuteranope sees it (test-artifacts/charts/, for a reviewer to look at):
+    its points fall in as many colour groups as there are outcomes, each near its colour."""
+    fig = charts.income_loan_recovery(sample_loans)
+    with Image.open(io.BytesIO(figure_to_png(fig))) as image:
+        seen = deuteranope_image(np.asarray(image.convert("RGB")))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(seen).save(ARTIFACTS / "chart_income_loan_recovery-deuteranopia.png")
+    pixels = seen.reshape(-1, 3) / 255.0
+    for status in expected_levels(sample_loans):
+        target = deuteranope(STATUS_PALETTE[status])
+        # the legend's opaque marker: pixels within 3 units of the simulated colour
+        near = np.linalg.norm(pixels - target, axis=1) < 3 / 255
+        assert near.sum() > 20, status
+
+
 def test_open_loans_are_counted_not_dropped(small_loans):
     fig = charts.payment_history_recovery(small_loans)
     ax = main_axes(fig)[0]
@@ -265,17 +325,54 @@ def test_string_and_category_status_give_the_same_chart(small_loans):
     assert shares[0] == pytest.approx(shares[1])
 
 
+def bar_containers(ax) -> list:
+    return [c for c in ax.containers if isinstance(c, BarContainer)]
+
+
 def test_missed_payment_shares_match_groupby(small_loans):
     fig = charts.missed_payments_recovery(small_loans)
     ax = main_axes(fig)[0]
     status = small_loans["Recovery_Status"].astype(object).fillna(OPEN_LABEL)
     expected = pd.crosstab(small_loans["Num_Missed_Payments"], status, normalize="index")
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    for level, container in zip(labels, ax.containers, strict=True):
+    for level, container in zip(labels, bar_containers(ax), strict=True):
         assert [b.get_height() for b in container] == pytest.approx(expected[level].tolist())
-    stacked_top = np.sum([[b.get_height() for b in c] for c in ax.containers], axis=0)
+    stacked_top = np.sum([[b.get_height() for b in c] for c in bar_containers(ax)], axis=0)
     assert stacked_top == pytest.approx(np.ones(len(expected)))
-    assert any(t.get_text().startswith("n=") for t in ax.texts)
+
+
+@pytest.mark.parametrize("dataset", ["sample_loans", "small_loans"])
+def test_missed_payment_bars_show_n_and_wilson_intervals(dataset, request):
+    """n under each bar, and at each boundary between stacked outcomes the 95% Wilson interval
+    of the share below it: scipy's, wide on a bar of 1-3 loans, narrow on one of 100+."""
+    from scipy.stats import binomtest
+
+    loans = request.getfixturevalue(dataset)
+    ax = main_axes(charts.missed_payments_recovery(loans))[0]
+    status = loans["Recovery_Status"].astype(object).fillna(OPEN_LABEL)
+    counts = pd.crosstab(loans["Num_Missed_Payments"], status)[expected_levels(loans)]
+    n = counts.sum(axis=1)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == [f"{int(m)}\nn={total:,}" for m, total in n.items()]
+    whiskers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(whiskers) == counts.shape[1] - 1  # one per inner boundary
+    below = counts.cumsum(axis=1)
+    for j, container in enumerate(whiskers):
+        (segments,) = container.lines[2]
+        spans = np.array([seg[:, 1] for seg in segments.get_segments()])  # (lo, hi) per bar
+        expected = np.array(
+            [
+                tuple(binomtest(int(k), int(total)).proportion_ci(method="wilson"))
+                for k, total in zip(below.iloc[:, j], n, strict=True)
+            ]
+        )
+        np.testing.assert_allclose(spans, expected, atol=1e-6)
+    half_width = np.array([seg[1, 1] - seg[0, 1] for seg in whiskers[0].lines[2][0].get_segments()])
+    if dataset == "sample_loans":  # 130 loans at 1 missed payment, 1 to 3 from 9 on
+        assert half_width[n.index.get_loc(1)] < 0.2
+        assert (half_width[n.to_numpy() <= 3] > 0.5).all()
+    assert "95% Wilson interval" in ax.get_title() and "n under each bar" in ax.get_title()
+    assert "n=" not in "".join(t.get_text() for t in ax.texts)  # no longer above the bars
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,19 +391,38 @@ def kde_line(fig: Figure):
     return lines[0]
 
 
-@pytest.mark.parametrize("dataset", ["reference_loans", "large_loans"])
-def test_density_curve_integrates_to_one_on_bar_scale(dataset, request):
+@pytest.mark.parametrize("dataset", ["sample_loans", "reference_loans", "large_loans"])
+def test_amount_histogram_reads_as_shares_per_stated_bin(dataset, request):
+    """Bars: the share of loans per bin of a round width the y axis states (no 1e-7 offset);
+    the density curve on the same scale; the x axis ends within one bin of the largest loan."""
     loans = request.getfixturevalue(dataset)
     fig = charts.loan_amount_distribution(loans)
     line = kde_line(fig)
+    ax = line.axes
+    bars = ax.patches
+    widths = {round(b.get_width(), 6) for b in bars}
+    assert len(widths) == 1
+    (width,) = widths
+    mantissa = width / 10 ** np.floor(np.log10(width))
+    assert mantissa in (1, 2, 2.5, 5)
+    assert ax.get_ylabel() == f"Share of loans per {compact(width)} bin (%)"
+    assert sum(b.get_height() for b in bars) == pytest.approx(1.0, abs=1e-9)
+    heights, _ = np.histogram(
+        loans["Loan_Amount"], bins=[b.get_x() for b in bars] + [bars[-1].get_x() + width]
+    )
+    assert [b.get_height() for b in bars] == pytest.approx(heights / len(loans))
+    # the curve is density x width: its area over the bins' range is one bin width, less the
+    # tails a kernel estimate puts beyond the smallest and largest loan
     x, y = line.get_xdata(), line.get_ydata()
-    assert np.trapezoid(y, x) == pytest.approx(1.0, abs=0.1)
-    ax_hist = line.axes
-    bars = ax_hist.patches
-    bar_area = sum(b.get_width() * b.get_height() for b in bars)
-    assert bar_area == pytest.approx(1.0, abs=1e-6)  # stat="density": same scale as the curve
-    assert ax_hist.get_legend() is not None
-    assert "Kernel density estimate" in [t.get_text() for t in ax_hist.get_legend().get_texts()]
+    assert 0.85 < np.trapezoid(y, x) / width <= 1.0
+    lo, hi = ax.get_xlim()
+    smallest, largest = loans["Loan_Amount"].min(), loans["Loan_Amount"].max()
+    assert lo <= smallest < lo + width and largest <= hi < largest + width
+    assert (x.min(), x.max()) == (lo, hi)
+    assert ax.yaxis.get_offset_text().get_text() == ""  # no "1e-7" over the axis
+    tick_labels = [ax.yaxis.get_major_formatter()(v) for v in ax.get_yticks()]
+    assert all(label.endswith("%") for label in tick_labels)
+    assert "Kernel density estimate" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def test_distribution_states_pearson_and_switches_to_hexbin(reference_loans, large_loans):
@@ -398,19 +514,56 @@ def _selection(prediction_strength: list[float], gap_gain: list[float | None], c
     return KSelection(table, chosen, sample_size=500, resamples=5, stability_threshold=0.8)
 
 
+def stability_bar(ax) -> list:
+    return [line for line in ax.get_lines() if line.get_label().startswith("stability bar")]
+
+
 def test_k_selection_chart_shows_the_evidence_and_the_verdict():
     stable = charts.k_selection(_selection([0.6, 1.0, 0.5], [None, 0.09, None], chosen=3))
     ax_ps, ax_gain = main_axes(stable)
-    assert stable._suptitle.get_text().endswith("\nStable segmentation: k=3")
+    assert stable._suptitle.get_text().splitlines()[1:] == [
+        "Stable segmentation: k=3",
+        "k=3 clears the stability bar of 0.8 (prediction strength 1.00) and the gap test "
+        "(gain 0.090 > 0.010 needed)",
+    ]
     assert [p.get_height() for p in ax_gain.patches] == pytest.approx([0.09])
+    assert [t.get_text() for t in ax_gain.texts] == ["passes"]
     unstable = charts.k_selection(_selection([0.7, 0.4, 0.3], [None, None, None], chosen=2))
-    assert unstable._suptitle.get_text().endswith(
-        "\nNo stable segmentation: k=2 shown as a convenient split"
-    )
-    assert "no stable k: nothing to test" in all_text(unstable)
+    assert unstable._suptitle.get_text().splitlines()[1:] == [
+        "No stable segmentation: k=2 shown as a convenient split",
+        "Every k falls below the stability bar of 0.8 (best: k=2 at 0.70): no k passes",
+    ]
+    assert "no k clears the stability bar (0.8):\nnothing to test" in all_text(unstable)
     for fig in (stable, unstable):
         for ax in main_axes(fig):
             assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_k_selection_marks_the_stability_bar_every_k_fails():
+    """As on the sample: k=2 clears the bar (0.82 >= 0.8) but fails the gap test, the others fall
+    below it. The bar is drawn at ClusterConfig.stability_threshold, the region below shaded,
+    every k below it hollow, and the title says why no k passes."""
+    from loan_pipeline.settings import ClusterConfig
+
+    threshold = ClusterConfig().stability_threshold
+    selection = _selection([0.82, 0.46, 0.41], [-0.028, None, None], chosen=2)
+    fig = charts.k_selection(selection)
+    ax_ps, ax_gain = main_axes(fig)
+    (bar,) = stability_bar(ax_ps)
+    assert list(bar.get_ydata()) == [threshold, threshold] and threshold == 0.8
+    assert bar.get_label() == "stability bar: 0.8"
+    legend = [t.get_text() for t in ax_ps.get_legend().get_texts()]
+    assert {"stability bar: 0.8", "below the bar", "k clears the bar", "k below the bar"} <= set(
+        legend
+    )
+    (shade,) = [p for p in ax_ps.patches if p.get_label() == "below the bar"]
+    assert shade.get_extents().y1 == pytest.approx(ax_ps.transData.transform((0, threshold))[1])
+    hollow = next(c for c in ax_ps.collections if c.get_label() == "k below the bar")
+    assert [tuple(o) for o in hollow.get_offsets()] == [(3, 0.46), (4, 0.41)]
+    assert [t.get_text() for t in ax_gain.texts] == ["fails"]
+    assert fig._suptitle.get_text().splitlines()[-1] == (
+        "k=2 clears the stability bar of 0.8 but fails the gap test; every other k falls below it"
+    )
 
 
 def test_segment_lookup_is_a_left_join_in_any_order(small_loans):
@@ -440,6 +593,26 @@ def test_segments_accept_category_ids_and_reject_duplicates(small_loans):
     )
     with pytest.raises(ValueError, match="more than one row"):
         charts.borrower_segments(small_loans, pd.concat([segments, segments.head(3)]))
+
+
+def test_calibration_says_what_the_probability_is_of():
+    rng = np.random.default_rng(5)
+    score = rng.uniform(0, 1, 400)
+    scores = pd.DataFrame(
+        {
+            "risk_score": score,
+            "observed": (rng.uniform(0, 1, 400) < score).astype(float),
+            "score_source": "out_of_fold",
+        }
+    )
+    fig = charts.calibration_curve(scores)
+    ax, hist = main_axes(fig)
+    assert ax.get_xlabel() == ("Predicted probability of not being fully recovered (mean per bin)")
+    assert ax.get_ylabel() == "Observed share not fully recovered"
+    assert "not being fully recovered" in ax.get_title()
+    assert hist.get_xlabel() == "Risk score: predicted probability of not being fully recovered"
+    assert fig._suptitle.get_text() == "Is a 0.7 score a 70% chance of not being fully recovered?"
+    assert (ax.get_xlim(), ax.get_ylim()) == ((0, 1), (0, 1))
 
 
 # --------------------------------------------------------------------------------------------
