@@ -745,12 +745,13 @@ def _gap_gain_panel(ax: Axes, selection) -> None:
     if computed.empty:
         ax.text(
             0.5,
-            0.5,
+            0.65,
             f"no k clears the stability bar ({selection.stability_threshold:g}):\nnothing to test",
             transform=ax.transAxes,
             ha="center",
             va="center",
             color=GUIDE_COLOUR,
+            bbox={"facecolor": EDGE_COLOUR, "edgecolor": "none"},  # clear of the zero line
         )
     else:
         ax.margins(y=0.15)  # room for the bars' labels
