@@ -9,10 +9,10 @@ Changing a chart's colours is an edit here only:
 * The charts coloured by neither use the fixed colours below, one per role.
 
 The status and segment colours are chosen so that a reader with deuteranopia (the commonest
-colour-vision deficiency) tells every pair apart as well as anyone: simulated (Machado et al.
-2009), each pair stays at least 20 CIELAB units apart (``loan_pipeline_tests/core/
-test_charts.py`` checks it with ``loan_pipeline_tests/colour_vision.py``). Okabe-Ito's orange and vermilion, the outcome colours
-before, fell to 18 and its green to 12 from the open-loan grey.
+colour-vision deficiency) can tell every pair apart: simulated (Machado et al. 2009), each pair
+stays at least 20 CIELAB units apart (``loan_pipeline_tests/core/test_charts.py`` checks it
+with ``loan_pipeline_tests/colour_vision.py``). Okabe-Ito's set alone does not do it: its orange
+and vermilion come within 18 units of each other, its green within 12 of a mid grey.
 
 Every draw function runs inside ``styled`` (seaborn's white grid and the fonts of ``_RC``).
 """
@@ -68,9 +68,9 @@ __all__ = [
 NO_GROUP_COLOUR = "#BBBBBB"
 
 STATUS_ORDER = ["Fully Recovered", "Partially Recovered", "Written Off"]
-# Blue, orange and a dark wine, then grey: the outcomes from best to worst, apart in hue for
-# every reader and, worst darkest, in lightness too (Okabe-Ito's blue and orange, Paul Tol's
-# wine). Simulated deuteranopia keeps every pair at least 41 CIELAB units apart.
+# Blue, orange and a dark wine (the worst outcome darkest), then light grey for open loans:
+# apart in hue for most readers and in lightness for all (Okabe-Ito's blue and orange, Paul
+# Tol's wine). Simulated deuteranopia keeps every pair at least 41 CIELAB units apart.
 STATUS_PALETTE = {
     "Fully Recovered": "#0072B2",
     "Partially Recovered": "#E69F00",
@@ -82,8 +82,8 @@ _EXTRA_STATUS_COLOURS = ["#66CCEE", "#228833", "#332288", "#DDCC77"]
 
 # The segments' colours, in segment order: the first k are used. Picked (from Okabe-Ito's and
 # Paul Tol's palettes) so that any two of them, and each with NO_GROUP_COLOUR, stay at least 28
-# CIELAB units apart for a normal and for a simulated deuteranope reader; as many as
-# ClusterConfig.k_max's default (8). Beyond them, husl (distinct hues, not safe).
+# CIELAB units apart for a normal and for a simulated deuteranope reader; at least as many as
+# ClusterConfig's default k_max (the tests check both). Beyond them, husl (not safe).
 SEGMENT_COLOURS = [
     "#4477AA",  # blue
     "#E69F00",  # orange

@@ -281,6 +281,9 @@ def test_the_deuteranopia_simulation_is_machados():
 
 def test_status_and_segment_colours_stay_apart_for_a_deuteranope():
     statuses = list(STATUS_PALETTE.values())
+    from loan_pipeline.settings import ClusterConfig
+
+    assert len(SEGMENT_COLOURS) >= ClusterConfig().k_max  # every k tried gets a safe colour
     names = [f"Segment {i}" for i in range(len(SEGMENT_COLOURS))] + [UNASSIGNED_SEGMENT]
     segment_colours = list(segment_palette(names).values())
     assert segment_colours == [*SEGMENT_COLOURS, NO_GROUP_COLOUR]
