@@ -15,8 +15,8 @@ from loan_pipeline_tests.conftest import PROJECT_ROOT
 EXPECTED = {
     # key: (group, deps)
     "raw_loans": ("ingest", set()),
-    "validated_loans": ("ingest", set()),
-    "quarantined_loans": ("ingest", set()),
+    "validated_loans": ("ingest", {"raw_loans"}),
+    "quarantined_loans": ("ingest", {"raw_loans"}),
     "scaled_features": ("features", {"validated_loans"}),
     "cluster_model": ("segmentation", {"validated_loans", "scaled_features"}),
     "borrower_segments": ("segmentation", {"scaled_features", "cluster_model"}),
