@@ -29,19 +29,21 @@ PARALLEL_SELECTION_ROWS = 5_000
 # ClusterConfig.n_init.
 SELECTION_N_INIT = 4
 
-# How each feature reads when a segment's centroid is low / high on it.
+# How each feature reads when a segment's centroid is low / high on it: the two words of a pair
+# say the same noun with opposite adjectives ("Small loan" / "Large loan"), so that names side by
+# side read as contrasts ("Low balance, small loan" against "High balance, large loan").
 TRAIT_WORDS: dict[str, tuple[str, str]] = {
     "Age": ("Younger", "Older"),
     "Monthly_Income": ("Low income", "High income"),
     "Num_Dependents": ("Few dependents", "Many dependents"),
-    "Loan_Amount": ("Small loan", "High loan"),
+    "Loan_Amount": ("Small loan", "Large loan"),
     "Loan_Tenure": ("Short tenure", "Long tenure"),
     "Interest_Rate": ("Low rate", "High rate"),
-    "Collateral_Value": ("Little collateral", "High collateral"),
+    "Collateral_Value": ("Low collateral", "High collateral"),
     "Outstanding_Loan_Amount": ("Low balance", "High balance"),
     "Monthly_EMI": ("Low EMI", "High EMI"),
     "Num_Missed_Payments": ("Few missed payments", "Many missed payments"),
-    "Days_Past_Due": ("Current", "Deep arrears"),
+    "Days_Past_Due": ("Few days past due", "Many days past due"),
 }
 
 # Burden of a segment: the mean of these standardised centroid coordinates times their sign
@@ -144,7 +146,7 @@ def name_segments(
     """Name each segment from its two most distinctive standardised traits.
 
     A segment's candidate traits are ranked: first the features on which it is the most extreme
-    segment (highest or lowest centroid of all), by |z|; then the others, by |z|. A "High loan"
+    segment (highest or lowest centroid of all), by |z|; then the others, by |z|. A "Large loan"
     segment therefore always has the highest mean loan amount. Names are made unique by moving
     to the next pair of traits. Segments in ``reserved`` keep the name given there.
     """
