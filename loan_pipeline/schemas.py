@@ -349,8 +349,10 @@ class RiskScores(pa.DataFrameModel):
         description="out_of_fold: from a model that never saw the borrower; open_loan: scored by the "
         "model fitted on all resolved loans; train/test: notebook split.",
     )
-    observed: Series[float] = pa.Field(
-        isin=[0.0, 1.0], nullable=True, description="The observed target (empty for open loans)."
+    not_fully_recovered: Series[pd.BooleanDtype] = pa.Field(
+        nullable=True,
+        description="The observed outcome: true when the loan was not Fully Recovered (notebook: "
+        "the high-burden flag); empty for an open loan.",
     )
     reason_1: Series[pd.StringDtype] = text(
         nullable=True, description="Input pushing the score up most."

@@ -240,11 +240,12 @@ def test_planted_signal_is_found_and_drives_the_strategies(signal_run):
     is_open = scores["Recovery_Status"].isna()
     assert 0 < is_open.sum() < ROWS  # open_fraction=0.05 gave some open loans
     assert (scores.loc[is_open, "score_source"] == "open_loan").all()
-    assert scores.loc[is_open, "observed"].isna().all()
+    assert scores["not_fully_recovered"].dtype == "boolean"  # yes/no, empty when open
+    assert scores.loc[is_open, "not_fully_recovered"].isna().all()
     resolved = scores[~is_open]
     assert (resolved["score_source"] == "out_of_fold").all()
-    expected = (resolved["Recovery_Status"] != "Fully Recovered").astype(float)
-    assert (resolved["observed"] == expected).all()
+    expected = resolved["Recovery_Status"] != "Fully Recovered"
+    assert (resolved["not_fully_recovered"] == expected).all()
 
     top = reason_kinds(scores["reason_1"]).head(3)
     assert all(is_planted(kind) for kind in top.index), top.to_dict()

@@ -246,7 +246,7 @@ def _scores_lineage(model) -> dict[str, list[tuple[str, str]]]:
     }
     return lineage | {
         "Borrower_ID": [("validated_loans", "Borrower_ID")],
-        "observed": [("validated_loans", "Recovery_Status")],
+        "not_fully_recovered": [("validated_loans", "Recovery_Status")],
     }
 
 

@@ -111,7 +111,7 @@ CHARTS: tuple[Chart, ...] = (
         "Calibration of the held-out risk scores: observed outcome rate against the predicted "
         "probability, by decile.",
         inputs=("risk_scores",),
-        columns={"risk_scores": ("risk_score", "observed", "score_source")},
+        columns={"risk_scores": ("risk_score", "not_fully_recovered", "score_source")},
         draw="draw_calibration",
     ),
     Chart(

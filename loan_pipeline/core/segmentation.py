@@ -631,3 +631,26 @@ def segment_profile(loans, segments, features: list[str]) -> pd.DataFrame:
 
     rows = per_partition(profile_rows, segments, loans, features)
     return profile_from_sums(*summarise(profile_sums, merge_profile_sums, rows, features), features)
+
+
+# What a profile's numbers mean, and so how many decimals they are shown with: money to the
+# cent, the interest rate (% a year) to 0.01 point, counts, ages and months to a tenth, shares to
+# a tenth of a percent. A feature of no known kind keeps 3.
+MONEY_DECIMALS, PERCENT_DECIMALS, COUNT_DECIMALS, SHARE_DECIMALS = 2, 2, 1, 3
+
+
+def rounded_profile(profile: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """``segment_profile`` rounded for the people who read it (the published table): each mean
+    to what its feature is, each share to 3 decimals; counts stay whole."""
+    from loan_pipeline.schemas import INT_COLUMNS, MONEY_COLUMNS, PERCENT_COLUMNS
+
+    def decimals(feature: str) -> int:
+        if feature in MONEY_COLUMNS:
+            return MONEY_DECIMALS
+        if feature in PERCENT_COLUMNS:
+            return PERCENT_DECIMALS
+        return COUNT_DECIMALS if feature in INT_COLUMNS else SHARE_DECIMALS
+
+    places = {f: decimals(f) for f in features}
+    places |= {c: SHARE_DECIMALS for c in ["share_of_book", *OUTCOME_SHARES.values()]}
+    return profile.round({c: d for c, d in places.items() if c in profile.columns})

@@ -283,3 +283,23 @@ def test_a_new_segment_gets_a_new_id_and_old_ones_keep_theirs():
     b = assign_segments(second, ids3, X3)
     assert (a["segment_id"] == b["segment_id"]).mean() > 0.99
     assert sorted(second.names) == [0, 1, 2, 3]
+
+
+def test_profiles_are_rounded_to_what_they_mean(book):
+    from loan_pipeline.core.segmentation import rounded_profile
+
+    _, _, _, profile = book
+    shown = rounded_profile(profile, NOTEBOOK_FEATURES)
+    for column, places in {
+        "Loan_Amount": 2,
+        "Outstanding_Loan_Amount": 2,
+        "Interest_Rate": 2,
+        "Age": 1,
+        "Days_Past_Due": 1,
+        "share_of_book": 3,
+        "share_written_off": 3,
+    }.items():
+        exact = profile[column].to_numpy(dtype=float)
+        np.testing.assert_array_equal(shown[column], np.round(exact, places), err_msg=column)
+        assert not np.array_equal(exact, np.round(exact, places)), column  # it was unrounded
+    assert shown["borrowers"].equals(profile["borrowers"])  # counts stay whole
