@@ -24,10 +24,10 @@ EXPECTED = {
     "risk_model": ("risk", {"validated_loans", "scaled_features", "borrower_segments"}),
     "risk_scores": ("risk", {"validated_loans", "scaled_features", "risk_model"}),
     "recovery_strategies": (
-        "risk",
+        "strategy",
         {"validated_loans", "borrower_segments", "risk_scores", "risk_model"},
     ),
-    "capacity_gains": ("risk", {"recovery_strategies", "risk_scores", "validated_loans"}),
+    "capacity_gains": ("strategy", {"recovery_strategies", "risk_scores", "validated_loans"}),
     "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
     "population_stability": ("monitoring", {"validated_loans", "risk_scores", "risk_model"}),
     "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),
