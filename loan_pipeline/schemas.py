@@ -349,8 +349,10 @@ class RiskScores(pa.DataFrameModel):
         description="out_of_fold: from a model that never saw the borrower; open_loan: scored by the "
         "model fitted on all resolved loans; train/test: notebook split.",
     )
-    observed: Series[float] = pa.Field(
-        isin=[0.0, 1.0], nullable=True, description="The observed target (empty for open loans)."
+    not_fully_recovered: Series[pd.BooleanDtype] = pa.Field(
+        nullable=True,
+        description="The observed outcome: true when the loan was not Fully Recovered (notebook: "
+        "the high-burden flag); empty for an open loan.",
     )
     reason_1: Series[pd.StringDtype] = text(
         nullable=True, description="Input pushing the score up most."
@@ -491,11 +493,27 @@ class FairnessReport(pa.DataFrameModel):
     observed_se: Series[float] = pa.Field(
         ge=0, nullable=True, description="Standard error of the observed rate."
     )
-    harshest_gap: Series[float] = pa.Field(description="Legal-action rate minus the overall rate.")
-    outcome_gap: Series[float] = pa.Field(
-        nullable=True, description="Observed rate minus the overall rate."
+    legal_gap: Series[float] = pa.Field(
+        description="share_legal minus the whole book's, in points of the legal-action rate "
+        "(0.05: 5 points more often than the book).",
     )
-    unexplained_gap: Series[float] = pa.Field(description="harshest_gap - outcome_gap.")
+    expected_share_legal: Series[float] = pa.Field(
+        ge=0,
+        le=1,
+        description="The legal-action rate the group's outcomes would give: each borrower at the "
+        "whole book's rate for borrowers of the same outcome (not Fully Recovered, Fully "
+        "Recovered, open).",
+    )
+    unexplained_legal_gap: Series[float] = pa.Field(
+        description="share_legal minus expected_share_legal, in points of the legal-action "
+        "rate: how much more (or less) often the group gets legal action than its outcomes "
+        "explain; the fairness check flags it beyond max_gap.",
+    )
+    outcome_gap: Series[float] = pa.Field(
+        nullable=True,
+        description="observed_not_fully_recovered minus the whole book's, in points of that "
+        "rate (not of the legal-action rate).",
+    )
     roc_auc: Series[float] = pa.Field(
         ge=0,
         le=1,

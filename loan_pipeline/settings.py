@@ -377,8 +377,9 @@ class FairnessConfig(Config):
         default=0.10,
         ge=0,
         le=1,
-        description="Largest unexplained gap in the harshest strategy's rate between a group and "
-        "the whole book (beyond the gap in observed outcomes).",
+        description="Largest unexplained_legal_gap of a group, in points of the legal-action "
+        "rate: its rate minus the rate its observed outcomes would give at the whole book's "
+        "rate per outcome.",
     )
     min_group: int = Field(default=30, ge=1, description="Smaller groups are shown, not judged.")
 

@@ -582,7 +582,7 @@ CASES = [
     Case(
         "wrong_type",
         cells({(4, "Age"): "abc"}),
-        Quarantined((Issue(4, "Age", "integer", "abc", "Age is not a whole number"),)),
+        Quarantined((Issue(4, "Age", "integer", "abc", "Age is not a number"),)),
     ),
     Case(
         "out_of_range",
@@ -707,7 +707,7 @@ CASES = [
         "nan_in_integer_column",
         cells({(4, "Num_Dependents"): "NaN"}),
         Quarantined(
-            (Issue(4, "Num_Dependents", "integer", "NaN", "Num_Dependents is not a whole number"),)
+            (Issue(4, "Num_Dependents", "integer", "NaN", "Num_Dependents is not a finite number"),)
         ),
     ),
     Case(

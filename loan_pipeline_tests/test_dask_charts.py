@@ -16,6 +16,7 @@ import pytest
 from loan_pipeline.core import chart_summaries, charts, summaries
 from loan_pipeline.core.chart_registry import TABLE_CHARTS
 from loan_pipeline.core.partitions import summarise, take_positions
+from loan_pipeline.core.scoring import outcome_flags
 from loan_pipeline_tests.conftest import SAMPLE_CSV
 from loan_pipeline_tests.core.test_charts import income_segments, synthetic_loans
 
@@ -37,7 +38,9 @@ def _scores(loans: pd.DataFrame, seed: int) -> pd.DataFrame:
         {
             "Borrower_ID": loans["Borrower_ID"].astype(str).to_numpy(),
             "risk_score": score,
-            "observed": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < score) * 1.0),
+            "not_fully_recovered": outcome_flags(
+                np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < score) * 1.0)
+            ),
             "score_source": rng.choice(["out_of_fold", "test", "train", "open"], n),
         }
     )

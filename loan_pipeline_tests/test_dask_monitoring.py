@@ -74,7 +74,7 @@ def book() -> dict[str, pd.DataFrame]:
     strategies.loc[some(0.04), "risk_score"] = np.nan
     strategies.loc[some(0.02), "recovery_strategy"] = None
     segment = rng.integers(0, 4, n)
-    names = np.array(["Low balance", "High loan", "Deep arrears", "Older"])
+    names = np.array(["Low balance", "Large loan", "Many days past due", "Older"])
     segments = pd.DataFrame(
         {
             "Borrower_ID": loans["Borrower_ID"],

@@ -15,8 +15,8 @@ from loan_pipeline_tests.conftest import PROJECT_ROOT
 EXPECTED = {
     # key: (group, deps)
     "raw_loans": ("ingest", set()),
-    "validated_loans": ("ingest", set()),
-    "quarantined_loans": ("ingest", set()),
+    "validated_loans": ("ingest", {"raw_loans"}),
+    "quarantined_loans": ("ingest", {"raw_loans"}),
     "scaled_features": ("features", {"validated_loans"}),
     "cluster_model": ("segmentation", {"validated_loans", "scaled_features"}),
     "borrower_segments": ("segmentation", {"scaled_features", "cluster_model"}),
@@ -24,10 +24,10 @@ EXPECTED = {
     "risk_model": ("risk", {"validated_loans", "scaled_features", "borrower_segments"}),
     "risk_scores": ("risk", {"validated_loans", "scaled_features", "risk_model"}),
     "recovery_strategies": (
-        "risk",
+        "strategy",
         {"validated_loans", "borrower_segments", "risk_scores", "risk_model"},
     ),
-    "capacity_gains": ("risk", {"recovery_strategies", "risk_scores", "validated_loans"}),
+    "capacity_gains": ("strategy", {"recovery_strategies", "risk_scores", "validated_loans"}),
     "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
     "population_stability": ("monitoring", {"validated_loans", "risk_scores", "risk_model"}),
     "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),

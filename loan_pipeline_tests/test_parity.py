@@ -45,7 +45,7 @@ def test_risk_scores_equal_direct_random_forest(notebook_reference_run):
     scores = (
         notebook_reference_run.table("risk_scores").set_index("Borrower_ID").loc[df["Borrower_ID"]]
     )
-    y = scores["observed"].to_numpy().astype(bool)
+    y = scores["not_fully_recovered"].to_numpy(dtype=bool)
     assert 0 < y.mean() < 1
     idx_train, idx_test = train_test_split(
         np.arange(len(X)), test_size=0.2, random_state=42, stratify=y

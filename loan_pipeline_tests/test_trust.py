@@ -25,6 +25,7 @@ from PIL import Image
 from loan_pipeline.core.generator import generate_loan_book, write_loan_book
 from loan_pipeline.core.validation import reason_kinds
 from loan_pipeline.domain import CLUSTER_FEATURES, NOTEBOOK_FEATURES, STRATEGIES
+from loan_pipeline.schemas import MONEY_COLUMNS, PERCENT_COLUMNS
 from loan_pipeline_tests.conftest import (
     PROJECT_ROOT,
     PipelineRun,
@@ -240,11 +241,12 @@ def test_planted_signal_is_found_and_drives_the_strategies(signal_run):
     is_open = scores["Recovery_Status"].isna()
     assert 0 < is_open.sum() < ROWS  # open_fraction=0.05 gave some open loans
     assert (scores.loc[is_open, "score_source"] == "open_loan").all()
-    assert scores.loc[is_open, "observed"].isna().all()
+    assert scores["not_fully_recovered"].dtype == "boolean"  # yes/no, empty when open
+    assert scores.loc[is_open, "not_fully_recovered"].isna().all()
     resolved = scores[~is_open]
     assert (resolved["score_source"] == "out_of_fold").all()
-    expected = (resolved["Recovery_Status"] != "Fully Recovered").astype(float)
-    assert (resolved["observed"] == expected).all()
+    expected = resolved["Recovery_Status"] != "Fully Recovered"
+    assert (resolved["not_fully_recovered"] == expected).all()
 
     top = reason_kinds(scores["reason_1"]).head(3)
     assert all(is_planted(kind) for kind in top.index), top.to_dict()
@@ -441,21 +443,25 @@ def test_segment_profiles_add_up(signal_run):
     loans = signal_run.table("validated_loans")
     segments = signal_run.table("borrower_segments")
     assert profile["borrowers"].sum() == len(loans) == ROWS
-    assert np.isclose(profile["share_of_book"].sum(), 1.0)
+    # shares are published to 3 decimals, money means to 2, means of counts to 1
+    assert abs(profile["share_of_book"].sum() - 1.0) <= 0.0005 * len(profile)
 
     has_resolved = profile["borrowers"] > profile["open_loans"]
     assert has_resolved.all()
     sums = profile.loc[has_resolved, OUTCOME_SHARE_COLUMNS].sum(axis=1)
-    np.testing.assert_allclose(sums, 1.0, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(sums, 1.0, rtol=0, atol=0.0015)
 
     joined = loans.merge(segments, on="Borrower_ID", validate="one_to_one")
     assert len(joined) == ROWS
     grouped = joined.groupby("segment_id")
     features = [f for f in CLUSTER_FEATURES if f in profile.columns]
     assert features == CLUSTER_FEATURES
-    pd.testing.assert_frame_equal(
-        profile[features], grouped[features].mean(), check_dtype=False, rtol=1e-9
-    )
+    for feature in features:
+        # money and the interest rate (% a year) to 2 decimals, counts and months to 1
+        places = 2 if feature in MONEY_COLUMNS + PERCENT_COLUMNS else 1
+        mean = grouped[feature].mean()
+        assert (profile[feature] == profile[feature].round(places)).all(), feature
+        np.testing.assert_allclose(profile[feature], mean, rtol=0, atol=0.5 * 10**-places + 1e-9)
     assert (profile["borrowers"] == grouped.size()).all()
     assert (
         profile["open_loans"] == grouped["Recovery_Status"].apply(lambda s: s.isna().sum())
@@ -465,7 +471,7 @@ def test_segment_profiles_add_up(signal_run):
     written_off = resolved.groupby("segment_id")["Recovery_Status"].apply(
         lambda s: (s == "Written Off").mean()
     )
-    np.testing.assert_allclose(profile["share_written_off"], written_off, rtol=1e-9)
+    np.testing.assert_allclose(profile["share_written_off"], written_off, rtol=0, atol=0.0005)
 
 
 # --- 11. fairness report --------------------------------------------------------------------------
@@ -483,7 +489,7 @@ def test_fairness_report_covers_every_group(signal_run):
     assert genders["borrowers"].sum() == ROWS
     bands = report[report["group_type"] == "age_band"]
     # the generator draws Age uniformly from 21-64: every band is present
-    assert set(bands["group"]) == {"under 30", "30-44", "45-59", "60 and over"}
+    assert bands["group"].tolist() == ["18-29", "30-44", "45-59", "60 and over"]  # age order
     assert bands["borrowers"].sum() == ROWS
 
     np.testing.assert_allclose(report[STRATEGY_SHARE_COLUMNS].sum(axis=1), 1.0, atol=1e-9)

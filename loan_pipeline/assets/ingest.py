@@ -13,6 +13,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     AssetOut,
     Failure,
     MetadataValue,
@@ -94,6 +95,14 @@ def _refuse(context, path, err, check: str, asset: str, threshold=None):
             description="Rows set aside: one row per rule broken, with the line, column, rule, "
             "reason, offending value and the whole record as read.",
         ),
+    },
+    # the two tables are made from the rows of the third: say so, and the lineage graph draws
+    # raw_loans -> validated_loans and raw_loans -> quarantined_loans (Dagster otherwise assumes
+    # the outputs of a multi-asset depend only on its inputs, and it has none)
+    internal_asset_deps={
+        "raw_loans": set(),
+        "validated_loans": {AssetKey("raw_loans")},
+        "quarantined_loans": {AssetKey("raw_loans")},
     },
     check_specs=[
         AssetCheckSpec(

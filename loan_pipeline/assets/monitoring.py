@@ -50,9 +50,9 @@ PSI_CHECK = "population_is_stable"
         AssetCheckSpec(
             FAIRNESS_CHECK,
             asset="fairness_report",
-            description="No Gender or age-band group (of at least min_group borrowers) gets the "
-            "harshest strategy at a rate that differs from the overall rate by more than max_gap "
-            "beyond what its observed outcomes explain. WARN only.",
+            description="No Gender or age-band group (of at least min_group borrowers) gets legal "
+            "action at a rate more than max_gap (rate points) from the rate its observed "
+            "outcomes would give (unexplained_legal_gap). WARN only.",
         )
     ],
     description="Rate of each strategy and mean score by Gender and by age band, next to each "
@@ -89,14 +89,15 @@ def fairness_report(
             "share_settlement",
             "share_reminders",
             "share_legal_se",
-            "harshest_gap",
+            "legal_gap",
         )
     }
     lineage |= {
         c: outcome
         for c in ("resolved", "observed_not_fully_recovered", "observed_se", "outcome_gap")
     }
-    lineage["unexplained_gap"] = strategy + outcome
+    lineage["expected_share_legal"] = strategy + outcome
+    lineage["unexplained_legal_gap"] = strategy + outcome
     yield Output(
         table,
         metadata={
@@ -114,7 +115,7 @@ def fairness_report(
             "min_group": config.min_group,
             "flagged_groups": MetadataValue.json(
                 {
-                    f"{r.group_type}={r.group}": round(r.unexplained_gap, 3)
+                    f"{r.group_type}={r.group}": round(r.unexplained_legal_gap, 3)
                     for r in flagged.itertuples()
                 }
             ),

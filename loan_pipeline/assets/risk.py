@@ -36,6 +36,9 @@ RISK_LOANS = columns_of(
 )
 
 GROUP = "risk"
+# The decisions made from the scores, a group of their own: in the lineage graph the model and
+# its scores read apart from what the collections team acts on.
+STRATEGY_GROUP = "strategy"
 OWNERS = ["team:credit-risk"]
 GATE_CHECK = "model_beats_base_rate"
 SIGN_CHECK = "coefficient_signs_agree_with_data"
@@ -246,13 +249,13 @@ def _scores_lineage(model) -> dict[str, list[tuple[str, str]]]:
     }
     return lineage | {
         "Borrower_ID": [("validated_loans", "Borrower_ID")],
-        "observed": [("validated_loans", "Recovery_Status")],
+        "not_fully_recovered": [("validated_loans", "Recovery_Status")],
     }
 
 
 @asset(
     pool=settings.HEAVY_POOL,
-    group_name=GROUP,
+    group_name=STRATEGY_GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},
     metadata={"dagster/column_schema": column_schema("RecoveryStrategies")},
@@ -384,7 +387,7 @@ def strategy_lineage(policy: str, ranking_key: str) -> dict[str, list[tuple[str,
 
 @asset(
     pool=settings.HEAVY_POOL,
-    group_name=GROUP,
+    group_name=STRATEGY_GROUP,
     owners=OWNERS,
     kinds={"pandas", "duckdb"},
     metadata={"dagster/column_schema": column_schema("CapacityGains")},

@@ -288,10 +288,13 @@ def segment_profiles(
     borrower_segments,
     cluster_model,
 ):
-    from loan_pipeline.core.segmentation import segment_profile
+    from loan_pipeline.core.segmentation import rounded_profile, segment_profile
     from loan_pipeline.schemas import SegmentProfiles, validate
 
-    profile = segment_profile(validated_loans, borrower_segments, cluster_model.features)
+    features = cluster_model.features
+    profile = rounded_profile(
+        segment_profile(validated_loans, borrower_segments, features), features
+    )
     # the verdict beside the profiles, where an analyst reading them in SQL will see it
     profile["segmentation_verdict"] = cluster_model.verdict
     profile = validate(profile, SegmentProfiles, source="segment_profiles")

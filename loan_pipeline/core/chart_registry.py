@@ -119,7 +119,7 @@ CHARTS: tuple[Chart, ...] = (
         "against the predicted probability of not being fully recovered, by decile of the "
         "score; and the scores' distribution.",
         inputs=("risk_scores",),
-        columns={"risk_scores": ("risk_score", "observed", "score_source")},
+        columns={"risk_scores": ("risk_score", "not_fully_recovered", "score_source")},
         draw="draw_calibration",
     ),
     Chart(

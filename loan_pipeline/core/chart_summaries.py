@@ -564,11 +564,10 @@ class ScoreBins(NamedTuple):
 def _held_out_scores(scores: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
     """The finite scores of the held-out rows with an outcome, their outcomes, and how many
     such rows there are (finite score or not)."""
-    held = (scores["score_source"].isin(HELD_OUT_SOURCES) & scores["observed"].notna()).to_numpy(
-        dtype=bool
-    )
+    outcome = scores["not_fully_recovered"]
+    held = (scores["score_source"].isin(HELD_OUT_SOURCES) & outcome.notna()).to_numpy(dtype=bool)
     score = finite(scores["risk_score"])[held]
-    observed = finite(scores["observed"])[held]
+    observed = finite(outcome)[held]
     scored = np.isfinite(score)
     return score[scored], observed[scored], int(held.sum())
 

@@ -8,7 +8,8 @@ Cell clean-up, decided per column (see docs/data_contracts.md):
   is not (the book has one currency; a symbol suggests a unit mix-up);
 - Interest_Rate: a trailing ``%`` is accepted;
 - integer columns: a whole number (``12`` or ``12.0``) within the 64-bit range (about 19
-  digits); anything else is quarantined;
+  digits); anything else is quarantined, its reason saying whether it is not a number at all
+  (``abc``) or a number but not a whole one (``12.5``);
 - NaN and infinity are never numbers here: quarantined.
 
 A cell that breaks its column's rule is missing in the frame and an issue (``ISSUE_COLUMNS``)
@@ -329,11 +330,10 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
         currency = np.asarray(
             pc.fill_null(pc.match_substring_regex(arr.take(pa.array(idx)), _CURRENCY_RE), False)
         )
-        kind = "a whole number" if integer else "a finite number"
         reasons = np.where(
             currency,
             f"{column} has a currency symbol; amounts must be plain numbers in the book's units",
-            f"{column} is not {kind}",
+            _not_a_number_reasons(text.take(pa.array(idx)), column, integer),
         )
         if oversized is not None:
             reasons = np.where(
@@ -353,6 +353,37 @@ def _parse_number(arr, column: str, lines: np.ndarray, integer: bool, fast: bool
             columns=ISSUE_COLUMNS,
         )
     return values, issues, changed
+
+
+# NaN and infinity spelt out: numbers to a parser, never a value of the book
+_NON_FINITE_RE = r"(?i)^[+-]?(nan|inf|infinity)$"
+
+
+def _not_a_number_reasons(text, column: str, integer: bool) -> np.ndarray:
+    """Why each cleaned cell (Arrow strings) that broke its number rule did: whoever fixes the
+    file needs to know whether the cell is not a number at all (``abc``), a number but not a
+    finite one (``NaN``, ``inf``, ``1e999``), or, in an integer column, a number but not a whole
+    one (``12.5``)."""
+    import pyarrow.compute as pc
+
+    def matches(pattern: str) -> np.ndarray:
+        return np.asarray(pc.fill_null(pc.match_substring_regex(text, pattern), False))
+
+    number = matches(_FLOAT_RE)
+    value = pc.cast(pc.if_else(number, text, None), "float64").to_numpy(zero_copy_only=False)
+    finite = np.isfinite(value)
+    reasons = np.where(
+        matches(_NON_FINITE_RE) | (number & ~finite), "is not a finite number", "is not a number"
+    )
+    if integer:
+        whole = number & finite & (np.round(np.nan_to_num(value)) == value)
+        reasons = np.where(number & finite, "is a number but not a whole number", reasons)
+        reasons = np.where(whole, "is in exponent notation; write whole numbers in digits", reasons)
+        # thousands separators are read in money columns only (a count or an age never has one)
+        reasons = np.where(
+            matches(_THOUSANDS_RE), "has a thousands separator; only amounts may", reasons
+        )
+    return np.char.add(f"{column} ", reasons.astype(str))
 
 
 def _whole_numbers(values: np.ndarray) -> pd.Series:

@@ -20,7 +20,9 @@ from loan_pipeline.domain import (
     STRATEGY_LEGAL,
 )
 
-AGE_BANDS = [(0, 30, "under 30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 200, "60 and over")]
+# Labelled so that they sort in age order as text too (a DuckDB ORDER BY, a spreadsheet's sort);
+# the contract's youngest borrower is 18.
+AGE_BANDS = [(18, 30, "18-29"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 200, "60 and over")]
 STRATEGY_COLUMNS = {
     s: f"share_{k}" for s, k in zip(STRATEGIES, ("legal", "settlement", "reminders"), strict=True)
 }
@@ -71,6 +73,9 @@ COUNT_COLUMNS = [
     "score_sum",
     "resolved",
     "not_fully_recovered",
+    # legal action by outcome: what the rate expected from a group's outcomes is made of
+    "legal_not_fully_recovered",
+    "legal_fully_recovered",
 ]
 
 
@@ -96,6 +101,7 @@ def _group_counts(
         return np.bincount(g[mask], weights=w, minlength=n_groups)
 
     named = s >= 0
+    legal = s == STRATEGIES.index(STRATEGY_LEGAL)
     per_strategy = np.bincount(
         g[named] * n_strategies + s[named], minlength=n_groups * n_strategies
     ).reshape(n_groups, n_strategies)
@@ -109,6 +115,8 @@ def _group_counts(
         "score_sum": count(scored, sc).astype("float64"),
         "resolved": count(resolved),
         "not_fully_recovered": count(resolved & (out == 1.0)),
+        "legal_not_fully_recovered": count(legal & resolved & (out == 1.0)),
+        "legal_fully_recovered": count(legal & resolved & (out == 0.0)),
     }
     index = pd.MultiIndex.from_arrays(
         [[group_type] * n_groups, labels], names=["group_type", "group"]
@@ -176,24 +184,84 @@ def _summary(counts: pd.Series) -> dict:
     return row
 
 
+# The fairness report's columns, in reading order: who, the legal-action rate and how far it is
+# from the book's and from what the group's outcomes would give, the other strategies, then the
+# outcomes and the model's validation per group.
+FAIRNESS_COLUMNS = [
+    "group_type",
+    "group",
+    "borrowers",
+    "share_legal",
+    "share_legal_se",
+    "legal_gap",
+    "expected_share_legal",
+    "unexplained_legal_gap",
+    "share_settlement",
+    "share_reminders",
+    "mean_score",
+    "resolved",
+    "observed_not_fully_recovered",
+    "observed_se",
+    "outcome_gap",
+    "roc_auc",
+    "mean_predicted",
+    "observed_to_predicted",
+]
+
+
+def _expected_legal(counts: pd.DataFrame, book: pd.Series) -> np.ndarray:
+    """Each group's legal-action rate if each of its borrowers got legal action at the whole
+    book's rate for borrowers of the same outcome (not Fully Recovered, Fully Recovered, open):
+    the rate its outcomes alone would give, on the legal-action rate's own scale."""
+    nfr = counts["not_fully_recovered"].to_numpy(dtype="float64")
+    fr = counts["resolved"].to_numpy(dtype="float64") - nfr
+    open_ = counts["borrowers"].to_numpy(dtype="float64") - nfr - fr
+    legal = np.int64(book[STRATEGY_COUNTS[STRATEGY_LEGAL]])
+    by_outcome = {
+        "nfr": (book["legal_not_fully_recovered"], book["not_fully_recovered"]),
+        "fr": (book["legal_fully_recovered"], book["resolved"] - book["not_fully_recovered"]),
+    }
+    by_outcome["open"] = (
+        legal - by_outcome["nfr"][0] - by_outcome["fr"][0],
+        book["borrowers"] - book["resolved"],
+    )
+    rate = {k: float(n / d) if d else 0.0 for k, (n, d) in by_outcome.items()}
+    total = counts["borrowers"].to_numpy(dtype="float64")
+    expected = nfr * rate["nfr"] + fr * rate["fr"] + open_ * rate["open"]
+    return np.divide(expected, total, out=np.full(len(total), np.nan), where=total > 0)
+
+
 def fairness_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
     """The fairness report from the whole book's ``fairness_counts``: the whole book first,
-    then the Gender groups and the age bands that have borrowers, each sorted by label."""
-    rows = []
+    then the Gender groups (by label) and the age bands (youngest first) that have borrowers.
+
+    Two gaps, each on one rate's scale: ``legal_gap`` (the group's legal-action rate minus the
+    book's) and ``outcome_gap`` (its rate of not Fully Recovered minus the book's); and
+    ``unexplained_legal_gap``, the legal-action rate minus ``expected_share_legal`` (the rate
+    the group's outcome mix would give at the book's legal-action rate per outcome), both on
+    the legal-action rate's scale, so that a group treated in line with its outcomes is at 0."""
+    rows, kept = [], []
     kinds = counts.index.get_level_values("group_type")
+    bands = {label: i for i, (_, _, label) in enumerate(AGE_BANDS)}
     for group_type in ("all", "Gender", "age_band"):
         part = counts[kinds == group_type]
-        for (kind, group), c in sorted(part.iterrows(), key=lambda item: item[0][1]):
+        order = sorted(part.iterrows(), key=lambda item: (bands.get(item[0][1], -1), item[0][1]))
+        for (kind, group), c in order:
             if kind == "all" or c["borrowers"]:
                 rows.append({"group_type": kind, "group": group, **_summary(c)})
+                kept.append((kind, group))
     table = pd.DataFrame(rows)
     overall = table.iloc[0]
     harsh = STRATEGY_COLUMNS[STRATEGY_LEGAL]
-    table["harshest_gap"] = table[harsh] - overall[harsh]
+    table["legal_gap"] = table[harsh] - overall[harsh]
     table["outcome_gap"] = (
         table["observed_not_fully_recovered"] - overall["observed_not_fully_recovered"]
     )
-    table["unexplained_gap"] = table["harshest_gap"] - table["outcome_gap"].fillna(0.0)
+    kept_counts = counts.loc[kept]
+    table["expected_share_legal"] = _expected_legal(
+        kept_counts, counts.loc[("all", "all borrowers")]
+    )
+    table["unexplained_legal_gap"] = table[harsh] - table["expected_share_legal"]
     return table
 
 
@@ -268,9 +336,10 @@ def fairness_table(loans, strategies) -> pd.DataFrame:
     """Per Gender and per age band, next to the whole book: each strategy's rate, the mean
     score, and the observed rate of "not Fully Recovered" among resolved loans.
 
-    ``unexplained_gap`` = (group's rate of the harshest strategy - overall rate) - (group's
-    outcome rate - overall outcome rate): how much harsher (or softer) the group is treated than
-    its outcomes alone would justify.
+    ``unexplained_legal_gap`` = the group's legal-action rate - the rate its outcomes would give
+    at the whole book's legal-action rate per outcome (``fairness_from_counts``): how much
+    harsher (or softer) the group is treated than its outcomes alone would justify, in points
+    of the legal-action rate.
 
     Computed from per-group counts and sums (``fairness_counts``), a partition at a time when
     the tables are Dask frames (partitioned alike: each partition of the strategies is joined to
@@ -285,13 +354,15 @@ def fairness_table(loans, strategies) -> pd.DataFrame:
     table = table.merge(validation, on=["group_type", "group"], how="left")
     # observed over predicted among the resolved: 1 when the group's scores are calibrated
     table["observed_to_predicted"] = table["observed_not_fully_recovered"] / table["mean_predicted"]
-    return table
+    return table[FAIRNESS_COLUMNS]
 
 
 def fairness_flags(table: pd.DataFrame, *, max_gap: float, min_group: int) -> pd.DataFrame:
-    """Groups of at least ``min_group`` borrowers whose unexplained gap exceeds ``max_gap``."""
+    """Groups of at least ``min_group`` borrowers whose legal-action rate is further than
+    ``max_gap`` (in rate points) from the rate their outcomes would give."""
     groups = table[table["group_type"] != "all"]
-    return groups[(groups["borrowers"] >= min_group) & (groups["unexplained_gap"].abs() > max_gap)]
+    gap = groups["unexplained_legal_gap"].abs()
+    return groups[(groups["borrowers"] >= min_group) & (gap > max_gap)]
 
 
 # --- population stability ---------------------------------------------------------------------

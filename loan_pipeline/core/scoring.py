@@ -23,8 +23,8 @@ def scores_of(loans: pd.DataFrame, model: RiskModel) -> pd.DataFrame:
 def score_borrowers(
     model: RiskModel, loans: pd.DataFrame, features: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """One row per borrower: Borrower_ID, risk_score, p_written_off, score_source, observed,
-    reason_1..3. Resolved borrowers get their out-of-fold score; open loans the full model's."""
+    """One row per borrower: Borrower_ID, risk_score, p_written_off, score_source,
+    not_fully_recovered (the observed outcome; empty for an open loan), reason_1..3. Resolved borrowers get their out-of-fold score; open loans the full model's."""
     if model.method == "notebook":
         return _notebook_scores(model, features)
     from loan_pipeline.core.joins import text_from_codes
@@ -53,12 +53,18 @@ def score_borrowers(
             "risk_score": score,
             "p_written_off": written,
             "score_source": text_from_codes(["out_of_fold", "open_loan"], ~resolved),
-            "observed": observed,
+            "not_fully_recovered": outcome_flags(observed),
             "reason_1": reasons["reason_1"].array,
             "reason_2": reasons["reason_2"].array,
             "reason_3": reasons["reason_3"].array,
         }
     )
+
+
+def outcome_flags(observed: np.ndarray) -> pd.arrays.BooleanArray:
+    """0/1 outcomes (NaN: open loan) as yes/no with empty cells: what an analyst filters on."""
+    missing = np.isnan(observed)
+    return pd.arrays.BooleanArray(np.nan_to_num(observed) == 1.0, missing)
 
 
 def _score_rows(
@@ -108,7 +114,7 @@ def _notebook_scores(model: RiskModel, features: pd.DataFrame) -> pd.DataFrame:
             "risk_score": proba.astype("float64"),
             "p_written_off": np.nan,
             "score_source": source.astype(object),
-            "observed": labels,
+            "not_fully_recovered": outcome_flags(labels),
             "reason_1": None,
             "reason_2": None,
             "reason_3": None,

@@ -29,19 +29,21 @@ PARALLEL_SELECTION_ROWS = 5_000
 # ClusterConfig.n_init.
 SELECTION_N_INIT = 4
 
-# How each feature reads when a segment's centroid is low / high on it.
+# How each feature reads when a segment's centroid is low / high on it: the two words of a pair
+# say the same noun with opposite adjectives ("Small loan" / "Large loan"), so that names side by
+# side read as contrasts ("Low balance, small loan" against "High balance, large loan").
 TRAIT_WORDS: dict[str, tuple[str, str]] = {
     "Age": ("Younger", "Older"),
     "Monthly_Income": ("Low income", "High income"),
     "Num_Dependents": ("Few dependents", "Many dependents"),
-    "Loan_Amount": ("Small loan", "High loan"),
+    "Loan_Amount": ("Small loan", "Large loan"),
     "Loan_Tenure": ("Short tenure", "Long tenure"),
     "Interest_Rate": ("Low rate", "High rate"),
-    "Collateral_Value": ("Little collateral", "High collateral"),
+    "Collateral_Value": ("Low collateral", "High collateral"),
     "Outstanding_Loan_Amount": ("Low balance", "High balance"),
     "Monthly_EMI": ("Low EMI", "High EMI"),
     "Num_Missed_Payments": ("Few missed payments", "Many missed payments"),
-    "Days_Past_Due": ("Current", "Deep arrears"),
+    "Days_Past_Due": ("Few days past due", "Many days past due"),
 }
 
 # Burden of a segment: the mean of these standardised centroid coordinates times their sign
@@ -144,7 +146,7 @@ def name_segments(
     """Name each segment from its two most distinctive standardised traits.
 
     A segment's candidate traits are ranked: first the features on which it is the most extreme
-    segment (highest or lowest centroid of all), by |z|; then the others, by |z|. A "High loan"
+    segment (highest or lowest centroid of all), by |z|; then the others, by |z|. A "Large loan"
     segment therefore always has the highest mean loan amount. Names are made unique by moving
     to the next pair of traits. Segments in ``reserved`` keep the name given there.
     """
@@ -629,3 +631,26 @@ def segment_profile(loans, segments, features: list[str]) -> pd.DataFrame:
 
     rows = per_partition(profile_rows, segments, loans, features)
     return profile_from_sums(*summarise(profile_sums, merge_profile_sums, rows, features), features)
+
+
+# What a profile's numbers mean, and so how many decimals they are shown with: money to the
+# cent, the interest rate (% a year) to 0.01 point, counts, ages and months to a tenth, shares to
+# a tenth of a percent. A feature of no known kind keeps 3.
+MONEY_DECIMALS, PERCENT_DECIMALS, COUNT_DECIMALS, SHARE_DECIMALS = 2, 2, 1, 3
+
+
+def rounded_profile(profile: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """``segment_profile`` rounded for the people who read it (the published table): each mean
+    to what its feature is, each share to 3 decimals; counts stay whole."""
+    from loan_pipeline.schemas import INT_COLUMNS, MONEY_COLUMNS, PERCENT_COLUMNS
+
+    def decimals(feature: str) -> int:
+        if feature in MONEY_COLUMNS:
+            return MONEY_DECIMALS
+        if feature in PERCENT_COLUMNS:
+            return PERCENT_DECIMALS
+        return COUNT_DECIMALS if feature in INT_COLUMNS else SHARE_DECIMALS
+
+    places = {f: decimals(f) for f in features}
+    places |= {c: SHARE_DECIMALS for c in ["share_of_book", *OUTCOME_SHARES.values()]}
+    return profile.round({c: d for c, d in places.items() if c in profile.columns})

@@ -14,16 +14,17 @@ PART = "part.00000.parquet"
 
 
 def arrow_to_pandas(table) -> pd.DataFrame:
-    """An Arrow table as pandas, text as Arrow-backed strings (the schemas' text dtype)."""
+    """An Arrow table as pandas, text as Arrow-backed strings (the schemas' text dtype), and a
+    yes/no column as pandas' nullable boolean (by default one with an empty cell would come back
+    as Python objects)."""
     import pandas as pd
     import pyarrow as pa
 
     if isinstance(table, pa.RecordBatchReader):
         table = table.read_all()
-    text = pd.StringDtype("pyarrow")
-    return table.to_pandas(
-        types_mapper=lambda t: text if t in (pa.string(), pa.large_string()) else None
-    )
+    mapped = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
+    mapped[pa.bool_()] = pd.BooleanDtype()
+    return table.to_pandas(types_mapper=mapped.get)
 
 
 def arrow_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -342,6 +342,40 @@ def test_every_row_bad_lists_the_rule_that_failed_most_first(tmp_path: Path) -> 
     assert "line 7: 'abc'" in lines[2]
 
 
+# (column, cell, reason): why a cell that breaks its number rule did, in the words a user fixes
+# the file by; the same whole and in blocks
+NOT_A_NUMBER = [
+    ("Loan_Amount", "abc", "Loan_Amount is not a number"),
+    ("Loan_Amount", "12.5", "Loan_Amount is a number but not a whole number"),
+    ("Loan_Amount", "1,000.5", "Loan_Amount is a number but not a whole number"),
+    ("Age", "NaN", "Age is not a finite number"),
+    ("Age", "1e999", "Age is not a finite number"),
+    ("Age", "4e1", "Age is in exponent notation; write whole numbers in digits"),
+    ("Age", "1,000", "Age has a thousands separator; only amounts may"),
+    ("Monthly_EMI", "abc", "Monthly_EMI is not a number"),
+    ("Monthly_EMI", "inf", "Monthly_EMI is not a finite number"),
+]
+
+
+def test_a_cell_that_is_no_number_says_why(tmp_path: Path) -> None:
+    rows = [row.split(",") for row in ROWS]
+    for k, (column, cell, _) in enumerate(NOT_A_NUMBER):
+        rows[k][LOAN_BOOK_COLUMNS.index(column)] = f'"{cell}"' if "," in cell else cell
+    path = tmp_path / "book.csv"
+    path.write_text("\n".join([HEADER, *map(",".join, rows)]) + "\n", encoding="utf-8")
+    config = INGEST | {"max_quarantine_share": 0.5}
+    issues = split_rows(read_loan_book(path), **config).issues
+    found = issues.sort_values("source_line")[["source_line", "column", "value", "reason"]]
+    expected = [
+        (k + 2, column, cell, reason) for k, (column, cell, reason) in enumerate(NOT_A_NUMBER)
+    ]
+    assert list(found.itertuples(index=False, name=None)) == expected
+    quarantine = read_in_blocks(path, 20_000, n_buckets=2, **config)[2]
+    assert sorted(zip(quarantine["source_line"], quarantine["reason"], strict=True)) == [
+        (line, reason) for line, _, _, reason in expected
+    ]
+
+
 def test_every_row_bad_through_the_command_line(tmp_path: Path) -> None:
     path = every_row(tmp_path, "Loan_Amount", "abc")
     home = tmp_path / "dagster_home"

@@ -71,6 +71,34 @@ def test_harsher_treatment_without_worse_outcomes_is_flagged():
     assert ("Gender", "Female") in set(zip(flagged["group_type"], flagged["group"], strict=True))
     row = table[(table["group"] == "Female")].iloc[0]
     assert row["share_legal"] > 0.45 and abs(row["outcome_gap"]) < 0.05
+    # legal action at random among women: their outcomes explain the book's rate, not theirs
+    assert abs(row["expected_share_legal"] - table.iloc[0]["share_legal"]) < 0.02
+    assert row["unexplained_legal_gap"] > 0.2
+
+
+def test_treatment_in_line_with_outcomes_is_not_flagged_when_legal_action_is_rarer():
+    """Legal action for one in five borrowers not fully recovered, whatever their group, and
+    women twice as often not fully recovered: women get legal action more often, and their
+    outcomes explain all of it. The gaps are on their own scales (legal: about 4 points;
+    outcome: about 20 points), and the unexplained gap, on the legal-action rate's scale, is 0;
+    subtracting the outcome gap from the legal gap, as the report once did, would call it a
+    16-point gap and flag it."""
+    loans, strategies = _book(n=4000, seed=5)
+    women = (loans["Gender"] == "Female").to_numpy()
+    k = np.arange(len(loans))
+    bad = np.where(women, k % 5 < 4, k % 5 < 2)  # not fully recovered: 80 % of women, 40 % of men
+    loans["Recovery_Status"] = np.where(bad, "Written Off", "Fully Recovered")
+    legal = bad & (k // 5 % 5 == 0)  # 1 in 5 of them, in either group
+    strategies.loc[legal, "recovery_strategy"] = STRATEGY_LEGAL
+    table = fairness_table(loans, strategies).set_index("group")
+    book = table.loc["all borrowers"]
+    women_row = table.loc["Female"]
+    assert women_row["legal_gap"] > 0.03 and women_row["outcome_gap"] > 0.15
+    assert women_row["legal_gap"] - women_row["outcome_gap"] < -FAIRNESS["max_gap"]
+    # 0 up to the draw: which borrowers got legal action is not exactly 1 in 5 in every group
+    assert table["unexplained_legal_gap"].abs().max() < 0.03
+    assert abs(book["unexplained_legal_gap"]) < 1e-12
+    assert fairness_flags(table.reset_index(), **FAIRNESS).empty
 
 
 def test_harsher_treatment_matched_by_outcomes_is_not_flagged():
@@ -96,8 +124,8 @@ def test_small_groups_are_shown_not_judged():
 
 def test_age_bands():
     assert age_band(pd.Series([21, 29, 30, 44, 45, 59, 60, 64])).tolist() == [
-        "under 30",
-        "under 30",
+        "18-29",
+        "18-29",
         "30-44",
         "30-44",
         "45-59",
@@ -164,8 +192,15 @@ def _fairness_by_groupby(loans, strategies):
         row["observed_not_fully_recovered"] = (
             float(frame["outcome"].mean()) if row["resolved"] else np.nan
         )
+        # the legal-action rate at the book's rate per outcome (open loans an outcome of their own)
+        row["expected_share_legal"] = float(
+            frame["outcome"].fillna(-1).map(legal_by_outcome).mean()
+        )
         return row
 
+    legal_by_outcome = (
+        (df["recovery_strategy"] == STRATEGY_LEGAL).groupby(df["outcome"].fillna(-1)).mean()
+    )
     rows = [{"group_type": "all", "group": "all borrowers", **summarise(df)}]
     for group_type in ("Gender", "age_band"):
         for group, frame in df.groupby(group_type, sort=True, observed=True):
@@ -189,6 +224,8 @@ def test_fairness_counts_match_a_groupby_on_messy_data():
     got = fairness_table(loans, strategies)
     want = _fairness_by_groupby(loans, strategies)
     assert got["group"].tolist() == want["group"].tolist()
+    # the age bands' labels sort in age order, as text too
+    assert got["group"].tolist()[-4:] == ["18-29", "30-44", "45-59", "60 and over"]
     assert got["group_type"].tolist() == want["group_type"].tolist()
     for column in want.columns.drop(["group_type", "group"]):
         np.testing.assert_allclose(

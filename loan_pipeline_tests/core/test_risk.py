@@ -89,7 +89,7 @@ def test_out_of_fold_and_open_loans(planted):
     resolved_ids = book.loc[book["Recovery_Status"].notna(), "Borrower_ID"]
     assert len(open_ids) > 100
     assert (scores.loc[open_ids, "score_source"] == "open_loan").all()
-    assert scores.loc[open_ids, "observed"].isna().all()
+    assert scores.loc[open_ids, "not_fully_recovered"].isna().all()
     # open loans: the model fitted on every resolved loan
     X_open = risk_inputs(book[book["Recovery_Status"].isna()])
     full = model.primary.estimator.predict_proba(X_open)[:, 1]

@@ -9,6 +9,7 @@ import pytest
 from loan_pipeline.core.features import feature_matrix, scale_features
 from loan_pipeline.core.generator import generate_loan_book
 from loan_pipeline.core.segmentation import (
+    TRAIT_WORDS,
     assign_segments,
     burden_scores,
     evaluate_k,
@@ -51,14 +52,14 @@ def test_names_are_unique_and_cover_every_segment(book):
 @pytest.mark.parametrize(
     ("word", "column", "highest"),
     [
-        ("High loan", "Loan_Amount", True),
+        ("Large loan", "Loan_Amount", True),
         ("Small loan", "Loan_Amount", False),
-        ("Deep arrears", "Days_Past_Due", True),
+        ("Many days past due", "Days_Past_Due", True),
         ("High income", "Monthly_Income", True),
         ("Low income", "Monthly_Income", False),
         ("High balance", "Outstanding_Loan_Amount", True),
         ("Many missed payments", "Num_Missed_Payments", True),
-        ("Current", "Days_Past_Due", False),
+        ("Few days past due", "Days_Past_Due", False),
     ],
 )
 def test_a_name_means_the_extreme_segment(book, word, column, highest):
@@ -72,8 +73,17 @@ def test_a_name_means_the_extreme_segment(book, word, column, highest):
         assert row[column] == extreme, (row["segment_name"], column)
 
 
-def test_some_segment_is_named_for_high_loans_on_a_loan_heavy_book():
-    """Plant a group of very large loans: the segment named for high loans holds them."""
+def test_trait_words_are_parallel_pairs():
+    """A low and a high word say the same noun ("Small loan" / "Large loan"), capitalised, so
+    that two segments' names read as contrasts."""
+    for feature, (low, high) in TRAIT_WORDS.items():
+        assert low[0].isupper() and high[0].isupper(), feature
+        if feature != "Age":  # "Younger" / "Older": the adjectives are the whole trait
+            assert low.split()[1:] == high.split()[1:] != [], feature
+
+
+def test_some_segment_is_named_for_large_loans_on_a_loan_heavy_book():
+    """Plant a group of very large loans: the segment named for large loans holds them."""
     loans = generate_loan_book(2000, seed=3)
     big = loans.sample(300, random_state=0).index
     loans.loc[big, "Loan_Amount"] = loans.loc[big, "Loan_Amount"] * 20
@@ -81,7 +91,7 @@ def test_some_segment_is_named_for_high_loans_on_a_loan_heavy_book():
     model = fit_segments(feature_matrix(scaled), NOTEBOOK_FEATURES, **segment_settings(k=4))
     segments = assign_segments(model, scaled["Borrower_ID"], feature_matrix(scaled))
     profile = segment_profile(loans, segments, NOTEBOOK_FEATURES)
-    high = profile[profile["segment_name"].str.startswith("High loan")]
+    high = profile[profile["segment_name"].str.startswith("Large loan")]
     assert len(high) == 1
     assert high["Loan_Amount"].iloc[0] == profile["Loan_Amount"].max()
 
@@ -273,3 +283,23 @@ def test_a_new_segment_gets_a_new_id_and_old_ones_keep_theirs():
     b = assign_segments(second, ids3, X3)
     assert (a["segment_id"] == b["segment_id"]).mean() > 0.99
     assert sorted(second.names) == [0, 1, 2, 3]
+
+
+def test_profiles_are_rounded_to_what_they_mean(book):
+    from loan_pipeline.core.segmentation import rounded_profile
+
+    _, _, _, profile = book
+    shown = rounded_profile(profile, NOTEBOOK_FEATURES)
+    for column, places in {
+        "Loan_Amount": 2,
+        "Outstanding_Loan_Amount": 2,
+        "Interest_Rate": 2,
+        "Age": 1,
+        "Days_Past_Due": 1,
+        "share_of_book": 3,
+        "share_written_off": 3,
+    }.items():
+        exact = profile[column].to_numpy(dtype=float)
+        np.testing.assert_array_equal(shown[column], np.round(exact, places), err_msg=column)
+        assert not np.array_equal(exact, np.round(exact, places)), column  # it was unrounded
+    assert shown["borrowers"].equals(profile["borrowers"])  # counts stay whole

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from loan_pipeline.core import chart_style, chart_summaries, charts
+from loan_pipeline.core.scoring import outcome_flags
 from loan_pipeline.core.summaries import co_moments, label_codes, pearson
 from loan_pipeline_tests.core.test_charts import synthetic_loans
 
@@ -145,16 +146,22 @@ def _scores_frame(n: int, seed: int, ties: bool) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "risk_score": score.round(2) if ties else score,
-            "observed": np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < score) * 1.0),
+            "not_fully_recovered": outcome_flags(
+                np.where(rng.random(n) < 0.1, np.nan, (rng.random(n) < score) * 1.0)
+            ),
             "score_source": rng.choice(["out_of_fold", "test", "train"], n),
         }
     )
 
 
 def _expected_deciles(scores: pd.DataFrame, q: int = 10) -> pd.DataFrame:
-    held = scores[scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()]
+    held = scores[
+        scores["score_source"].isin(["out_of_fold", "test"]) & scores["not_fully_recovered"].notna()
+    ]
     decile = _exact_deciles(held["risk_score"].rank(method="first"), q)
-    return held.groupby(decile).agg(predicted=("risk_score", "mean"), observed=("observed", "mean"))
+    return held.groupby(decile).agg(
+        predicted=("risk_score", "mean"), observed=("not_fully_recovered", "mean")
+    )
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -194,7 +201,9 @@ def _rows(scores: pd.DataFrame, binned) -> np.ndarray:
 def test_calibration_accepts_nullable_and_missing_scores():
     scores = _scores_frame(400, seed=9, ties=False)
     scores["risk_score"] = scores["risk_score"].astype("Float64").mask(scores.index % 13 == 0)
-    held = scores["score_source"].isin(["out_of_fold", "test"]) & scores["observed"].notna()
+    held = (
+        scores["score_source"].isin(["out_of_fold", "test"]) & scores["not_fully_recovered"].notna()
+    )
     fig = charts.calibration_curve(scores)
     line = fig.axes[0].get_lines()[1]
     assert line.get_label().startswith(f"held-out scores ({int(held.sum()):,} borrowers, 10 bins")
