@@ -32,8 +32,14 @@ test: setup  ## the whole test suite
 test-fast: setup  ## the inner loop: the suite without the end-to-end tests marked slow
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
-ui: setup  ## the Dagster UI on http://127.0.0.1:$(PORT)
-	$(BIN)/dagster dev -h 127.0.0.1 -p $(PORT)
+# `dg dev` (Dagster's project CLI, which supersedes `dagster dev`) reads [tool.dg] in
+# pyproject.toml and starts the webserver, the daemon and the code server in its process group.
+# setup-home makes DAGSTER_HOME if missing and, every time, sets the switch the UI's
+# "Auto-materialize" tag reads (also in a home made by `python -m loan_pipeline run` or before
+# this target did it): loan_pipeline/automation.py, show_automation_on.
+ui: $(STAMP)  ## the Dagster UI (dg dev: webserver + daemon) on http://127.0.0.1:$(PORT)
+	$(BIN)/python -m loan_pipeline setup-home
+	$(BIN)/dg dev -h 127.0.0.1 -p $(PORT)
 
 bench: setup  ## the benchmark: 500 to 10,000,000 rows against the notebook as a script (BENCH_ARGS=...)
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

@@ -329,8 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "setup-home":
         from dagster import DagsterInstance
 
+        from loan_pipeline.automation import show_automation_on
+
         home = dagster_home()
-        with DagsterInstance.get():  # its storage made now, not raced for by two first runs
+        with DagsterInstance.get() as instance:  # its storage made now, not raced for later
+            show_automation_on(instance)  # the UI's automation tag as the sensor runs
             print(f"Dagster instance: {home / 'dagster.yaml'}")
         return 0
     config = _run_config_file(args.config) if args.config else {}

@@ -26,6 +26,7 @@ from dagster import (
     AssetSpec,
     AutomationCondition,
     AutomationConditionSensorDefinition,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -349,6 +350,28 @@ follow_upstream = AutomationConditionSensorDefinition(
     description="Materializes charts, monitoring, reports and history when their inputs change "
     "(their eager automation conditions).",
 )
+
+
+def show_automation_on(instance: DagsterInstance) -> bool:
+    """Make the UI's "Auto-materialize" tag say what runs; True if it now says "on".
+
+    The tag, in a job's header and launchpad whenever its assets carry automation conditions,
+    reads the instance's switch from before automation ran as sensors (a daemon cursor that a new
+    instance leaves unset, which the UI reads as "off"). Dagster 1.13 evaluates automation
+    conditions in automation sensors (``auto_materialize: use_sensors``, on by default), and that
+    switch gates nothing: what runs is ``follow_upstream_changes``, RUNNING by default, and the UI
+    offers no toggle for the old switch. So it is set to "not paused" here (by `make setup` and
+    `make ui`), and the tag reads "Auto-materialize on" as the sensor does. An instance that
+    still uses the pre-sensor daemon (use_sensors: false) is left alone: there the switch does
+    decide, and its owner sets it on the Daemons page."""
+    # no public API writes it; dagster is pinned, and test_dg reads it back through GraphQL
+    from dagster._daemon.asset_daemon import set_auto_materialize_paused
+
+    if not instance.auto_materialize_use_sensors:
+        return False
+    set_auto_materialize_paused(instance, False)
+    return True
+
 
 jobs = [full_refresh_job, charts_job]
 schedules = [daily_refresh]

@@ -1,4 +1,4 @@
-"""A new user's first steps: clone the repository, `make run`, `make ui`.
+"""A new user's first steps: clone the repository, `make run`, `make ui` (`dg dev`).
 
 The clone is of the committed HEAD into a temporary folder with its own virtualenv, so a missing
 dependency or an untracked file the run relies on fails here, not on a user's machine.
@@ -6,14 +6,9 @@ dependency or an untracked file the run relies on fails here, not on a user's ma
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -21,6 +16,7 @@ import pytest
 
 from loan_pipeline_tests.conftest import PROJECT_ROOT
 from loan_pipeline_tests.test_definitions import EXPECTED
+from loan_pipeline_tests.ui_server import free_port, graphql, launch, wait_for
 
 CLEAN_ENV_DROP = {
     "VIRTUAL_ENV",
@@ -73,60 +69,29 @@ def test_make_run_from_a_fresh_clone(clone):
     assert status.stdout == "", f"make run left files git does not ignore:\n{status.stdout}"
 
 
-def _default_interrupts() -> None:
-    """A background child inherits SIGINT ignored, and dagster dev maps SIGTERM to the same
-    handler: restore both so the teardown's SIGTERM stops it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
-    """`make ui` starts the webserver on 127.0.0.1 and it serves every asset with its edges."""
+    """`make ui` (dg dev) starts the webserver on 127.0.0.1, prints no SupersessionWarning,
+    serves every asset with its edges, shows the automation as on (as its sensor runs), and its
+    whole process group stops."""
     if not (clone / ".venv" / ".installed").exists():
         pytest.skip("needs the virtualenv made by test_make_run_from_a_fresh_clone")
-    port = _free_port()
+    port = free_port()
     env = _clean_env() | {"DAGSTER_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen(
-        ["make", "ui", f"PORT={port}"],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=_default_interrupts,
-    )
+    server = launch(["make", "ui", f"PORT={port}"], clone, env, tmp_path / "make-ui.log", port)
+    proc = server.process
     try:
-        deadline = time.monotonic() + 120
-        nodes = None
-        while time.monotonic() < deadline:
+
+        def served():
+            if proc.poll() is not None:
+                raise RuntimeError(f"make ui exited with {proc.returncode}:\n{server.log_tail()}")
             try:
-                data = _graphql(
-                    port, "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
-                )
-                nodes = data["data"]["assetNodes"]
-                if nodes:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        assert nodes, "dagster dev did not serve the asset graph within 120 s"
+                query = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+                return graphql(port, query)["assetNodes"]
+            except (OSError, RuntimeError, ValueError):
+                return None
+
+        nodes = wait_for(served, 120, what="make ui serving the asset graph")
         graph = {
             n["assetKey"]["path"][-1]: {d["path"][-1] for d in n["dependencyKeys"]} for n in nodes
         }
@@ -134,15 +99,18 @@ def test_make_ui_serves_the_lineage_graph_on_loopback(clone, tmp_path):
         # the served graph is the definitions' own (test_definitions lists each asset's deps)
         for key in ("recovery_strategies", "chart_borrower_segments"):
             assert graph[key] == EXPECTED[key][1], key
+        output = server.log_tail(chars=1_000_000)
+        assert "dg dev -h 127.0.0.1" in output, output[-4000:]
+        assert f"Serving dagster-webserver on http://127.0.0.1:{port}" in output, output[-4000:]
+        assert "SupersessionWarning" not in output, output[-4000:]
+        # the launchpad's "Auto-materialize" tag reads this; the automation sensor runs
+        instance = graphql(port, "{ instance { autoMaterializePaused } }")["instance"]
+        assert instance == {"autoMaterializePaused": False}
         # Loopback only: the port answers on 127.0.0.1 and is not bound to any other address.
         listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True)
         if listening.returncode == 0:
             ours = [line for line in listening.stdout.splitlines() if f":{port} " in line]
             assert ours and all("127.0.0.1:" in line for line in ours), ours
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        server.stop()
+    assert not server.group_alive()

@@ -1,7 +1,8 @@
-"""Start and stop a real `dagster dev` (webserver + daemon) on loopback, and talk to its GraphQL.
+"""Start and stop the UI as `make ui` does (`setup-home`, then `dg dev`: webserver + daemon) on
+loopback, and talk to its GraphQL.
 
-Used by the browser tests (test_ui.py); no Playwright here, so the helpers also work without a
-browser.
+Used by the browser tests (test_ui.py) and test_dg.py; no Playwright here, so the helpers also
+work without a browser.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
+# the `dg` of the interpreter running the tests (the project's virtualenv), as `make ui` runs it
+DG = Path(sys.executable).parent / "dg"
 LOCATION = "loan_pipeline"
 REPOSITORY = "__repository__"  # the repository of a `Definitions` object
 
@@ -141,8 +144,16 @@ class DagsterDev:
         except OSError:
             return ""
 
+    def group_alive(self) -> bool:
+        """Whether any process of the server's group (dg dev and its children) is still there."""
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def stop(self, grace: float = 30) -> None:
-        """SIGTERM the whole process group (dagster dev, webserver, daemon, code servers, runs);
+        """SIGTERM the whole process group (dg dev, webserver, daemon, code servers, runs);
         SIGKILL whatever is still there after ``grace`` seconds."""
         if self.process.poll() is None:
             try:
@@ -160,42 +171,62 @@ class DagsterDev:
             pass
         if self.process.poll() is None:
             self.process.wait(timeout=10)
+        # killed children leave the table a moment later (reaped by init): return once they have
+        wait_for(lambda: not self.group_alive(), 10, interval=0.1, what="dg dev's group to end")
 
 
-def _default_interrupts() -> None:
+def default_interrupts() -> None:
     # A process started in the background by a non-interactive shell inherits SIGINT as ignored;
-    # `dagster dev` then also ignores SIGTERM (it maps SIGTERM to the SIGINT handler) and never
-    # shuts down on it. Restore the defaults in the child so SIGTERM stops it cleanly.
+    # `dg dev` (Dagster's dev command underneath) then also ignores SIGTERM (it maps SIGTERM to
+    # the SIGINT handler) and never shuts down on it. Restore the defaults in the child so
+    # SIGTERM stops it cleanly.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def launch(command: list[str], cwd: Path, env: dict[str, str], log: Path, port: int) -> DagsterDev:
+    """Start ``command`` (`dg dev …` or `make ui …`) in a session of its own, its output in
+    ``log``, SIGTERM-able: what `DagsterDev.stop` stops, the whole group."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_interrupts,
+        )
+    return DagsterDev(process=process, port=port, log=log)
 
 
 def start_dagster_dev(
     cwd: Path, env: dict[str, str], log: Path, expected_assets: int, timeout: float = 120
 ) -> DagsterDev:
-    """`dagster dev -h 127.0.0.1 -p <free port>` in its own session; returns once GraphQL serves
-    ``expected_assets`` asset nodes (the code location has loaded), or raises with the log tail."""
+    """The UI as `make ui` starts it: `python -m loan_pipeline setup-home`, then
+    `dg dev -h 127.0.0.1 -p <free port>` in its own session. Returns once GraphQL serves
+    ``expected_assets`` asset nodes (the code location has loaded), or raises with the log tail;
+    raises too if the output carries a SupersessionWarning (a superseded command or API)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
-    out = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-h", HOST, "-p", str(port)],
+    setup = subprocess.run(
+        [sys.executable, "-m", "loan_pipeline", "setup-home"],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_default_interrupts,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    out.close()
-    server = DagsterDev(process=process, port=port, log=log)
+    if setup.returncode != 0:
+        raise RuntimeError(f"setup-home exited with {setup.returncode}:\n{setup.stderr[-4000:]}")
+    server = launch([str(DG), "dev", "-h", HOST, "-p", str(port)], cwd, env, log, port)
+    process = server.process
 
     def ready():
         if process.poll() is not None:
-            raise RuntimeError(
-                f"dagster dev exited with {process.returncode}:\n{server.log_tail()}"
-            )
+            raise RuntimeError(f"dg dev exited with {process.returncode}:\n{server.log_tail()}")
         try:
             nodes = graphql(port, "{ assetNodes { id } }", timeout=5)["assetNodes"]
         except (OSError, RuntimeError, ValueError):
@@ -203,10 +234,12 @@ def start_dagster_dev(
         return len(nodes) >= expected_assets
 
     try:
-        wait_for(ready, timeout, interval=0.5, what="dagster dev serving the asset graph")
+        wait_for(ready, timeout, interval=0.5, what="dg dev serving the asset graph")
+        if "SupersessionWarning" in server.log_tail(chars=1_000_000):
+            raise RuntimeError(f"dg dev printed a SupersessionWarning:\n{server.log_tail()}")
     except BaseException as err:
         server.stop(grace=10)
         if isinstance(err, TimeoutError):
-            raise TimeoutError(f"{err}\n--- dagster dev log ---\n{server.log_tail()}") from None
+            raise TimeoutError(f"{err}\n--- dg dev log ---\n{server.log_tail()}") from None
         raise
     return server
