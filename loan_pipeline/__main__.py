@@ -113,6 +113,8 @@ def run(
     from dagster._core.definitions.reconstruct import build_reconstructable_job
 
     from loan_pipeline import settings
+    from loan_pipeline.assets.publication import summary_of_run
+    from loan_pipeline.core.run_summary import published_line
     from loan_pipeline.definitions import defs
     from loan_pipeline.io import runs
     from loan_pipeline.store import lock
@@ -170,62 +172,38 @@ def run(
                 raise_on_error=False,
                 asset_selection=[AssetKey(a) for a in assets] if assets else None,
             )
+            after = store.manifest()
+            if result.success:
+                summary = summary_of_run(
+                    instance,
+                    result.run_id,
+                    job_def.asset_layer.asset_graph.toposorted_asset_keys,
+                    published_line(before, after, result.run_id),
+                )
     finally:
         lock.release(root)
-    after = store.manifest()
     if not result.success:
         print(f"\nLoan pipeline run {result.run_id} FAILED (source: {source})", file=sys.stderr)
         for message in _failure_messages(result):
             print(message, file=sys.stderr)
-        print(_published_line(before, after, result.run_id), file=sys.stderr)
+        print(published_line(before, after, result.run_id), file=sys.stderr)
         return 1
-    materialized = sorted(
-        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
-    )
-    print(
-        f"\nLoan pipeline run {result.run_id} succeeded: {len(materialized)} assets from {source}"
-    )
-    for key in materialized:
-        print(f"  - {key}")
-    quarantine = result.asset_materializations_for_node("ingest_loan_book") if reads_csv else []
-    for materialization in quarantine:
-        if materialization.asset_key.to_user_string() == "quarantined_loans":
-            rows = materialization.metadata["quarantined_rows"].value
-            total = materialization.metadata["rows_read"].value
-            print(
-                f"Quarantined: {rows} of {total} rows ({rows / total:.1%}); see table quarantined_loans"
-            )
-    segments = _segments_line(result)
-    if segments:
-        print(segments)
-    print(_published_line(before, after, result.run_id))
-    print(f"Warehouse: {settings.warehouse_path()} (views over the published tables)")
-    print(f"Charts:    {settings.charts_dir()}")
-    print(f"Export:    {settings.exports_dir() / 'recovery_strategies.csv'}")
+    # read from the run's own events by the code that logs it as the run's last entry in the UI
+    # (published_snapshot): the terminal and the UI say the same
+    print(f"\n{summary}")
     return 0
 
 
 def _segments_line(result) -> str | None:
-    """The verdict on this run's segments (cluster_model's ``segmentation_verdict``), so that a
-    convenient split is not read as groups the data insist on; None if the run made none."""
+    """The verdict on this run's segments (cluster_model's ``segmentation_verdict``) as the
+    summary says it; None if the run made none."""
+    from loan_pipeline.core.run_summary import segments_line
+
     for materialization in result.asset_materializations_for_node("cluster_model"):
         verdict = materialization.metadata.get("segmentation_verdict")
         if verdict is not None:
-            return f"Segments:  {verdict.value} (evidence: chart_k_selection)"
+            return segments_line(verdict.value)
     return None
-
-
-def _published_line(before: dict | None, after: dict | None, run_id: str) -> str:
-    """What the published state is now, said from the storage itself (not from the run's
-    hopes): this run's snapshot, or the one that was there before, untouched."""
-    if after is not None and after["snapshot"] == run_id:
-        return f"Published: snapshot {run_id} (storage/current; {len(after['items'])} items)."
-    if before is None:
-        return "Nothing was published: there is no published snapshot yet."
-    return (
-        f"Nothing was published: the published snapshot is still {before['snapshot']} "
-        f"(from {before.get('source', {}).get('path', '?')})."
-    )
 
 
 # A run that pins the drift baseline: population_stability on the published tables with the

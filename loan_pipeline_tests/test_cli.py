@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 from loan_pipeline_tests.test_definitions import EXPECTED
@@ -33,7 +33,45 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def _summary(stdout: str) -> list[str]:
+    """The run summary the CLI prints: from its header line to the end."""
+    lines = stdout.rstrip("\n").splitlines()
+    (start,) = [i for i, line in enumerate(lines) if line.startswith("Loan pipeline run ")]
+    return lines[start:]
+
+
+def _asset_rows(summary: list[str]) -> dict[str, int | None]:
+    """The summary's asset lines (in their order): key -> row count, None where not a table."""
+    start = summary.index("Assets, in graph order (each after what it reads), with table rows:")
+    rows = {}
+    for line in summary[start + 1 :]:
+        if not line.startswith("  "):
+            return rows
+        key, *count = line.split()
+        rows[key] = int(count[0].replace(",", "")) if count else None
+    return rows
+
+
+def _last_log_entry(instance: DagsterInstance, run_id: str) -> str:
+    """The run's last log message (not an event of Dagster's own), as the UI's run page lists it."""
+    messages = [e for e in instance.all_logs(run_id) if not e.is_dagster_event]
+    return messages[-1].user_message
+
+
+def _check(instance: DagsterInstance, run_id: str, name: str):
+    (evaluation,) = [
+        r.event_log_entry.dagster_event.event_specific_data
+        for r in instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        if r.event_log_entry.dagster_event.event_specific_data.check_name == name
+    ]
+    return evaluation
+
+
 def test_run_materializes_everything_and_records_the_run(tmp_path):
+    from loan_pipeline.definitions import defs
+
     env = _env(tmp_path)
     done = _cli(["run"], env)
     assert done.returncode == 0, done.stderr
@@ -48,6 +86,53 @@ def test_run_materializes_everything_and_records_the_run(tmp_path):
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].status == DagsterRunStatus.SUCCESS
         assert runs[0].job_name == "full_refresh"
+        run_id = runs[0].run_id
+        summary = _summary(done.stdout)
+        # the UI shows the same summary as the run's last log entry (published_snapshot's)
+        assert _last_log_entry(instance, run_id) == "\n".join(summary)
+        checks = instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        stable = _check(instance, run_id, "chosen_k_is_stable")
+        gate = _check(instance, run_id, "model_beats_base_rate")
+
+    # every asset, in the order of the job's graph (each after the assets it reads), not
+    # alphabetical; a table with its row count, a model or a chart without one
+    rows = _asset_rows(summary)
+    graph = defs.resolve_job_def("full_refresh").asset_layer.asset_graph
+    assert list(rows) == [k.to_user_string() for k in graph.toposorted_asset_keys]
+    assert list(rows) != sorted(rows)
+    upstream = graph.asset_dep_graph["upstream"]
+    for i, key in enumerate(rows):
+        assert {u.to_user_string() for u in upstream[AssetKey(key)]} <= set(list(rows)[:i]), key
+    assert set(rows) == set(EXPECTED)
+    assert rows["validated_loans"] == rows["recovery_strategies"] == 500
+    assert rows["quarantined_loans"] == 0
+    assert rows["risk_model"] is None and rows["chart_calibration"] is None
+
+    # the failed WARN check, with the check's own reason, on one line
+    assert not stable.passed and stable.description.startswith("no stable segmentation: k=2")
+    assert f"Checks:    {len(checks)} evaluated, 1 failed (1 WARN)" in summary
+    assert f"  WARN  cluster_model / chosen_k_is_stable: {stable.description}" in summary
+    # the policy and why: the gate's own figures
+    skill = gate.metadata["brier_skill_vs_base_rate"].value
+    assert gate.passed and skill >= 0.01
+    assert (
+        f"Policy:    score bands, because the risk model passed model_beats_base_rate "
+        f"(Brier skill {skill:.3f} >= min_skill 0.010) and coefficient_signs_agree_with_data"
+    ) in summary
+    assert "Quarantined: 0 of 500 rows (0.0%); see table quarantined_loans" in summary
+    storage = tmp_path / "storage"
+    paths = {
+        "Warehouse: ": storage / "warehouse.duckdb",
+        "Charts:    ": storage / "charts",
+        "Export:    ": storage / "exports" / "recovery_strategies.csv",
+        "Model card: ": storage / "reports" / "model_card.md",
+    }
+    for label, path in paths.items():
+        (line,) = [line for line in summary if line.startswith(label)]
+        assert line.removeprefix(label).split(" (")[0] == str(path) and path.exists(), line
+    assert summary[-1].startswith(f"Published: snapshot {run_id} (storage/current; ")
 
     # The multiprocess executor stays selectable: redraw the charts with it via the Dagster CLI.
     config = tmp_path / "multiprocess.yaml"
@@ -159,3 +244,27 @@ def test_setup_home_makes_an_instance_with_one_run_at_a_time(tmp_path):
     assert done.returncode == 0, done.stderr
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+
+
+def test_a_model_that_fails_its_gate_shows_the_error_and_the_fallback_policy(tmp_path):
+    """A bar the risk model cannot pass (min_skill 0.99): its ERROR check is listed first, with
+    its reason, and the policy line says the strategies fell back, and on what figures."""
+    config = tmp_path / "run.yaml"
+    config.write_text("ops:\n  risk_model:\n    config:\n      min_skill: 0.99\n")
+    done = _cli(["run", "--config", str(config)], _env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    summary = _summary(done.stdout)
+    failed = [line for line in summary if line.startswith(("  ERROR ", "  WARN  "))]
+    assert failed[0] == (
+        "  ERROR risk_model / model_beats_base_rate: The model does not beat the base rate; "
+        "recovery_strategies uses the rules-based fallback policy instead of the scores."
+    )
+    assert failed[-1].startswith("  WARN  cluster_model / chosen_k_is_stable: ")
+    (policy,) = [line for line in summary if line.startswith("Policy:")]
+    assert policy.startswith(
+        "Policy:    rules-based fallback, because the risk model failed model_beats_base_rate "
+        "(Brier skill 0."
+    )
+    assert policy.endswith(
+        " < min_skill 0.990): the strategies come from the rules on arrears, not from the scores"
+    )

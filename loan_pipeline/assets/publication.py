@@ -6,21 +6,28 @@ them, runs only when every step before it succeeded, and then publishes in one s
 together, or, if the run fails or is killed before it, nothing.
 """
 
+from collections.abc import Sequence
+
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    DagsterEventType,
+    DagsterInstance,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
 from loan_pipeline import settings
+from loan_pipeline.core import run_summary
 from loan_pipeline.io import runs
 from loan_pipeline.io.models import digest_key
 from loan_pipeline.store import lock
 from loan_pipeline.store.snapshots import CATALOG, snapshot_schema
 
 PUBLISHED = "published_snapshot"
+# where the model_card asset writes the card, inside the storage (published with the rest)
+MODEL_CARD = "reports/model_card.md"
 
 
 def publication_asset(upstream: list[AssetKey]):
@@ -56,8 +63,21 @@ def publication_asset(upstream: list[AssetKey]):
             f"published snapshot {context.run_id}: {len(made_here)} item(s) from this run, "
             f"{carried} carried over from the previous snapshot"
         )
+        # Every step of the run but this one has ended (this step depends on them all, and
+        # every check runs inside its asset's step): the events read here are the whole run's,
+        # this step's materialization aside, which is said as made (it is, on return).
+        summary = summary_of_run(
+            context.instance,
+            context.run_id,
+            context.job_def.asset_layer.asset_graph.toposorted_asset_keys,
+            run_summary.published_line(None, manifest, context.run_id),
+            also_made=[PUBLISHED],
+        )
+        # the run's last log entry: what `python -m loan_pipeline run` prints at its end
+        context.log.info(summary)
         return MaterializeResult(
             metadata={
+                "run_summary": MetadataValue.md(f"```\n{summary}\n```"),
                 "snapshot": context.run_id,
                 "folder": MetadataValue.path(str(store.run_dir(context.run_id))),
                 "catalog": MetadataValue.path(str(root / CATALOG)),
@@ -86,3 +106,71 @@ def publication_asset(upstream: list[AssetKey]):
         )
 
     return published_snapshot
+
+
+def published_paths() -> dict[str, str]:
+    """Where a reader finds the published outputs, by label (the run summary's last lines)."""
+    root = settings.storage_dir()
+    return {
+        "Warehouse": f"{root / CATALOG} (the catalog: views over the published tables)",
+        "Charts": str(settings.charts_dir()),
+        "Export": str(settings.exports_dir() / "recovery_strategies.csv"),
+        "Model card": str(root / MODEL_CARD),
+    }
+
+
+def run_events(instance: DagsterInstance, run_id: str) -> tuple[list, list]:
+    """The run's materializations and asset check evaluations in the event log, in the order
+    they happened, as plain data (``run_summary.Materialized`` and ``CheckResult``)."""
+    kinds = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}
+    made, checks, cursor = [], [], None
+    while True:
+        page = instance.get_records_for_run(run_id, cursor=cursor, of_type=kinds)
+        for record in page.records:
+            event = record.event_log_entry.dagster_event
+            data = event.event_specific_data
+            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                m = data.materialization
+                made.append(
+                    run_summary.Materialized(m.asset_key.to_user_string(), _plain(m.metadata))
+                )
+            else:
+                checks.append(
+                    run_summary.CheckResult(
+                        asset=data.asset_key.to_user_string(),
+                        name=data.check_name,
+                        passed=data.passed,
+                        severity=data.severity.value,
+                        description=data.description,
+                        metadata=_plain(data.metadata),
+                    )
+                )
+        if not page.has_more:
+            return made, checks
+        cursor = page.cursor
+
+
+def _plain(metadata) -> dict:
+    return {key: value.value for key, value in metadata.items()}
+
+
+def summary_of_run(
+    instance: DagsterInstance,
+    run_id: str,
+    toposorted: Sequence[AssetKey],
+    published: str,
+    also_made: Sequence[str] = (),
+) -> str:
+    """The run summary of ``run_id`` from its own events: its assets in the order of
+    ``toposorted`` (the asset graph's), with ``also_made`` (keys materialized but not yet in
+    the log), its checks, policy, paths and the ``published`` line."""
+    made, checks = run_events(instance, run_id)
+    made += [run_summary.Materialized(key) for key in also_made]
+    order = [key.to_user_string() for key in toposorted]
+    return run_summary.summary(
+        run_id,
+        run_summary.graph_order(order, made),
+        checks,
+        published_paths(),
+        published,
+    )
