@@ -165,6 +165,42 @@ def test_the_writer_lock_names_its_holder_and_knows_a_killed_one(tmp_path):
     assert lock.holder(tmp_path)["released"] is True
 
 
+LATE_HOLDER = """
+import sys, time
+from pathlib import Path
+from filelock import FileLock
+from loan_pipeline.store import lock
+root = Path(sys.argv[1])
+held = FileLock(root / lock.LOCK_FILE)
+held.acquire()
+print("held", flush=True)
+time.sleep(0.5)  # its record written late, as a busy machine may
+lock._write_holder(root, "run-new", released=False, label=None)
+time.sleep(60)
+"""
+
+
+def test_a_waiter_names_the_new_holder_not_the_last_one(tmp_path):
+    """Between a holder taking the lock and writing its record, the record on disk is the last
+    holder's (released): the waiter's message waits for the new one instead of naming it."""
+    lock.acquire(tmp_path, "run-old", wait=0)
+    lock.release(tmp_path)
+    assert lock.holder(tmp_path)["released"] is True
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LATE_HOLDER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(lock.WriterBusy, match="being written by run run-new"):
+            lock.acquire(tmp_path, "run-b", wait=0)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_holder_that_let_go_is_not_taken_for_killed(tmp_path):
     holder = _holder(tmp_path, "run-a", then="release")
     try:

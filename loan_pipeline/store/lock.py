@@ -95,7 +95,7 @@ def _acquire(root, run_id, wait, on_wait, label) -> dict | None:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        busy = f"the storage {root} is being written by {describe(holder(root))}"
+        busy = f"the storage {root} is being written by {describe(_busy_holder(root))}"
         if wait == 0:
             raise WriterBusy(busy) from None
         on_wait(f"waiting for the writer lock: {busy}")
@@ -108,6 +108,18 @@ def _acquire(root, run_id, wait, on_wait, label) -> dict | None:
     if previous and not previous.get("released") and previous.get("pid") != os.getpid():
         return previous
     return None
+
+
+def _busy_holder(root: Path, patience: float = 2.0) -> dict | None:
+    """The record of whoever holds the lock now. A holder writes its record just after taking
+    the lock, so for a moment the file is missing or still the last holder's (released): wait a
+    little for the new one rather than name nobody, or the wrong run."""
+    deadline = time.monotonic() + patience
+    while True:
+        info = holder(root)
+        if (info and not info.get("released")) or time.monotonic() >= deadline:
+            return info if info and not info.get("released") else None
+        time.sleep(0.05)
 
 
 def release(root: Path) -> None:
