@@ -123,7 +123,7 @@ def test_the_risk_model_page_shows_headline_figures_and_one_table(run):
 
 def test_strategy_tables_fit_the_page(run):
     strategies = run.materialized()["recovery_strategies"]
-    for key in ("strategy_by_segment", "expected_loss_by_strategy"):
+    for key in ("strategy_by_segment", "loss_by_strategy"):
         table = strategies[key].value
         assert LONG_STRATEGY not in table, key
         assert _width(table) <= 90, (key, table)

@@ -20,6 +20,7 @@ from loan_pipeline.assets.common import (
     partitioned_input,
     table_metadata,
 )
+from loan_pipeline.core.rounding import transposed_markdown
 from loan_pipeline.domain import POLICY_CAPACITY, POLICY_FALLBACK, POLICY_MODEL
 from loan_pipeline.io import runs
 from loan_pipeline.io.tables import stored_table
@@ -388,33 +389,42 @@ def recovery_strategies(
             **capacities,
             "policy_note": MetadataValue.md(POLICY_NOTES[policy]),
             "export_path": MetadataValue.path(str(export)),
-            "strategy_counts": MetadataValue.json(by_strategy),
-            **_fitting_tables(by_segment, losses),
+            **_fitting_tables(by_strategy, by_segment, losses),
         },
     )
     yield from _strategy_checks(table, validated_loans, risk_model, assignment=config.assignment)
 
 
-def _fitting_tables(by_segment, losses) -> dict:
-    """The strategy tables in short words, in the strategies' order (legal action first), so
-    they fit an asset page: borrowers per segment and strategy, and the money per strategy."""
+def _fitting_tables(by_strategy: dict, by_segment, losses) -> dict:
+    """The strategy counts and tables in short words, in the strategies' order (legal action
+    first), so they fit the metadata column of an asset page (a short entry shows in place
+    there, in a column a third of the page wide): borrowers per strategy, per segment and
+    strategy, and the money per strategy, a column per strategy."""
     strategies = [s for s in domain.STRATEGIES if s in by_segment.columns]
-    order = {s: i for i, s in enumerate(domain.STRATEGIES)}
-    losses = losses.sort_values("recovery_strategy", key=lambda s: s.map(order)).assign(
-        recovery_strategy=lambda t: t["recovery_strategy"].map(domain.STRATEGY_SHORT)
+    # sums over a book run to millions: whole currency units (cents there are noise); a sum
+    # there is none of (no write-off score in notebook mode) stays blank
+    money = losses.set_index("recovery_strategy").reindex(strategies).round(0)
+    money = (
+        money.astype(object).where(money.notna(), None).map(lambda v: None if v is None else int(v))
+    )
+    money.index = money.index.map(domain.STRATEGY_SHORT)
+    money = money.rename(
+        columns={
+            "Outstanding_Loan_Amount": "balance",
+            "expected_shortfall": "exp. shortfall",
+            "expected_write_off": "exp. write-off",
+        }
     )
     return {
-        "strategy_by_segment": markdown_table(
-            by_segment[["segment_name", *strategies]], headers=domain.STRATEGY_SHORT
+        "strategy_counts": MetadataValue.json(
+            {domain.STRATEGY_SHORT[s]: by_strategy[s] for s in strategies if s in by_strategy}
         ),
-        "expected_loss_by_strategy": markdown_table(
-            losses,
-            headers={
-                "recovery_strategy": "strategy",
-                "Outstanding_Loan_Amount": "outstanding balance",
-                "expected_shortfall": "expected shortfall",
-                "expected_write_off": "expected write-off",
-            },
+        "strategy_by_segment": markdown_table(
+            by_segment[["segment_name", *strategies]],
+            headers={"segment_name": "segment", **domain.STRATEGY_SHORT},
+        ),
+        "loss_by_strategy": MetadataValue.md(
+            transposed_markdown(money.reset_index(), "recovery_strategy", "sum")
         ),
     }
 
