@@ -59,6 +59,13 @@ STRATEGY_LEGAL = "Immediate legal notices & aggressive recovery attempts"
 STRATEGY_SETTLEMENT = "Settlement offers & repayment plans"
 STRATEGY_REMINDERS = "Automated reminders & monitoring"
 STRATEGIES: list[str] = [STRATEGY_LEGAL, STRATEGY_SETTLEMENT, STRATEGY_REMINDERS]
+# Each strategy in a word or two, for a table's headers and rows on an asset page (the full
+# text, which the collections team reads in the export, would push the table off the page).
+STRATEGY_SHORT: dict[str, str] = {
+    STRATEGY_LEGAL: "legal action",
+    STRATEGY_SETTLEMENT: "settlement",
+    STRATEGY_REMINDERS: "reminders",
+}
 # Where a borrower's strategy comes from: the risk-score bands, the ranking by expected loss cut
 # at the team's capacities, or (when the model fails its gate, whichever of the two
 # was asked for) the rules-based policy on arrears.

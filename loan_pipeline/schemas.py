@@ -85,44 +85,71 @@ class RawLoans(pa.DataFrameModel):
     """The loan-book CSV as read: every expected column present with its explicit dtype."""
 
     source_line: Series[int] = pa.Field(
-        ge=2, unique=True, description="Line in the file (header = line 1)."
+        ge=2, unique=True, description="Line number in the CSV file (the header is line 1)."
     )
-    Borrower_ID: Series[pd.StringDtype] = text(nullable=True, description="Borrower identifier.")
-    Age: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Age in years.")
-    Gender: Series[pd.StringDtype] = text(nullable=True, description="Gender as recorded.")
-    Employment_Type: Series[pd.StringDtype] = text(nullable=True, description="Employment type.")
+    Borrower_ID: Series[pd.StringDtype] = text(
+        nullable=True, description="Borrower identifier, as read (checked in validated_loans)."
+    )
+    Age: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Borrower's age, whole years.")
+    Gender: Series[pd.StringDtype] = text(
+        nullable=True,
+        description="Gender as recorded (monitored for fairness, never a model input).",
+    )
+    Employment_Type: Series[pd.StringDtype] = text(
+        nullable=True, description="Employment type: Salaried, Self-Employed or Business Owner."
+    )
     Monthly_Income: Series[pd.Int64Dtype] = pa.Field(
-        nullable=True, description="Monthly income (currency units)."
+        nullable=True, description="Borrower's monthly income, currency units."
     )
     Num_Dependents: Series[pd.Int64Dtype] = pa.Field(
-        nullable=True, description="Number of dependents."
+        nullable=True, description="Number of people financially dependent on the borrower."
     )
-    Loan_ID: Series[pd.StringDtype] = text(nullable=True, description="Loan identifier.")
+    Loan_ID: Series[pd.StringDtype] = text(
+        nullable=True, description="Loan identifier, as read (one loan per borrower)."
+    )
     Loan_Amount: Series[pd.Int64Dtype] = pa.Field(
-        nullable=True, description="Principal lent (currency units)."
+        nullable=True, description="Principal lent, currency units."
     )
-    Loan_Tenure: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Term in months.")
-    Interest_Rate: Series[float] = pa.Field(nullable=True, description="Interest rate, % a year.")
-    Loan_Type: Series[pd.StringDtype] = text(nullable=True, description="Product type.")
+    Loan_Tenure: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Term of the loan, months."
+    )
+    Interest_Rate: Series[float] = pa.Field(
+        nullable=True, description="Interest rate, percent a year (12.5 = 12.5 %)."
+    )
+    Loan_Type: Series[pd.StringDtype] = text(
+        nullable=True, description="Product: Personal, Home, Auto or Business."
+    )
     Collateral_Value: Series[float] = pa.Field(
-        nullable=True, description="Collateral (currency units)."
+        nullable=True, description="Value of the collateral pledged, currency units (0: unsecured)."
     )
     Outstanding_Loan_Amount: Series[float] = pa.Field(
-        nullable=True, description="Balance still owed."
+        nullable=True, description="Balance still owed, currency units."
     )
-    Monthly_EMI: Series[float] = pa.Field(nullable=True, description="Monthly instalment.")
-    Payment_History: Series[pd.StringDtype] = text(nullable=True, description="Payment behaviour.")
+    Monthly_EMI: Series[float] = pa.Field(
+        nullable=True, description="Equated monthly instalment due, currency units."
+    )
+    Payment_History: Series[pd.StringDtype] = text(
+        nullable=True, description="Payment behaviour so far: On-Time, Delayed or Missed."
+    )
     Num_Missed_Payments: Series[pd.Int64Dtype] = pa.Field(
-        nullable=True, description="Missed instalments."
+        nullable=True, description="Instalments missed so far, a count."
     )
-    Days_Past_Due: Series[pd.Int64Dtype] = pa.Field(nullable=True, description="Days in arrears.")
-    Recovery_Status: Series[pd.StringDtype] = text(nullable=True, description="Collection outcome.")
+    Days_Past_Due: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, description="Days the oldest unpaid instalment is overdue."
+    )
+    Recovery_Status: Series[pd.StringDtype] = text(
+        nullable=True,
+        description="Outcome of collection: Fully Recovered, Partially Recovered, Written Off; "
+        "blank while the loan is open.",
+    )
     Collection_Attempts: Series[pd.Int64Dtype] = pa.Field(
-        nullable=True, description="Attempts made."
+        nullable=True, description="Collection attempts made, a count (outcome-side)."
     )
-    Collection_Method: Series[pd.StringDtype] = text(nullable=True, description="Method used.")
+    Collection_Method: Series[pd.StringDtype] = text(
+        nullable=True, description="Collection method used (outcome-side)."
+    )
     Legal_Action_Taken: Series[pd.StringDtype] = text(
-        nullable=True, description="Legal action taken."
+        nullable=True, description="Yes or No: legal action was taken (outcome-side)."
     )
 
     class Config:
@@ -138,8 +165,12 @@ class LoanBook(pa.DataFrameModel):
     Borrower_ID: Series[pd.StringDtype] = text(
         unique=True, str_length={"min_value": 1}, description="Borrower identifier, unique."
     )
-    Age: Series[int] = pa.Field(ge=18, le=100, description="Age in years (reference: 21-64).")
-    Gender: Series[pd.StringDtype] = text(isin=GENDERS, description="Male or Female.")
+    Age: Series[int] = pa.Field(
+        ge=18, le=100, description="Borrower's age, whole years (reference: 21-64)."
+    )
+    Gender: Series[pd.StringDtype] = text(
+        isin=GENDERS, description="Male or Female (monitored for fairness, never a model input)."
+    )
     Employment_Type: Series[pd.StringDtype] = text(
         isin=EMPLOYMENT_TYPES, description="Salaried, Self-Employed or Business Owner."
     )
@@ -149,7 +180,9 @@ class LoanBook(pa.DataFrameModel):
         description="Monthly income, currency units (reference: 15,207-249,746).",
     )
     Num_Dependents: Series[int] = pa.Field(
-        ge=0, le=20, description="Number of dependents (reference: 0-3)."
+        ge=0,
+        le=20,
+        description="People financially dependent on the borrower (reference: 0-3).",
     )
     Loan_ID: Series[pd.StringDtype] = text(
         unique=True, str_length={"min_value": 1}, description="Loan identifier, unique."
@@ -163,7 +196,7 @@ class LoanBook(pa.DataFrameModel):
         ge=1, le=480, description="Term in months (reference: 12-72 in steps of 12)."
     )
     Interest_Rate: Series[float] = pa.Field(
-        ge=0, le=100, description="Interest rate, % a year (reference: 5.02-17.97)."
+        ge=0, le=100, description="Interest rate, percent a year (reference: 5.02-17.97)."
     )
     Loan_Type: Series[pd.StringDtype] = text(
         isin=LOAN_TYPES, description="Personal, Home, Auto or Business."
@@ -175,28 +208,37 @@ class LoanBook(pa.DataFrameModel):
         ge=0, description="Balance still owed, currency units; at most Loan_Amount."
     )
     Monthly_EMI: Series[float] = pa.Field(
-        ge=0, description="Equated monthly instalment, currency units."
+        ge=0, description="Equated monthly instalment due, currency units."
     )
     Payment_History: Series[pd.StringDtype] = text(
-        isin=PAYMENT_HISTORIES, description="On-Time, Delayed or Missed."
+        isin=PAYMENT_HISTORIES, description="Payment behaviour so far: On-Time, Delayed or Missed."
     )
     Num_Missed_Payments: Series[int] = pa.Field(
-        ge=0, le=480, description="Missed instalments (reference: 0-12)."
+        ge=0, le=480, description="Instalments missed so far, a count (reference: 0-12)."
     )
     Days_Past_Due: Series[int] = pa.Field(
-        ge=0, le=10_000, description="Days in arrears (reference: 0-180)."
+        ge=0,
+        le=10_000,
+        description="Days the oldest unpaid instalment is overdue (reference: 0-180).",
     )
     Recovery_Status: Series[pd.StringDtype] = text(
-        isin=RECOVERY_STATUSES, nullable=True, description="Outcome; blank for an open loan."
+        isin=RECOVERY_STATUSES,
+        nullable=True,
+        description="Outcome of collection: Fully Recovered, Partially Recovered or Written Off; "
+        "blank for an open loan (scored, never trained on).",
     )
     Collection_Attempts: Series[int] = pa.Field(
-        ge=0, le=1_000, description="Collection attempts (outcome-side)."
+        ge=0,
+        le=1_000,
+        description="Collection attempts made, a count (outcome-side: never a model input).",
     )
     Collection_Method: Series[pd.StringDtype] = text(
-        isin=COLLECTION_METHODS, description="Collection method (outcome-side)."
+        isin=COLLECTION_METHODS,
+        description="Collection method used (outcome-side: never a model input).",
     )
     Legal_Action_Taken: Series[pd.StringDtype] = text(
-        isin=YES_NO, description="Legal action taken (outcome-side)."
+        isin=YES_NO,
+        description="Yes or No: legal action was taken (outcome-side: never a model input).",
     )
 
     @pa.check(*FLOAT_COLUMNS, name="finite")
@@ -235,7 +277,9 @@ def row_rules_schema() -> pa.DataFrameSchema:
 class QuarantinedLoans(pa.DataFrameModel):
     """Rows set aside: one row per rule a record broke, with the record as read."""
 
-    source_line: Series[int] = pa.Field(ge=2, description="Line in the file (header = line 1).")
+    source_line: Series[int] = pa.Field(
+        ge=2, description="Line number in the CSV file (the header is line 1)."
+    )
     Borrower_ID: Series[pd.StringDtype] = text(
         nullable=True, description="Borrower_ID as read, if any."
     )
@@ -287,10 +331,13 @@ class BorrowerSegments(pa.DataFrameModel):
 
     Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
     segment_id: Series[int] = pa.Field(
-        ge=0, description="Segment id (ordered by centroid burden, 0 = lowest)."
+        ge=0,
+        description="Segment number, 0 to k-1 (ordered by centroid burden, 0 = lowest; kept "
+        "from run to run where the segments match).",
     )
     segment_name: Series[pd.StringDtype] = text(
-        str_length={"min_value": 1}, description="Name derived from the segment's centroid."
+        str_length={"min_value": 1},
+        description="Segment name, from the two features its centroid stands out on most.",
     )
 
     class Config:
@@ -302,19 +349,36 @@ class BorrowerSegments(pa.DataFrameModel):
 class SegmentProfiles(pa.DataFrameModel):
     """Per segment: size, feature means and the observed outcome mix."""
 
-    segment_id: Series[int] = pa.Field(ge=0, unique=True, description="Segment id.")
-    segment_name: Series[pd.StringDtype] = text(unique=True, description="Segment name.")
-    borrowers: Series[int] = pa.Field(ge=1, description="Borrowers in the segment.")
-    share_of_book: Series[float] = pa.Field(ge=0, le=1, description="Share of all borrowers.")
-    open_loans: Series[int] = pa.Field(ge=0, description="Borrowers with no outcome yet.")
+    segment_id: Series[int] = pa.Field(
+        ge=0, unique=True, description="Segment number (as in borrower_segments)."
+    )
+    segment_name: Series[pd.StringDtype] = text(
+        unique=True, description="Segment name (as in borrower_segments)."
+    )
+    borrowers: Series[int] = pa.Field(ge=1, description="Borrowers in the segment, a count.")
+    share_of_book: Series[float] = pa.Field(
+        ge=0, le=1, description="Borrowers in the segment over all borrowers, 0-1."
+    )
+    open_loans: Series[int] = pa.Field(
+        ge=0, description="Borrowers of the segment whose loan has no outcome yet, a count."
+    )
     share_fully_recovered: Series[float] = pa.Field(
-        ge=0, le=1, nullable=True, description="Of resolved loans."
+        ge=0,
+        le=1,
+        nullable=True,
+        description="Share of the segment's resolved loans Fully Recovered, 0-1 (observed).",
     )
     share_partially_recovered: Series[float] = pa.Field(
-        ge=0, le=1, nullable=True, description="Of resolved loans."
+        ge=0,
+        le=1,
+        nullable=True,
+        description="Share of the segment's resolved loans Partially Recovered, 0-1 (observed).",
     )
     share_written_off: Series[float] = pa.Field(
-        ge=0, le=1, nullable=True, description="Of resolved loans."
+        ge=0,
+        le=1,
+        nullable=True,
+        description="Share of the segment's resolved loans Written Off, 0-1 (observed).",
     )
     segmentation_verdict: Series[pd.StringDtype] = text(
         isin=[STABLE_SEGMENTATION, NO_STABLE_SEGMENTATION],
@@ -334,8 +398,15 @@ def probability(description: str, nullable: bool = False) -> pa.Field:
     return pa.Field(ge=0.0, le=1.0, nullable=nullable, description=description)
 
 
-RISK_SCORE = "Probability of not being fully recovered (notebook: of the high-burden flag)."
-P_WRITTEN_OFF = "Probability of a write-off (empty in notebook mode)."
+RISK_SCORE = (
+    "Probability, 0-1, that the loan ends not Fully Recovered (Partially Recovered or Written "
+    "Off), from the risk model's logistic regression: out-of-fold for a resolved loan (see "
+    "score_source). Notebook method: the forest's probability of the high-burden-segment flag."
+)
+P_WRITTEN_OFF = (
+    "Probability, 0-1, that the loan is Written Off, from the risk model's second logistic "
+    "regression (empty in notebook mode)."
+)
 
 
 class RiskScores(pa.DataFrameModel):
@@ -351,14 +422,22 @@ class RiskScores(pa.DataFrameModel):
     )
     not_fully_recovered: Series[pd.BooleanDtype] = pa.Field(
         nullable=True,
-        description="The observed outcome: true when the loan was not Fully Recovered (notebook: "
-        "the high-burden flag); empty for an open loan.",
+        description="What risk_score predicts, as it turned out: true when the loan ended not "
+        "Fully Recovered (Partially Recovered or Written Off; notebook: the high-burden flag), "
+        "false when Fully Recovered; empty for an open loan.",
     )
     reason_1: Series[pd.StringDtype] = text(
-        nullable=True, description="Input pushing the score up most."
+        nullable=True,
+        description="The input that moved the score most from an average borrower's, with "
+        "its value: up for a score at or above the base rate, down ('lowers risk') below it; "
+        "empty when no input moved it (or in notebook mode).",
     )
-    reason_2: Series[pd.StringDtype] = text(nullable=True, description="Second reason.")
-    reason_3: Series[pd.StringDtype] = text(nullable=True, description="Third reason.")
+    reason_2: Series[pd.StringDtype] = text(
+        nullable=True, description="The second such input (as reason_1), if any."
+    )
+    reason_3: Series[pd.StringDtype] = text(
+        nullable=True, description="The third such input (as reason_1), if any."
+    )
 
     class Config:
         name = "RiskScores"
@@ -378,8 +457,12 @@ class RecoveryStrategies(pa.DataFrameModel):
 
     Borrower_ID: Series[pd.StringDtype] = text(unique=True, description="Borrower identifier.")
     Loan_ID: Series[pd.StringDtype] = text(unique=True, description="Loan identifier.")
-    segment_id: Series[int] = pa.Field(ge=0, description="Segment id.")
-    segment_name: Series[pd.StringDtype] = text(description="Segment name.")
+    segment_id: Series[int] = pa.Field(
+        ge=0, description="The borrower's segment number (as in borrower_segments)."
+    )
+    segment_name: Series[pd.StringDtype] = text(
+        description="The borrower's segment name (as in borrower_segments)."
+    )
     risk_score: Series[float] = probability(RISK_SCORE)
     p_written_off: Series[float] = probability(P_WRITTEN_OFF, nullable=True)
     Outstanding_Loan_Amount: Series[float] = pa.Field(
@@ -403,7 +486,9 @@ class RecoveryStrategies(pa.DataFrameModel):
         "under the score bands or the fallback, which do not rank.",
     )
     recovery_strategy: Series[pd.StringDtype] = text(
-        isin=STRATEGIES, description="Recommended strategy."
+        isin=STRATEGIES,
+        description="What the collections team should do: legal action, settlement offers or "
+        "automated reminders, as decided by the policy column's rule.",
     )
     policy: Series[pd.StringDtype] = text(
         isin=POLICIES,
@@ -413,13 +498,14 @@ class RecoveryStrategies(pa.DataFrameModel):
     )
     reason_1: Series[pd.StringDtype] = text(
         nullable=True,
-        description="From the model: the input pushing the score up most. Fallback: the arrears rule that fired.",
+        description="Why: under the model's policies the input that moved the score most (as "
+        "in risk_scores); under the fallback the arrears rule that fired.",
     )
     reason_2: Series[pd.StringDtype] = text(
-        nullable=True, description="Second reason (model policies only)."
+        nullable=True, description="Second reason (the model's policies only; else empty)."
     )
     reason_3: Series[pd.StringDtype] = text(
-        nullable=True, description="Third reason (model policies only)."
+        nullable=True, description="Third reason (the model's policies only; else empty)."
     )
 
     @pa.check("worklist_rank", name="whole_and_unique_when_present")
@@ -459,8 +545,8 @@ class CapacityGains(pa.DataFrameModel):
     )
     mark: Series[pd.StringDtype] = text(
         nullable=True,
-        description="The current policy's worklist sizes: its legal-action count, and its "
-        "legal-action and settlement count.",
+        description="Marks the rows at the current policy's worklist sizes: 'legal action "
+        "now' (its legal-action count), 'legal action + settlement now'; else empty.",
     )
 
     class Config:
@@ -473,25 +559,44 @@ class FairnessReport(pa.DataFrameModel):
     """Strategy rates, mean score and observed outcomes by Gender and by age band."""
 
     group_type: Series[pd.StringDtype] = text(
-        isin=["all", "Gender", "age_band"], description="Grouping."
+        isin=["all", "Gender", "age_band"],
+        description="How the group is drawn: all borrowers, by Gender, or by age band.",
     )
-    group: Series[pd.StringDtype] = text(description="The group.")
-    borrowers: Series[int] = pa.Field(ge=0, description="Borrowers in the group.")
+    group: Series[pd.StringDtype] = text(
+        description="The group: 'all borrowers', a Gender, or an age band in years."
+    )
+    borrowers: Series[int] = pa.Field(ge=0, description="Borrowers in the group, a count.")
     share_legal: Series[float] = pa.Field(
-        ge=0, le=1, description="Share given legal action (harshest)."
+        ge=0, le=1, description="Share of the group given legal action (the harshest), 0-1."
     )
-    share_settlement: Series[float] = pa.Field(ge=0, le=1, description="Share offered settlement.")
+    share_settlement: Series[float] = pa.Field(
+        ge=0, le=1, description="Share of the group offered a settlement, 0-1."
+    )
     share_reminders: Series[float] = pa.Field(
-        ge=0, le=1, description="Share on automated reminders."
+        ge=0, le=1, description="Share of the group on automated reminders, 0-1."
     )
-    mean_score: Series[float] = pa.Field(ge=0, le=1, description="Mean risk score.")
-    resolved: Series[int] = pa.Field(ge=0, description="Borrowers with an observed outcome.")
+    mean_score: Series[float] = pa.Field(
+        ge=0,
+        le=1,
+        description="Mean risk_score of the group: its mean probability of not being fully "
+        "recovered, 0-1.",
+    )
+    resolved: Series[int] = pa.Field(
+        ge=0, description="Borrowers of the group with an observed outcome, a count."
+    )
     observed_not_fully_recovered: Series[float] = pa.Field(
-        ge=0, le=1, nullable=True, description="Observed rate among resolved."
+        ge=0,
+        le=1,
+        nullable=True,
+        description="Share of the group's resolved loans not Fully Recovered, 0-1 (observed).",
     )
-    share_legal_se: Series[float] = pa.Field(ge=0, description="Standard error of share_legal.")
+    share_legal_se: Series[float] = pa.Field(
+        ge=0, description="Standard error of share_legal (binomial), 0-1."
+    )
     observed_se: Series[float] = pa.Field(
-        ge=0, nullable=True, description="Standard error of the observed rate."
+        ge=0,
+        nullable=True,
+        description="Standard error of observed_not_fully_recovered (binomial), 0-1.",
     )
     legal_gap: Series[float] = pa.Field(
         description="share_legal minus the whole book's, in points of the legal-action rate "
@@ -526,7 +631,8 @@ class FairnessReport(pa.DataFrameModel):
     observed_to_predicted: Series[float] = pa.Field(
         ge=0,
         nullable=True,
-        description="Observed rate over mean score among the resolved (1: calibrated).",
+        description="observed_not_fully_recovered over mean_predicted (1: the scores are "
+        "calibrated for the group; above 1: they under-predict).",
     )
 
     class Config:
@@ -558,7 +664,9 @@ class PopulationStability(pa.DataFrameModel):
     against the previous run."""
 
     column: Series[pd.StringDtype] = text(
-        unique=True, description="Model input, risk_score or frozen_model_score."
+        unique=True,
+        description="What drifted: a model input (a loan-book column), risk_score (this run's "
+        "model) or frozen_model_score (the baseline's model scoring this book).",
     )
     measure: Series[pd.StringDtype] = text(
         isin=["CSI", "PSI"], description="CSI for a model input, PSI for a score (one formula)."

@@ -232,7 +232,6 @@ def test_planted_signal_is_found_and_drives_the_strategies(signal_run):
     risk = meta(signal_run, "risk_model")
     assert risk["model_roc_auc"] > 0.75, risk["model_roc_auc"]
     assert risk["model_roc_auc"] > risk["days_past_due_only_roc_auc"]
-    assert risk["model_roc_auc"] > risk["base_rate_roc_auc"]
     assert risk["model_brier"] < risk["base_rate_brier"]
 
     loans = signal_run.table("validated_loans")[["Borrower_ID", "Recovery_Status"]]
@@ -260,7 +259,9 @@ def test_the_validation_report_and_right_signed_reasons_reach_the_ui(signal_run)
     assert risk["roc_auc_ci_low"] < risk["model_roc_auc"] < risk["roc_auc_ci_high"]
     assert 0.2 < risk["ks"] < 0.8
     assert abs(risk["calibration_slope"] - 1) < 0.2
-    assert risk["base_rate_roc_auc"] == pytest.approx(0.5)
+    # the rest of the figures, of both targets, are in one table (the base rate ranks nobody)
+    (base_rate_auc,) = [r for r in risk["metrics"].splitlines() if "| base_rate_roc_auc " in r]
+    assert [c.strip() for c in base_rate_auc.split("|")[2:4]] == ["0.500", "0.500"]
     for table in ("gains_by_decile", "coefficient_signs", "fallback_evidence"):
         assert "|" in risk[table], table
     scores = meta(signal_run, "risk_scores")

@@ -1,7 +1,8 @@
 """The Dagster UI in a real browser against a real `dagster dev` (webserver + daemon).
 
 One `dagster dev` on a free loopback port serves the whole module (tests run in order and build
-on each other: test 3 shows the chart made by test 2's run). Its state and every output go to
+on each other: test 3 opens the pages of every chart, the model card and the wide tables made by
+test 2's run). Its state and every output go to
 temporary folders; Chromium (Debian's /usr/bin/chromium, driven by Playwright) runs headless.
 A screenshot of every step goes to test-artifacts/ui/NN-name.png, the server log to
 test-artifacts/ui/dagster-dev.log.
@@ -22,6 +23,7 @@ import pytest
 
 from loan_pipeline import settings
 from loan_pipeline.automation import TAG_FILE
+from loan_pipeline.core import chart_registry
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 from loan_pipeline_tests.test_definitions import EXPECTED
 from loan_pipeline_tests.ui_server import (
@@ -251,7 +253,21 @@ def test_materialize_all_run_succeeds_and_shows_in_runs(server, page):
     shot(page, "runs-page-success")
 
 
-# --- 3. a chart on its asset page --------------------------------------------------------------
+# --- 3. every chart and the model card on their asset pages ------------------------------------
+
+# Each image is a markdown metadata entry (its PNG inside the text, as a data: URI), opened in a
+# dialog from the metadata table: (asset, entry, the file it shows under the storage folder).
+IMAGE_PAGES = [(c.key, "chart", f"charts/{c.key}.png") for c in chart_registry.CHARTS] + [
+    ("model_card", "model_card", "charts/chart_calibration.png")
+]
+# The page of a table whose markdown entries must fit their dialog without scrolling sideways.
+TABLE_PAGES = [
+    ("recovery_strategies", "strategy_by_segment"),
+    ("recovery_strategies", "loss_by_strategy"),
+    ("fairness_report", "report"),
+    ("segment_profiles", "profile"),
+    ("risk_model", "metrics"),
+]
 
 
 def _png_size(png: bytes) -> tuple[int, int]:
@@ -259,39 +275,84 @@ def _png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
-def test_chart_asset_page_shows_its_image(server, page):
+def _materialized(server, key: str) -> bool:
     latest = graphql(
         server.port,
-        '{ assetOrError(assetKey: {path: ["chart_borrower_segments"]}) { ... on Asset { '
+        f'{{ assetOrError(assetKey: {{path: ["{key}"]}}) {{ ... on Asset {{ '
         "assetMaterializations(limit: 1) { runId } } } }",
     )["assetOrError"]
-    if not latest.get("assetMaterializations"):
-        pytest.skip("chart_borrower_segments was never materialized: run the module in order")
+    return bool(latest.get("assetMaterializations"))
 
-    page.goto("/assets/chart_borrower_segments")
-    expect(page.get_by_text("Borrower segments in the income / loan-amount plane")).to_be_visible()
-    # the markdown metadata entry "chart" opens in a dialog from the metadata table
-    row = page.locator("tr").filter(has=page.get_by_text("chart", exact=True))
+
+def _open_markdown(page: Page, server, key: str, entry: str):
+    """The asset's page, and where its markdown metadata ``entry`` shows: the dialog its
+    "[Show Markdown]" link opens, or (a short entry, which the UI shows in place) its cell."""
+    if not _materialized(server, key):
+        pytest.skip(f"{key} was never materialized: run the module in order")
+    page.goto(f"/assets/{key}")
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name=entry, exact=True))
+    expect(row).to_be_visible()
+    row.scroll_into_view_if_needed()
+    shot(page, f"{key}-page")
     show = row.get_by_text("[Show Markdown]")
-    expect(show).to_be_visible()
-    shot(page, "chart-asset-page")
+    if show.count() == 0:
+        return row.locator(":scope > td").last
     show.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    return dialog
 
-    img = page.get_by_role("dialog").locator("img[src^='data:image/png;base64,']")
-    expect(img).to_be_visible()
+
+def _sideways_overflow(container) -> list[str]:
+    """The tables of the dialog (or metadata cell) that run past what the reader sees: the
+    container's right edge, or that of the nearest ancestor that clips or scrolls (the asset
+    page's metadata table is cut off at its section's edge)."""
+    return container.evaluate(
+        """d => {
+            let edge = d.getBoundingClientRect().right;
+            for (let a = d.parentElement; a; a = a.parentElement) {
+              if (getComputedStyle(a).overflowX !== 'visible') {
+                edge = Math.min(edge, a.getBoundingClientRect().right);
+                break;
+              }
+            }
+            return [...d.querySelectorAll('table')]
+              .filter(t => t.getBoundingClientRect().right > edge + 1)
+              .map(t => t.querySelector('tr').innerText.slice(0, 80));
+        }"""
+    )
+
+
+@pytest.mark.parametrize("key,entry,png", IMAGE_PAGES, ids=[k for k, _, _ in IMAGE_PAGES])
+def test_image_loads_on_its_asset_page(server, page, key, entry, png):
+    dialog = _open_markdown(page, server, key, entry)
+    assert dialog.get_attribute("role") == "dialog", "an image entry opens in a dialog"
+    img = dialog.locator("img[src^='data:image/png;base64,']")
+    expect(img).to_have_count(1)
+    img.scroll_into_view_if_needed()
     img.evaluate("img => img.decode()")  # resolves once the image data is decoded
     loaded = img.evaluate(
         "img => ({complete: img.complete, width: img.naturalWidth, height: img.naturalHeight})"
     )
     assert loaded["complete"] and loaded["width"] > 0 and loaded["height"] > 0, loaded
-    shot(page, "chart-image-dialog")
+    # no other image in the dialog (a relative link would be one, and broken)
+    assert dialog.locator("img").count() == 1
+    shot(page, f"{key}-image")
 
-    # it is the chart the run wrote to storage, at its own size
-    src = img.get_attribute("src")
-    shown = base64.b64decode(src.split(",", 1)[1])
-    stored = (server.storage / "charts" / "chart_borrower_segments.png").read_bytes()
+    # it is the image the run wrote to storage, at its own size
+    shown = base64.b64decode(img.get_attribute("src").split(",", 1)[1])
+    stored = (server.storage / png).read_bytes()
     assert shown == stored
     assert (loaded["width"], loaded["height"]) == _png_size(stored)
+    assert _sideways_overflow(dialog) == [], key
+
+
+@pytest.mark.parametrize("key,entry", TABLE_PAGES, ids=[f"{k}-{e}" for k, e in TABLE_PAGES])
+def test_markdown_table_fits_its_dialog(server, page, key, entry):
+    shown = _open_markdown(page, server, key, entry)
+    expect(shown.locator("table").first).to_be_visible()
+    shot(page, f"{key}-{entry}")
+    assert _sideways_overflow(shown) == []
 
 
 # --- 4. incoming files: a bad one fails clearly, a good one still runs -------------------------

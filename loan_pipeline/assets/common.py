@@ -47,22 +47,29 @@ def table_metadata(df) -> dict:
     from loan_pipeline.core.partitions import is_dask
 
     if is_dask(df):
-        head = df.head(PREVIEW_ROWS, npartitions=1)
-        return {"preview": MetadataValue.md(head.to_markdown(index=False))}
-    return {
-        "dagster/row_count": len(df),
-        "preview": MetadataValue.md(df.head(PREVIEW_ROWS).to_markdown(index=False)),
-    }
+        return {"preview": markdown_table(df.head(PREVIEW_ROWS, npartitions=1))}
+    return {"dagster/row_count": len(df), "preview": markdown_table(df.head(PREVIEW_ROWS))}
 
 
-def markdown_table(df, floatfmt: str = ".3g") -> MetadataValue:
-    return MetadataValue.md(df.to_markdown(index=False, floatfmt=floatfmt))
+def markdown_table(df, headers: dict[str, str] | None = None) -> MetadataValue:
+    """A table as markdown metadata, each number rounded to what it means
+    (``core.rounding.markdown``); ``headers`` shortens column names so the table fits the page."""
+    from loan_pipeline.core.rounding import markdown
+
+    return MetadataValue.md(markdown(df, headers))
+
+
+def png_image(png: bytes, title: str) -> str:
+    """A markdown image of a PNG carried in the text itself (a ``data:`` URI): Dagster's markdown
+    viewer has no folder to resolve a relative path against, so a link to the file shows a
+    broken image there; the bytes inline always load."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return f"![{title}](data:image/png;base64,{encoded})"
 
 
 def png_markdown(png: bytes, title: str) -> MetadataValue:
     """A PNG embedded in markdown metadata, so the asset page shows the image itself."""
-    encoded = base64.b64encode(png).decode("ascii")
-    return MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+    return MetadataValue.md(png_image(png, title))
 
 
 def column_lineage(columns: dict[str, list[tuple[str, str]]]) -> dict:

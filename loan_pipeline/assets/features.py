@@ -27,14 +27,22 @@ def scaled_features(
     import pandas as pd
 
     from loan_pipeline.core.features import scale_features
+    from loan_pipeline.core.rounding import as_text, rounded_all, text_table
     from loan_pipeline.schemas import ScaledFeatures, validate
 
     default = NOTEBOOK_FEATURES if analysis.is_notebook else CLUSTER_FEATURES
     columns = list(config.columns) if config.columns else list(default)
     scaled, scaling = scale_features(validated_loans, columns)
     scaled = validate(scaled, ScaledFeatures, source="scaled_features")
+    # each feature's mean and scale in its own unit, rounded by what it is (money, a count...)
+    means = rounded_all(dict(zip(scaling.columns, scaling.means, strict=True)))
+    scales = rounded_all(dict(zip(scaling.columns, scaling.scales, strict=True)))
     stats = pd.DataFrame(
-        {"feature": scaling.columns, "mean": scaling.means, "scale": scaling.scales}
+        {
+            "feature": scaling.columns,
+            "mean": [as_text(c, means[c]) for c in scaling.columns],
+            "scale": [as_text(c, scales[c]) for c in scaling.columns],
+        }
     )
     context.add_output_metadata(
         {
@@ -44,13 +52,9 @@ def scaled_features(
                 | {c: [("validated_loans", c)] for c in columns}
             ),
             "features": columns,
-            "scaler": MetadataValue.md(stats.to_markdown(index=False, floatfmt=".6g")),
-            "scaler_means": MetadataValue.json(
-                dict(zip(scaling.columns, scaling.means, strict=True))
-            ),
-            "scaler_scales": MetadataValue.json(
-                dict(zip(scaling.columns, scaling.scales, strict=True))
-            ),
+            "scaler": MetadataValue.md(text_table(stats)),
+            "scaler_means": MetadataValue.json(means),
+            "scaler_scales": MetadataValue.json(scales),
         }
     )
     return scaled

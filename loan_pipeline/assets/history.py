@@ -74,7 +74,8 @@ def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
                 FROM read_parquet({listing}, union_by_name = true)
                 GROUP BY ALL ORDER BY snapshot_time DESC"""
         ).df()
-    snapshots["snapshot_time"] = snapshots["snapshot_time"].astype(str)
+    # to the second: a reader tells snapshots apart by the minute, not the microsecond
+    snapshots["snapshot_time"] = snapshots["snapshot_time"].dt.strftime("%Y-%m-%d %H:%M:%S %Z")
     return MaterializeResult(
         metadata={
             "snapshot_id": snapshot_id,

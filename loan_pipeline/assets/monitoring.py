@@ -21,9 +21,10 @@ from loan_pipeline.assets.common import (
     column_schema,
     columns_of,
     markdown_table,
-    png_markdown,
+    png_image,
     table_metadata,
 )
+from loan_pipeline.core.rounding import rounded_all, transposed_markdown
 from loan_pipeline.io import runs
 
 GROUP = "monitoring"
@@ -103,7 +104,7 @@ def fairness_report(
         metadata={
             **table_metadata(table),
             **column_lineage(lineage),
-            "report": markdown_table(table),
+            "report": MetadataValue.md(transposed_markdown(table, "group")),
         },
     )
     yield AssetCheckResult(
@@ -209,7 +210,7 @@ def population_stability(
             baselines.RECORDED_BY[1]: record["model_sha256"],
             "this_run_is_the_baseline": first,
             "compared_with_previous_run": previous is not None,
-            **drift_summary(table),
+            **rounded_all(drift_summary(table)),
             "psi": markdown_table(table),
         },
     )
@@ -244,24 +245,27 @@ def population_stability(
     "`python -m loan_pipeline model-card` copies it to docs/model_card.md.",
 )
 def model_card(context: AssetExecutionContext, risk_model, fairness_report) -> MaterializeResult:
-    from loan_pipeline.core.model_card import model_card_markdown
+    from loan_pipeline.core.model_card import fairness_markdown, model_card_markdown
 
     chart = runs.find_file(context, "charts/chart_calibration.png")
-    if risk_model.primary is None:
-        text = (
-            "# Model card\n\nThe notebook method is running: its model predicts the high-burden "
-            "segments, not an outcome, so it has no outcome metrics. Run the recommended method "
-            "for a model card.\n\n## Fairness\n\n"
-            + fairness_report.to_markdown(index=False, floatfmt=".3f")
+
+    def card(calibration_image: str) -> str:
+        if risk_model.primary is None:
+            return (
+                "# Model card\n\nThe notebook method is running: its model predicts the "
+                "high-burden segments, not an outcome, so it has no outcome metrics. Run the "
+                "recommended method for a model card.\n\n## Fairness\n\n"
+                + fairness_markdown(fairness_report)
+            )
+        return model_card_markdown(
+            risk_model, fairness=fairness_report, calibration_image=calibration_image
         )
-    else:
-        text = model_card_markdown(
-            risk_model,
-            fairness=fairness_report,
-            calibration_image="![Calibration](../charts/chart_calibration.png)",
-        )
+
+    # on disk the card links the chart beside it (reports/ and charts/ are siblings in every
+    # snapshot, and in docs/); the UI's copy carries the image itself (common.png_image)
+    text = card("![Calibration](../charts/chart_calibration.png)")
     path = runs.write_file(context, "reports/model_card.md", text.encode())
-    metadata = {"path": MetadataValue.path(str(path)), "model_card": MetadataValue.md(text)}
-    if chart is not None:
-        metadata["calibration_chart"] = png_markdown(chart.read_bytes(), "calibration")
-    return MaterializeResult(metadata=metadata)
+    shown = text if chart is None else card(png_image(chart.read_bytes(), "Calibration"))
+    return MaterializeResult(
+        metadata={"path": MetadataValue.path(str(path)), "model_card": MetadataValue.md(shown)}
+    )

@@ -20,6 +20,7 @@ from loan_pipeline.assets.common import (
     partitioned_input,
     table_metadata,
 )
+from loan_pipeline.core.rounding import transposed_markdown
 from loan_pipeline.domain import POLICY_CAPACITY, POLICY_FALLBACK, POLICY_MODEL
 from loan_pipeline.io import runs
 from loan_pipeline.io.tables import stored_table
@@ -42,6 +43,9 @@ STRATEGY_GROUP = "strategy"
 OWNERS = ["team:credit-risk"]
 GATE_CHECK = "model_beats_base_rate"
 SIGN_CHECK = "coefficient_signs_agree_with_data"
+COVERAGE_CHECK = "every_borrower_has_a_strategy"
+POLICY_CHECK = "policy_is_as_expected"
+REASON_CHECK = "every_strategy_has_a_reason"
 EXPORT = "exports/recovery_strategies.csv"
 
 
@@ -119,16 +123,41 @@ def risk_model(
     yield _sign_check(model, sign_constraints=config.sign_constraints)
 
 
-def _model_metadata(model) -> dict:
-    """The risk model's materialization metadata: its figures, and for the recommended method
-    its model card and evidence tables."""
-    from loan_pipeline.core.model_card import model_card_markdown
+# The figures a reader of the risk model's page looks for first (those the method has), each
+# its own entry; every figure, of both targets, is in the one table "metrics".
+HEADLINE = (
+    "resolved_loans",
+    "positive_rate",
+    "model_roc_auc",
+    "roc_auc_ci_low",
+    "roc_auc_ci_high",
+    "days_past_due_only_roc_auc",
+    "model_brier",
+    "base_rate_brier",
+    "brier_skill_vs_base_rate",
+    "gini",
+    "ks",
+    "calibration_slope",
+    "test_roc_auc",
+    "test_accuracy",
+    "n_train",
+    "n_test",
+)
 
+
+def _model_metadata(model) -> dict:
+    """The risk model's materialization metadata: its headline figures (rounded) and every
+    figure in one table, and for the recommended method its model card and evidence tables."""
+    from loan_pipeline.core.model_card import metrics_table, model_card_markdown
+    from loan_pipeline.core.rounding import rounded_all, text_table
+
+    figures = metrics_table(model.metrics)
     metadata = {
         "method": model.method,
         "target": model.target,
         "features": model.features,
-        **{k: v for k, v in model.metrics.items()},
+        **rounded_all({k: model.metrics[k] for k in HEADLINE if k in model.metrics}),
+        "metrics": MetadataValue.md(text_table(figures)),
     }
     if model.primary is not None:
         metadata |= {
@@ -143,17 +172,21 @@ def _model_metadata(model) -> dict:
 
 
 def _gate_check(model) -> AssetCheckResult:
+    from loan_pipeline.core.rounding import rounded_all
+
     skill = model.metrics.get("brier_skill_vs_base_rate")
     return AssetCheckResult(
         check_name=GATE_CHECK,
         passed=model.beats_baseline,
         severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "brier_skill_vs_base_rate": float(skill) if skill is not None else float("nan"),
-            "min_skill": model.min_skill,
-            "model_brier": float(model.metrics.get("model_brier", float("nan"))),
-            "base_rate_brier": float(model.metrics.get("base_rate_brier", float("nan"))),
-        },
+        metadata=rounded_all(
+            {
+                "brier_skill_vs_base_rate": float(skill) if skill is not None else float("nan"),
+                "min_skill": model.min_skill,
+                "model_brier": float(model.metrics.get("model_brier", float("nan"))),
+                "base_rate_brier": float(model.metrics.get("base_rate_brier", float("nan"))),
+            }
+        ),
         description=None
         if model.beats_baseline
         else "The model does not beat the base rate; recovery_strategies uses the rules-based "
@@ -205,6 +238,7 @@ def risk_scores(
     from loan_pipeline.core.chart_summaries import sample_positions
     from loan_pipeline.core.partitions import collect, is_dask, per_partition
     from loan_pipeline.core.reason_codes import reasons_on_sample
+    from loan_pipeline.core.rounding import rounded_all
     from loan_pipeline.core.scoring import score_borrowers, score_summary, scores_of
     from loan_pipeline.schemas import RiskScores, validate
 
@@ -228,10 +262,9 @@ def risk_scores(
         {
             **table_metadata(scores),
             **column_lineage(_scores_lineage(risk_model)),
-            "mean_score": mean_score,
+            **rounded_all({"mean_score": mean_score, **reasons_checked}),
             "score_sources": MetadataValue.json(sources),
             "top_reasons": MetadataValue.json(top_reasons),
-            **reasons_checked,
         }
     )
     return scores
@@ -259,6 +292,29 @@ def _scores_lineage(model) -> dict[str, list[tuple[str, str]]]:
     owners=OWNERS,
     kinds={"pandas", "duckdb", "csv"},
     metadata={"dagster/column_schema": column_schema("RecoveryStrategies")},
+    check_specs=[
+        AssetCheckSpec(
+            COVERAGE_CHECK,
+            asset="recovery_strategies",
+            description="Every borrower of validated_loans has one row, with one of the three "
+            "strategies: nobody is left off the collections team's list.",
+        ),
+        AssetCheckSpec(
+            POLICY_CHECK,
+            asset="recovery_strategies",
+            description="Every row's policy is the one the rule gives: the rules-based "
+            "fallback when the risk model fails a gate (model_beats_base_rate, "
+            "coefficient_signs_agree_with_data), else the configured assignment (score bands, "
+            "or the capacity ranking).",
+        ),
+        AssetCheckSpec(
+            REASON_CHECK,
+            asset="recovery_strategies",
+            description="Every strategy comes with at least one reason (reason_1): the input "
+            "that moved the borrower's score most, or the arrears rule that fired. The "
+            "notebook method's forest gives none. WARN only.",
+        ),
+    ],
     ins={
         "risk_model": AssetIn(input_manager_key="model_io_manager"),
         "validated_loans": columns_of(
@@ -327,20 +383,106 @@ def recovery_strategies(
         table = table.persist()
     export = runs.write_stream(context, EXPORT, lambda sink: write_export(table, sink))
     by_strategy, by_segment, losses = strategy_summary(table)
-    context.add_output_metadata(
-        {
+    yield Output(
+        table,
+        metadata={
             **table_metadata(table),
             **column_lineage(strategy_lineage(policy, config.ranking_key)),
             "policy": policy,
             **capacities,
             "policy_note": MetadataValue.md(POLICY_NOTES[policy]),
             "export_path": MetadataValue.path(str(export)),
-            "strategy_counts": MetadataValue.json(by_strategy),
-            "strategy_by_segment": markdown_table(by_segment),
-            "expected_loss_by_strategy": markdown_table(losses, floatfmt=",.0f"),
+            **_fitting_tables(by_strategy, by_segment, losses),
+        },
+    )
+    yield from _strategy_checks(table, validated_loans, risk_model, assignment=config.assignment)
+
+
+def _fitting_tables(by_strategy: dict, by_segment, losses) -> dict:
+    """The strategy counts and tables in short words, in the strategies' order (legal action
+    first), so they fit the metadata column of an asset page (a short entry shows in place
+    there, in a column a third of the page wide): borrowers per strategy, per segment and
+    strategy, and the money per strategy, a column per strategy."""
+    strategies = [s for s in domain.STRATEGIES if s in by_segment.columns]
+    # sums over a book run to millions: whole currency units (cents there are noise); a sum
+    # there is none of (no write-off score in notebook mode) stays blank
+    money = losses.set_index("recovery_strategy").reindex(strategies).round(0)
+    money = (
+        money.astype(object).where(money.notna(), None).map(lambda v: None if v is None else int(v))
+    )
+    money.index = money.index.map(domain.STRATEGY_SHORT)
+    money = money.rename(
+        columns={
+            "Outstanding_Loan_Amount": "balance",
+            "expected_shortfall": "exp. shortfall",
+            "expected_write_off": "exp. write-off",
         }
     )
-    return table
+    return {
+        "strategy_counts": MetadataValue.json(
+            {domain.STRATEGY_SHORT[s]: by_strategy[s] for s in strategies if s in by_strategy}
+        ),
+        "strategy_by_segment": markdown_table(
+            by_segment[["segment_name", *strategies]],
+            headers={"segment_name": "segment", **domain.STRATEGY_SHORT},
+        ),
+        "loss_by_strategy": MetadataValue.md(
+            transposed_markdown(money.reset_index(), "recovery_strategy", "sum")
+        ),
+    }
+
+
+def _strategy_checks(table, validated_loans, risk_model, *, assignment: str):
+    """The three checks on the strategy table (pandas or Dask; counted a partition at a
+    time)."""
+    from loan_pipeline.core.partitions import partition_lengths, sum_counts, summarise
+    from loan_pipeline.core.strategy import audit_counts, expected_policy
+
+    counts = summarise(audit_counts, sum_counts, table)
+    borrowers = sum(partition_lengths(validated_loans))
+    rows, with_strategy = int(counts["rows"]), int(counts["with_strategy"])
+    covered = rows == with_strategy == borrowers
+    yield AssetCheckResult(
+        check_name=COVERAGE_CHECK,
+        passed=covered,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"borrowers": borrowers, "rows": rows, "rows_with_a_strategy": with_strategy},
+        description=None
+        if covered
+        else f"{borrowers:,} borrowers, {rows:,} rows, {with_strategy:,} with a strategy",
+    )
+    expected, why = expected_policy(risk_model, assignment=assignment)
+    found = {
+        name.removeprefix("policy:"): int(n)
+        for name, n in counts.items()
+        if name.startswith("policy:")
+    }
+    as_expected = found == {expected: rows}
+    yield AssetCheckResult(
+        check_name=POLICY_CHECK,
+        passed=as_expected,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "expected_policy": expected,
+            "why": why,
+            "assignment": assignment,
+            "rows_per_policy": MetadataValue.json(found),
+        },
+        description=f"{expected}: {why}"
+        if as_expected
+        else f"expected {expected} ({why}); found {found}",
+    )
+    without = int(counts["without_reason"])
+    yield AssetCheckResult(
+        check_name=REASON_CHECK,
+        passed=without == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"rows_without_a_reason": without, "rows": rows},
+        description=None
+        if without == 0
+        else f"{without:,} of {rows:,} strategies have no reason"
+        + (": the notebook method's forest gives none" if risk_model.method == "notebook" else ""),
+    )
 
 
 POLICY_NOTES = {
@@ -444,4 +586,6 @@ def capacity_gains(
 def _share(value: float) -> float | None:
     """A share for JSON metadata: rounded, None where there is none (no write-off score in the
     notebook method)."""
-    return round(float(value), 4) if value == value else None
+    from loan_pipeline.core.rounding import rounded
+
+    return rounded("share", float(value)) if value == value else None

@@ -23,6 +23,7 @@ from loan_pipeline.assets.common import (
     table_metadata,
 )
 from loan_pipeline.columns import NUMERIC_COLUMNS
+from loan_pipeline.core.rounding import rounded_all, transposed_markdown
 from loan_pipeline.io.models import published_model
 from loan_pipeline.io.tables import previous_table
 
@@ -141,14 +142,26 @@ def cluster_model(
             "k_chosen_by": k_chosen_by(selection),
             "segmentation_verdict": summary,
             "k_selection": markdown_table(selection.table),
-            "inertia": model.metrics["inertia"],
-            "silhouette": model.metrics["silhouette"],
-            **evidence,
+            **rounded_all(
+                {
+                    "inertia": model.metrics["inertia"],
+                    "silhouette": model.metrics["silhouette"],
+                    **evidence,
+                }
+            ),
             "fit_rows": model.fit_rows,
             "cluster_sizes": MetadataValue.json(
                 {model.names[s]: n for s, n in model.sizes.items()}
             ),
-            "centroids (standardised)": markdown_table(centroids.reset_index(), floatfmt=".2f"),
+            # a column per segment, a row per feature (in standard deviations from the mean)
+            "centroids_sd": MetadataValue.md(
+                transposed_markdown(
+                    centroids,
+                    "segment_name",
+                    "feature (sd)",
+                    unit="sd",
+                )
+            ),
             "matched_to_last_run": MetadataValue.json(
                 {model.names[s]: round(d, 3) for s, d in model.matched.items()}
             ),
@@ -163,7 +176,7 @@ def cluster_model(
         metadata={
             "k": k,
             "verdict": summary,
-            **evidence,
+            **rounded_all(evidence),
             "threshold": config.stability_threshold,
             "resamples": selection.resamples,
         },
@@ -179,9 +192,20 @@ def k_chosen_by(selection) -> str:
             "data: the largest k that is reproducible (prediction strength >= "
             f"{selection.stability_threshold}) and beats a structureless book (gap statistic)"
         )
+    table = selection.table
+    best = table.loc[table["prediction_strength"].idxmax()]
+    if not table["stable"].any():
+        # every k fails the first test: say so, not "no k passes both"
+        return (
+            f"data: no k is reproducible (prediction strength below "
+            f"{selection.stability_threshold} for every k from {int(table['k'].min())} to "
+            f"{int(table['k'].max())}); k={selection.chosen}, the most reproducible "
+            f"({best['prediction_strength']:.2f}), is shown as a convenient split"
+        )
     return (
-        "data: no k is both reproducible and better than a structureless book; the most "
-        "reproducible k is shown as a convenient split"
+        "data: no k is both reproducible and better than a structureless book (the gap "
+        f"statistic); k={selection.chosen}, the most reproducible "
+        f"({best['prediction_strength']:.2f}), is shown as a convenient split"
     )
 
 
@@ -316,7 +340,8 @@ def segment_profiles(
             **table_metadata(profile),
             **column_lineage(lineage),
             "segmentation_verdict": cluster_model.segmentation or "unknown",
-            "profile": markdown_table(profile),
+            # a column per segment: the profile's eighteen columns would run off the page
+            "profile": MetadataValue.md(transposed_markdown(profile, "segment_name", "segment")),
         }
     )
     return profile

@@ -6,6 +6,7 @@ import pandas as pd
 
 from loan_pipeline.core.model_inputs import BASELINE_FEATURE
 from loan_pipeline.core.risk import RiskModel
+from loan_pipeline.core.rounding import markdown, transposed_markdown
 
 # The card's last section: what the model and its reasons cannot tell.
 LIMITS = [
@@ -17,6 +18,34 @@ LIMITS = [
     "borrower's: for a borrower scored at or above the book's base rate, those raising it; "
     'below it, those lowering it ("lowers risk"). They explain the score, not the outcome.',
 ]
+
+
+SECONDARY_PREFIX = "written_off_"
+
+
+def metrics_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """Every figure of the risk model, one row each, as text rounded to what it means: for the
+    recommended method a column per target (the written-off model's figures carry the prefix
+    ``written_off_`` in ``metrics``), for the notebook's one column of values."""
+    from loan_pipeline.core.rounding import as_text
+
+    secondary = {
+        k.removeprefix(SECONDARY_PREFIX): v
+        for k, v in metrics.items()
+        if k.startswith(SECONDARY_PREFIX)
+    }
+    primary = {k: v for k, v in metrics.items() if not k.startswith(SECONDARY_PREFIX)}
+    if not secondary:
+        return pd.DataFrame(
+            {"figure": list(primary), "value": [as_text(k, v) for k, v in primary.items()]}
+        )
+    return pd.DataFrame(
+        {
+            "figure": list(primary),
+            "not fully recovered": [as_text(k, v) for k, v in primary.items()],
+            "written off": [as_text(k, secondary.get(k)) for k in primary],
+        }
+    )
 
 
 def _metric_table(metrics: dict[str, float], prefix: str = "") -> str:
@@ -37,6 +66,12 @@ def _metric_table(metrics: dict[str, float], prefix: str = "") -> str:
             )
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def fairness_markdown(fairness: pd.DataFrame) -> str:
+    """The fairness report on its side (a column per group, a row per figure), rounded: its
+    seventeen columns side by side would run off the page."""
+    return transposed_markdown(fairness, "group")
 
 
 def model_card_markdown(
@@ -62,7 +97,7 @@ def model_card_markdown(
     if model.fallback_evidence is not None:
         lines += _fallback_evidence(model.fallback_evidence)
     if fairness is not None:
-        lines += ["", "## Fairness", "", fairness.to_markdown(index=False, floatfmt=".3f")]
+        lines += ["", "## Fairness", "", fairness_markdown(fairness)]
     return "\n".join(lines + LIMITS)
 
 
@@ -164,11 +199,7 @@ def _gains(gains: pd.DataFrame) -> list[str]:
         "",
         "Gains by decile of the score (1 = highest scores):",
         "",
-        # counts as whole numbers, rates to three decimals
-        gains.to_markdown(
-            index=False,
-            floatfmt=[".0f" if c in ("decile", "borrowers", "bads") else ".3f" for c in gains],
-        ),
+        markdown(gains),
     ]
 
 
@@ -177,7 +208,7 @@ def _calibration_and_coefficients(primary, calibration_image: str | None) -> lis
         "",
         "## Calibration (out-of-fold, by decile of predicted probability)",
         "",
-        primary.calibration.to_markdown(index=False, floatfmt=".3f"),
+        markdown(primary.calibration),
     ]
     if calibration_image:
         lines += ["", calibration_image]
@@ -190,9 +221,7 @@ def _calibration_and_coefficients(primary, calibration_image: str | None) -> lis
         "contradicts its input's direction fails the check `coefficient_signs_agree_with_data`"
         " and the strategies fall back to the rules-based policy.",
         "",
-        (primary.signs if primary.signs is not None else primary.coefficients).to_markdown(
-            index=False, floatfmt=".3f"
-        ),
+        markdown(primary.signs if primary.signs is not None else primary.coefficients),
     ]
 
 
@@ -204,5 +233,5 @@ def _fallback_evidence(evidence: pd.DataFrame) -> list[str]:
         "Rate of not fully recovered among resolved loans in each arrears band the "
         "rules-based fallback draws (at its thresholds):",
         "",
-        evidence.to_markdown(index=False, floatfmt=".3f"),
+        markdown(evidence),
     ]

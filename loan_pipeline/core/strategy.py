@@ -377,3 +377,39 @@ def strategy_summary(table) -> tuple[dict[str, int], pd.DataFrame, pd.DataFrame]
     by_segment = counts.unstack(fill_value=0).reset_index()
     losses = summarise(loss_sums, sum_frames, table).reset_index()
     return by_strategy, by_segment, losses
+
+
+# --- what the checks on recovery_strategies read ---------------------------------------------
+
+
+def audit_counts(table: pd.DataFrame) -> pd.Series:
+    """Of a strategy table (a book or one partition; ``partitions.sum_counts`` adds partitions
+    up): its rows, those with one of the three strategies, those whose strategy has no reason
+    (reason_1 empty), and the rows of each policy (``policy:<name>``)."""
+    policies = table["policy"].value_counts(dropna=False)
+    return pd.concat(
+        [
+            pd.Series(
+                {
+                    "rows": len(table),
+                    "with_strategy": int(table["recovery_strategy"].isin(STRATEGIES).sum()),
+                    "without_reason": int(table["reason_1"].isna().sum()),
+                }
+            ),
+            pd.Series(policies.to_numpy(), index=[f"policy:{p}" for p in policies.index]),
+        ]
+    ).astype("int64")
+
+
+def expected_policy(model, *, assignment: str) -> tuple[str, str]:
+    """The policy the strategies must come from, and why, read from the model's two gates
+    (``beats_baseline``, ``signs_agree``) and the configured ``assignment`` directly: the
+    check on recovery_strategies compares the table's ``policy`` column with this, so a change
+    to ``choose_policy`` that broke the rule would show."""
+    if not model.beats_baseline:
+        return POLICY_FALLBACK, "the risk model does not beat the base rate (its gate failed)"
+    if not model.signs_agree:
+        return POLICY_FALLBACK, "a coefficient contradicts the data (the sign check failed)"
+    if assignment == "capacity":
+        return POLICY_CAPACITY, "the model passed its gates and assignment is 'capacity'"
+    return POLICY_MODEL, f"the model passed its gates and assignment is {assignment!r}"
