@@ -1,8 +1,9 @@
 """Every chart, once: its asset key, what it shows, what it is drawn from, and its draw function.
 
 The chart assets (``assets/charts.py``), the drawing (``core.charts.draw``) and the tests are
-made from ``CHARTS``. Adding a chart is one ``Chart`` here and one draw function in
-``core/charts.py``.
+made from ``CHARTS``. Adding a chart is one ``Chart`` here, one draw function in
+``core/charts.py`` and its figure in ``core/book_charts.py`` (the loan book) or
+``core/evidence_charts.py`` (the model evidence).
 
 This module imports no Dagster and no plotting library (loading the code location stays light):
 a chart's draw function and its summaries of the loan book are named here and found in

@@ -1,4 +1,5 @@
-"""Behavioural tests for loan_pipeline.core.charts (pure DataFrame -> Figure functions)."""
+"""Behavioural tests for loan_pipeline.core.charts and the figures it draws with
+(core.book_charts, core.evidence_charts): pure DataFrame -> Figure functions."""
 
 from __future__ import annotations
 
@@ -15,7 +16,13 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from PIL import Image
 
-from loan_pipeline.core import chart_registry, chart_summaries, charts
+from loan_pipeline.core import (
+    book_charts,
+    chart_registry,
+    chart_summaries,
+    charts,
+    evidence_charts,
+)
 from loan_pipeline.core.chart_style import (
     NO_GROUP_COLOUR,
     SEGMENT_COLOURS,
@@ -203,8 +210,9 @@ def test_registry_and_constants():
     assert SAMPLE_LIMIT == 20_000
 
 
-def test_module_does_not_import_dagster():
-    tree = ast.parse(Path(charts.__file__).read_text())
+@pytest.mark.parametrize("module", [charts, book_charts, evidence_charts])
+def test_module_does_not_import_dagster(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -212,7 +220,7 @@ def test_module_does_not_import_dagster():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert "dagster" not in imported
-    assert {"matplotlib", "seaborn"} <= imported
+    assert "matplotlib" in imported
 
 
 @pytest.mark.parametrize("key", list(CHARTS))
@@ -522,7 +530,7 @@ def stability_bar(ax) -> list:
 
 
 def test_k_selection_chart_shows_the_evidence_and_the_verdict():
-    stable = charts.k_selection(_selection([0.6, 1.0, 0.5], [None, 0.09, None], chosen=3))
+    stable = evidence_charts.k_selection(_selection([0.6, 1.0, 0.5], [None, 0.09, None], chosen=3))
     ax_ps, ax_gain = main_axes(stable)
     assert stable._suptitle.get_text().splitlines()[1:] == [
         "Stable segmentation: k=3",
@@ -531,7 +539,9 @@ def test_k_selection_chart_shows_the_evidence_and_the_verdict():
     ]
     assert [p.get_height() for p in ax_gain.patches] == pytest.approx([0.09])
     assert [t.get_text() for t in ax_gain.texts] == ["passes"]
-    unstable = charts.k_selection(_selection([0.7, 0.4, 0.3], [None, None, None], chosen=2))
+    unstable = evidence_charts.k_selection(
+        _selection([0.7, 0.4, 0.3], [None, None, None], chosen=2)
+    )
     assert unstable._suptitle.get_text().splitlines()[1:] == [
         "No stable segmentation: k=2 shown as a convenient split",
         "Every k falls below the stability bar of 0.8 (best: k=2 at 0.70): no k passes",
@@ -550,7 +560,7 @@ def test_k_selection_marks_the_stability_bar_every_k_fails():
 
     threshold = ClusterConfig().stability_threshold
     selection = _selection([0.82, 0.46, 0.41], [-0.028, None, None], chosen=2)
-    fig = charts.k_selection(selection)
+    fig = evidence_charts.k_selection(selection)
     ax_ps, ax_gain = main_axes(fig)
     (bar,) = stability_bar(ax_ps)
     assert list(bar.get_ydata()) == [threshold, threshold] and threshold == 0.8

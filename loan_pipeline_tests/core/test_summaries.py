@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loan_pipeline.core import chart_style, chart_summaries, charts
+from loan_pipeline.core import book_charts, chart_style, chart_summaries, charts
 from loan_pipeline.core.scoring import outcome_flags
 from loan_pipeline.core.summaries import co_moments, label_codes, pearson
 from loan_pipeline_tests.core.test_charts import synthetic_loans
@@ -244,7 +244,7 @@ def test_missed_outcome_table_equals_groupby(loans, missed_kind):
     raw = loans["Recovery_Status"].astype(object).where(~gaps | (missed_kind == "int64"), "Odd")
     frame = pd.DataFrame({"Num_Missed_Payments": missed, "Recovery_Status": raw})
     cells = chart_summaries.missed_outcome_counts(frame)
-    levels = charts._levels(
+    levels = book_charts._levels(
         {s for _, s in cells}, chart_style.STATUS_ORDER, chart_summaries.OPEN_LABEL
     )
     assert levels == [*chart_style.STATUS_ORDER, *(["Odd"] if missed_kind != "int64" else [])] + [
@@ -260,7 +260,7 @@ def test_missed_outcome_table_equals_groupby(loans, missed_kind):
 def test_missed_outcome_table_without_any_count(loans):
     frame = loans.assign(Num_Missed_Payments=np.nan)
     cells = chart_summaries.missed_outcome_counts(frame)
-    levels = charts._levels(
+    levels = book_charts._levels(
         {s for _, s in cells}, chart_style.STATUS_ORDER, chart_summaries.OPEN_LABEL
     )
     table = chart_summaries.missed_outcome_table(cells, levels)
