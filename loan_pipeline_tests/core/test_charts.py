@@ -614,7 +614,7 @@ def test_calibration_says_what_the_probability_is_of():
     scores = pd.DataFrame(
         {
             "risk_score": score,
-            "observed": (rng.uniform(0, 1, 400) < score).astype(float),
+            "not_fully_recovered": rng.uniform(0, 1, 400) < score,
             "score_source": "out_of_fold",
         }
     )
