@@ -422,6 +422,8 @@ class RiskScores(pa.DataFrameModel):
     )
     not_fully_recovered: Series[pd.BooleanDtype] = pa.Field(
         nullable=True,
+        # DuckDB hands a BOOLEAN column with empties to pandas as objects: the same yes/no/empty
+        coerce=True,
         description="What risk_score predicts, as it turned out: true when the loan ended not "
         "Fully Recovered (Partially Recovered or Written Off; notebook: the high-burden flag), "
         "false when Fully Recovered; empty for an open loan.",
