@@ -127,6 +127,10 @@ def run(
     job_def = defs.resolve_job_def(job_name)  # an unknown job name fails here, before any run
     reads_csv = job_def.graph.has_node_named("ingest_loan_book") and assets is None
     run_config["ops"] = dict(ops or {})
+    # a csv_path in the run config names the book when --csv does not (messages, lock label)
+    csv = csv or ((run_config["ops"].get("ingest_loan_book") or {}).get("config") or {}).get(
+        "csv_path"
+    )
     if resources:
         run_config["resources"] = resources
     if csv and reads_csv:
@@ -192,18 +196,6 @@ def run(
     # (published_snapshot): the terminal and the UI say the same
     print(f"\n{summary}")
     return 0
-
-
-def _segments_line(result) -> str | None:
-    """The verdict on this run's segments (cluster_model's ``segmentation_verdict``) as the
-    summary says it; None if the run made none."""
-    from loan_pipeline.core.run_summary import segments_line
-
-    for materialization in result.asset_materializations_for_node("cluster_model"):
-        verdict = materialization.metadata.get("segmentation_verdict")
-        if verdict is not None:
-            return segments_line(verdict.value)
-    return None
 
 
 # A run that pins the drift baseline: population_stability on the published tables with the

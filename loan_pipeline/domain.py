@@ -26,8 +26,20 @@ CLUSTER_FEATURES: list[str] = [c for c in NOTEBOOK_FEATURES if c != "Age"]
 STABLE_SEGMENTATION = "stable segmentation"
 NO_STABLE_SEGMENTATION = "no stable segmentation"
 
-# Pre-outcome inputs of the recommended model: the clustering inputs and Num_Dependents.
-RISK_NUMERIC: list[str] = [CLUSTER_FEATURES[0], "Num_Dependents", *CLUSTER_FEATURES[1:]]
+# Pre-outcome inputs of the recommended model, listed on their own: a column added to the
+# clustering inputs must not become a model input (and a possible leak) unasked.
+RISK_NUMERIC: list[str] = [
+    "Monthly_Income",
+    "Num_Dependents",
+    "Loan_Amount",
+    "Loan_Tenure",
+    "Interest_Rate",
+    "Collateral_Value",
+    "Outstanding_Loan_Amount",
+    "Monthly_EMI",
+    "Num_Missed_Payments",
+    "Days_Past_Due",
+]
 RISK_CATEGORICAL: list[str] = ["Employment_Type", "Loan_Type", "Payment_History"]
 
 # How each model input reads to a borrower: its label and how its value is shown ("count",

@@ -106,10 +106,6 @@ def sensor_interval_seconds() -> int:
     return int(os.environ.get("LOAN_PIPELINE_SENSOR_INTERVAL", "30"))
 
 
-def warehouse_path() -> Path:
-    return storage_dir() / "warehouse.duckdb"
-
-
 def frame_cache_bytes() -> int:
     """How much memory the in-process hand-off of outputs between steps may hold at most
     (``LOAN_PIPELINE_FRAME_CACHE_MB``, default 5120; 0 turns it off)."""

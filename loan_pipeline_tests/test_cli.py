@@ -119,7 +119,7 @@ def test_run_materializes_everything_and_records_the_run(tmp_path):
     assert gate.passed and skill >= 0.01
     assert (
         f"Policy:    score bands, because the risk model passed model_beats_base_rate "
-        f"(Brier skill {skill:.3f} >= min_skill 0.010) and coefficient_signs_agree_with_data"
+        f"(Brier skill {skill:.4f} >= min_skill 0.0100) and coefficient_signs_agree_with_data"
     ) in summary
     assert "Quarantined: 0 of 500 rows (0.0%); see table quarantined_loans" in summary
     storage = tmp_path / "storage"
@@ -205,6 +205,15 @@ def test_run_config_from_a_file_reaches_the_steps(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Quarantined: 30 of 500 rows (6.0%)" in done.stdout
 
+    # a csv_path in the file names the book when --csv does not, in every message
+    elsewhere = tmp_path / "elsewhere.csv"
+    config.write_text(f"ops:\n  ingest_loan_book:\n    config:\n      csv_path: {elsewhere}\n")
+    done = _cli(["run", "--config", str(config)], _env(tmp_path))
+    assert done.returncode == 1
+    assert f"from {elsewhere} ..." in done.stdout
+    assert f"FAILED (source: {elsewhere})" in done.stderr
+    assert f"{elsewhere}: loan book not found" in done.stderr
+
     config.write_text("opps:\n  ingest_loan_book: {}\n")
     done = _cli(["run", "--config", str(config)], _env(tmp_path))
     assert done.returncode == 2
@@ -261,5 +270,5 @@ def test_a_model_that_fails_its_gate_shows_the_error_and_the_fallback_policy(tmp
         "(Brier skill 0."
     )
     assert policy.endswith(
-        " < min_skill 0.990): the strategies come from the rules on arrears, not from the scores"
+        " < min_skill 0.9900): the strategies come from the rules on arrears, not from the scores"
     )

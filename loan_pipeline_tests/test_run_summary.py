@@ -83,7 +83,7 @@ def test_capacity_policy_says_what_was_asked_and_where_the_list_was_cut():
     assert policy_line(strategies, gate) == (
         "Policy:    capacity ranking, because assignment 'capacity' was asked for (worklist by "
         "expected_shortfall, cut at 40 legal and 120 settlement) and the risk model passed "
-        "model_beats_base_rate (Brier skill 0.250 >= min_skill 0.010) and "
+        "model_beats_base_rate (Brier skill 0.2500 >= min_skill 0.0100) and "
         "coefficient_signs_agree_with_data"
     )
     # a run that made no strategies says nothing of a policy
@@ -114,3 +114,21 @@ def test_a_run_of_two_assets_says_only_what_it_made():
         "Charts:    /s/charts",
         "Nothing was published: the published snapshot is still a (from book.csv).",
     ]
+
+
+def test_a_gate_failed_just_under_its_bar_reads_as_failed():
+    """The sign comes from the check's verdict and the figures show 4 decimals: a skill of
+    0.0096 against a bar of 0.01 does not read as '0.010 >= 0.010'."""
+    gate = [
+        CheckResult(
+            "risk_model",
+            "model_beats_base_rate",
+            False,
+            "ERROR",
+            "The model does not beat the base rate.",
+            {"brier_skill_vs_base_rate": 0.0096, "min_skill": 0.01},
+        ),
+        CheckResult("risk_model", "coefficient_signs_agree_with_data", True, "ERROR"),
+    ]
+    line = policy_line({"policy": "rules-based fallback"}, gate)
+    assert "(Brier skill 0.0096 < min_skill 0.0100)" in line, line

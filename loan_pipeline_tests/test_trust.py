@@ -292,7 +292,10 @@ def test_no_signal_falls_back_to_the_rules_based_policy(no_signal_run):
     assert set(strategies["policy"]) == {POLICY_FALLBACK}
     strategy_meta = meta(no_signal_run, "recovery_strategies")
     assert strategy_meta["policy"] == POLICY_FALLBACK
-    assert "fallback" in strategy_meta["policy_note"]
+    assert strategy_meta["policy_note"].startswith(
+        "**The risk model does not beat the base rate: strategies come from the rules-based "
+        "fallback policy on arrears**"
+    )
 
     card = (no_signal_run.storage / "reports" / "model_card.md").read_text()
     assert "below the bar" in card

@@ -179,14 +179,17 @@ def _gate_check(model) -> AssetCheckResult:
         check_name=GATE_CHECK,
         passed=model.beats_baseline,
         severity=AssetCheckSeverity.ERROR,
-        metadata=rounded_all(
-            {
-                "brier_skill_vs_base_rate": float(skill) if skill is not None else float("nan"),
-                "min_skill": model.min_skill,
-                "model_brier": float(model.metrics.get("model_brier", float("nan"))),
-                "base_rate_brier": float(model.metrics.get("base_rate_brier", float("nan"))),
-            }
-        ),
+        metadata={
+            # the skill and its bar to 4 decimals: at 3 a skill just under a 0.01 bar reads 0.010
+            "brier_skill_vs_base_rate": round(float(skill), 4) if skill is not None else None,
+            "min_skill": round(float(model.min_skill), 4),
+            **rounded_all(
+                {
+                    "model_brier": float(model.metrics.get("model_brier", float("nan"))),
+                    "base_rate_brier": float(model.metrics.get("base_rate_brier", float("nan"))),
+                }
+            ),
+        },
         description=None
         if model.beats_baseline
         else "The model does not beat the base rate; recovery_strategies uses the rules-based "
@@ -390,7 +393,7 @@ def recovery_strategies(
             **column_lineage(strategy_lineage(policy, config.ranking_key)),
             "policy": policy,
             **capacities,
-            "policy_note": MetadataValue.md(POLICY_NOTES[policy]),
+            "policy_note": MetadataValue.md(_policy_note(policy, risk_model, capacity=capacity)),
             "export_path": MetadataValue.path(str(export)),
             **_fitting_tables(by_strategy, by_segment, losses),
         },
@@ -490,10 +493,18 @@ POLICY_NOTES = {
     POLICY_CAPACITY: "**Strategies come from a worklist ranked by expected loss**, cut at the "
     "configured capacities (`worklist_rank` 1 is the first to work; ties go to the smaller "
     "Borrower_ID).",
-    POLICY_FALLBACK: "**The risk model did not beat the base-rate Brier score, so these "
-    "strategies come from the rules-based fallback policy on arrears** (Days_Past_Due and "
-    "Num_Missed_Payments), not from the scores.",
 }
+
+
+def _policy_note(policy: str, risk_model, *, capacity: bool) -> str:
+    """The asset page's note on the policy; for the fallback, the gate that failed (the same
+    words as the run's warning)."""
+    from loan_pipeline.core.strategy import fallback_warning
+
+    if policy == POLICY_FALLBACK:
+        reason = fallback_warning(risk_model, capacity=capacity)
+        return f"**{reason[0].upper()}{reason[1:]}** (Days_Past_Due and Num_Missed_Payments)."
+    return POLICY_NOTES[policy]
 
 
 def strategy_lineage(policy: str, ranking_key: str) -> dict[str, list[tuple[str, str]]]:

@@ -2,8 +2,9 @@
 (with thousands separators in tables), counts as whole numbers.
 
 One place decides how a number is shown, by what it means (its name): the asset metadata, its
-markdown tables and the model card all round through here. The stored tables keep every digit;
-only what is shown is rounded. No pandas at import (the asset modules load this when the code
+markdown tables and the model card all round through here. The stored tables keep every digit,
+but for segment_profiles, itself a summary for reading, published rounded; only what is shown is
+rounded. No pandas at import (the asset modules load this when the code
 location loads, and that stays light).
 """
 
@@ -96,7 +97,8 @@ def as_text(name: str, value) -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:,.{MONEY_DECIMALS if kind_of(name) == MONEY else RATE_DECIMALS}f}"
+    # + 0.0 turns a negative zero (a tiny negative rounded) into 0: "-0.000" reads as a sign
+    return f"{value + 0.0:,.{MONEY_DECIMALS if kind_of(name) == MONEY else RATE_DECIMALS}f}"
 
 
 def text_table(df) -> str:

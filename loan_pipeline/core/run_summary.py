@@ -115,7 +115,8 @@ def _gate_figures(check: CheckResult) -> str:
     skill, bar = (check.metadata.get(k) for k in ("brier_skill_vs_base_rate", "min_skill"))
     if not isinstance(skill, int | float) or not isinstance(bar, int | float):
         return ""
-    return f" (Brier skill {skill:.3f} {'>=' if skill >= bar else '<'} min_skill {bar:.3f})"
+    # the check's own verdict gives the sign: shown figures are rounded, the decision was not
+    return f" (Brier skill {skill:.4f} {'>=' if check.passed else '<'} min_skill {bar:.4f})"
 
 
 def policy_line(strategies: Mapping[str, object], gate: Sequence[CheckResult]) -> str | None:

@@ -74,7 +74,8 @@ def acquire(
     """Take the writer lock of ``root`` for ``run_id``.
 
     ``label`` says who holds it until a run id is known (the CLI takes the lock before Dagster
-    makes the run). ``wait``: seconds to wait for it (None: as long as it takes; 0: not at all). While waiting,
+    makes the run). ``wait``: seconds to wait for it (None: as long as it takes; 0: not at all, beyond a
+    moment to read who holds it). While waiting,
     ``on_wait`` gets one message naming the holder. Raises ``WriterBusy`` when the wait runs
     out. Returns the previous holder's record when that holder stopped without letting go
     (killed), else None. Taken again by a process that holds it, it only counts.
