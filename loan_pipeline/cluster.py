@@ -36,9 +36,25 @@ def client_for(address: str):
         client = _clients.get(address)
         if client is None or client.status in ("closing", "closed"):
             client = Client(address, set_as_default=True, timeout="30s")
+            client.register_plugin(_copy_on_write_plugin(), name="loan-pipeline-copy-on-write")
             _clients[address] = client
         _set_global_client(client)
         return client
+
+
+def _copy_on_write_plugin():
+    """A worker plugin that runs each worker's pandas with copy-on-write, as the Dagster process
+    runs its steps (``io.tables``): a partition's column selections copy nothing until written.
+    Registered by name, so a worker that joins later (a killed one replaced) gets it too."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class CopyOnWrite(WorkerPlugin):
+        def setup(self, worker) -> None:
+            import pandas as pd
+
+            pd.set_option("mode.copy_on_write", True)
+
+    return CopyOnWrite()
 
 
 def client():

@@ -251,6 +251,9 @@ def test_a_worker_killed_once_is_replaced_and_the_run_completes(
         run.table("risk_scores"), local_run.table("risk_scores"), check_dtype=False
     )
     client.wait_for_workers(2, timeout=60)
+    # the replacement runs pandas as every worker does, with copy-on-write (cluster.py)
+    modes = client.run(lambda: __import__("pandas").get_option("mode.copy_on_write"))
+    assert len(modes) == 2 and set(modes.values()) == {True}, modes
 
 
 @pytest.mark.timeout(300)

@@ -363,6 +363,10 @@ def test_population_stability_first_run_same_book_and_shifted_book(signal_run, r
     assert shifted.loc["Days_Past_Due", "psi_vs_baseline"] > 0.25, shifted
     assert shifted.loc["Days_Past_Due", "status_vs_baseline"] == "significant shift"
     assert "Days_Past_Due" in check.metadata["shifted"].value
+    # the reason the run summary prints: what shifted, by how much
+    psi = shifted.loc["Days_Past_Due", "psi_vs_baseline"]
+    assert "shifted beyond PSI 0.25: " in check.description
+    assert f"Days_Past_Due {psi:.3f}" in check.description
     assert signal_run.result.run_id in check.metadata["against"].value
     assert "recovery_strategies" in shifted_run.materialized()  # downstream still ran
 

@@ -31,6 +31,8 @@ GROUP = "monitoring"
 OWNERS = ["team:credit-risk"]
 FAIRNESS_CHECK = "no_unexplained_strategy_gap"
 PSI_CHECK = "population_is_stable"
+# where the model_card asset writes the card, inside the storage (published with the rest)
+MODEL_CARD = "reports/model_card.md"
 
 
 @asset(
@@ -121,6 +123,13 @@ def fairness_report(
                 }
             ),
         },
+        description=None
+        if flagged.empty
+        else "legal action more often (or less) than the group's outcomes explain, beyond "
+        f"max_gap {config.max_gap:.2f}: "
+        + "; ".join(
+            f"{r.group_type} {r.group} {r.unexplained_legal_gap:+.3f}" for r in flagged.itertuples()
+        ),
     )
 
 
@@ -230,7 +239,13 @@ def population_stability(
         },
         description="this run is the baseline: nothing to compare with"
         if first
-        else f"against the {against}",
+        else f"against the {against}"
+        + (
+            f": shifted beyond PSI {domain.PSI_SIGNIFICANT}: "
+            + ", ".join(f"{column} {psi:.3f}" for column, psi in shifted.items())
+            if shifted
+            else ""
+        ),
     )
 
 
@@ -264,7 +279,7 @@ def model_card(context: AssetExecutionContext, risk_model, fairness_report) -> M
     # on disk the card links the chart beside it (reports/ and charts/ are siblings in every
     # snapshot, and in docs/); the UI's copy carries the image itself (common.png_image)
     text = card("![Calibration](../charts/chart_calibration.png)")
-    path = runs.write_file(context, "reports/model_card.md", text.encode())
+    path = runs.write_file(context, MODEL_CARD, text.encode())
     shown = text if chart is None else card(png_image(chart.read_bytes(), "Calibration"))
     return MaterializeResult(
         metadata={"path": MetadataValue.path(str(path)), "model_card": MetadataValue.md(shown)}

@@ -19,6 +19,8 @@ from dagster import (
 )
 
 from loan_pipeline import settings
+from loan_pipeline.assets.monitoring import MODEL_CARD
+from loan_pipeline.assets.risk import EXPORT
 from loan_pipeline.core import run_summary
 from loan_pipeline.io import runs
 from loan_pipeline.io.models import digest_key
@@ -26,8 +28,6 @@ from loan_pipeline.store import lock
 from loan_pipeline.store.snapshots import CATALOG, snapshot_schema
 
 PUBLISHED = "published_snapshot"
-# where the model_card asset writes the card, inside the storage (published with the rest)
-MODEL_CARD = "reports/model_card.md"
 
 
 def publication_asset(upstream: list[AssetKey]):
@@ -122,7 +122,7 @@ def published_paths() -> dict[str, str]:
     return {
         "Warehouse": f"{root / CATALOG} (the catalog: views over the published tables)",
         "Charts": str(settings.charts_dir()),
-        "Export": str(settings.exports_dir() / "recovery_strategies.csv"),
+        "Export": str(root / EXPORT),
         "Model card": str(root / MODEL_CARD),
     }
 
