@@ -28,6 +28,7 @@ from loan_pipeline.domain import CLUSTER_FEATURES, NOTEBOOK_FEATURES, STRATEGIES
 from loan_pipeline.schemas import MONEY_COLUMNS, PERCENT_COLUMNS
 from loan_pipeline_tests.conftest import (
     PROJECT_ROOT,
+    SAMPLE_CSV,
     PipelineRun,
     require_reference,
     run_pipeline,
@@ -504,8 +505,30 @@ def test_fairness_report_covers_every_group(signal_run):
     assert len(STRATEGY_SHARE_COLUMNS) == len(STRATEGIES)
 
     check = checks(signal_run)[FAIRNESS_CHECK]
-    assert check.passed in (True, False)
     assert check.severity.value == "WARN"
+
+
+def test_the_fairness_check_says_which_groups_and_gaps_fail_it(tmp_path):
+    """With no gap tolerated (max_gap 0, every group judged), the WARN check fails and its
+    reason, what the run summary prints, names each flagged group with its unexplained gap."""
+    run = succeeded(
+        run_pipeline(
+            SAMPLE_CSV,
+            tmp_path / "storage",
+            {"ops": {"fairness_report": {"config": {"max_gap": 0.0, "min_group": 1}}}},
+        )
+    )
+    check = checks(run)[FAIRNESS_CHECK]
+    report = run.table("fairness_report")
+    flagged = report[(report["group_type"] != "all") & (report["unexplained_legal_gap"].abs() > 0)]
+    assert not check.passed and len(flagged) > 0
+    assert check.description.startswith(
+        "legal action more often (or less) than the group's outcomes explain, beyond max_gap 0.00: "
+    )
+    for row in flagged.itertuples():
+        assert f"{row.group_type} {row.group} {row.unexplained_legal_gap:+.3f}" in (
+            check.description
+        )
 
 
 # --- 12. the model-card command -------------------------------------------------------------------
