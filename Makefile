@@ -25,7 +25,7 @@ run: setup  ## materialize every asset on the shipped data (or $$LOAN_BOOK_CSV)
 	$(BIN)/python -m loan_pipeline run
 
 # Two test processes, each taking whole files (a file's module fixtures and ordered steps stay
-# in one process): about 12 minutes here against 22 in one.
+# in one process): 12 to 14 minutes here against 22 in one.
 test: setup  ## the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
