@@ -228,8 +228,8 @@ def test_history_keeps_each_snapshot_and_latest_is_the_newest(folders, tmp_path)
     lines = SAMPLE_CSV.read_text().splitlines()
     today.write_text("\n".join(lines[:-10]) + "\n")  # today's book lost 10 loans
     for book in (yesterday, today, today):  # the same snapshot twice: replaced, not doubled
-        assert run_pipeline(book, storage, instance=instance).result.success
-    run = run_pipeline(today, storage, instance=instance)
+        run = run_pipeline(book, storage, instance=instance)
+        assert run.result.success
     counts = run.table("recovery_strategies_history").groupby("snapshot_id").size()
     assert sorted(counts.tolist()) == [490, 500]
     assert {i.split("@")[0] for i in counts.index} == {"book_yesterday.csv", "book_today.csv"}
