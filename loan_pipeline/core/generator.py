@@ -451,12 +451,15 @@ def write_tables(path: str | os.PathLike[str], tables: Iterator[pa.Table]) -> Pa
     return target
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
-        prog="python -m loan_pipeline.sample",
-        description="Write a seeded synthetic loan book (CSV) with a planted recovery signal.",
-    )
-    parser.add_argument("--rows", type=int, default=500, help="number of loans (default 500)")
+DEFAULT_ROWS = 500  # the CLI's book size when --rows is not given
+PROG = "python -m loan_pipeline.sample"
+
+
+def add_book_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a first snapshot (``main``; ``loan_pipeline.sample`` adds the follow-up's).
+
+    --rows and --open-fraction default to None, so that the follow-up can refuse them."""
+    parser.add_argument("--rows", type=int, help=f"number of loans (default {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
     parser.add_argument(
@@ -468,16 +471,32 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument(
         "--open-fraction",
         type=float,
-        default=0.0,
         help="share of open loans with a blank Recovery_Status (default 0.0)",
     )
+
+
+def write_first(args: argparse.Namespace) -> Path:
+    """Write the book the parsed options of ``add_book_arguments`` ask for."""
+    rows = DEFAULT_ROWS if args.rows is None else args.rows
+    shares = {} if args.open_fraction is None else {"open_fraction": args.open_fraction}
+    path = write_loan_book(args.out, rows, args.seed, args.signal, **shares)
+    print(f"wrote {rows} rows to {path}")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """A first snapshot from the command line (``python -m loan_pipeline.sample`` also writes
+    follow-ups: the follow-up module builds on this one, so its CLI cannot live here)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write a seeded synthetic loan book (CSV) with a planted recovery signal.",
+    )
+    add_book_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        path = write_loan_book(args.out, args.rows, args.seed, args.signal, args.open_fraction)
+        return write_first(args)
     except ValueError as exc:
         parser.error(str(exc))
-    print(f"wrote {args.rows} rows to {path}")
-    return path
 
 
 if __name__ == "__main__":
