@@ -187,19 +187,6 @@ def test_the_per_borrower_work_ran_on_the_workers(cluster, dask_run):
     assert set().union(*by_step.values()) == workers
 
 
-def test_each_run_publishes_a_new_version_and_keeps_the_previous(
-    cluster, small_partitions, tmp_path
-):
-    first, _ = _on(cluster, tmp_path)
-    assert first.result.success
-    second, _ = _on(cluster, tmp_path)
-    assert second.result.success
-    assert (tmp_path / "current").resolve().name == second.result.run_id
-    runs = tmp_path / "runs"
-    v1, v2 = (runs / r.result.run_id / "tables" / "risk_scores" for r in (first, second))
-    pd.testing.assert_frame_equal(pd.read_parquet(v1), pd.read_parquet(v2), check_dtype=False)
-
-
 SCORING = ("scores_of",)
 
 
@@ -233,19 +220,37 @@ def _killing(cluster, plugin, name):
     return client
 
 
-@pytest.mark.timeout(300)
-def test_a_worker_killed_once_is_replaced_and_the_run_completes(
-    fragile_cluster, small_partitions, local_run, tmp_path
-):
-    cluster = fragile_cluster
-    marker = tmp_path / "kill-once"
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """The storage the runs on the fragile cluster share, one run after another."""
+    return tmp_path_factory.mktemp("versions")
+
+
+@pytest.fixture(scope="module")
+def first_version(fragile_cluster, small_partitions, versions):
+    run, _ = _on(fragile_cluster, versions)
+    assert run.result.success
+    return run
+
+
+@pytest.fixture(scope="module")
+def killed_once(fragile_cluster, small_partitions, first_version, versions, tmp_path_factory):
+    """The next run on the same storage, during which a worker is killed once (as it starts
+    scoring a partition): ``(run, whether a worker was killed, the client)``."""
+    marker = tmp_path_factory.mktemp("kill") / "kill-once"
     marker.touch()
-    client = _killing(cluster, _KillWorkerOn(SCORING, str(marker)), "kill-once")
+    client = _killing(fragile_cluster, _KillWorkerOn(SCORING, str(marker)), "kill-once")
     try:
-        run, _ = _on(cluster, tmp_path / "storage")
+        run, _ = _on(fragile_cluster, versions)
     finally:
         client.unregister_worker_plugin("kill-once")
-    assert not marker.exists(), "no worker was killed"
+    return run, not marker.exists(), client
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_killed_once_is_replaced_and_the_run_completes(killed_once, local_run):
+    run, killed, client = killed_once
+    assert killed, "no worker was killed"
     assert run.result.success
     pd.testing.assert_frame_equal(
         run.table("risk_scores"), local_run.table("risk_scores"), check_dtype=False
@@ -257,19 +262,31 @@ def test_a_worker_killed_once_is_replaced_and_the_run_completes(
 
 
 @pytest.mark.timeout(300)
-def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
-    fragile_cluster, small_partitions, tmp_path
+def test_each_run_publishes_a_new_version_and_keeps_the_previous(
+    first_version, killed_once, versions
 ):
-    cluster = fragile_cluster
+    # the second run is the one that lost a worker: it completes, so it publishes
+    second, _, _ = killed_once
+    assert first_version.result.success and second.result.success
+    assert (versions / "current").resolve().name == second.result.run_id
+    runs = versions / "runs"
+    v1, v2 = (runs / r.result.run_id / "tables" / "risk_scores" for r in (first_version, second))
+    pd.testing.assert_frame_equal(pd.read_parquet(v1), pd.read_parquet(v2), check_dtype=False)
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
+    killed_once, versions, small_partitions
+):
     from loan_pipeline_tests.conftest import published_files
 
-    good, _ = _on(cluster, tmp_path)
+    good, _, _ = killed_once
     assert good.result.success
-    published = published_files(tmp_path)
+    published = published_files(versions)
     before = {t: good.table(t) for t in PER_BORROWER}
-    # the failing run on a cluster of its own, as a new run would be: the good run's process
-    # still holds some of its collections (Dask caches expressions), whose tasks the cluster
-    # would otherwise recompute as the killed workers lose them, tangling the two runs
+    # the failing run on a cluster of its own, as a new run would be: the good runs' process
+    # still holds some of their collections (Dask caches expressions), whose tasks the cluster
+    # would otherwise recompute as the killed workers lose them, tangling the runs
     import dask
 
     with (
@@ -277,7 +294,7 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
         loopback_cluster() as fresh,
     ):
         client = _killing(fresh, _KillWorkerOn(SCORING), "kill-always")
-        failed, _ = _on(fresh, tmp_path)
+        failed, _ = _on(fresh, versions)
         client.wait_for_workers(2, timeout=60)
         client.close()
     assert not failed.result.success
@@ -285,7 +302,7 @@ def test_a_worker_killed_every_time_fails_the_run_and_keeps_the_last_outputs(
     assert [e.step_key for e in failures] == ["risk_scores"]
     assert "KilledWorker" in str(failures[0].step_failure_data.error)
     # the last good outputs stay published and readable
-    assert published_files(tmp_path) == published
+    assert published_files(versions) == published
     for table, frame in before.items():
         pd.testing.assert_frame_equal(failed.table(table), frame, obj=table)
 
@@ -301,13 +318,19 @@ def _messy_book(path: Path, bad_ages: int = 1) -> Path:
     return path
 
 
-def test_a_messy_book_read_in_blocks_on_the_cluster_sets_aside_the_same_rows(
-    cluster, small_partitions, tmp_path
-):
-    book = _messy_book(tmp_path / "messy.csv")
-    local = run_pipeline(book, tmp_path / "local", SAMPLES)
+@pytest.fixture(scope="module")
+def messy_runs(cluster, small_partitions, tmp_path_factory):
+    """The messy book run here and on the cluster: ``(local, on the cluster, its folder)``."""
+    folder = tmp_path_factory.mktemp("messy")
+    book = _messy_book(folder / "messy.csv")
+    local = run_pipeline(book, folder / "local", SAMPLES)
     with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
-        on_cluster = run_pipeline(book, tmp_path / "dask", SAMPLES)
+        on_cluster = run_pipeline(book, folder / "dask", SAMPLES)
+    return local, on_cluster, folder
+
+
+def test_a_messy_book_read_in_blocks_on_the_cluster_sets_aside_the_same_rows(messy_runs):
+    local, on_cluster, _ = messy_runs
     assert local.result.success and on_cluster.result.success
     quarantine = on_cluster.table("quarantined_loans")
     assert sorted(quarantine["source_line"]) == [2, 480]  # the repeat: across blocks
@@ -325,15 +348,16 @@ def test_a_messy_book_read_in_blocks_on_the_cluster_sets_aside_the_same_rows(
 
 
 def test_too_many_bad_rows_on_the_cluster_fail_like_a_local_run_and_keep_the_outputs(
-    cluster, small_partitions, tmp_path
+    cluster, messy_runs, tmp_path
 ):
+    # the refused book goes to the storage the messy book's cluster run published to
+    _, good, _ = messy_runs
+    assert good.result.success
+    pointer = good.storage / "current"
+    version, before = pointer.resolve(), good.table("validated_loans")
+    bad = _messy_book(tmp_path / "bad.csv", bad_ages=60)
     with environment(DASK_SCHEDULER_ADDRESS=cluster.scheduler_address):
-        good = run_pipeline(SAMPLE_CSV, tmp_path / "dask", SAMPLES)
-        assert good.result.success
-        pointer = tmp_path / "dask" / "current"
-        version, before = pointer.resolve(), good.table("validated_loans")
-        bad = _messy_book(tmp_path / "bad.csv", bad_ages=60)
-        failed = run_pipeline(bad, tmp_path / "dask", SAMPLES)
+        failed = run_pipeline(bad, good.storage, SAMPLES)
     local = run_pipeline(bad, tmp_path / "local", SAMPLES)
     assert not failed.result.success and not local.result.success
     (on_cluster,), (here,) = (

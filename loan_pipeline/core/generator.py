@@ -137,6 +137,9 @@ SCHEMA = pa.schema(
 )
 assert SCHEMA.names == COLUMNS
 
+# The planted relation's strength when none is given (the CLI's, the API's, the follow-up's).
+DEFAULT_SIGNAL = 1.0
+
 # Random-stream block size: part of the definition of the output, do not change lightly.
 BLOCK_ROWS = 100_000
 DEFAULT_CHUNK_ROWS = 500_000
@@ -239,13 +242,32 @@ def burden_score(
     return score
 
 
-def recovery_probabilities(burden: np.ndarray, signal: float = 1.0) -> np.ndarray:
+def recovery_probabilities(burden: np.ndarray, signal: float = DEFAULT_SIGNAL) -> np.ndarray:
     """(n, 3) probabilities of Fully Recovered / Partially Recovered / Written Off."""
     scale = math.sqrt(1.0 + math.pi * signal**2 * BURDEN_VAR / 8.0)
     eta = signal * np.asarray(burden, dtype=np.float64)
     p1 = 1.0 / (1.0 + np.exp(-(THETA_0[0] * scale - eta)))
     p12 = 1.0 / (1.0 + np.exp(-(THETA_0[1] * scale - eta)))
     return np.column_stack([p1, p12 - p1, 1.0 - p12])
+
+
+def draw_status(u: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Status codes (0 Fully, 1 Partially Recovered, 2 Written Off) for uniforms ``u`` under
+    the (n, 3) probabilities ``probs``: the inverse CDF, so a larger ``P(Fully Recovered)``
+    turns exactly the rows with ``u`` below it into Fully Recovered."""
+    return (u >= probs[:, 0]).astype(np.int64) + (u >= probs[:, 0] + probs[:, 1])
+
+
+def draw_outcome_side(
+    group: np.ndarray, u_attempts: np.ndarray, u_method: np.ndarray, u_legal: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of Collection_Attempts, Collection_Method and Legal_Action_Taken for rows of
+    ``group`` 0-2 (the status codes of ``draw_status``) or 3 (open), from one uniform each."""
+    attempts = _grouped_inverse_cdf(u_attempts, group, _ATTEMPTS_P)
+    method = _grouped_inverse_cdf(u_method, group, _METHOD_P)
+    p_legal = np.where(method == 1, LEGAL_YES_P_LEGAL_NOTICE, LEGAL_YES_P_OTHER)
+    legal = ((group == 2) & (u_legal < p_legal)).astype(np.int64)
+    return attempts, method, legal
 
 
 def _ids(prefix: str, start: int, n: int) -> pa.Array:
@@ -290,14 +312,11 @@ def _block(seed: int, block: int, start: int, n: int, signal: float, open_fracti
     u_attempts = rng_o.random(n)
     u_method = rng_o.random(n)
     u_legal = rng_o.random(n)
-    status = (u_status >= probs[:, 0]).astype(np.int64) + (u_status >= probs[:, 0] + probs[:, 1])
+    status = draw_status(u_status, probs)
 
     is_open = _rng(seed, block, _OPEN_STREAM).random(n) < open_fraction
     group = np.where(is_open, 3, status)
-    attempts = _grouped_inverse_cdf(u_attempts, group, _ATTEMPTS_P)
-    method = _grouped_inverse_cdf(u_method, group, _METHOD_P)
-    p_legal = np.where(method == 1, LEGAL_YES_P_LEGAL_NOTICE, LEGAL_YES_P_OTHER)
-    legal = ((group == 2) & (u_legal < p_legal)).astype(np.int64)
+    attempts, method, legal = draw_outcome_side(group, u_attempts, u_method, u_legal)
 
     columns = [
         _ids("BRW_", start, n),
@@ -341,7 +360,7 @@ def _validate(rows: int, seed: int, signal: float, open_fraction: float, chunk_r
 def iter_loan_book_chunks(
     rows: int,
     seed: int = 0,
-    signal: float = 1.0,
+    signal: float = DEFAULT_SIGNAL,
     open_fraction: float = 0.0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> Iterator[pa.Table]:
@@ -372,7 +391,7 @@ def iter_loan_book_chunks(
 
 
 def generate_loan_book(
-    rows: int, seed: int = 0, signal: float = 1.0, open_fraction: float = 0.0
+    rows: int, seed: int = 0, signal: float = DEFAULT_SIGNAL, open_fraction: float = 0.0
 ) -> pd.DataFrame:
     """The whole book as a DataFrame (for small and medium books).
 
@@ -380,7 +399,11 @@ def generate_loan_book(
     and open loans have ``Recovery_Status`` NaN.
     """
     chunks = list(iter_loan_book_chunks(rows, seed, signal, open_fraction, BLOCK_ROWS))
-    table = pa.concat_tables(chunks) if chunks else SCHEMA.empty_table()
+    return table_to_frame(pa.concat_tables(chunks) if chunks else SCHEMA.empty_table())
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """A ``SCHEMA`` table as the DataFrame ``generate_loan_book`` returns (its dtypes)."""
     frame = table.to_pandas()
     for column in COLUMNS:
         if SCHEMA.field(column).type == pa.string():
@@ -394,7 +417,7 @@ def write_loan_book(
     path: str | os.PathLike[str],
     rows: int,
     seed: int = 0,
-    signal: float = 1.0,
+    signal: float = DEFAULT_SIGNAL,
     open_fraction: float = 0.0,
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -405,6 +428,11 @@ def write_loan_book(
     and renamed over ``path`` only when complete, so readers never see a partial file.
     """
     _validate(rows, seed, signal, open_fraction, chunk_rows)
+    return write_tables(path, iter_loan_book_chunks(rows, seed, signal, open_fraction, chunk_rows))
+
+
+def write_tables(path: str | os.PathLike[str], tables: Iterator[pa.Table]) -> Path:
+    """Write ``SCHEMA`` tables to one CSV, as ``write_loan_book`` does, and return its path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -414,8 +442,8 @@ def write_loan_book(
     try:
         with pa.OSFile(str(tmp), "wb") as sink:
             with pacsv.CSVWriter(sink, SCHEMA, write_options=options) as writer:
-                for chunk in iter_loan_book_chunks(rows, seed, signal, open_fraction, chunk_rows):
-                    writer.write_table(chunk)
+                for table in tables:
+                    writer.write_table(table)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -423,33 +451,52 @@ def write_loan_book(
     return target
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(
-        prog="python -m loan_pipeline.sample",
-        description="Write a seeded synthetic loan book (CSV) with a planted recovery signal.",
-    )
-    parser.add_argument("--rows", type=int, default=500, help="number of loans (default 500)")
+DEFAULT_ROWS = 500  # the CLI's book size when --rows is not given
+PROG = "python -m loan_pipeline.sample"
+
+
+def add_book_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a first snapshot (``main``; ``loan_pipeline.sample`` adds the follow-up's).
+
+    --rows and --open-fraction default to None, so that the follow-up can refuse them."""
+    parser.add_argument("--rows", type=int, help=f"number of loans (default {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     parser.add_argument("--out", required=True, type=Path, help="CSV file to write")
     parser.add_argument(
         "--signal",
         type=float,
-        default=1.0,
-        help="strength of the planted burden -> outcome relation; 0 = none (default 1.0)",
+        default=DEFAULT_SIGNAL,
+        help="strength of the planted burden -> outcome relation; 0 = none (default %(default)s)",
     )
     parser.add_argument(
         "--open-fraction",
         type=float,
-        default=0.0,
         help="share of open loans with a blank Recovery_Status (default 0.0)",
     )
+
+
+def write_first(args: argparse.Namespace) -> Path:
+    """Write the book the parsed options of ``add_book_arguments`` ask for."""
+    rows = DEFAULT_ROWS if args.rows is None else args.rows
+    shares = {} if args.open_fraction is None else {"open_fraction": args.open_fraction}
+    path = write_loan_book(args.out, rows, args.seed, args.signal, **shares)
+    print(f"wrote {rows} rows to {path}")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """A first snapshot from the command line (``python -m loan_pipeline.sample`` also writes
+    follow-ups: the follow-up module builds on this one, so its CLI cannot live here)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write a seeded synthetic loan book (CSV) with a planted recovery signal.",
+    )
+    add_book_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        path = write_loan_book(args.out, args.rows, args.seed, args.signal, args.open_fraction)
+        return write_first(args)
     except ValueError as exc:
         parser.error(str(exc))
-    print(f"wrote {args.rows} rows to {path}")
-    return path
 
 
 if __name__ == "__main__":
