@@ -157,9 +157,13 @@ def browser():
         chromium.close()
 
 
-def _new_page(browser, server, **context_options) -> Page:
+def _new_context(browser, server, **context_options):
     context = browser.new_context(base_url=server.url, **context_options)
     context.set_default_timeout(30_000)
+    return context
+
+
+def _new_page(context) -> Page:
     page = context.new_page()
     # should the community dialog show anyway, dismiss it whenever it gets in the way
     page.add_locator_handler(
@@ -169,12 +173,21 @@ def _new_page(browser, server, **context_options) -> Page:
     return page
 
 
+@pytest.fixture(scope="module")
+def context(browser, server):
+    """One browser profile for the module's pages, as one user's browser: the UI's scripts are
+    fetched and compiled once, then come from its cache (each test still loads its page)."""
+    context = _new_context(browser, server, viewport={"width": 1600, "height": 1000})
+    yield context
+    context.close()
+
+
 @pytest.fixture
-def page(browser, server, request):
-    page = _new_page(browser, server, viewport={"width": 1600, "height": 1000})
+def page(context, request):
+    page = _new_page(context)
     yield page
     shot(page, f"{request.node.name.removeprefix('test_')}-end")
-    page.context.close()
+    page.close()
 
 
 # --- 0. what a fresh `make ui` shows: loopback only, automation on ------------------------------
@@ -261,7 +274,9 @@ def test_global_lineage_shows_every_asset_and_its_edges(server, browser):
     # only what lies in the viewport is in the DOM: a big viewport at half the pixel density
     # holds every node at full detail.
     page = _new_page(
-        browser, server, viewport={"width": 3400, "height": 6000}, device_scale_factor=0.5
+        _new_context(
+            browser, server, viewport={"width": 3400, "height": 6000}, device_scale_factor=0.5
+        )
     )
     try:
         page.goto("/")
