@@ -228,6 +228,8 @@ def incoming_loan_files(context: SensorEvaluationContext):
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
     monitored_jobs=[full_refresh_job],
+    # Dagster's default for a run-status sensor is 30 s too; the same setting as the file sensor
+    minimum_interval_seconds=settings.sensor_interval_seconds(),
     default_status=DefaultSensorStatus.RUNNING,
     description="Moves an incoming file to the processed folder once its run has succeeded "
     "(never before, so a failed file stays where it was dropped).",

@@ -101,8 +101,8 @@ def lock_wait_seconds() -> float | None:
 
 
 def sensor_interval_seconds() -> int:
-    """How often the sensors look for new files and changed inputs (``LOAN_PIPELINE_SENSOR_INTERVAL``,
-    seconds, default 30; read when the code location loads)."""
+    """How often the sensors look for new files, finished runs and changed inputs
+    (``LOAN_PIPELINE_SENSOR_INTERVAL``, seconds, default 30; read when the code location loads)."""
     return int(os.environ.get("LOAN_PIPELINE_SENSOR_INTERVAL", "30"))
 
 

@@ -29,6 +29,9 @@ CLEAN_ENV_DROP = {
 
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV_DROP}
+    # pip leaves the byte-compiling to the imports: only the modules a run and `dg dev` import
+    # are compiled, not every module of every package installed (most never run here)
+    env["PIP_NO_COMPILE"] = "1"
     venv_bin = str(Path(os.sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     return env

@@ -1,11 +1,11 @@
-"""The Dagster UI in a real browser against a real `dagster dev` (webserver + daemon).
+"""The Dagster UI in a real browser against a real `dg dev` (webserver + daemon), started as
+`make ui` starts it.
 
-One `dagster dev` on a free loopback port serves the whole module (tests run in order and build
-on each other: test 3 opens the pages of every chart, the model card and the wide tables made by
-test 2's run). Its state and every output go to
-temporary folders; Chromium (Debian's /usr/bin/chromium, driven by Playwright) runs headless.
-A screenshot of every step goes to test-artifacts/ui/NN-name.png, the server log to
-test-artifacts/ui/dagster-dev.log.
+One `dg dev` on a free loopback port serves the whole module (tests run in order and build on
+each other: first what a fresh `make ui` shows, then test 2's run, whose charts, model card and
+wide tables test 3 opens). Its state and every output go to temporary folders; Chromium
+(Debian's /usr/bin/chromium, driven by Playwright) runs headless. A screenshot of every step goes
+to test-artifacts/ui/NN-name.png, the server log to test-artifacts/ui/dagster-dev.log.
 """
 
 from __future__ import annotations
@@ -16,17 +16,21 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from loan_pipeline import settings
+from loan_pipeline import automation
 from loan_pipeline.automation import TAG_FILE
 from loan_pipeline.core import chart_registry
 from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
 from loan_pipeline_tests.test_definitions import EXPECTED
 from loan_pipeline_tests.ui_server import (
+    HOST,
+    LOCATION,
+    REPOSITORY,
     SENSOR_TICKS_QUERY,
     daemon_report,
     graphql,
@@ -70,8 +74,13 @@ MISSING_AGE = "required column(s) missing: Age (found 'Borrower_Age': renamed?)"
 ENV_DROP = {"DAGSTER_HOME", "LOAN_BOOK_CSV", "LOAN_PIPELINE_STORAGE", "LOAN_PIPELINE_INCOMING"}
 ENV_DROP |= {"LOAN_PIPELINE_SENSOR_INTERVAL"}
 ENV_DROP |= {"LOAN_PIPELINE_PROCESSED", "LOAN_PIPELINE_TIMEZONE", "PYTHONPATH"}
-# the sensors look every few seconds here, so a file is picked up without waiting 30 s a tick
+# the sensors look every few seconds here, so a file is picked up (and, once its run has
+# succeeded, moved) without waiting 30 s a tick
 SENSOR_INTERVAL = 3
+# Dagster's run queue, read every second instead of every 5 s: a launched run starts sooner
+RUN_QUEUE = """run_queue:
+  dequeue_interval_seconds: 1
+"""
 
 expect.set_options(timeout=20_000)
 _step = itertools.count(1)
@@ -101,7 +110,8 @@ def run_row(page: Page, run_id: str):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`dagster dev -h 127.0.0.1 -p <free port>` with its state and outputs in temporary folders."""
+    """`dg dev -h 127.0.0.1 -p <free port>` as `make ui` starts it, on a fresh Dagster home (no
+    dagster.yaml yet: setup-home makes it), its state and outputs in temporary folders."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
@@ -109,9 +119,9 @@ def server(tmp_path_factory):
     dirs = SimpleNamespace(
         **{name: root / name for name in ("home", "storage", "incoming", "processed")}
     )
-    for folder in vars(dirs).values():
-        folder.mkdir()
-    (dirs.home / "dagster.yaml").write_text(settings.INSTANCE_YAML)  # as `make setup` writes it
+    for name, folder in vars(dirs).items():
+        if name != "home":
+            folder.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ENV_DROP} | {
         "DAGSTER_HOME": str(dirs.home),
         "LOAN_BOOK_CSV": str(SAMPLE_CSV),
@@ -122,7 +132,11 @@ def server(tmp_path_factory):
         "PYTHONUNBUFFERED": "1",
     }
     dev = start_dagster_dev(
-        PROJECT_ROOT, env, ARTIFACTS / "dagster-dev.log", expected_assets=len(EXPECTED)
+        PROJECT_ROOT,
+        env,
+        ARTIFACTS / "dagster-dev.log",
+        expected_assets=len(EXPECTED),
+        instance_settings=RUN_QUEUE,
     )
     try:
         # the one-time "Join the Dagster community" dialog would cover the page: mark it seen
@@ -130,6 +144,7 @@ def server(tmp_path_factory):
         yield SimpleNamespace(port=dev.port, url=dev.url, dev=dev, **vars(dirs))
     finally:
         dev.stop()
+    assert not dev.group_alive(), "a process of dg dev's group outlived stop()"
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +157,13 @@ def browser():
         chromium.close()
 
 
-def _new_page(browser, server, **context_options) -> Page:
+def _new_context(browser, server, **context_options):
     context = browser.new_context(base_url=server.url, **context_options)
     context.set_default_timeout(30_000)
+    return context
+
+
+def _new_page(context) -> Page:
     page = context.new_page()
     # should the community dialog show anyway, dismiss it whenever it gets in the way
     page.add_locator_handler(
@@ -154,12 +173,87 @@ def _new_page(browser, server, **context_options) -> Page:
     return page
 
 
+@pytest.fixture(scope="module")
+def context(browser, server):
+    """One browser profile for the module's pages, as one user's browser: the UI's scripts are
+    fetched and compiled once, then come from its cache (each test still loads its page)."""
+    context = _new_context(browser, server, viewport={"width": 1600, "height": 1000})
+    yield context
+    context.close()
+
+
 @pytest.fixture
-def page(browser, server, request):
-    page = _new_page(browser, server, viewport={"width": 1600, "height": 1000})
+def page(context, request):
+    page = _new_page(context)
     yield page
     shot(page, f"{request.node.name.removeprefix('test_')}-end")
-    page.context.close()
+    page.close()
+
+
+# --- 0. what a fresh `make ui` shows: loopback only, automation on ------------------------------
+
+
+def test_dg_dev_serves_on_loopback_and_prints_no_supersession_warning(server):
+    log = server.dev.log_tail(chars=1_000_000)
+    assert f"Serving dagster-webserver on http://{HOST}:{server.port}" in log, log[-4000:]
+    assert "SupersessionWarning" not in log
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True)
+    if listening.returncode == 0:
+        ours = [line for line in listening.stdout.splitlines() if f":{server.port} " in line]
+        assert ours and all(f"{HOST}:" in line for line in ours), ours
+
+
+AUTOMATION_QUERY = """
+query Automation($job: PipelineSelector!, $sensor: SensorSelector!) {
+  instance { autoMaterializePaused useAutoMaterializeSensors }
+  assetNodes(pipeline: $job) { assetKey { path } automationCondition { label } }
+  sensorOrError(sensorSelector: $sensor) {
+    __typename
+    ... on Sensor { sensorType sensorState { status ticks(limit: 5) { status } } }
+  }
+}
+"""
+
+
+def test_the_launchpad_shows_automation_on_as_the_sensor_runs(server):
+    """The `full_refresh` launchpad shows the instance's auto-materialize switch whenever its
+    assets carry automation conditions; it says "on" and the automation sensor runs and ticks."""
+    variables = {
+        "job": {
+            "pipelineName": "full_refresh",
+            "repositoryName": REPOSITORY,
+            "repositoryLocationName": LOCATION,
+        },
+        "sensor": {
+            "repositoryName": REPOSITORY,
+            "repositoryLocationName": LOCATION,
+            "sensorName": automation.follow_upstream.name,
+        },
+    }
+    data = graphql(server.port, AUTOMATION_QUERY, variables)
+    # the tag is shown (some asset of the job has a condition) and reads "on"
+    eager = {n["assetKey"]["path"][-1] for n in data["assetNodes"] if n["automationCondition"]}
+    assert "published_snapshot" in eager and "recovery_strategies" not in eager
+    assert data["instance"] == {"autoMaterializePaused": False, "useAutoMaterializeSensors": True}
+    sensor = data["sensorOrError"]
+    assert sensor["__typename"] == "Sensor", sensor
+    assert sensor["sensorType"] == "AUTO_MATERIALIZE"
+    assert sensor["sensorState"]["status"] == "RUNNING"
+
+    # and it really evaluates the conditions: the daemon ticks it (every 3 s here)
+    def ticked():
+        state = graphql(server.port, AUTOMATION_QUERY, variables)["sensorOrError"]["sensorState"]
+        return [t for t in state["ticks"] if t["status"] in {"SKIPPED", "SUCCESS"}]
+
+    wait_for(ticked, timeout=60, what="a tick of follow_upstream_changes")
+
+
+def test_the_launchpad_page_reads_auto_materialize_on(page):
+    """The same in a real browser: the `full_refresh` launchpad's header tag."""
+    page.goto(f"/locations/{LOCATION}/jobs/full_refresh/playground")
+    expect(page.get_by_text("Auto-materialize on")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Auto-materialize off")).to_have_count(0)
+    shot(page, "launchpad-auto-materialize-on")
 
 
 # --- 1. the lineage graph ----------------------------------------------------------------------
@@ -180,7 +274,9 @@ def test_global_lineage_shows_every_asset_and_its_edges(server, browser):
     # only what lies in the viewport is in the DOM: a big viewport at half the pixel density
     # holds every node at full detail.
     page = _new_page(
-        browser, server, viewport={"width": 3400, "height": 6000}, device_scale_factor=0.5
+        _new_context(
+            browser, server, viewport={"width": 3400, "height": 6000}, device_scale_factor=0.5
+        )
     )
     try:
         page.goto("/")
@@ -429,9 +525,8 @@ def test_bad_incoming_file_fails_with_a_clear_message_and_does_not_block(server,
 
 def test_schedule_and_sensors_are_running_under_make_ui(server):
     """What the daemon will tick: every sensor (the incoming files, the file mover, the
-    automation that makes downstream assets follow) and the daily schedule are on by default."""
-    from loan_pipeline_tests.ui_server import LOCATION, REPOSITORY
-
+    automation that makes downstream assets follow) and the daily schedule are on by default,
+    the sensors at the configured interval."""
     for sensor in ("incoming_loan_files", "move_processed_files", "follow_upstream_changes"):
         state = graphql(
             server.port,
@@ -446,8 +541,7 @@ def test_schedule_and_sensors_are_running_under_make_ui(server):
         )["sensorOrError"]
         assert state["__typename"] == "Sensor", state
         assert state["sensorState"]["status"] == "RUNNING", (sensor, state)
-        if sensor != "move_processed_files":  # a run-status sensor: the daemon's own pace
-            assert state["minIntervalSeconds"] == SENSOR_INTERVAL, (sensor, state)
+        assert state["minIntervalSeconds"] == SENSOR_INTERVAL, (sensor, state)
     schedule = graphql(
         server.port,
         """query S($selector: ScheduleSelector!) { scheduleOrError(scheduleSelector: $selector) {

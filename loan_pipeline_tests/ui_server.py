@@ -1,8 +1,8 @@
 """Start and stop the UI as `make ui` does (`setup-home`, then `dg dev`: webserver + daemon) on
 loopback, and talk to its GraphQL.
 
-Used by the browser tests (test_ui.py) and test_dg.py; no Playwright here, so the helpers also
-work without a browser.
+Used by the browser tests (test_ui.py), test_fresh_clone.py and test_postgres_instance.py; no
+Playwright here, so the helpers also work without a browser.
 """
 
 from __future__ import annotations
@@ -202,12 +202,20 @@ def launch(command: list[str], cwd: Path, env: dict[str, str], log: Path, port: 
 
 
 def start_dagster_dev(
-    cwd: Path, env: dict[str, str], log: Path, expected_assets: int, timeout: float = 120
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+    expected_assets: int,
+    timeout: float = 120,
+    instance_settings: str = "",
 ) -> DagsterDev:
     """The UI as `make ui` starts it: `python -m loan_pipeline setup-home`, then
     `dg dev -h 127.0.0.1 -p <free port>` in its own session. Returns once GraphQL serves
     ``expected_assets`` asset nodes (the code location has loaded), or raises with the log tail;
-    raises too if the output carries a SupersessionWarning (a superseded command or API)."""
+    raises too if the output carries a SupersessionWarning (a superseded command or API).
+
+    ``instance_settings``: YAML added to the dagster.yaml that setup-home made or kept, before
+    `dg dev` reads it (Dagster's own instance settings, e.g. how often the run queue is read)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     setup = subprocess.run(
@@ -221,6 +229,9 @@ def start_dagster_dev(
     )
     if setup.returncode != 0:
         raise RuntimeError(f"setup-home exited with {setup.returncode}:\n{setup.stderr[-4000:]}")
+    if instance_settings:
+        instance_yaml = Path(env["DAGSTER_HOME"]) / "dagster.yaml"
+        instance_yaml.write_text(instance_yaml.read_text() + instance_settings)
     server = launch([str(DG), "dev", "-h", HOST, "-p", str(port)], cwd, env, log, port)
     process = server.process
 
