@@ -17,6 +17,8 @@ from loan_pipeline.io import runs
 from loan_pipeline.store.snapshots import HISTORY_VIEW, LATEST_VIEW, SOURCE
 
 HISTORY = "history"
+# the loan book's columns a history file carries beside the strategies (then the bucket)
+ARREARS_COLUMNS = ["Days_Past_Due", "Recovery_Status"]
 # DuckDB's memory for copying a snapshot into its history file: past it, DuckDB spills to disk
 HISTORY_MEMORY = "1GB"
 
@@ -34,15 +36,17 @@ def _file_name(snapshot_id: str) -> str:
     group_name="history",
     owners=["team:data-engineering"],
     kinds={"duckdb", "sql", "parquet"},
-    deps=["recovery_strategies"],
+    deps=["recovery_strategies", "validated_loans"],
     description="Every snapshot's recovery strategies, kept: the catalog's view "
     f"{HISTORY_VIEW} (one row per borrower per snapshot; snapshot_id = file name @ content "
-    f"hash) and {LATEST_VIEW} (the newest snapshot). A re-run of the same snapshot replaces "
-    "it.",
+    f"hash) and {LATEST_VIEW} (the newest snapshot). Each row carries the borrower's "
+    "Days_Past_Due, Recovery_Status and arrears bucket at that snapshot, what the roll rates "
+    "and cure rates compare. A re-run of the same snapshot replaces it.",
 )
 def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
     import duckdb
 
+    from loan_pipeline.core.arrears import BUCKET_COLUMN, bucket_sql
     from loan_pipeline.io.tables import locate_own_table
 
     lineage = runs.context_lineage(context)
@@ -59,10 +63,20 @@ def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
         con.execute("SET preserve_insertion_order = false")
         con.execute(f"SET memory_limit = '{HISTORY_MEMORY}'")
         strategies = locate_own_table(con, context, "recovery_strategies")
+        loans = locate_own_table(con, context, "validated_loans")
+        # the arrears of each borrower at this snapshot beside its strategy: the roll rates and
+        # cure rates of the next snapshot compare them (history files written before these
+        # columns lack them; the readers say so)
         con.execute(
             f"""COPY (SELECT ?::VARCHAR AS snapshot_id, ?::VARCHAR AS source_file,
-                             to_timestamp(?) AS snapshot_time, *
-                      FROM {strategies}) TO '{_sql(tmp)}' (FORMAT parquet)""",
+                             to_timestamp(?) AS snapshot_time, s.*,
+                             l.{ARREARS_COLUMNS[0]}, l.{ARREARS_COLUMNS[1]},
+                             {bucket_sql("l.Days_Past_Due", "l.Recovery_Status")}
+                                 AS {BUCKET_COLUMN}
+                      FROM {strategies} AS s
+                      LEFT JOIN (SELECT Borrower_ID, {", ".join(ARREARS_COLUMNS)} FROM {loans})
+                          AS l ON s.Borrower_ID = l.Borrower_ID)
+                TO '{_sql(tmp)}' (FORMAT parquet)""",
             [snapshot_id, source["path"], source["loaded_at"]],
         )
         tmp.replace(target)
