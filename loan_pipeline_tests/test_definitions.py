@@ -47,6 +47,7 @@ EXPECTED = {
         {"validated_loans", "borrower_segments", "cluster_model"},  # its title: the verdict
     ),
     "chart_capacity_gains": ("charts", {"capacity_gains"}),
+    "chart_roll_rates": ("charts", {"roll_rates"}),
 }
 # the last step of every run depends on every other asset
 PUBLISHED = "published_snapshot"
