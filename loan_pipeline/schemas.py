@@ -784,9 +784,9 @@ class CureRates(pa.DataFrameModel):
         description=f"The group's value (a bucket of {BUCKETS[1:-1]}, a segment, a strategy)."
     )
     delinquent: Series[int] = pa.Field(
-        ge=1,
+        ge=0,
         description="Borrowers delinquent at the earlier snapshot (open loan, Days_Past_Due "
-        "> 0), a count.",
+        "> 0), a count (0 only on the 'all' row of a book with nobody delinquent).",
     )
     left_the_book: Series[int] = pa.Field(
         ge=0, description="Of those, borrowers gone at the later snapshot (outside the rate)."

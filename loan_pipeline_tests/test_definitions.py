@@ -161,6 +161,7 @@ def test_schedules_sensors_checks_and_retry():
         ("risk_model", "coefficient_signs_agree_with_data"),
         ("fairness_report", "no_unexplained_strategy_gap"),
         ("population_stability", "population_is_stable"),
+        ("roll_rates", "rows_sum_to_one"),
     }
     blocking = {
         (k.asset_key.to_user_string(), k.name)

@@ -264,3 +264,12 @@ def test_the_chart_shows_each_cell_and_says_when_there_is_nothing(pair):
         assert NOTHING_TO_COMPARE in [t.get_text() for t in empty.axes[0].texts]
     finally:
         plt.close(empty)
+
+
+def test_a_book_with_nobody_delinquent_has_one_row_and_no_rate():
+    resolved = with_groups(generate_loan_book(200, seed=9), 3)  # every loan resolved
+    table = rr.cure_rates(resolved, resolved.head(150))
+    assert table[["dimension", "group", "delinquent", "observed"]].values.tolist() == [
+        ["all", "all", 0, 0]
+    ]
+    assert table["cure_rate"].isna().all() and table["ci_low"].isna().all()
