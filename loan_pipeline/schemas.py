@@ -691,18 +691,20 @@ class PopulationStability(pa.DataFrameModel):
         strict = True
 
 
-def _snapshot_columns() -> tuple[pa.Field, pa.Field]:
-    return (
-        text(description="The earlier snapshot compared (t): its snapshot_id in the history."),
-        text(description="The later snapshot compared (t+1): this run's snapshot_id."),
+class _Compared(pa.DataFrameModel):
+    """The two snapshots a table between snapshots compares: its first two columns."""
+
+    previous_snapshot: Series[pd.StringDtype] = text(
+        description="The earlier snapshot compared (t): its snapshot_id in the history."
+    )
+    snapshot: Series[pd.StringDtype] = text(
+        description="The later snapshot compared (t+1): this run's snapshot_id."
     )
 
 
-class RollRates(pa.DataFrameModel):
+class RollRates(_Compared):
     """The roll-rate matrix between two consecutive snapshots, as a long table."""
 
-    previous_snapshot: Series[pd.StringDtype] = _snapshot_columns()[0]
-    snapshot: Series[pd.StringDtype] = _snapshot_columns()[1]
     from_bucket: Series[pd.StringDtype] = text(
         isin=FROM_BUCKETS,
         description="Arrears bucket at the earlier snapshot, or 'new to the book' for a "
@@ -733,11 +735,9 @@ class RollRates(pa.DataFrameModel):
         strict = True
 
 
-class ArrearsForecast(pa.DataFrameModel):
+class ArrearsForecast(_Compared):
     """Next cycle's expected bucket mix, from this snapshot's mix and the roll rates."""
 
-    previous_snapshot: Series[pd.StringDtype] = _snapshot_columns()[0]
-    snapshot: Series[pd.StringDtype] = _snapshot_columns()[1]
     bucket: Series[pd.StringDtype] = text(
         isin=TO_BUCKETS,
         unique=True,
@@ -770,11 +770,9 @@ class ArrearsForecast(pa.DataFrameModel):
         strict = True
 
 
-class CureRates(pa.DataFrameModel):
+class CureRates(_Compared):
     """Cure rates between two consecutive snapshots: overall, by bucket, segment, strategy."""
 
-    previous_snapshot: Series[pd.StringDtype] = _snapshot_columns()[0]
-    snapshot: Series[pd.StringDtype] = _snapshot_columns()[1]
     dimension: Series[pd.StringDtype] = text(
         isin=CURE_DIMENSIONS,
         description="What the borrowers are grouped by, as at the earlier snapshot: all, "
