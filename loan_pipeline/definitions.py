@@ -42,6 +42,9 @@ analysis_assets = [
     monitoring.population_stability,
     monitoring.model_card,
     history.strategy_history,
+    history.roll_rates,
+    history.arrears_forecast,
+    history.cure_rates,
     *charts.chart_assets,
 ]
 # the last step of every run: publishes the run's outputs, all of them or none

@@ -127,3 +127,23 @@ GAIN_STRATEGY_COLUMNS: list[str] = [
     "expected_write_off",
     "recovery_strategy",
 ]
+
+# Arrears buckets (core.arrears names each loan's; the follow-up generator, the history files and
+# the roll rates share them): resolved if Recovery_Status is set, else by Days_Past_Due.
+BUCKETS: list[str] = ["current", "1-30", "31-60", "61-90", "90+", "resolved"]
+# Days_Past_Due of each open bucket, inclusive. A book may hold more than 180 days (90+), but the
+# follow-up draws a new value in 91-180: the generator's range.
+BUCKET_DAYS: list[tuple[int, int]] = [(0, 0), (1, 30), (31, 60), (61, 90), (91, 180)]
+# the column a history file and the roll-rate inputs name a borrower's bucket by
+BUCKET_COLUMN = "arrears_bucket"
+# Roll rates between two snapshots (core.roll_rates): a borrower of the earlier snapshot missing
+# from the later one moves to LEFT_BOOK; one of the later missing from the earlier comes from
+# NEW_TO_BOOK. Counted in the matrix, never dropped.
+LEFT_BOOK = "left the book"
+NEW_TO_BOOK = "new to the book"
+FROM_BUCKETS: list[str] = [*BUCKETS, NEW_TO_BOOK]
+TO_BUCKETS: list[str] = [*BUCKETS, LEFT_BOOK]
+# Cure rates (core.roll_rates.cure_rates): the groups a delinquent borrower is counted in, by
+# what it had at the earlier snapshot; "all" is the whole delinquent book.
+CURE_ALL = "all"
+CURE_DIMENSIONS: list[str] = [CURE_ALL, BUCKET_COLUMN, "segment_name", "recovery_strategy"]

@@ -22,6 +22,9 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     TEXT_COLUMNS,
 )
 from loan_pipeline.domain import (
+    BUCKETS,
+    CURE_DIMENSIONS,
+    FROM_BUCKETS,
     NO_STABLE_SEGMENTATION,
     POLICIES,
     PSI_MODERATE,
@@ -29,6 +32,7 @@ from loan_pipeline.domain import (
     PSI_STATUSES,
     STABLE_SEGMENTATION,
     STRATEGIES,
+    TO_BUCKETS,
 )
 
 # --- the loan book's columns ---------------------------------------------------------------
@@ -687,6 +691,137 @@ class PopulationStability(pa.DataFrameModel):
         strict = True
 
 
+class _Compared(pa.DataFrameModel):
+    """The two snapshots a table between snapshots compares: its first two columns."""
+
+    previous_snapshot: Series[pd.StringDtype] = text(
+        description="The earlier snapshot compared (t): its snapshot_id in the history."
+    )
+    snapshot: Series[pd.StringDtype] = text(
+        description="The later snapshot compared (t+1): this run's snapshot_id."
+    )
+
+
+class RollRates(_Compared):
+    """The roll-rate matrix between two consecutive snapshots, as a long table."""
+
+    from_bucket: Series[pd.StringDtype] = text(
+        isin=FROM_BUCKETS,
+        description="Arrears bucket at the earlier snapshot, or 'new to the book' for a "
+        "borrower only in the later one.",
+    )
+    to_bucket: Series[pd.StringDtype] = text(
+        isin=TO_BUCKETS,
+        description="Arrears bucket at the later snapshot, or 'left the book' for a borrower "
+        "only in the earlier one.",
+    )
+    borrowers: Series[int] = pa.Field(ge=0, description="Borrowers who moved so, a count.")
+    balance: Series[float] = pa.Field(
+        ge=0.0,
+        description="Their balance (Outstanding_Loan_Amount), currency units: at the earlier "
+        "snapshot, a newcomer's at the later one.",
+    )
+    share: Series[float] = probability(
+        "borrowers over the from_bucket's borrowers, 0-1 (each from_bucket's shares sum to 1)."
+    )
+    balance_share: Series[float] = probability(
+        "balance over the from_bucket's balance, 0-1 (empty when that balance is 0).",
+        nullable=True,
+    )
+
+    class Config:
+        name = "RollRates"
+        description = "Roll-rate matrix."
+        strict = True
+
+
+class ArrearsForecast(_Compared):
+    """Next cycle's expected bucket mix, from this snapshot's mix and the roll rates."""
+
+    bucket: Series[pd.StringDtype] = text(
+        isin=TO_BUCKETS,
+        unique=True,
+        description="Arrears bucket next cycle ('left the book': the expected leavers).",
+    )
+    borrowers_now: Series[int] = pa.Field(
+        ge=0, description="Borrowers in the bucket at this snapshot, a count."
+    )
+    balance_now: Series[float] = pa.Field(
+        ge=0.0, description="Their balance at this snapshot, currency units."
+    )
+    expected_borrowers: Series[float] = pa.Field(
+        ge=0.0, description="Borrowers expected in the bucket next cycle (same rates), a count."
+    )
+    expected_balance: Series[float] = pa.Field(
+        ge=0.0, description="Balance expected in the bucket next cycle, currency units."
+    )
+    expected_share: Series[float] = probability(
+        "expected_borrowers over the borrowers on the book now, 0-1.", nullable=True
+    )
+    without_rates: Series[int] = pa.Field(
+        ge=0,
+        description="Borrowers of a bucket that had nobody at the earlier snapshot (no rates "
+        "observed): assumed to stay in it; a count.",
+    )
+
+    class Config:
+        name = "ArrearsForecast"
+        description = "Arrears flow forecast."
+        strict = True
+
+
+class CureRates(_Compared):
+    """Cure rates between two consecutive snapshots: overall, by bucket, segment, strategy."""
+
+    dimension: Series[pd.StringDtype] = text(
+        isin=CURE_DIMENSIONS,
+        description="What the borrowers are grouped by, as at the earlier snapshot: all, "
+        "arrears_bucket, segment_name or recovery_strategy.",
+    )
+    group: Series[pd.StringDtype] = text(
+        description=f"The group's value (a bucket of {BUCKETS[1:-1]}, a segment, a strategy)."
+    )
+    delinquent: Series[int] = pa.Field(
+        ge=0,
+        description="Borrowers delinquent at the earlier snapshot (open loan, Days_Past_Due "
+        "> 0), a count (0 only on the 'all' row of a book with nobody delinquent).",
+    )
+    left_the_book: Series[int] = pa.Field(
+        ge=0, description="Of those, borrowers gone at the later snapshot (outside the rate)."
+    )
+    observed: Series[int] = pa.Field(
+        ge=0, description="delinquent - left_the_book: the borrowers the rate is of."
+    )
+    cured: Series[int] = pa.Field(
+        ge=0, description="Of the observed, current or Fully Recovered at the later snapshot."
+    )
+    cured_to_current: Series[int] = pa.Field(
+        ge=0, description="Of the cured, back to current (open, 0 days past due)."
+    )
+    cured_fully_recovered: Series[int] = pa.Field(
+        ge=0, description="Of the cured, resolved Fully Recovered."
+    )
+    cure_rate: Series[float] = probability("cured / observed, 0-1.", nullable=True)
+    ci_low: Series[float] = probability("95% Wilson interval of cure_rate, lower.", nullable=True)
+    ci_high: Series[float] = probability("95% Wilson interval of cure_rate, upper.", nullable=True)
+
+    @pa.dataframe_check(
+        description="observed = delinquent - left_the_book; cured = cured_to_current + "
+        "cured_fully_recovered <= observed"
+    )
+    def counts_add_up(cls, df: pd.DataFrame) -> Series[bool]:
+        return (
+            (df["observed"] == df["delinquent"] - df["left_the_book"])
+            & (df["cured"] == df["cured_to_current"] + df["cured_fully_recovered"])
+            & (df["cured"] <= df["observed"])
+        )
+
+    class Config:
+        name = "CureRates"
+        description = "Cure rates."
+        strict = True
+
+
 # --- applying a schema -----------------------------------------------------------------------
 
 
@@ -771,6 +906,9 @@ MODELS: list[type[pa.DataFrameModel]] = [
     CapacityGains,
     FairnessReport,
     PopulationStability,
+    RollRates,
+    ArrearsForecast,
+    CureRates,
 ]
 CATALOG_PATH = Path(__file__).with_name("schema_catalog.json")
 

@@ -235,6 +235,14 @@ def test_history_keeps_each_snapshot_and_latest_is_the_newest(folders, tmp_path)
     assert {i.split("@")[0] for i in counts.index} == {"book_yesterday.csv", "book_today.csv"}
     latest = run.table("latest_recovery_strategies")
     assert len(latest) == 490 and set(latest["source_file"]) == {str(today)}
+    # today's book run again is compared with yesterday's, not with itself: 10 borrowers left
+    compared = run.materialized()["roll_rates"]
+    assert compared["compared"].value.startswith("book_yesterday.csv@")
+    assert (compared["left_the_book"].value, compared["new_to_the_book"].value) == (10, 0)
+    # the shipped sample has no open loan: nobody delinquent, no cure rate to give
+    cures = run.table("cure_rates")
+    assert cures[["dimension", "delinquent"]].values.tolist() == [["all", 0]]
+    assert cures["cure_rate"].isna().all()
 
 
 # --- entries in the incoming folder that are not plain CSV files ------------------------------

@@ -31,7 +31,10 @@ EXPECTED = {
     "fairness_report": ("monitoring", {"validated_loans", "recovery_strategies"}),
     "population_stability": ("monitoring", {"validated_loans", "risk_scores", "risk_model"}),
     "model_card": ("reports", {"risk_model", "fairness_report", "chart_calibration"}),
-    "strategy_history": ("history", {"recovery_strategies"}),
+    "strategy_history": ("history", {"recovery_strategies", "validated_loans"}),
+    "roll_rates": ("history", {"strategy_history"}),
+    "arrears_forecast": ("history", {"strategy_history", "roll_rates"}),
+    "cure_rates": ("history", {"strategy_history"}),
     "chart_k_selection": ("charts", {"cluster_model"}),
     "chart_calibration": ("charts", {"risk_scores"}),
     "chart_loan_amount_distribution": ("charts", {"validated_loans"}),
@@ -44,6 +47,7 @@ EXPECTED = {
         {"validated_loans", "borrower_segments", "cluster_model"},  # its title: the verdict
     ),
     "chart_capacity_gains": ("charts", {"capacity_gains"}),
+    "chart_roll_rates": ("charts", {"roll_rates"}),
 }
 # the last step of every run depends on every other asset
 PUBLISHED = "published_snapshot"
@@ -157,6 +161,7 @@ def test_schedules_sensors_checks_and_retry():
         ("risk_model", "coefficient_signs_agree_with_data"),
         ("fairness_report", "no_unexplained_strategy_gap"),
         ("population_stability", "population_is_stable"),
+        ("roll_rates", "rows_sum_to_one"),
     }
     blocking = {
         (k.asset_key.to_user_string(), k.name)

@@ -9,14 +9,26 @@ all, and ``latest_recovery_strategies`` is the newest.
 """
 
 import re
+from typing import NamedTuple
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
 
-from loan_pipeline.assets.common import markdown_table
+from loan_pipeline.assets.common import column_schema, markdown_table, table_metadata
+from loan_pipeline.domain import BUCKET_COLUMN
 from loan_pipeline.io import runs
 from loan_pipeline.store.snapshots import HISTORY_VIEW, LATEST_VIEW, SOURCE
 
 HISTORY = "history"
+# the loan book's columns a history file carries beside the strategies (then the bucket)
+ARREARS_COLUMNS = ["Days_Past_Due", "Recovery_Status"]
 # DuckDB's memory for copying a snapshot into its history file: past it, DuckDB spills to disk
 HISTORY_MEMORY = "1GB"
 
@@ -34,15 +46,17 @@ def _file_name(snapshot_id: str) -> str:
     group_name="history",
     owners=["team:data-engineering"],
     kinds={"duckdb", "sql", "parquet"},
-    deps=["recovery_strategies"],
+    deps=["recovery_strategies", "validated_loans"],
     description="Every snapshot's recovery strategies, kept: the catalog's view "
     f"{HISTORY_VIEW} (one row per borrower per snapshot; snapshot_id = file name @ content "
-    f"hash) and {LATEST_VIEW} (the newest snapshot). A re-run of the same snapshot replaces "
-    "it.",
+    f"hash) and {LATEST_VIEW} (the newest snapshot). Each row carries the borrower's "
+    "Days_Past_Due, Recovery_Status and arrears bucket at that snapshot, what the roll rates "
+    "and cure rates compare. A re-run of the same snapshot replaces it.",
 )
 def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
     import duckdb
 
+    from loan_pipeline.core.arrears import bucket_sql
     from loan_pipeline.io.tables import locate_own_table
 
     lineage = runs.context_lineage(context)
@@ -59,10 +73,20 @@ def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
         con.execute("SET preserve_insertion_order = false")
         con.execute(f"SET memory_limit = '{HISTORY_MEMORY}'")
         strategies = locate_own_table(con, context, "recovery_strategies")
+        loans = locate_own_table(con, context, "validated_loans")
+        # the arrears of each borrower at this snapshot beside its strategy: the roll rates and
+        # cure rates of the next snapshot compare them (history files written before these
+        # columns lack them; the readers say so)
         con.execute(
             f"""COPY (SELECT ?::VARCHAR AS snapshot_id, ?::VARCHAR AS source_file,
-                             to_timestamp(?) AS snapshot_time, *
-                      FROM {strategies}) TO '{_sql(tmp)}' (FORMAT parquet)""",
+                             to_timestamp(?) AS snapshot_time, s.*,
+                             l.{ARREARS_COLUMNS[0]}, l.{ARREARS_COLUMNS[1]},
+                             {bucket_sql("l.Days_Past_Due", "l.Recovery_Status")}
+                                 AS {BUCKET_COLUMN}
+                      FROM {strategies} AS s
+                      LEFT JOIN (SELECT Borrower_ID, {", ".join(ARREARS_COLUMNS)} FROM {loans})
+                          AS l ON s.Borrower_ID = l.Borrower_ID)
+                TO '{_sql(tmp)}' (FORMAT parquet)""",
             [snapshot_id, source["path"], source["loaded_at"]],
         )
         tmp.replace(target)
@@ -94,3 +118,209 @@ def _published_history() -> list:
 
 def _sql(path) -> str:
     return str(path).replace("'", "''")
+
+
+# --- collections over time: roll rates, their forecast, cure rates ----------------------------
+
+NO_PREVIOUS = "first snapshot: nothing to compare yet"
+ROWS_CHECK = "rows_sum_to_one"
+# what a history file must hold for the roll rates and cure rates to compare it
+COMPARED_COLUMNS = [
+    "Borrower_ID",
+    "Outstanding_Loan_Amount",
+    "segment_name",
+    "recovery_strategy",
+    *ARREARS_COLUMNS,
+    BUCKET_COLUMN,
+]
+
+
+class SnapshotPair(NamedTuple):
+    """This run's snapshot and the one before it, as their history files hold them; ``reason``
+    says why there is nothing to compare (then ``previous`` is None)."""
+
+    previous: object  # pandas frame or None
+    current: object
+    previous_id: str
+    snapshot_id: str
+    reason: str
+
+
+def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
+    """This run's history rows, and those of the newest published snapshot before it: another
+    snapshot_id, earlier in snapshot_time (a re-run of the same book compares with the one
+    before, not with itself)."""
+    import duckdb
+
+    lineage = runs.context_lineage(context)
+    source = runs.store().read_json(SOURCE, lineage)
+    snapshot_id = snapshot_name(source)
+    own = runs.store().find(f"{HISTORY}/{_file_name(snapshot_id)}", lineage)
+    if own is None:
+        raise FileNotFoundError(f"no history file of snapshot {snapshot_id}: run strategy_history")
+    others = [p for p in _published_history() if p.name != own.name]
+    with duckdb.connect() as con:
+        current = con.execute(f"SELECT * FROM read_parquet('{_sql(own)}')").df()
+        if not others:
+            return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
+        listing = "[" + ", ".join(f"'{_sql(p)}'" for p in others) + "]"
+        found = con.execute(
+            f"""SELECT snapshot_id FROM read_parquet({listing}, union_by_name = true)
+                WHERE snapshot_id <> ? AND snapshot_time < to_timestamp(?)
+                GROUP BY snapshot_id ORDER BY max(snapshot_time) DESC LIMIT 1""",
+            [snapshot_id, source["loaded_at"]],
+        ).fetchall()
+        if not found:
+            return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
+        previous_id = found[0][0]
+        previous = con.execute(
+            f"SELECT * FROM read_parquet({listing}, union_by_name = true) WHERE snapshot_id = ?",
+            [previous_id],
+        ).df()
+    lacking = [c for c in COMPARED_COLUMNS if c not in previous.columns or previous[c].isna().all()]
+    if lacking:
+        # a history file written before the files carried the arrears: said, not a crash
+        return SnapshotPair(
+            None,
+            current,
+            previous_id,
+            snapshot_id,
+            f"the previous snapshot {previous_id} was recorded without {lacking} (a history "
+            "file older than the roll rates): nothing to compare until the next snapshot",
+        )
+    return SnapshotPair(previous, current, previous_id, snapshot_id, "")
+
+
+def _of_snapshots(table, pair: SnapshotPair):
+    table.insert(0, "snapshot", pair.snapshot_id)
+    table.insert(0, "previous_snapshot", pair.previous_id)
+    return table
+
+
+def _compared(pair: SnapshotPair) -> dict:
+    """What was compared: the snapshots, and the borrowers in both, gone, new; or why not."""
+    if pair.reason:
+        return {"compared": pair.reason, "snapshot": pair.snapshot_id}
+    before = set(pair.previous["Borrower_ID"].astype(str))
+    after = set(pair.current["Borrower_ID"].astype(str))
+    return {
+        "compared": f"{pair.previous_id} -> {pair.snapshot_id}",
+        "previous_snapshot": pair.previous_id,
+        "snapshot": pair.snapshot_id,
+        "borrowers_in_both": len(before & after),
+        "left_the_book": len(before - after),
+        "new_to_the_book": len(after - before),
+    }
+
+
+@asset(
+    group_name="history",
+    owners=["team:credit-risk"],
+    kinds={"pandas", "duckdb"},
+    deps=["strategy_history"],
+    metadata={"dagster/column_schema": column_schema("RollRates")},
+    check_specs=[
+        AssetCheckSpec(
+            ROWS_CHECK,
+            asset="roll_rates",
+            description="Every from_bucket's shares (and balance shares, where it has a "
+            "balance) sum to 1: every borrower of both snapshots is counted once.",
+        )
+    ],
+    description="The roll-rate matrix between the previous published snapshot and this run's: "
+    "per arrears bucket at t (current, 1-30, 31-60, 61-90, 90+ days past due, resolved) the "
+    "borrowers and balance in each bucket at t+1, with their shares (each row sums to 1). "
+    "Borrowers gone at t+1 go to 'left the book'; borrowers new at t+1 form the row 'new to "
+    "the book'. Empty on the first snapshot (the metadata says why).",
+)
+def roll_rates(context: AssetExecutionContext):
+    from loan_pipeline.core.roll_rates import (
+        empty_matrix,
+        matrix_markdown,
+        roll_rate_matrix,
+        rows_sum_to_one,
+    )
+    from loan_pipeline.schemas import RollRates, validate
+
+    pair = snapshot_pair(context)
+    matrix = empty_matrix() if pair.reason else roll_rate_matrix(pair.previous, pair.current)
+    matrix = validate(_of_snapshots(matrix, pair), RollRates, source="roll_rates")
+    bad = rows_sum_to_one(matrix)
+    yield Output(
+        matrix,
+        metadata={
+            **table_metadata(matrix),
+            **_compared(pair),
+            "matrix": MetadataValue.md(
+                "share of the from-row's borrowers (count); n: the from-row's borrowers\n\n"
+                + matrix_markdown(matrix)
+            ),
+        },
+    )
+    yield AssetCheckResult(
+        check_name=ROWS_CHECK,
+        asset_key="roll_rates",
+        passed=not bad,
+        metadata={
+            "rows_off": "; ".join(bad) or "none",
+            "from_rows": matrix["from_bucket"].nunique(),
+        },
+    )
+
+
+@asset(
+    group_name="history",
+    owners=["team:credit-risk"],
+    kinds={"pandas"},
+    deps=["strategy_history"],
+    metadata={"dagster/column_schema": column_schema("ArrearsForecast")},
+    description="Next cycle's expected arrears mix (borrowers and balance per bucket, and the "
+    "expected leavers), from this snapshot's mix moved by the roll rates, assumed the same next "
+    "cycle. Newcomers are not forecast. Empty on the first snapshot.",
+)
+def arrears_forecast(context: AssetExecutionContext, roll_rates):
+    from loan_pipeline.core.roll_rates import bucket_mix, empty_forecast, flow_forecast
+    from loan_pipeline.schemas import ArrearsForecast, validate
+
+    pair = snapshot_pair(context)
+    rates = roll_rates.drop(columns=["previous_snapshot", "snapshot"])
+    forecast = empty_forecast() if rates.empty else flow_forecast(rates, bucket_mix(pair.current))
+    forecast = validate(_of_snapshots(forecast, pair), ArrearsForecast, "arrears_forecast")
+    return Output(
+        forecast,
+        metadata={
+            **table_metadata(forecast),
+            **_compared(pair),
+            "assumption": "next cycle moves as this one did: the same roll rates; no newcomers",
+            "forecast": markdown_table(forecast.drop(columns=["previous_snapshot", "snapshot"])),
+        },
+    )
+
+
+@asset(
+    group_name="history",
+    owners=["team:credit-risk"],
+    kinds={"pandas", "duckdb"},
+    deps=["strategy_history"],
+    metadata={"dagster/column_schema": column_schema("CureRates")},
+    description="Cure rates between the previous published snapshot and this run's: of the "
+    "borrowers delinquent at t (open loan, Days_Past_Due > 0) and still on the book at t+1, the "
+    "share current or Fully Recovered at t+1, with a 95% Wilson interval; overall, by arrears "
+    "bucket, by segment and by recovery strategy at t. Empty on the first snapshot.",
+)
+def cure_rates(context: AssetExecutionContext):
+    from loan_pipeline.core.roll_rates import cure_rates as cures
+    from loan_pipeline.core.roll_rates import empty_cure_rates
+    from loan_pipeline.schemas import CureRates, validate
+
+    pair = snapshot_pair(context)
+    table = empty_cure_rates() if pair.reason else cures(pair.previous, pair.current)
+    table = validate(_of_snapshots(table, pair), CureRates, source="cure_rates")
+    return Output(
+        table,
+        metadata={
+            **table_metadata(table),
+            **_compared(pair),
+            "cure_rates": markdown_table(table.drop(columns=["previous_snapshot", "snapshot"])),
+        },
+    )

@@ -131,6 +131,15 @@ CHARTS: tuple[Chart, ...] = (
         inputs=("capacity_gains",),  # a small table: read whole, drawn as it is
         draw="draw_capacity_gains",
     ),
+    Chart(
+        "chart_roll_rates",
+        "The roll-rate matrix between the previous snapshot and this one: a heatmap of the "
+        "share of each arrears bucket's borrowers (rows, with their n) in each bucket one "
+        "snapshot later (columns, 'left the book' included; 'new to the book' a row of its "
+        "own), the count in every cell. A figure saying so on the first snapshot.",
+        inputs=("roll_rates",),  # a small table: read whole, drawn as it is
+        draw="draw_roll_rates",
+    ),
 )
 
 KEYS: list[str] = [c.key for c in CHARTS]

@@ -106,6 +106,9 @@ INK_COLOUR = "#000000"  # the gain needed, and the title of a supported verdict
 EDGE_COLOUR = "white"  # between bars, and between the heatmap's cells
 HEXBIN_COLOURMAP = "viridis"
 CORRELATION_COLOURMAP = "vlag"  # diverging: blue below 0, red above
+# sequential, 0 to 1: cividis is built to read the same to a deuteranope (Nuñez et al. 2018) and
+# in grey, dark blue (0) to yellow (1)
+SHARE_COLOURMAP = "cividis"
 
 
 def status_palette(levels: list[str]) -> dict[str, str]:

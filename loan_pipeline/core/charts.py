@@ -36,7 +36,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from loan_pipeline.core import book_charts, chart_registry, evidence_charts  # noqa: E402
+from loan_pipeline.core import (  # noqa: E402
+    book_charts,
+    chart_registry,
+    evidence_charts,
+    history_charts,
+)
 from loan_pipeline.core.chart_summaries import (  # noqa: E402
     book_summaries,
     loan_amount_summaries,
@@ -133,6 +138,10 @@ def draw_calibration(drawing: Drawing) -> Figure:
 
 def draw_capacity_gains(drawing: Drawing) -> Figure:
     return evidence_charts.capacity_gains(drawing.inputs["capacity_gains"])
+
+
+def draw_roll_rates(drawing: Drawing) -> Figure:
+    return history_charts.roll_rates_figure(drawing.inputs["roll_rates"])
 
 
 # Shorthands for one chart of pandas frames (analysts, tests): not needed to add a chart.

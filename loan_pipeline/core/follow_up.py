@@ -46,6 +46,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+# the buckets are the pipeline's too (the history files, the roll rates): said once, in
+# core.arrears, and re-exported here for the follow-up's users
+from loan_pipeline.core.arrears import (  # noqa: F401
+    BUCKET_DAYS,
+    BUCKETS,
+    RESOLVED,
+    arrears_bucket,
+    bucket_codes,
+)
 from loan_pipeline.core.generator import (
     COLLECTION_METHODS,
     COLUMNS,
@@ -64,12 +73,6 @@ from loan_pipeline.core.generator import (
 from loan_pipeline.domain import STRATEGIES, STRATEGY_SHORT
 
 CYCLE_DAYS = 30  # one cycle between snapshots (a monthly instalment)
-
-BUCKETS: list[str] = ["current", "1-30", "31-60", "61-90", "90+", "resolved"]
-RESOLVED = len(BUCKETS) - 1
-# Days_Past_Due of each open bucket, inclusive. A book may hold more than 180 days (90+), but a
-# new value is drawn in 91-180: the generator's range.
-BUCKET_DAYS: list[tuple[int, int]] = [(0, 0), (1, 30), (31, 60), (61, 90), (91, 180)]
 
 # One cycle's moves: row = bucket at t, column = bucket at t+1, in BUCKETS order. Plausible
 # monthly collections figures: the roll forward to the next worse bucket rises with arrears
@@ -99,16 +102,8 @@ _ID_NUMBER = {"Borrower_ID": r"^BRW_(?P<n>\d+)$", "Loan_ID": r"^LN_(?P<n>\d+)$"}
 SPREADSHEET_GUARD = "'"  # what the strategies export may put before a cell (core.export)
 
 
-def arrears_bucket(book: pd.DataFrame) -> pd.Series:
-    """Each loan's bucket (a name of ``BUCKETS``), indexed like ``book``."""
-    return pd.Series(np.asarray(BUCKETS)[_bucket_codes(book)], index=book.index, name="bucket")
-
-
 def _bucket_codes(book: pd.DataFrame) -> np.ndarray:
-    dpd = book["Days_Past_Due"].to_numpy(dtype=np.int64)
-    uppers = np.array([high for _, high in BUCKET_DAYS[:-1]])
-    codes = np.searchsorted(uppers, dpd, side="left")
-    return np.where(book["Recovery_Status"].notna().to_numpy(), RESOLVED, codes)
+    return bucket_codes(book["Days_Past_Due"].to_numpy(), book["Recovery_Status"].notna())
 
 
 def strategy_name(name: str) -> str:
