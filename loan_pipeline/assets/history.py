@@ -160,7 +160,11 @@ def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
         raise FileNotFoundError(f"no history file of snapshot {snapshot_id}: run strategy_history")
     others = [p for p in _published_history() if p.name != own.name]
     with duckdb.connect() as con:
-        current = con.execute(f"SELECT * FROM read_parquet('{_sql(own)}')").df()
+        # only the columns compared: a snapshot of millions of borrowers stays a few columns
+        own_file = f"'{_sql(own)}'"
+        current = con.execute(
+            f"SELECT {_compared_columns(con, own_file)} FROM read_parquet({own_file})"
+        ).df()
         if not others:
             return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
         listing = "[" + ", ".join(f"'{_sql(p)}'" for p in others) + "]"
@@ -174,7 +178,8 @@ def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
             return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
         previous_id = found[0][0]
         previous = con.execute(
-            f"SELECT * FROM read_parquet({listing}, union_by_name = true) WHERE snapshot_id = ?",
+            f"""SELECT {_compared_columns(con, listing)}
+                FROM read_parquet({listing}, union_by_name = true) WHERE snapshot_id = ?""",
             [previous_id],
         ).df()
     lacking = [c for c in COMPARED_COLUMNS if c not in previous.columns or previous[c].isna().all()]
@@ -189,6 +194,17 @@ def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
             "file older than the roll rates): nothing to compare until the next snapshot",
         )
     return SnapshotPair(previous, current, previous_id, snapshot_id, "")
+
+
+def _compared_columns(con, files: str) -> str:
+    """The COMPARED_COLUMNS that ``files`` hold (an older history file lacks the arrears)."""
+    held = {
+        row[0]
+        for row in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name = true)"
+        ).fetchall()
+    }
+    return ", ".join(f'"{c}"' for c in COMPARED_COLUMNS if c in held)
 
 
 def _of_snapshots(table, pair: SnapshotPair):
