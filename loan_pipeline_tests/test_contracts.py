@@ -25,7 +25,13 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, ExecuteInProcessResult
 
-from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, published_files, run_pipeline
+from loan_pipeline_tests.conftest import (
+    SAMPLE_CSV,
+    PipelineRun,
+    environment,
+    published_files,
+    run_pipeline,
+)
 
 FILE_CHECK = "loan_book_file_is_usable"
 SHARE_CHECK = "quarantine_share_below_threshold"
@@ -205,18 +211,43 @@ class Outcome:
         return failures[0].step_failure_data.user_failure_data.description
 
 
-def run_ingest(csv: Path, storage: Path, config: dict) -> ExecuteInProcessResult:
+# what recovery_strategies reads, for tests about the strategies alone
+STRATEGY_ASSETS = [
+    *(k.to_user_string() for k in INGEST_ASSETS),
+    "scaled_features",
+    "cluster_model",
+    "borrower_segments",
+    "risk_model",
+    "risk_scores",
+    "recovery_strategies",
+]
+
+
+def run_selected(
+    csv: Path, storage: Path, assets: list[str], ops: dict | None = None
+) -> PipelineRun:
+    """Materialize ``assets`` on ``csv`` into ``storage``, published as a hand-picked selection
+    is (with published_snapshot: the tables in the catalog, the export at its stable path);
+    ``ops``: run config by op, the ingest's merged with the file's path."""
     from loan_pipeline.definitions import defs
 
-    run_config = {"ops": {INGEST_STEP: {"config": {"csv_path": str(csv), **config}}}}
+    ops = dict(ops or {})
+    ingest = ops.get(INGEST_STEP, {}).get("config", {})
+    ops[INGEST_STEP] = {"config": {"csv_path": str(csv), **ingest}}
+    instance = DagsterInstance.ephemeral()
     with environment(LOAN_PIPELINE_STORAGE=str(storage)):
-        return defs.resolve_job_def("full_refresh").execute_in_process(
-            run_config=run_config,
-            instance=DagsterInstance.ephemeral(),
+        result = defs.resolve_job_def("full_refresh").execute_in_process(
+            run_config={"ops": ops},
+            instance=instance,
             raise_on_error=False,
-            # the ingest, published as a hand-picked selection is: with published_snapshot
-            asset_selection=[*INGEST_ASSETS, AssetKey(PUBLISHED)],
+            asset_selection=[AssetKey(a) for a in [*assets, PUBLISHED]],
         )
+    return PipelineRun(result=result, storage=storage, instance=instance)
+
+
+def run_ingest(csv: Path, storage: Path, config: dict) -> ExecuteInProcessResult:
+    assets = [k.to_user_string() for k in INGEST_ASSETS]
+    return run_selected(csv, storage, assets, {INGEST_STEP: {"config": config}}).result
 
 
 # --- the three outcomes -----------------------------------------------------------------------
