@@ -522,8 +522,9 @@ def test_contract_corpus_in_blocks(case, tmp_path: Path) -> None:
     }
     plans = [10**9]
     if path.is_file() and path.stat().st_size:
-        # tiny blocks over the first KB (lines 1 to 8, where the cases edit cells) and the last
-        plans.append(mixed_plan(path, edge=1 << 10))
+        # tiny blocks over the first KB (lines 1 to 8, where the cases edit cells) and the last,
+        # blocks of 64 KB between
+        plans.append(mixed_plan(path, big=1 << 16, edge=1 << 10))
     for plan in plans:
         assert_same(path, plan, 2, **limits)
 
