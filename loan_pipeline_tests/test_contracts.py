@@ -211,16 +211,16 @@ class Outcome:
         return failures[0].step_failure_data.user_failure_data.description
 
 
-# what recovery_strategies reads, for tests about the strategies alone
-STRATEGY_ASSETS = [
-    *(k.to_user_string() for k in INGEST_ASSETS),
-    "scaled_features",
-    "cluster_model",
-    "borrower_segments",
-    "risk_model",
-    "risk_scores",
-    "recovery_strategies",
-]
+def strategy_assets() -> list[str]:
+    """recovery_strategies and what it reads, as the code location defines them, with the
+    ingest's other outputs: for tests about the strategies alone."""
+    from dagster import AssetSelection
+
+    from loan_pipeline.definitions import defs
+
+    upstream = AssetSelection.assets("recovery_strategies").upstream()
+    keys = {*upstream.resolve(defs.resolve_asset_graph()), *INGEST_ASSETS}
+    return sorted(k.to_user_string() for k in keys)
 
 
 def run_selected(

@@ -16,7 +16,7 @@ from loan_pipeline.domain import (
     STRATEGY_SETTLEMENT,
 )
 from loan_pipeline_tests.conftest import PipelineRun
-from loan_pipeline_tests.test_contracts import STRATEGY_ASSETS, run_selected
+from loan_pipeline_tests.test_contracts import run_selected, strategy_assets
 
 ROWS, LEGAL, SETTLEMENT = 2_000, 50, 150
 CAPACITY = {
@@ -44,7 +44,7 @@ def capacity_run(tmp_path_factory) -> PipelineRun:
     # the strategies, the gain curve and its chart, and what they read: the other charts,
     # reports and checks have no part here
     csv = _book(tmp_path_factory, "capacity", signal=1.0)
-    assets = [*STRATEGY_ASSETS, "capacity_gains", "chart_capacity_gains"]
+    assets = [*strategy_assets(), "capacity_gains", "chart_capacity_gains"]
     run = run_selected(csv, tmp_path_factory.mktemp("capacity"), assets, CAPACITY["ops"])
     assert run.result.success
     return run
@@ -123,7 +123,9 @@ def test_the_gain_curve_marks_the_configured_capacities_on_held_out_loans(capaci
 def test_the_fallback_wins_over_the_capacities_asked_for(tmp_path_factory):
     # the strategies and what they read: the charts, reports and checks downstream have no part
     csv = _book(tmp_path_factory, "no_signal", signal=0.0)
-    run = run_selected(csv, tmp_path_factory.mktemp("no_signal"), STRATEGY_ASSETS, CAPACITY["ops"])
+    run = run_selected(
+        csv, tmp_path_factory.mktemp("no_signal"), strategy_assets(), CAPACITY["ops"]
+    )
     assert run.result.success
     table = run.table("recovery_strategies")
     assert set(table["policy"]) == {POLICY_FALLBACK}
