@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import pickle
 
 import pandas as pd
@@ -178,16 +177,19 @@ def test_validated_loans_equal_the_csv(run):
     )
 
 
-def test_too_many_bad_rows_stop_the_run_and_keep_previous_outputs(tmp_path):
+def test_too_many_bad_rows_stop_the_run_and_keep_previous_outputs(tmp_path, sample_run):
     """Above the quarantine threshold the blocking check fails: nothing downstream runs, no table
-    is written, and every table, model, chart and export of the previous good run is unchanged."""
+    is written, and every table, model, chart and export of the previous good run is unchanged.
+    The previous good run: a copy of the session's run on the sample (its storage as it left it)."""
+    import shutil
+
     from loan_pipeline_tests.conftest import SAMPLE_CSV, published_files, run_pipeline
 
     storage = tmp_path / "storage"
-    good = run_pipeline(SAMPLE_CSV, storage)
-    assert good.result.success
+    shutil.copytree(sample_run.storage, storage, symlinks=True)
     before = published_files(storage)
-    tables_before = {t: good.table(t) for t in good.tables()}
+    assert before == published_files(sample_run.storage)
+    tables_before = {t: sample_run.table(t) for t in sample_run.tables()}
 
     lines = SAMPLE_CSV.read_text().splitlines()
     for i in range(1, 31):  # 30 of 500 rows (6%) get an unknown loan type
@@ -221,36 +223,6 @@ def test_too_many_bad_rows_stop_the_run_and_keep_previous_outputs(tmp_path):
         pd.testing.assert_frame_equal(bad.table(table), frame)
 
 
-def test_a_few_bad_rows_are_quarantined_and_the_run_goes_on(tmp_path):
-    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
-
-    lines = SAMPLE_CSV.read_text().splitlines()
-    header = lines[0].split(",")
-    row = lines[3].split(",")
-    row[header.index("Age")] = "-7"
-    lines[3] = ",".join(row)
-    csv = tmp_path / "few_bad.csv"
-    csv.write_text("\n".join(lines) + "\n")
-    run = run_pipeline(csv, tmp_path / "storage")
-    assert run.result.success
-    quarantine = run.table("quarantined_loans")
-    assert quarantine[["source_line", "Borrower_ID", "column", "rule", "value"]].to_dict(
-        "records"
-    ) == [
-        {
-            "source_line": 4,
-            "Borrower_ID": row[0],
-            "column": "Age",
-            "rule": "greater_than_or_equal_to(18)",
-            "value": "-7",
-        }
-    ]
-    assert json.loads(quarantine["original_row"][0])["Age"] == -7
-    assert len(run.table("validated_loans")) == 499
-    assert row[0] not in set(run.table("recovery_strategies")["Borrower_ID"])
-    assert run.materialized()["quarantined_loans"]["quarantined_rows"].value == 1
-
-
 def test_tables_report_column_lineage(sample_run):
     md = sample_run.materialized()
     for table in (
@@ -276,7 +248,53 @@ def test_tables_report_column_lineage(sample_run):
     assert not any(d.column_name == "Collection_Method" for deps in scores.values() for d in deps)
 
 
-def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path, monkeypatch):
+def column_spy(loaded: dict):
+    """``TableIOManager.load_input`` noting the columns each step loaded of each input in
+    ``loaded``: (step, table, whether outputs are held in memory) -> columns."""
+    from loan_pipeline.io.handoff import RUN_FRAMES
+    from loan_pipeline.io.tables import TableIOManager
+
+    real_load = TableIOManager.load_input
+
+    def spy(self, context):
+        frame = real_load(self, context)
+        held = RUN_FRAMES.max_bytes > 0
+        loaded[(context.op_def.name, context.asset_key.path[-1], held)] = list(frame.columns)
+        return frame
+
+    return spy
+
+
+@pytest.fixture(scope="module")
+def held_run(tmp_path_factory) -> dict:
+    """A run on the sample as a run goes (outputs held in memory for their readers), watched:
+    ``handed``, what each in-memory hand-off gave a step (by table, or "model:" + model);
+    ``loaded``, the columns each step loaded of each input ((step, table, held) -> columns);
+    ``left``, what stayed in memory after the run."""
+    from loan_pipeline.io.handoff import RUN_FRAMES
+    from loan_pipeline.io.tables import TableIOManager
+    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
+
+    handed: dict[str, list] = {}
+    loaded: dict[tuple[str, str, bool], list[str]] = {}
+    real_get = RUN_FRAMES.get
+
+    def spy_get(run_id, name, reader=None):
+        obj = real_get(run_id, name, reader)
+        if obj is not None:
+            handed.setdefault(name, []).append(obj)
+        return obj
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(RUN_FRAMES, "get", spy_get)
+        m.setattr(TableIOManager, "load_input", column_spy(loaded))
+        run = run_pipeline(SAMPLE_CSV, tmp_path_factory.mktemp("held"))
+        left = dict(RUN_FRAMES.frames)
+    assert run.result.success
+    return {"run": run, "handed": handed, "loaded": loaded, "left": left}
+
+
+def test_in_memory_hand_off_equals_what_duckdb_stores(held_run):
     """In-process steps get the tables and models the run just wrote from memory, not from
     DuckDB or the pickle files; what they get must be exactly what is stored (values and dtypes),
     so the in-process and the multiprocess executors compute the same thing. An output is held
@@ -284,23 +302,10 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path, monkeypatch):
     table no step reads (raw_loans, quarantined_loans) is never held."""
     import duckdb
 
-    from loan_pipeline.io.handoff import RUN_FRAMES
     from loan_pipeline.store.tables import arrow_to_pandas
-    from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
 
-    handed: dict[str, list] = {}
-    real_get = RUN_FRAMES.get
-
-    def spy(run_id, name, reader=None):
-        obj = real_get(run_id, name, reader)
-        if obj is not None:
-            handed.setdefault(name, []).append(obj)
-        return obj
-
-    monkeypatch.setattr(RUN_FRAMES, "get", spy)
-    run = run_pipeline(SAMPLE_CSV, tmp_path / "storage")
-    assert run.result.success
-    assert RUN_FRAMES.frames == {}  # every held output was read by its last reader, then dropped
+    run, handed = held_run["run"], held_run["handed"]
+    assert held_run["left"] == {}  # every held output was read by its last reader, then dropped
     tables = {k for k in handed if not k.startswith("model:")}
     assert {"validated_loans", "scaled_features", "borrower_segments", "risk_scores"} <= tables
     assert not tables & {"raw_loans", "quarantined_loans"}
@@ -320,7 +325,7 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(tmp_path, monkeypatch):
             assert pickle.dumps(obj, protocol=5) == stored
 
 
-def test_steps_load_only_the_columns_they_read(tmp_path, monkeypatch):
+def test_steps_load_only_the_columns_they_read(held_run, tmp_path, monkeypatch):
     """A step that reads a few columns of the loan book loads just those, from memory or from
     DuckDB alike, and a run with nothing held in memory (every input read back from the
     warehouse, as on a book too large to hold) stores the same tables."""
@@ -331,21 +336,11 @@ def test_steps_load_only_the_columns_they_read(tmp_path, monkeypatch):
     from loan_pipeline.store.tables import arrow_to_pandas
     from loan_pipeline_tests.conftest import SAMPLE_CSV, run_pipeline
 
-    loaded: dict[tuple[str, str, bool], list[str]] = {}
-    real_load = TableIOManager.load_input
-
-    def spy(self, context):
-        frame = real_load(self, context)
-        held = RUN_FRAMES.max_bytes > 0
-        loaded[(context.op_def.name, context.asset_key.path[-1], held)] = list(frame.columns)
-        return frame
-
-    monkeypatch.setattr(TableIOManager, "load_input", spy)
-    held_run = run_pipeline(SAMPLE_CSV, tmp_path / "held")
+    loaded = dict(held_run["loaded"])  # the held run's loads, and this run's below
+    monkeypatch.setattr(TableIOManager, "load_input", column_spy(loaded))
     monkeypatch.setattr(RUN_FRAMES, "max_bytes", 0)  # nothing held: every input from DuckDB
     stored_run = run_pipeline(SAMPLE_CSV, tmp_path / "stored")
-    assert held_run.result.success and stored_run.result.success
-
+    assert stored_run.result.success
     for held in (True, False):
         assert loaded[("fairness_report", "validated_loans", held)] == [
             "Borrower_ID",
@@ -370,7 +365,7 @@ def test_steps_load_only_the_columns_they_read(tmp_path, monkeypatch):
     tables = ["borrower_segments", "risk_scores", "recovery_strategies", "fairness_report"]
     for table in tables:
         frames = []
-        for run in (held_run, stored_run):
+        for run in (held_run["run"], stored_run):
             with duckdb.connect(str(run.storage / "warehouse.duckdb"), read_only=True) as con:
                 frames.append(arrow_to_pandas(con.sql(f'SELECT * FROM "{table}"').to_arrow_table()))
         pd.testing.assert_frame_equal(*frames, check_exact=True)

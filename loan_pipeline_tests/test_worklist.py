@@ -15,7 +15,8 @@ from loan_pipeline.domain import (
     STRATEGY_REMINDERS,
     STRATEGY_SETTLEMENT,
 )
-from loan_pipeline_tests.conftest import PipelineRun, run_pipeline
+from loan_pipeline_tests.conftest import PipelineRun
+from loan_pipeline_tests.test_contracts import run_selected, strategy_assets
 
 ROWS, LEGAL, SETTLEMENT = 2_000, 50, 150
 CAPACITY = {
@@ -33,17 +34,20 @@ CAPACITY = {
 }
 
 
-def _run(tmp_path_factory, name: str, signal: float) -> PipelineRun:
+def _book(tmp_path_factory, name: str, signal: float):
     books = tmp_path_factory.mktemp("books")
-    csv = write_loan_book(books / f"{name}.csv", ROWS, seed=11, signal=signal, open_fraction=0.05)
-    run = run_pipeline(csv, tmp_path_factory.mktemp(name), CAPACITY)
-    assert run.result.success
-    return run
+    return write_loan_book(books / f"{name}.csv", ROWS, seed=11, signal=signal, open_fraction=0.05)
 
 
 @pytest.fixture(scope="module")
 def capacity_run(tmp_path_factory) -> PipelineRun:
-    return _run(tmp_path_factory, "capacity", signal=1.0)
+    # the strategies, the gain curve and its chart, and what they read: the other charts,
+    # reports and checks have no part here
+    csv = _book(tmp_path_factory, "capacity", signal=1.0)
+    assets = [*strategy_assets(), "capacity_gains", "chart_capacity_gains"]
+    run = run_selected(csv, tmp_path_factory.mktemp("capacity"), assets, CAPACITY["ops"])
+    assert run.result.success
+    return run
 
 
 def test_a_capacity_run_works_the_largest_expected_losses_first(capacity_run):
@@ -117,7 +121,12 @@ def test_the_gain_curve_marks_the_configured_capacities_on_held_out_loans(capaci
 
 
 def test_the_fallback_wins_over_the_capacities_asked_for(tmp_path_factory):
-    run = _run(tmp_path_factory, "no_signal", signal=0.0)
+    # the strategies and what they read: the charts, reports and checks downstream have no part
+    csv = _book(tmp_path_factory, "no_signal", signal=0.0)
+    run = run_selected(
+        csv, tmp_path_factory.mktemp("no_signal"), strategy_assets(), CAPACITY["ops"]
+    )
+    assert run.result.success
     table = run.table("recovery_strategies")
     assert set(table["policy"]) == {POLICY_FALLBACK}
     assert table["worklist_rank"].isna().all()
