@@ -38,6 +38,8 @@ CHARTS = [
     "chart_k_selection",
     "chart_calibration",
     "chart_capacity_gains",
+    # the strategy back-test's chart (a note on a run with no earlier snapshot)
+    "chart_strategy_backtest",
 ]
 ALL_ASSETS = {
     *TABLES,
@@ -45,6 +47,7 @@ ALL_ASSETS = {
     "risk_model",
     "model_card",
     "strategy_history",
+    "strategy_backtest",  # empty on a first snapshot: not in TABLES (which are never empty)
     "published_snapshot",
     *CHARTS,
 }

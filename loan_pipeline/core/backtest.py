@@ -28,7 +28,10 @@ import pandas as pd
 from scipy.stats import norm
 
 from loan_pipeline.core.chart_summaries import wilson_interval
-from loan_pipeline.domain import STRATEGIES, STRATEGY_SHORT
+
+# its checks of a snapshot (columns present, one row per borrower), the roll rates' own
+from loan_pipeline.core.roll_rates import _borrowers
+from loan_pipeline.domain import BACKTEST_GROUPINGS, STRATEGIES, STRATEGY_SHORT
 
 ID = "Borrower_ID"
 BALANCE = "Outstanding_Loan_Amount"
@@ -40,8 +43,7 @@ Z95 = float(norm.ppf(0.975))
 
 # the groupings of the long table: every resolved borrower of a strategy ("all", its crude
 # share), per score band at t, per segment at t, and the score bands pooled, standardised
-BY_ALL, BY_BAND, BY_SEGMENT, BY_ADJUSTED = "all", "score_band", "segment_name", "band_adjusted"
-GROUP_BY = [BY_ALL, BY_BAND, BY_SEGMENT, BY_ADJUSTED]
+BY_ALL, BY_BAND, BY_SEGMENT, BY_ADJUSTED = BACKTEST_GROUPINGS
 ALL_GROUP = "all"
 ADJUSTED_GROUP = "bands with both"
 NO_SEGMENT = "(none)"
@@ -90,7 +92,9 @@ def score_band(scores: pd.Series, width: float) -> pd.Series:
     bands = int(np.ceil(1 / width - 1e-9))
     s = scores.astype(float).to_numpy()
     index = np.clip(np.floor(s / width + 1e-9), 0, bands - 1).astype(int)
-    digits = max(1, -int(np.floor(np.log10(width) + 1e-9)))
+    # as many decimals as the width is written with (0.1 -> 1, 0.25 -> 2): exact edges
+    written = f"{width:g}"
+    digits = max(1, len(written.split(".")[1]) if "." in written else 0)
     labels = [f"{i * width:.{digits}f}-{min((i + 1) * width, 1):.{digits}f}" for i in range(bands)]
     return pd.Series(np.asarray(labels)[index], index=scores.index, dtype="string")
 
@@ -101,8 +105,10 @@ def resolved_cohort(
     """The borrowers the back-test is of: a strategy and an open loan at t, resolved at t+1. One
     row each: Borrower_ID, recovery_strategy, score_band, segment_name (at t), balance_t, and
     the outcome at t+1."""
-    before = _snapshot(previous, [ID, STRATEGY, "risk_score", "segment_name", BALANCE, STATUS], "t")
-    after = _snapshot(current, [ID, STATUS], "t+1")
+    before = _borrowers(
+        previous, [ID, STRATEGY, "risk_score", "segment_name", BALANCE, STATUS], "previous"
+    )
+    after = _borrowers(current, [ID, STATUS], "current")
     open_at_t = before[before[STATUS].isna() & before[STRATEGY].notna()]
     joined = open_at_t.merge(after.rename(columns={STATUS: "outcome"}), on=ID, how="inner")
     cohort = joined[joined["outcome"].notna()]
@@ -124,8 +130,8 @@ def resolved_cohort(
 def cycle_counts(previous: pd.DataFrame, current: pd.DataFrame) -> dict[str, int]:
     """Where every borrower of t went, for the asset page: the back-test's cohort and those left
     out (already resolved at t, no strategy, still open at t+1, left the book)."""
-    before = _snapshot(previous, [ID, STRATEGY, STATUS], "t")
-    after = _snapshot(current, [ID, STATUS], "t+1").set_index(ID)[STATUS]
+    before = _borrowers(previous, [ID, STRATEGY, STATUS], "previous")
+    after = _borrowers(current, [ID, STATUS], "current").set_index(ID)[STATUS]
     open_ = before[STATUS].isna()
     with_strategy = open_ & before[STRATEGY].notna()
     status_t1 = before[ID].map(after)
@@ -176,9 +182,10 @@ def strategy_backtest(
     ]
     parts = [_against(part, reference) for part in parts]
     parts.append(_adjusted(cohort, parts[1], reference))
-    table = pd.concat([p for p in parts if not p.empty], ignore_index=True)
-    if table.empty:
+    parts = [p for p in parts if not p.empty]
+    if not parts:  # nobody resolved: nothing to count, the table's columns all the same
         return empty_backtest()
+    table = pd.concat(parts, ignore_index=True)
     for column, dtype in _DTYPES.items():
         table[column] = table[column].astype(dtype)
     return table[BACKTEST_COLUMNS]
@@ -204,17 +211,6 @@ def newcombe_interval(
     return d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + np.sqrt(
         (u1 - p1) ** 2 + (p2 - l2) ** 2
     )
-
-
-def _snapshot(frame: pd.DataFrame, columns: list[str], which: str) -> pd.DataFrame:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"the snapshot at {which} lacks the columns {missing}")
-    out = frame[columns].copy()
-    out[ID] = out[ID].astype(str)
-    if out[ID].duplicated().any():
-        raise ValueError(f"the snapshot at {which} names a borrower more than once")
-    return out
 
 
 def _summarise(cohort: pd.DataFrame, group_by: str) -> pd.DataFrame:
