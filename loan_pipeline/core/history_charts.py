@@ -151,7 +151,6 @@ def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
     compared = table[table["difference"].notna() & table["group_by"].isin(["score_band"])]
     pooled = table[table["group_by"] == "band_adjusted"]
     ref = STRATEGY_SHORT.get(reference, reference)
-    right.axvline(0, color=GUIDE_COLOUR, linewidth=1)
     if compared.empty:
         right.axis("off")
         right.text(
@@ -162,6 +161,7 @@ def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
             ha="center", va="center", color=GUIDE_COLOUR, transform=right.transAxes,
         )  # fmt: skip
     else:
+        right.axvline(0, color=GUIDE_COLOUR, linewidth=1)
         labels = []
         for _, row in pd.concat([compared, pooled]).iterrows():
             y = len(labels)
