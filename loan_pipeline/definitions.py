@@ -45,6 +45,7 @@ analysis_assets = [
     history.roll_rates,
     history.arrears_forecast,
     history.cure_rates,
+    history.strategy_backtest,
     *charts.chart_assets,
 ]
 # the last step of every run: publishes the run's outputs, all of them or none

@@ -147,3 +147,7 @@ TO_BUCKETS: list[str] = [*BUCKETS, LEFT_BOOK]
 # what it had at the earlier snapshot; "all" is the whole delinquent book.
 CURE_ALL = "all"
 CURE_DIMENSIONS: list[str] = [CURE_ALL, BUCKET_COLUMN, "segment_name", "recovery_strategy"]
+# The strategy back-test (core.backtest): what its long table groups the resolved borrowers by,
+# as at the earlier snapshot: all of a strategy's (crude), the score band, the segment, and the
+# score bands holding the reference strategy too, pooled (standardised to the strategy's mix).
+BACKTEST_GROUPINGS: list[str] = ["all", "score_band", "segment_name", "band_adjusted"]

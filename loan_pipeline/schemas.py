@@ -23,6 +23,7 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     TEXT_COLUMNS,
 )
 from loan_pipeline.domain import (
+    BACKTEST_GROUPINGS,
     BUCKETS,
     CURE_DIMENSIONS,
     FROM_BUCKETS,
@@ -826,6 +827,91 @@ class CureRates(_Compared):
         strict = True
 
 
+class StrategyBacktest(_Compared):
+    """The strategy back-test: outcomes of the loans resolved during the cycle, by strategy at t
+    and score band / segment, each strategy against a reference strategy."""
+
+    group_by: Series[pd.StringDtype] = text(
+        isin=BACKTEST_GROUPINGS,
+        description="What the borrowers are grouped by, as at the earlier snapshot: all (a "
+        "strategy's every resolved borrower, no adjustment for risk), score_band (risk_score), "
+        "segment_name, or band_adjusted (the score bands that hold the reference strategy too, "
+        "pooled; its difference standardised to the strategy's own mix of bands).",
+    )
+    group: Series[pd.StringDtype] = text(
+        description="The group's value: 'all', a score band ('0.7-0.8': risk_score in [0.7, "
+        "0.8)), a segment, or 'bands with both'."
+    )
+    recovery_strategy: Series[pd.StringDtype] = text(
+        isin=STRATEGIES, description="The borrower's strategy at the earlier snapshot."
+    )
+    resolved: Series[int] = pa.Field(
+        ge=1,
+        description="Borrowers of the group and strategy with an open loan at the earlier "
+        "snapshot, resolved at the later one; a count.",
+    )
+    fully_recovered: Series[int] = pa.Field(ge=0, description="Of those, Fully Recovered.")
+    partially_recovered: Series[int] = pa.Field(ge=0, description="Of those, Partially Recovered.")
+    written_off: Series[int] = pa.Field(ge=0, description="Of those, Written Off.")
+    share_fully_recovered: Series[float] = probability("fully_recovered / resolved, 0-1.")
+    ci_low: Series[float] = probability("95% Wilson interval of share_fully_recovered, lower.")
+    ci_high: Series[float] = probability("95% Wilson interval of share_fully_recovered, upper.")
+    share_partially_recovered: Series[float] = probability("partially_recovered / resolved.")
+    share_written_off: Series[float] = probability("written_off / resolved.")
+    balance_t: Series[float] = pa.Field(
+        ge=0.0,
+        description="Their balance (Outstanding_Loan_Amount) at the earlier snapshot, currency "
+        "units.",
+    )
+    recovered_balance: Series[float] = pa.Field(
+        ge=0.0,
+        description="An assumption, not cash data: Fully Recovered recovers its balance at t, "
+        "Partially Recovered BacktestConfig.partial_recovery_share of it, Written Off "
+        "nothing; currency units.",
+    )
+    recovery_rate: Series[float] = probability(
+        "recovered_balance / balance_t, 0-1 (empty when that balance is 0).", nullable=True
+    )
+    reference_strategy: Series[pd.StringDtype] = text(
+        isin=STRATEGIES, description="The strategy compared with (BacktestConfig)."
+    )
+    reference_resolved: Series[int] = pa.Field(
+        ge=0, description="The reference strategy's resolved borrowers in the same group."
+    )
+    difference: Series[float] = pa.Field(
+        ge=-1.0,
+        le=1.0,
+        nullable=True,
+        description="share_fully_recovered minus the reference strategy's in the same group "
+        "(band_adjusted: averaged over the bands, weighted by this strategy's borrowers); empty "
+        "for the reference itself and where the group has no reference borrower.",
+    )
+    difference_low: Series[float] = pa.Field(
+        ge=-1.0,
+        le=1.0,
+        nullable=True,
+        description="95% interval of difference, lower (Newcombe's hybrid score interval; "
+        "band_adjusted: Wald on Agresti-Caffo-adjusted shares).",
+    )
+    difference_high: Series[float] = pa.Field(
+        ge=-1.0, le=1.0, nullable=True, description="95% interval of difference, upper."
+    )
+
+    @pa.dataframe_check(
+        description="fully_recovered + partially_recovered + written_off = resolved; "
+        "recovered_balance <= balance_t"
+    )
+    def outcomes_add_up(cls, df: pd.DataFrame) -> Series[bool]:
+        return (
+            df["fully_recovered"] + df["partially_recovered"] + df["written_off"] == df["resolved"]
+        ) & (df["recovered_balance"] <= df["balance_t"] * (1 + 1e-12) + 1e-9)
+
+    class Config:
+        name = "StrategyBacktest"
+        description = "Strategy back-test."
+        strict = True
+
+
 # --- applying a schema -----------------------------------------------------------------------
 
 
@@ -913,6 +999,7 @@ MODELS: list[type[pa.DataFrameModel]] = [
     RollRates,
     ArrearsForecast,
     CureRates,
+    StrategyBacktest,
 ]
 CATALOG_PATH = Path(__file__).with_name("schema_catalog.json")
 

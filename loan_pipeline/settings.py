@@ -395,3 +395,32 @@ class StabilityConfig(Config):
         "kept snapshot. Pinned, it stays the baseline until pinned again "
         "(`python -m loan_pipeline pin-baseline` does this in a run of its own).",
     )
+
+
+# --- strategy back-test (history.strategy_backtest) -------------------------------------------
+
+
+class BacktestConfig(Config):
+    """How the strategy back-test compares the strategies (docs/method.md, "Strategy back-test")."""
+
+    reference_strategy: str = Field(
+        default="Automated reminders & monitoring",
+        description="The strategy every other one is compared with (a full name of "
+        "domain.STRATEGIES): each strategy's Fully Recovered share minus this one's, in the "
+        "same score band.",
+    )
+    partial_recovery_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="An assumption, for want of recovered amounts in the book: the share of its "
+        "balance at t a Partially Recovered loan recovers (Fully Recovered: all of it; Written "
+        "Off: none). Replace it with the lender's cash data where it has them.",
+    )
+    score_band_width: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=1.0,
+        description="Width of the risk-score bands the strategies are compared within (fixed "
+        "edges: 0.0-0.1, 0.1-0.2, ...).",
+    )

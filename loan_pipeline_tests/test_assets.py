@@ -27,9 +27,10 @@ TABLES = {
     "roll_rates": schemas.RollRates,
     "arrears_forecast": schemas.ArrearsForecast,
     "cure_rates": schemas.CureRates,
+    "strategy_backtest": schemas.StrategyBacktest,
 }
 # tables that compare this snapshot with the one before: empty on a storage's first run
-COMPARED_TABLES = {"roll_rates", "arrears_forecast", "cure_rates"}
+COMPARED_TABLES = {"roll_rates", "arrears_forecast", "cure_rates", "strategy_backtest"}
 # tables with one row per borrower (on a Dask cluster: the partitioned ones)
 BORROWER_TABLES = sorted(settings.PARTITIONED_TABLES)
 CHARTS = [
@@ -43,6 +44,7 @@ CHARTS = [
     "chart_calibration",
     "chart_capacity_gains",
     "chart_roll_rates",
+    "chart_strategy_backtest",
 ]
 ALL_ASSETS = {
     *TABLES,

@@ -35,6 +35,7 @@ EXPECTED = {
     "roll_rates": ("history", {"strategy_history"}),
     "arrears_forecast": ("history", {"strategy_history", "roll_rates"}),
     "cure_rates": ("history", {"strategy_history"}),
+    "strategy_backtest": ("history", {"strategy_history"}),
     "chart_k_selection": ("charts", {"cluster_model"}),
     "chart_calibration": ("charts", {"risk_scores"}),
     "chart_loan_amount_distribution": ("charts", {"validated_loans"}),
@@ -48,6 +49,7 @@ EXPECTED = {
     ),
     "chart_capacity_gains": ("charts", {"capacity_gains"}),
     "chart_roll_rates": ("charts", {"roll_rates"}),
+    "chart_strategy_backtest": ("charts", {"strategy_backtest"}),
 }
 # the last step of every run depends on every other asset
 PUBLISHED = "published_snapshot"

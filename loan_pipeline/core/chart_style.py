@@ -34,6 +34,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from loan_pipeline.core.chart_summaries import OPEN_LABEL, UNASSIGNED_SEGMENT  # noqa: E402
+from loan_pipeline.domain import (  # noqa: E402
+    STRATEGY_LEGAL,
+    STRATEGY_REMINDERS,
+    STRATEGY_SETTLEMENT,
+)
 
 __all__ = [
     "CORRELATION_COLOURMAP",
@@ -52,6 +57,7 @@ __all__ = [
     "SERIES_COLOUR",
     "SINGLE_FIGSIZE",
     "STATUS_ORDER",
+    "STRATEGY_COLOURS",
     "STATUS_PALETTE",
     "compact",
     "segment_palette",
@@ -94,6 +100,14 @@ SEGMENT_COLOURS = [
     "#66CCEE",  # cyan
     "#000000",  # black
 ]
+
+# The recovery strategies' colours (the back-test), from SEGMENT_COLOURS (so they keep its
+# distances for a deuteranope reader): legal action the darkest, reminders the lightest blue.
+STRATEGY_COLOURS = {
+    STRATEGY_LEGAL: "#882255",  # wine
+    STRATEGY_SETTLEMENT: "#E69F00",  # orange
+    STRATEGY_REMINDERS: "#4477AA",  # blue
+}
 
 # The fixed colours of the charts coloured by neither outcome nor segment (Okabe-Ito too), one
 # per role, so that a colour reads the same way on each of them.

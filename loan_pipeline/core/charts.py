@@ -144,6 +144,10 @@ def draw_roll_rates(drawing: Drawing) -> Figure:
     return history_charts.roll_rates_figure(drawing.inputs["roll_rates"])
 
 
+def draw_strategy_backtest(drawing: Drawing) -> Figure:
+    return history_charts.strategy_backtest_figure(drawing.inputs["strategy_backtest"])
+
+
 # Shorthands for one chart of pandas frames (analysts, tests): not needed to add a chart.
 
 
