@@ -147,3 +147,11 @@ TO_BUCKETS: list[str] = [*BUCKETS, LEFT_BOOK]
 # what it had at the earlier snapshot; "all" is the whole delinquent book.
 CURE_ALL = "all"
 CURE_DIMENSIONS: list[str] = [CURE_ALL, BUCKET_COLUMN, "segment_name", "recovery_strategy"]
+
+# Champion/challenger (core.experiment): the arm a borrower in an experiment is in. A borrower in
+# no experiment (none running, or its champion strategy not eligible) has no arm (empty).
+ARM_CHAMPION = "champion"
+ARM_CHALLENGER = "challenger"
+ARMS: list[str] = [ARM_CHAMPION, ARM_CHALLENGER]
+# the columns recovery_strategies gains for it, at the end of the table (after the reasons)
+EXPERIMENT_COLUMNS: list[str] = ["champion_strategy", "experiment", "experiment_arm"]
