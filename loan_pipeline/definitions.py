@@ -9,6 +9,7 @@ from dagster._utils.warnings import PreviewWarning
 
 from loan_pipeline.assets import (
     charts,
+    experiment,
     features,
     history,
     ingest,
@@ -45,6 +46,7 @@ analysis_assets = [
     history.roll_rates,
     history.arrears_forecast,
     history.cure_rates,
+    experiment.challenger_uplift,
     *charts.chart_assets,
 ]
 # the last step of every run: publishes the run's outputs, all of them or none

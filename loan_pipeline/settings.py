@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from dagster import Config, ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -341,12 +341,22 @@ class ExperimentConfig(Config):
         default="settlement",
         description="The strategy the challenger arm gets instead of the champion's.",
     )
-    eligible: list[StrategyShort] = Field(
+    # a list of text checked against StrategyShort: Dagster's config has no list of a Literal
+    eligible: list[str] = Field(
         default=["legal action"],
         min_length=1,
         description="The champion strategies whose borrowers are in the experiment (the others "
-        "keep the champion's strategy and have no arm). Must not hold the challenger strategy.",
+        "keep the champion's strategy and have no arm), of 'legal action', 'settlement', "
+        "'reminders'. Must not hold the challenger strategy.",
     )
+
+    @field_validator("eligible")
+    @classmethod
+    def _known_strategies(cls, eligible: list[str]) -> list[str]:
+        unknown = [s for s in eligible if s not in get_args(StrategyShort)]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; use {list(get_args(StrategyShort))}")
+        return eligible
 
 
 class StrategyConfig(Config):
