@@ -273,7 +273,7 @@ def uplift(
             p1 = min(max(p2 + (target if d >= 0 else -target), 0.0), 1.0)
             needed = sample_size_per_arm(p1, p2, significance=significance, power=power)
         row |= {
-            "target_uplift": target if target == target else np.nan,
+            "target_uplift": target,
             "needed_per_arm": needed,
             "still_needed_champion": None if needed is None else max(0, needed - n2),
             "still_needed_challenger": None if needed is None else max(0, needed - n1),
