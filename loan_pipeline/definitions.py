@@ -9,6 +9,7 @@ from dagster._utils.warnings import PreviewWarning
 
 from loan_pipeline.assets import (
     charts,
+    experiment,
     features,
     history,
     ingest,
@@ -46,6 +47,7 @@ analysis_assets = [
     history.arrears_forecast,
     history.cure_rates,
     history.strategy_backtest,
+    experiment.challenger_uplift,
     *charts.chart_assets,
 ]
 # the last step of every run: publishes the run's outputs, all of them or none

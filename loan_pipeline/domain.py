@@ -151,3 +151,11 @@ CURE_DIMENSIONS: list[str] = [CURE_ALL, BUCKET_COLUMN, "segment_name", "recovery
 # as at the earlier snapshot: all of a strategy's (crude), the score band, the segment, and the
 # score bands holding the reference strategy too, pooled (standardised to the strategy's mix).
 BACKTEST_GROUPINGS: list[str] = ["all", "score_band", "segment_name", "band_adjusted"]
+
+# Champion/challenger (core.experiment): the arm a borrower in an experiment is in. A borrower in
+# no experiment (none running, or its champion strategy not eligible) has no arm (empty).
+ARM_CHAMPION = "champion"
+ARM_CHALLENGER = "challenger"
+ARMS: list[str] = [ARM_CHAMPION, ARM_CHALLENGER]
+# the columns recovery_strategies gains for it, at the end of the table (after the reasons)
+EXPERIMENT_COLUMNS: list[str] = ["champion_strategy", "experiment", "experiment_arm"]

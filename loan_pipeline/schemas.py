@@ -23,6 +23,7 @@ from loan_pipeline.columns import (  # the column lists, re-exported: the contra
     TEXT_COLUMNS,
 )
 from loan_pipeline.domain import (
+    ARMS,
     BACKTEST_GROUPINGS,
     BUCKETS,
     CURE_DIMENSIONS,
@@ -518,6 +519,25 @@ class RecoveryStrategies(pa.DataFrameModel):
     reason_3: Series[pd.StringDtype] = text(
         nullable=True, description="Third reason (the model's policies only; else empty)."
     )
+    # champion/challenger (core.experiment): at the end, so a reader of the columns before is
+    # unaffected
+    champion_strategy: Series[pd.StringDtype] = text(
+        isin=STRATEGIES,
+        description="The strategy the policy column's rule gives (the champion's): the "
+        "recovery_strategy, except in an experiment's challenger arm.",
+    )
+    experiment: Series[pd.StringDtype] = text(
+        nullable=True,
+        description="The champion/challenger experiment the borrower is in (its name); empty "
+        "when none runs or the borrower's champion strategy is not eligible.",
+    )
+    experiment_arm: Series[pd.StringDtype] = text(
+        isin=ARMS,
+        nullable=True,
+        description="champion: keeps champion_strategy; challenger: given the experiment's "
+        "challenger strategy instead (the borrower's hash of experiment and Borrower_ID fell "
+        "below the share); empty outside an experiment.",
+    )
 
     @pa.check("worklist_rank", name="whole_and_unique_when_present")
     def whole_unique_rank(cls, s: Series[float]) -> Series[bool]:
@@ -1001,6 +1021,118 @@ MODELS: list[type[pa.DataFrameModel]] = [
     CureRates,
     StrategyBacktest,
 ]
+# --- champion/challenger ------------------------------------------------------------------------
+
+
+def _arm_fields(arm: str) -> dict:
+    return {
+        f"{arm}_borrowers": pa.Field(
+            ge=0, description=f"Borrowers in the {arm} arm at t with an open loan, a count."
+        ),
+        f"{arm}_left_the_book": pa.Field(
+            ge=0, description="Of those, gone at t+1 (outside the rate), a count."
+        ),
+        f"{arm}_resolved": pa.Field(
+            ge=0, description="Of those, resolved at t+1 (any Recovery_Status), a count."
+        ),
+        f"{arm}_fully_recovered": pa.Field(
+            ge=0, description="Of the resolved, Fully Recovered, a count."
+        ),
+        f"{arm}_rate": probability("fully_recovered / resolved, 0-1.", nullable=True),
+        f"{arm}_resolved_balance": pa.Field(
+            ge=0.0, description="Balance at t of the resolved, currency units."
+        ),
+        f"{arm}_recovered_balance": pa.Field(
+            ge=0.0,
+            description="Balance at t of the Fully Recovered, currency units (the book records "
+            "no amounts recovered: a partial recovery counts 0).",
+        ),
+    }
+
+
+_ARM = _arm_fields("champion") | _arm_fields("challenger")
+
+
+class ChallengerUplift(_Compared):
+    """A champion/challenger experiment at t judged by the outcomes at t+1: one row per
+    experiment (none when no experiment ran at t, or on the first snapshot)."""
+
+    experiment: Series[pd.StringDtype] = text(description="The experiment's name.")
+    challenger_strategy: Series[pd.StringDtype] = text(
+        isin=STRATEGIES,
+        nullable=True,
+        description="The strategy its challenger arm got (empty if that arm had nobody).",
+    )
+    champion_borrowers: Series[int] = _ARM["champion_borrowers"]
+    champion_left_the_book: Series[int] = _ARM["champion_left_the_book"]
+    champion_resolved: Series[int] = _ARM["champion_resolved"]
+    champion_fully_recovered: Series[int] = _ARM["champion_fully_recovered"]
+    champion_rate: Series[float] = _ARM["champion_rate"]
+    champion_resolved_balance: Series[float] = _ARM["champion_resolved_balance"]
+    champion_recovered_balance: Series[float] = _ARM["champion_recovered_balance"]
+    challenger_borrowers: Series[int] = _ARM["challenger_borrowers"]
+    challenger_left_the_book: Series[int] = _ARM["challenger_left_the_book"]
+    challenger_resolved: Series[int] = _ARM["challenger_resolved"]
+    challenger_fully_recovered: Series[int] = _ARM["challenger_fully_recovered"]
+    challenger_rate: Series[float] = _ARM["challenger_rate"]
+    challenger_resolved_balance: Series[float] = _ARM["challenger_resolved_balance"]
+    challenger_recovered_balance: Series[float] = _ARM["challenger_recovered_balance"]
+    uplift: Series[float] = pa.Field(
+        ge=-1.0,
+        le=1.0,
+        nullable=True,
+        description="challenger_rate - champion_rate: the uplift in the Fully Recovered share "
+        "(empty when an arm has no resolved borrower).",
+    )
+    uplift_ci_low: Series[float] = pa.Field(
+        ge=-1.0,
+        le=1.0,
+        nullable=True,
+        description="Newcombe's hybrid score interval of the uplift (95 % by default), lower.",
+    )
+    uplift_ci_high: Series[float] = pa.Field(
+        ge=-1.0, le=1.0, nullable=True, description="The same interval, upper."
+    )
+    significant: Series[bool] = pa.Field(
+        description="The interval excludes 0: the arms' Fully Recovered shares differ."
+    )
+    balance_uplift: Series[float] = pa.Field(
+        ge=-1.0,
+        le=1.0,
+        nullable=True,
+        description="challenger's recovered_balance / resolved_balance minus champion's.",
+    )
+    target_uplift: Series[float] = pa.Field(
+        ge=0.0,
+        le=1.0,
+        nullable=True,
+        description="The uplift the sample size is for: the configured min_uplift, else the "
+        "observed uplift's size.",
+    )
+    needed_per_arm: Series[pd.Int64Dtype] = pa.Field(
+        ge=1,
+        nullable=True,
+        description="Resolved borrowers per arm a two-sided two-proportion test needs to "
+        "detect target_uplift (5 % significance, 80 % power by default; Fleiss, Levin & Paik); "
+        "empty when the target is 0 or an arm has no resolved borrower.",
+    )
+    still_needed_champion: Series[pd.Int64Dtype] = pa.Field(
+        ge=0, nullable=True, description="needed_per_arm - champion_resolved, at least 0."
+    )
+    still_needed_challenger: Series[pd.Int64Dtype] = pa.Field(
+        ge=0, nullable=True, description="needed_per_arm - challenger_resolved, at least 0."
+    )
+
+    class Config:
+        name = "ChallengerUplift"
+        description = "Champion/challenger uplift."
+        strict = True
+        coerce = True
+
+
+MODELS.append(ChallengerUplift)
+
+
 CATALOG_PATH = Path(__file__).with_name("schema_catalog.json")
 
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from dagster import Config, ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -314,6 +314,51 @@ class RiskConfig(Config):
     )
 
 
+# Strategies by their short names (domain.STRATEGY_SHORT; settings imports nothing of the
+# project's, a test keeps the two equal): what an experiment's launchpad fields accept.
+StrategyShort = Literal["legal action", "settlement", "reminders"]
+
+
+class ExperimentConfig(Config):
+    """A champion/challenger experiment on the strategies (docs/method.md, "Champion/challenger"):
+    of the borrowers whose champion strategy is eligible, those whose hash of experiment name and
+    Borrower_ID falls below ``share`` get the challenger strategy instead. Off by default."""
+
+    name: str = Field(
+        default="challenger-1",
+        min_length=1,
+        description="The experiment's name: with the Borrower_ID it decides each borrower's arm, "
+        "so keep it for as long as the experiment runs (a new name draws new arms).",
+    )
+    share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the eligible borrowers in the challenger arm. 0: no experiment "
+        "(every borrower gets the champion's strategy and no arm).",
+    )
+    challenger_strategy: StrategyShort = Field(
+        default="settlement",
+        description="The strategy the challenger arm gets instead of the champion's.",
+    )
+    # a list of text checked against StrategyShort: Dagster's config has no list of a Literal
+    eligible: list[str] = Field(
+        default=["legal action"],
+        min_length=1,
+        description="The champion strategies whose borrowers are in the experiment (the others "
+        "keep the champion's strategy and have no arm), of 'legal action', 'settlement', "
+        "'reminders'. Must not hold the challenger strategy.",
+    )
+
+    @field_validator("eligible")
+    @classmethod
+    def _known_strategies(cls, eligible: list[str]) -> list[str]:
+        unknown = [s for s in eligible if s not in get_args(StrategyShort)]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; use {list(get_args(StrategyShort))}")
+        return eligible
+
+
 class StrategyConfig(Config):
     """How a borrower's recovery strategy is chosen: score bands (the default), or a ranking by
     expected loss cut at the collections team's capacities; the rules-based fallback on arrears
@@ -363,6 +408,10 @@ class StrategyConfig(Config):
     )
     fallback_settlement_missed: int = Field(
         default=2, ge=0, description="Fallback: missed >= this -> settlement."
+    )
+    experiment: ExperimentConfig = Field(
+        default_factory=ExperimentConfig,
+        description="A champion/challenger experiment (off unless its share is above 0).",
     )
 
 
@@ -423,4 +472,30 @@ class BacktestConfig(Config):
         le=1.0,
         description="Width of the risk-score bands the strategies are compared within (fixed "
         "edges: 0.0-0.1, 0.1-0.2, ...).",
+    )
+
+
+class UpliftConfig(Config):
+    """How challenger_uplift judges an experiment: the interval's level and the sample size's
+    power, and the uplift worth detecting."""
+
+    significance: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="Two-sided significance: the uplift's interval is at 1 - this (95 %), and "
+        "the sample size is for a test at this level.",
+    )
+    power: float = Field(
+        default=0.80,
+        gt=0.0,
+        lt=1.0,
+        description="Power of the sample size: the chance of detecting the target uplift.",
+    )
+    min_uplift: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="The smallest uplift in the Fully Recovered share worth detecting (e.g. "
+        "0.05 = 5 points); the sample size is for it. Empty: for the uplift observed.",
     )

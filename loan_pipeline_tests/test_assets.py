@@ -28,9 +28,16 @@ TABLES = {
     "arrears_forecast": schemas.ArrearsForecast,
     "cure_rates": schemas.CureRates,
     "strategy_backtest": schemas.StrategyBacktest,
+    "challenger_uplift": schemas.ChallengerUplift,
 }
 # tables that compare this snapshot with the one before: empty on a storage's first run
-COMPARED_TABLES = {"roll_rates", "arrears_forecast", "cure_rates", "strategy_backtest"}
+COMPARED_TABLES = {
+    "roll_rates",
+    "arrears_forecast",
+    "cure_rates",
+    "strategy_backtest",
+    "challenger_uplift",
+}
 # tables with one row per borrower (on a Dask cluster: the partitioned ones)
 BORROWER_TABLES = sorted(settings.PARTITIONED_TABLES)
 CHARTS = [

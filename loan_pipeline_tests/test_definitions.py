@@ -36,6 +36,7 @@ EXPECTED = {
     "arrears_forecast": ("history", {"strategy_history", "roll_rates"}),
     "cure_rates": ("history", {"strategy_history"}),
     "strategy_backtest": ("history", {"strategy_history"}),
+    "challenger_uplift": ("history", {"strategy_history"}),
     "chart_k_selection": ("charts", {"cluster_model"}),
     "chart_calibration": ("charts", {"risk_scores"}),
     "chart_loan_amount_distribution": ("charts", {"validated_loans"}),

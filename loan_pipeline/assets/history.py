@@ -148,10 +148,11 @@ class SnapshotPair(NamedTuple):
     reason: str
 
 
-def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
+def snapshot_pair(context: AssetExecutionContext, optional: list[str] = ()) -> SnapshotPair:
     """This run's history rows, and those of the newest published snapshot before it: another
     snapshot_id, earlier in snapshot_time (a re-run of the same book compares with the one
-    before, not with itself)."""
+    before, not with itself). ``optional``: more columns read where the files hold them (a file
+    without them, or with them all empty, is still compared)."""
     import duckdb
 
     lineage = runs.context_lineage(context)
@@ -165,7 +166,7 @@ def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
         # only the columns compared: a snapshot of millions of borrowers stays a few columns
         own_file = f"'{_sql(own)}'"
         current = con.execute(
-            f"SELECT {_compared_columns(con, own_file)} FROM read_parquet({own_file})"
+            f"SELECT {_compared_columns(con, own_file, optional)} FROM read_parquet({own_file})"
         ).df()
         if not others:
             return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
@@ -180,7 +181,7 @@ def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
             return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
         previous_id = found[0][0]
         previous = con.execute(
-            f"""SELECT {_compared_columns(con, listing)}
+            f"""SELECT {_compared_columns(con, listing, optional)}
                 FROM read_parquet({listing}, union_by_name = true) WHERE snapshot_id = ?""",
             [previous_id],
         ).df()
@@ -198,15 +199,16 @@ def snapshot_pair(context: AssetExecutionContext) -> SnapshotPair:
     return SnapshotPair(previous, current, previous_id, snapshot_id, "")
 
 
-def _compared_columns(con, files: str) -> str:
-    """The COMPARED_COLUMNS that ``files`` hold (an older history file lacks the arrears)."""
+def _compared_columns(con, files: str, optional: list[str] = ()) -> str:
+    """The COMPARED_COLUMNS (and ``optional`` ones) that ``files`` hold (an older history file
+    lacks the arrears)."""
     held = {
         row[0]
         for row in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name = true)"
         ).fetchall()
     }
-    return ", ".join(f'"{c}"' for c in COMPARED_COLUMNS if c in held)
+    return ", ".join(f'"{c}"' for c in [*COMPARED_COLUMNS, *optional] if c in held)
 
 
 def _of_snapshots(table, pair: SnapshotPair):

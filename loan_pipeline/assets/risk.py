@@ -355,8 +355,9 @@ def recovery_strategies(
     risk_scores,
     risk_model,
 ):
+    from loan_pipeline.core.experiment import apply_experiment
     from loan_pipeline.core.export import write_export
-    from loan_pipeline.core.partitions import is_dask
+    from loan_pipeline.core.partitions import is_dask, per_partition
     from loan_pipeline.core.strategy import (
         choose_policy,
         fallback_warning,
@@ -381,6 +382,17 @@ def recovery_strategies(
         legal_capacity=config.legal_capacity,
         settlement_capacity=config.settlement_capacity,
     )
+    experiment = config.experiment
+    # after the policy (and the capacity ranking): the challenger arm re-assigns strategies the
+    # champion chose; per row, so per partition alike
+    table = per_partition(
+        apply_experiment,
+        table,
+        experiment=experiment.name,
+        share=experiment.share,
+        challenger=experiment.challenger_strategy,
+        eligible=list(experiment.eligible),
+    )
     table = validate(table, RecoveryStrategies, source="recovery_strategies")
     if is_dask(table):  # computed once, kept on the workers for the export and the write
         table = table.persist()
@@ -396,9 +408,38 @@ def recovery_strategies(
             "policy_note": MetadataValue.md(_policy_note(policy, risk_model, capacity=capacity)),
             "export_path": MetadataValue.path(str(export)),
             **_fitting_tables(by_strategy, by_segment, losses),
+            **_experiment_metadata(table, experiment),
         },
     )
-    yield from _strategy_checks(table, validated_loans, risk_model, assignment=config.assignment)
+    yield from _strategy_checks(
+        table, validated_loans, risk_model, assignment=config.assignment, experiment=experiment
+    )
+
+
+def _challenger(experiment: settings.ExperimentConfig) -> str | None:
+    """The full name of the experiment's challenger strategy, None when no experiment runs."""
+    from loan_pipeline.core.experiment import full_strategy
+
+    return full_strategy(experiment.challenger_strategy) if experiment.share > 0 else None
+
+
+def _experiment_metadata(table, experiment: settings.ExperimentConfig) -> dict:
+    """The experiment on the asset page: its name, share, strategies and the arms' sizes."""
+    from loan_pipeline.core.experiment import experiment_audit
+    from loan_pipeline.core.partitions import sum_counts, summarise
+
+    if experiment.share == 0:
+        return {"experiment": "none (share 0)"}
+    counts = summarise(experiment_audit, sum_counts, table, _challenger(experiment))
+    return {
+        "experiment": experiment.name,
+        "experiment_share": float(experiment.share),
+        "challenger_strategy": experiment.challenger_strategy,
+        "eligible_strategies": MetadataValue.json(list(experiment.eligible)),
+        "experiment_arms": MetadataValue.json(
+            {arm: int(counts[f"arm:{arm}"]) for arm in domain.ARMS}
+        ),
+    }
 
 
 def _fitting_tables(by_strategy: dict, by_segment, losses) -> dict:
@@ -435,13 +476,15 @@ def _fitting_tables(by_strategy: dict, by_segment, losses) -> dict:
     }
 
 
-def _strategy_checks(table, validated_loans, risk_model, *, assignment: str):
+def _strategy_checks(table, validated_loans, risk_model, *, assignment: str, experiment):
     """The three checks on the strategy table (pandas or Dask; counted a partition at a
     time)."""
+    from loan_pipeline.core.experiment import experiment_audit
     from loan_pipeline.core.partitions import partition_lengths, sum_counts, summarise
     from loan_pipeline.core.strategy import audit_counts, expected_policy
 
     counts = summarise(audit_counts, sum_counts, table)
+    arms = summarise(experiment_audit, sum_counts, table, _challenger(experiment))
     borrowers = sum(partition_lengths(validated_loans))
     rows, with_strategy = int(counts["rows"]), int(counts["with_strategy"])
     covered = rows == with_strategy == borrowers
@@ -460,7 +503,14 @@ def _strategy_checks(table, validated_loans, risk_model, *, assignment: str):
         for name, n in counts.items()
         if name.startswith("policy:")
     }
-    as_expected = found == {expected: rows}
+    # the policy column is the champion's rule on every row; the strategy is the champion's
+    # except in an experiment's challenger arm, where it is the challenger strategy
+    overridden = {
+        "challenger_not_given_challenger": int(arms["challenger_not_given_challenger"]),
+        "others_not_given_champion": int(arms["others_not_given_champion"]),
+    }
+    arms_ok = not any(overridden.values())
+    as_expected = found == {expected: rows} and arms_ok
     yield AssetCheckResult(
         check_name=POLICY_CHECK,
         passed=as_expected,
@@ -470,10 +520,15 @@ def _strategy_checks(table, validated_loans, risk_model, *, assignment: str):
             "why": why,
             "assignment": assignment,
             "rows_per_policy": MetadataValue.json(found),
+            "experiment_arms": MetadataValue.json(
+                {arm: int(arms[f"arm:{arm}"]) for arm in domain.ARMS}
+            ),
+            **overridden,
         },
         description=f"{expected}: {why}"
         if as_expected
-        else f"expected {expected} ({why}); found {found}",
+        else f"expected {expected} ({why}); found {found}"
+        + ("" if arms_ok else f"; strategies not as the arms give: {overridden}"),
     )
     without = int(counts["without_reason"])
     yield AssetCheckResult(
@@ -532,6 +587,8 @@ def strategy_lineage(policy: str, ranking_key: str) -> dict[str, list[tuple[str,
             "expected_shortfall": loss["expected_shortfall"],
             "expected_write_off": loss["expected_write_off"],
             "recovery_strategy": chosen[policy],
+            "champion_strategy": chosen[policy],
+            "experiment_arm": [("validated_loans", "Borrower_ID")],
         }
         | ({"worklist_rank": ranked} if policy == POLICY_CAPACITY else {})
         | {f"reason_{i}": reasons or [("risk_scores", f"reason_{i}")] for i in (1, 2, 3)}
