@@ -299,4 +299,8 @@ def test_heavy_steps_are_in_the_heavy_pool():
         plan = create_execution_plan(defs.resolve_job_def(job))
         steps = {s.key: s.pool for s in plan.get_all_steps_in_topo_order()}
         assert steps == {k: settings.HEAVY_POOL if k in heavy else None for k in steps}, job
-    assert steps == {"draw_charts": settings.HEAVY_POOL, PUBLISHED: None}
+    assert steps == {
+        "draw_charts": settings.HEAVY_POOL,
+        "draw_history_charts": None,
+        PUBLISHED: None,
+    }

@@ -25,11 +25,12 @@ OWNERS = ["team:credit-risk"]
 KINDS = {"seaborn", "matplotlib"}
 
 # Every chart, with what it shows and what it is drawn from, is in core.chart_registry: the assets
-# below are made from it. An input the charts read columns of comes in partitions on a cluster;
-# the others (the model, the small capacity_gains table) whole.
-TABLE_COLUMNS = chart_registry.columns_read()
-INPUTS = [*TABLE_COLUMNS, *(n for n in chart_registry.inputs_read() if n not in TABLE_COLUMNS)]
+# below are made from it, one step per registry step. An input the charts read columns of comes
+# in partitions on a cluster; the others (the model, the small tables) whole.
 INPUT_MANAGERS = {"cluster_model": "model_io_manager"}
+# the loan book's charts read big tables (and may wait for a slot of the heavy pool); the
+# history's charts small ones
+POOLS = {chart_registry.BOOK_STEP: settings.HEAVY_POOL}
 
 
 def _store(context, key: str, fig) -> MaterializeResult:
@@ -56,33 +57,45 @@ def drawn(keys: list[str], inputs: dict):
     return charts.draw(keys, inputs)
 
 
-@multi_asset(
-    name="draw_charts",
-    pool=settings.HEAVY_POOL,
-    specs=[
-        AssetSpec(
-            chart.key,
-            deps=list(chart.inputs),
-            description=chart.description,
-            group_name=GROUP,
-            owners=OWNERS,
-            kinds=KINDS,
-            skippable=True,
-        )
-        for chart in chart_registry.CHARTS
-    ],
-    ins={name: AssetIn(input_manager_key=INPUT_MANAGERS.get(name)) for name in INPUTS},
-    can_subset=True,
-    # the columns the charts read (of the loan book: every numeric one, for the correlation
-    # heatmap), in the table's order; on a Dask cluster these tables stay in partitions: only
-    # summaries and samples come here
-    op_tags=columns_tags(partitioned=True, **TABLE_COLUMNS),
-)
-def draw_charts(context: AssetExecutionContext, **inputs):
-    """Draw the selected charts, each from the assets it depends on."""
-    selected = [key for key in chart_registry.KEYS if AssetKey(key) in context.selected_asset_keys]
-    for key, fig in drawn(selected, inputs):
-        yield _store(context, key, fig)
+def chart_step(step: str):
+    """The multi-asset drawing the charts of registry step ``step``."""
+    keys = chart_registry.keys_of(step)
+    table_columns = chart_registry.columns_read(keys)
+    inputs = [
+        *table_columns,
+        *(n for n in chart_registry.inputs_read(keys) if n not in table_columns),
+    ]
+
+    @multi_asset(
+        name=step,
+        pool=POOLS.get(step),
+        specs=[
+            AssetSpec(
+                chart.key,
+                deps=list(chart.inputs),
+                description=chart.description,
+                group_name=GROUP,
+                owners=OWNERS,
+                kinds=KINDS,
+                skippable=True,
+            )
+            for chart in map(chart_registry.chart, keys)
+        ],
+        ins={name: AssetIn(input_manager_key=INPUT_MANAGERS.get(name)) for name in inputs},
+        can_subset=True,
+        # the columns the charts read (of the loan book: every numeric one, for the correlation
+        # heatmap), in the table's order; on a Dask cluster these tables stay in partitions: only
+        # summaries and samples come here
+        op_tags=columns_tags(partitioned=True, **table_columns),
+    )
+    def draw(context: AssetExecutionContext, **inputs):
+        """Draw the selected charts, each from the assets it depends on."""
+        selected = [key for key in keys if AssetKey(key) in context.selected_asset_keys]
+        for key, fig in drawn(selected, inputs):
+            yield _store(context, key, fig)
+
+    return draw
 
 
-chart_assets = [draw_charts]
+draw_charts, draw_history_charts = (chart_step(step) for step in chart_registry.STEPS)
+chart_assets = [draw_charts, draw_history_charts]

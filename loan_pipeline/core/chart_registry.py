@@ -19,6 +19,14 @@ from loan_pipeline.columns import LOAN_BOOK_COLUMNS, NUMERIC_COLUMNS
 __all__ = ["CHARTS", "KEYS", "TABLE_CHARTS", "Chart", "chart", "columns_read", "inputs_read"]
 
 
+# A step loads every input it declares, whether or not the chart that reads it is selected: the
+# charts comparing two snapshots have a step of their own, so the loan book's charts redrawn
+# alone never need a table that only a run comparing snapshots makes (nor the reverse).
+BOOK_STEP = "draw_charts"
+HISTORY_STEP = "draw_history_charts"
+STEPS = [BOOK_STEP, HISTORY_STEP]
+
+
 @dataclass(frozen=True)
 class Chart:
     """One chart.
@@ -31,7 +39,8 @@ class Chart:
     ``core.chart_summaries.SUMMARIES``), computed in one pass for every chart drawn;
     ``sample``: the columns of the loan book's sample rows it draws points from;
     ``draw``: the name of its draw function in ``core.charts``, called with a
-    ``core.charts.Drawing`` (the inputs, the merged summaries, the sample rows)."""
+    ``core.charts.Drawing`` (the inputs, the merged summaries, the sample rows);
+    ``step``: the step (multi-asset) that draws it, ``BOOK_STEP`` or ``HISTORY_STEP``."""
 
     key: str
     description: str
@@ -40,6 +49,7 @@ class Chart:
     columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     summaries: tuple[str, ...] = ()
     sample: tuple[str, ...] = ()
+    step: str = BOOK_STEP
 
 
 _POINTS = ("Monthly_Income", "Loan_Amount")
@@ -139,6 +149,7 @@ CHARTS: tuple[Chart, ...] = (
         "own), the count in every cell. A figure saying so on the first snapshot.",
         inputs=("roll_rates",),  # a small table: read whole, drawn as it is
         draw="draw_roll_rates",
+        step=HISTORY_STEP,
     ),
     Chart(
         "chart_strategy_backtest",
@@ -149,6 +160,7 @@ CHARTS: tuple[Chart, ...] = (
         "first snapshot.",
         inputs=("strategy_backtest",),  # a small table: read whole, drawn as it is
         draw="draw_strategy_backtest",
+        step=HISTORY_STEP,
     ),
 )
 
@@ -169,6 +181,11 @@ def chart(key: str) -> Chart:
         return _BY_KEY[key]
     except KeyError:
         raise KeyError(f"not a registered chart: {key!r} (registered: {KEYS})") from None
+
+
+def keys_of(step: str) -> list[str]:
+    """The charts ``step`` draws, in registry order."""
+    return [c.key for c in CHARTS if c.step == step]
 
 
 def inputs_read(keys: list[str] | None = None) -> list[str]:
