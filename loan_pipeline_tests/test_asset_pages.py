@@ -22,6 +22,7 @@ from loan_pipeline.assets.risk import (
 )
 from loan_pipeline.core.rounding import as_text, kind_of, markdown, rounded, transposed_markdown
 from loan_pipeline.domain import POLICY_CAPACITY, POLICY_FALLBACK, POLICY_MODEL, STRATEGY_SHORT
+from loan_pipeline.settings import StrategyConfig
 
 # a long strategy name, as the export spells it, must not head a column on an asset page
 LONG_STRATEGY = "Immediate legal notices & aggressive recovery attempts"
@@ -183,7 +184,11 @@ class _Model:
 
 
 def _evaluate(table, loans, model, assignment="bands") -> dict:
-    return {r.check_name: r for r in _strategy_checks(table, loans, model, assignment=assignment)}
+    # the default experiment (none): the checks as a run with the default config makes them
+    checks = _strategy_checks(
+        table, loans, model, assignment=assignment, experiment=StrategyConfig().experiment
+    )
+    return {r.check_name: r for r in checks}
 
 
 @pytest.fixture
