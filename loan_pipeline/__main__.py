@@ -319,24 +319,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_config_file(path: str) -> dict | None:
-    """The run config in ``path`` (YAML: ``ops:`` and ``resources:``), or None after saying
-    why it cannot be used."""
-    import yaml
+    """The run config in ``path``, or None after saying why it cannot be used."""
+    from loan_pipeline import settings
 
     try:
-        config = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        print(f"Not started: the run config {path} cannot be read: {err}", file=sys.stderr)
+        return settings.read_run_config_file(path)
+    except settings.RunConfigFileError as err:
+        print(f"Not started: {err}", file=sys.stderr)
         return None
-    unknown = sorted(set(config) - {"ops", "resources"}) if isinstance(config, dict) else None
-    if unknown is None or unknown:
-        print(
-            f"Not started: the run config {path} must be a mapping of ops: and resources:"
-            + (f", not {', '.join(map(str, unknown))}" if unknown else ""),
-            file=sys.stderr,
-        )
-        return None
-    return config
 
 
 if __name__ == "__main__":

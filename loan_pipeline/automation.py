@@ -7,6 +7,8 @@
   links, directories, FIFOs and devices named *.csv are skipped with the reason, never opened.
 - ``daily_refresh`` (schedule): re-materializes the graph on the configured book, unless neither
   the data nor the code changed since the last successful run (the tick says why it skipped).
+- Both carry the run config of the file ``LOAN_PIPELINE_RUN_CONFIG`` names (``standing_config``),
+  their own book's csv_path over it; a file that cannot be used fails the tick, naming it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dagster import (
     schedule,
     sensor,
 )
+from dagster._utils.merger import deep_merge_dicts
 
 from loan_pipeline import settings
 from loan_pipeline.versioning import code_version, file_sha256
@@ -78,10 +81,57 @@ TAG_FILE = "loan_pipeline/source_file"
 TAG_SHA = "loan_pipeline/source_sha256"
 TAG_CODE = "loan_pipeline/code_version"
 TAG_TRIGGER = "loan_pipeline/trigger"
+TAG_CONFIG = "loan_pipeline/run_config_file"
 
 
-def _run_config(csv: Path) -> dict:
-    return {"ops": {"ingest_loan_book": {"config": {"csv_path": str(csv)}}}}
+def standing_config(
+    context: SensorEvaluationContext | ScheduleEvaluationContext,
+) -> tuple[dict, dict]:
+    """The run config the schedule's and the sensor's runs carry (``LOAN_PIPELINE_RUN_CONFIG``'s
+    ``ops:`` and ``resources:``; none when unset), checked against full_refresh, and the tag
+    naming its file. A file that cannot be used raises settings.RunConfigFileError naming it
+    and the problem: the tick fails, rather than start runs without the config asked for."""
+    path = settings.run_config_file()
+    if path is None:
+        return {}, {}
+    try:
+        config = settings.read_run_config_file(path)
+        _check_fits_the_job(config, path, context)
+    except settings.RunConfigFileError as err:
+        # the setting named too: the tick is where an operator meets it, far from the file
+        raise settings.RunConfigFileError(f"LOAN_PIPELINE_RUN_CONFIG: {err}") from None
+    return config, {TAG_CONFIG: str(path)}
+
+
+def _check_fits_the_job(config: dict, path: Path, context) -> None:
+    """What a run would reject (an unknown op, a value of the wrong type) fails the tick naming
+    the file, instead of every run the tick starts failing at launch with Dagster's message
+    alone. The job comes from the tick's own definitions (this module is part of them)."""
+    from dagster import DagsterInvariantViolationError, validate_run_config
+    from dagster._core.errors import DagsterInvalidConfigError
+
+    try:
+        repository = context.repository_def  # a schedule's context raises when it has none
+    except DagsterInvariantViolationError:
+        repository = None
+    if repository is None:  # only a context built by hand, without the definitions
+        raise RuntimeError(
+            "the run config file cannot be checked: this evaluation context has no definitions"
+        )
+    try:
+        validate_run_config(repository.get_job(full_refresh_job.name), config)
+    except DagsterInvalidConfigError as err:
+        problems = "; ".join(e.message for e in err.errors)
+        raise settings.RunConfigFileError(
+            f"the run config {path} does not fit job {full_refresh_job.name}: {problems}"
+        ) from None
+
+
+def _run_config(csv: Path, standing: dict) -> dict:
+    """The standing config with this run's book: the file's csv_path, if it sets one, loses to
+    the book the sensor or the schedule runs on."""
+    own = {"ops": {"ingest_loan_book": {"config": {"csv_path": str(csv)}}}}
+    return deep_merge_dicts(standing, own)
 
 
 # --- new files ---------------------------------------------------------------------------------
@@ -168,9 +218,12 @@ def _read_error(name: str, err: OSError) -> str:
     description="Starts one full_refresh run for each new or changed CSV in the incoming folder "
     "($LOAN_PIPELINE_INCOMING, default data/incoming). A bad file fails its own run and does not "
     "block the next file. Only regular files are considered: directories, FIFOs, devices and "
-    "symbolic links named *.csv are skipped, with the reason in the tick's log.",
+    "symbolic links named *.csv are skipped, with the reason in the tick's log. Its runs carry "
+    "the run config in $LOAN_PIPELINE_RUN_CONFIG, if set (a file that cannot be used fails the "
+    "tick).",
 )
 def incoming_loan_files(context: SensorEvaluationContext):
+    standing, config_tags = standing_config(context)
     folder = settings.incoming_dir()
     if not folder.is_dir():
         return SkipReason(f"incoming folder {folder} does not exist")
@@ -212,8 +265,13 @@ def incoming_loan_files(context: SensorEvaluationContext):
         requests.append(
             RunRequest(
                 run_key=key,
-                run_config=_run_config(path),
-                tags={TAG_FILE: str(path), TAG_SHA: digest, TAG_TRIGGER: "incoming file"},
+                run_config=_run_config(path, standing),
+                tags={
+                    TAG_FILE: str(path),
+                    TAG_SHA: digest,
+                    TAG_TRIGGER: "incoming file",
+                    **config_tags,
+                },
             )
         )
     for reason in skipped:
@@ -288,9 +346,12 @@ def last_refresh_fingerprint() -> tuple[str | None, str | None, str | None]:
     default_status=DefaultScheduleStatus.RUNNING,
     description="Daily re-materialization on the configured loan book ($LOAN_BOOK_CSV or the "
     "shipped sample) at 06:00 ($LOAN_PIPELINE_TIMEZONE, default UTC); skipped, with the reason "
-    "in the tick history, when neither the data nor the code changed since the last run.",
+    "in the tick history, when neither the data nor the code changed since the last run. Its "
+    "runs carry the run config in $LOAN_PIPELINE_RUN_CONFIG, if set (a file that cannot be used "
+    "fails the tick).",
 )
 def daily_refresh(context: ScheduleEvaluationContext):
+    standing, config_tags = standing_config(context)
     csv = settings.source_csv()
     if not csv.exists():
         return SkipReason(f"the loan book {csv} does not exist")
@@ -308,11 +369,12 @@ def daily_refresh(context: ScheduleEvaluationContext):
         if not same
     ]
     return RunRequest(
-        run_config=_run_config(csv),
+        run_config=_run_config(csv, standing),
         tags={
             TAG_SHA: digest,
             TAG_CODE: version,
             TAG_TRIGGER: f"schedule: {' and '.join(changed)} changed",
+            **config_tags,
         },
     )
 

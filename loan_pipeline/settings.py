@@ -12,6 +12,9 @@ Environment variables (all optional):
   URL the workers can reach (``s3://bucket/loans``, a shared folder).
 - ``LOAN_PIPELINE_KEEP_DAYS``: how long superseded snapshots and failed runs' versions are kept
   (default 7).
+- ``LOAN_PIPELINE_RUN_CONFIG``: a run config file (YAML, ``ops:`` and ``resources:``, as
+  ``python -m loan_pipeline run --config`` takes) that the runs of the daily schedule and the
+  incoming-file sensor carry, e.g. a champion/challenger experiment on every snapshot.
 
 Everything a user may change per run is a Dagster ``Config`` class below, so it shows, typed and
 validated, in the launchpad.
@@ -142,6 +145,36 @@ PARTITIONED_TABLES: frozenset[str] = frozenset(
         "recovery_strategies",
     }
 )
+
+
+def run_config_file() -> Path | None:
+    """The run config file the schedule's and the incoming-file sensor's runs carry
+    (``LOAN_PIPELINE_RUN_CONFIG``), or None: their runs use the defaults."""
+    chosen = os.environ.get("LOAN_PIPELINE_RUN_CONFIG", "").strip()
+    return Path(chosen).expanduser() if chosen else None
+
+
+class RunConfigFileError(ValueError):
+    """A run config file that cannot be used; the message names the file and why."""
+
+
+def read_run_config_file(path: str | os.PathLike[str]) -> dict:
+    """The run config in ``path``: YAML holding ``ops:`` and ``resources:`` (either may be left
+    out), as the launchpad takes them. Only its shape is checked here; what the ops and
+    resources accept is checked against the job that runs it."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise RunConfigFileError(f"the run config {path} cannot be read: {err}") from err
+    unknown = sorted(set(config) - {"ops", "resources"}) if isinstance(config, dict) else None
+    if unknown is None or unknown:
+        raise RunConfigFileError(
+            f"the run config {path} must be a mapping of ops: and resources:"
+            + (f", not {', '.join(map(str, unknown))}" if unknown else "")
+        )
+    return config
 
 
 def charts_dir() -> Path:

@@ -24,8 +24,9 @@ from dagster import (
     instance_for_test,
 )
 
-from loan_pipeline import automation
+from loan_pipeline import automation, settings
 from loan_pipeline.automation import daily_refresh, incoming_loan_files, move_processed_files
+from loan_pipeline.definitions import defs
 from loan_pipeline_tests.conftest import SAMPLE_CSV, environment, run_pipeline
 
 
@@ -45,8 +46,8 @@ def folders(tmp_path):
         yield incoming, processed, storage
 
 
-def _tick(cursor: str | None, instance: DagsterInstance):
-    context = build_sensor_context(cursor=cursor, instance=instance)
+def _tick(cursor: str | None, instance: DagsterInstance, definitions=None):
+    context = build_sensor_context(cursor=cursor, instance=instance, definitions=definitions)
     result = incoming_loan_files(context)
     requests = result if isinstance(result, list) else []
     return requests, result, context.cursor
@@ -165,6 +166,108 @@ def test_schedule_skips_when_neither_data_nor_code_changed(folders, monkeypatch,
 def test_schedule_is_daily_at_six_in_the_configured_timezone():
     assert daily_refresh.cron_schedule == "0 6 * * *"
     assert daily_refresh.execution_timezone == os.environ.get("LOAN_PIPELINE_TIMEZONE", "UTC")
+
+
+# --- LOAN_PIPELINE_RUN_CONFIG: the standing run config of the sensor's and the schedule's runs --
+
+REPOSITORY = defs.get_repository_def()
+STANDING = """\
+ops:
+  ingest_loan_book:
+    config: {csv_path: /not/this/book.csv, max_quarantine_share: 0.2}
+  recovery_strategies:
+    config:
+      experiment: {name: standing-exp, share: 0.3, eligible: [legal action, reminders]}
+resources:
+  analysis:
+    config: {method: notebook}
+"""
+
+
+def test_the_sensors_and_the_schedules_runs_carry_the_run_config_file(folders, tmp_path):
+    incoming, _, _ = folders
+    dropped, book = incoming / "book.csv", tmp_path / "scheduled.csv"
+    shutil.copy(SAMPLE_CSV, dropped)
+    shutil.copy(SAMPLE_CSV, book)
+    with instance_for_test() as instance, environment(LOAN_BOOK_CSV=str(book)):
+        # unset: the book alone, as before the setting existed
+        [plain], _, _ = _tick(None, instance, defs)
+        assert plain.run_config == {
+            "ops": {"ingest_loan_book": {"config": {"csv_path": str(dropped)}}}
+        }
+        assert automation.TAG_CONFIG not in plain.tags
+
+        run_yaml = tmp_path / "run.yaml"
+        run_yaml.write_text(STANDING)
+        with environment(LOAN_PIPELINE_RUN_CONFIG=str(run_yaml)):
+            [request], _, _ = _tick(None, instance, defs)
+            scheduled = daily_refresh(
+                build_schedule_context(instance=instance, repository_def=REPOSITORY)
+            )
+        assert isinstance(scheduled, RunRequest)
+        for run_request, csv in ((request, dropped), (scheduled, book)):
+            ops = run_request.run_config["ops"]
+            # the file's settings kept, its csv_path overruled by the book this run is for
+            assert ops["ingest_loan_book"]["config"] == {
+                "csv_path": str(csv),
+                "max_quarantine_share": 0.2,
+            }
+            assert ops["recovery_strategies"]["config"]["experiment"] == {
+                "name": "standing-exp",
+                "share": 0.3,
+                "eligible": ["legal action", "reminders"],
+            }
+            assert run_request.run_config["resources"] == {
+                "analysis": {"config": {"method": "notebook"}}
+            }
+            assert run_request.tags[automation.TAG_CONFIG] == str(run_yaml)
+
+
+BAD_FILES = {
+    "missing": (None, "cannot be read: [Errno 2] No such file or directory"),
+    "not YAML": ("ops: [unclosed\n", "cannot be read: while parsing"),
+    "not run config": ("opps: {}\n", "must be a mapping of ops: and resources:, not opps"),
+    "a list": ("- ops\n", "must be a mapping of ops: and resources:"),
+    "an unknown op": (
+        "ops: {recovery_strategy: {config: {}}}\n",
+        'does not fit job full_refresh: Received unexpected config entry "recovery_strategy"',
+    ),
+    "a share that is no number": (
+        "ops: {recovery_strategies: {config: {experiment: {share: lots}}}}\n",
+        "does not fit job full_refresh: Invalid scalar at path root:ops:recovery_strategies",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_a_run_config_file_that_cannot_be_used_fails_the_tick_naming_it(folders, tmp_path, kind):
+    incoming, _, _ = folders
+    text, problem = BAD_FILES[kind]
+    run_yaml = tmp_path / "run.yaml"
+    if text is not None:
+        run_yaml.write_text(text)
+    dropped, book = incoming / "book.csv", tmp_path / "scheduled.csv"
+    shutil.copy(SAMPLE_CSV, dropped)
+    shutil.copy(SAMPLE_CSV, book)
+    instance = DagsterInstance.ephemeral()
+    with environment(LOAN_PIPELINE_RUN_CONFIG=str(run_yaml), LOAN_BOOK_CSV=str(book)):
+        for evaluate in (
+            lambda: incoming_loan_files(build_sensor_context(instance=instance, definitions=defs)),
+            lambda: daily_refresh(
+                build_schedule_context(instance=instance, repository_def=REPOSITORY)
+            ),
+        ):
+            with pytest.raises(settings.RunConfigFileError) as raised:
+                evaluate()
+            message = str(raised.value)
+            assert message.startswith(f"LOAN_PIPELINE_RUN_CONFIG: the run config {run_yaml} ")
+            assert problem in message
+    # nothing ran without the config: once the file is mended, the waiting file runs with it
+    run_yaml.write_text(STANDING)
+    with environment(LOAN_PIPELINE_RUN_CONFIG=str(run_yaml)):
+        [request], _, _ = _tick(None, instance, defs)
+    assert request.tags[automation.TAG_FILE] == str(dropped)
+    assert request.run_config["resources"] == {"analysis": {"config": {"method": "notebook"}}}
 
 
 def test_a_transient_read_error_is_retried(folders, monkeypatch):

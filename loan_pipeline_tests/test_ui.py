@@ -74,6 +74,7 @@ MISSING_AGE = "required column(s) missing: Age (found 'Borrower_Age': renamed?)"
 ENV_DROP = {"DAGSTER_HOME", "LOAN_BOOK_CSV", "LOAN_PIPELINE_STORAGE", "LOAN_PIPELINE_INCOMING"}
 ENV_DROP |= {"LOAN_PIPELINE_SENSOR_INTERVAL"}
 ENV_DROP |= {"LOAN_PIPELINE_PROCESSED", "LOAN_PIPELINE_TIMEZONE", "PYTHONPATH"}
+ENV_DROP |= {"LOAN_PIPELINE_RUN_CONFIG"}
 # the sensors look every few seconds here, so a file is picked up (and, once its run has
 # succeeded, moved) without waiting 30 s a tick
 SENSOR_INTERVAL = 3
