@@ -12,6 +12,9 @@ Environment variables (all optional):
   URL the workers can reach (``s3://bucket/loans``, a shared folder).
 - ``LOAN_PIPELINE_KEEP_DAYS``: how long superseded snapshots and failed runs' versions are kept
   (default 7).
+- ``LOAN_PIPELINE_RESULTS``: where results are kept by the digest of their inputs to be used
+  again when a run has the same inputs, code and libraries (the charts' PNGs; default
+  ``results/`` in the storage folder; ``off``: always computed).
 - ``LOAN_PIPELINE_RUN_CONFIG``: a run config file (YAML, ``ops:`` and ``resources:``, as
   ``python -m loan_pipeline run --config`` takes) that the runs of the daily schedule and the
   incoming-file sensor carry, e.g. a champion/challenger experiment on every snapshot.
@@ -125,6 +128,15 @@ def datasets_url() -> str | None:
     every Dask worker can reach (``LOAN_PIPELINE_DATASETS``); None: the storage folder."""
     chosen = os.environ.get("LOAN_PIPELINE_DATASETS", "").strip()
     return chosen.rstrip("/") if chosen else None
+
+
+def results_dir() -> Path | None:
+    """Where results are kept by digest (``LOAN_PIPELINE_RESULTS``; default ``results/`` in the
+    storage folder), or None (``off``): every result computed."""
+    chosen = os.environ.get("LOAN_PIPELINE_RESULTS", "").strip()
+    if chosen.lower() == "off":
+        return None
+    return Path(chosen).expanduser() if chosen else storage_dir() / "results"
 
 
 def keep_days() -> float:

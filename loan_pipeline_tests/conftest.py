@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +22,19 @@ REFERENCE_CSV = PROJECT_ROOT.parent / "shared" / "data" / "loan-recovery.csv"
 # The steps run with copy-on-write (the table IO manager sets it for a run): so do the tests of
 # the functions they call, whether or not an earlier test in this process ran a job.
 pd.set_option("mode.copy_on_write", True)
+
+
+def pytest_configure(config) -> None:
+    """One result store (``settings.results_dir``) for the whole session, its test processes
+    and the runs they start, as a user's runs share one in their storage: the first run of a
+    book draws its charts, the later runs of the same book (the suite runs the sample about a
+    hundred times) use those PNGs. test_result_store proves a kept PNG is the one drawing gives;
+    test_fresh_clone draws every chart itself."""
+    if hasattr(config, "workerinput") or os.environ.get("LOAN_PIPELINE_RESULTS"):
+        return  # a test process of a session that made it, or the user's own
+    folder = tempfile.mkdtemp(prefix="loan_pipeline_results_")
+    os.environ["LOAN_PIPELINE_RESULTS"] = folder
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @contextmanager

@@ -3,6 +3,12 @@
 The charts are drawn by one step (a subsettable multi-asset): each chart is still its own
 asset with its own lineage, history and page, and can be materialized alone, but a full run pays
 Dagster's per-step cost (events, input loading) once instead of eight times.
+
+A chart whose inputs, code and libraries have the same digest as one drawn before
+(``core.charts.digests``) is not drawn again: its PNG is taken from the result store
+(``settings.results_dir``), byte for byte what drawing would give. Rendering is most of the
+charts' cost and the same whatever the book's size, so a re-run of an unchanged book (a retried
+schedule, a re-execution, the tests' many runs of the sample) skips it.
 """
 
 from dagster import (
@@ -19,6 +25,8 @@ from loan_pipeline import settings
 from loan_pipeline.assets.common import columns_tags, png_markdown
 from loan_pipeline.core import chart_registry
 from loan_pipeline.io import runs
+from loan_pipeline.store.files import StorageError
+from loan_pipeline.store.results import ResultStore
 
 GROUP = "charts"
 OWNERS = ["team:credit-risk"]
@@ -33,16 +41,15 @@ INPUT_MANAGERS = {"cluster_model": "model_io_manager"}
 POOLS = {chart_registry.BOOK_STEP: settings.HEAVY_POOL}
 
 
-def _store(context, key: str, fig) -> MaterializeResult:
-    from loan_pipeline.core.charts import figure_to_png
-
-    png = figure_to_png(fig)
+def _store(context, key: str, png: bytes, digest: str | None, reused: bool) -> MaterializeResult:
     path = runs.write_file(context, f"charts/{key}.png", png)
     return MaterializeResult(
         asset_key=key,
         metadata={
             "path": MetadataValue.path(str(path)),
             "size_bytes": len(png),
+            "inputs_digest": digest or "none (drawn from partitions)",
+            "drawn": "no: the PNG drawn before from the same inputs" if reused else "yes",
             "chart": png_markdown(png, key),
         },
     )
@@ -55,6 +62,42 @@ def drawn(keys: list[str], inputs: dict):
     from loan_pipeline.core import charts
 
     return charts.draw(keys, inputs)
+
+
+def _result_store(context) -> ResultStore | None:
+    folder = settings.results_dir()
+    if folder is None:
+        return None
+    results = ResultStore(folder, settings.keep_days())
+    try:
+        results.prune()
+    except OSError as err:
+        context.log.warning(f"could not prune the result store {folder}: {err}")
+    return results
+
+
+def pngs(context, keys: list[str], inputs: dict) -> dict[str, tuple[bytes, str | None, bool]]:
+    """``key -> (png, digest, reused)`` of each chart of ``keys``: the PNG kept for its
+    digest, else drawn now (and kept). A store that cannot be written is said in the log and
+    otherwise changes nothing."""
+    from loan_pipeline.core import charts
+
+    results = _result_store(context)
+    digests = charts.digests(keys, inputs) if results is not None else dict.fromkeys(keys)
+    out: dict[str, tuple[bytes, str | None, bool]] = {}
+    for key, digest in digests.items():
+        kept = results.get(digest) if results is not None and digest else None
+        if kept is not None:
+            out[key] = (kept, digest, True)
+    for key, fig in drawn([k for k in keys if k not in out], inputs):
+        png = charts.figure_to_png(fig)
+        out[key] = (png, digests[key], False)
+        if results is not None and digests[key]:
+            try:
+                results.put(digests[key], png)
+            except StorageError as err:
+                context.log.warning(f"{key} drawn but not kept for re-use: {err}")
+    return out
 
 
 def chart_step(step: str):
@@ -91,8 +134,9 @@ def chart_step(step: str):
     def draw(context: AssetExecutionContext, **inputs):
         """Draw the selected charts, each from the assets it depends on."""
         selected = [key for key in keys if AssetKey(key) in context.selected_asset_keys]
-        for key, fig in drawn(selected, inputs):
-            yield _store(context, key, fig)
+        made = pngs(context, selected, inputs)
+        for key in selected:
+            yield _store(context, key, *made[key])
 
     return draw
 

@@ -20,7 +20,9 @@ Every draw function runs inside ``styled`` (seaborn's white grid and the fonts o
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec
 
 import matplotlib
@@ -184,6 +186,19 @@ def styled(func: Callable[_DrawArgs, Figure]) -> Callable[_DrawArgs, Figure]:
                 raise
 
     return wrapper
+
+
+def font_files() -> list[str]:
+    """The font files the charts' text (regular and bold) is set in on this machine, each as
+    ``name:size in bytes``."""
+    from matplotlib import font_manager
+
+    with sns.axes_style("whitegrid"), plt.rc_context(_RC):
+        found = [
+            Path(os.fspath(font_manager.findfont(font_manager.FontProperties(weight=weight))))
+            for weight in ("normal", "bold")
+        ]
+    return [f"{path.name}:{path.stat().st_size}" for path in found]
 
 
 def compact(value: float, _pos: object = None, digits: int = 3) -> str:

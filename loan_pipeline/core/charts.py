@@ -24,6 +24,7 @@ Conventions shared by every chart:
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
@@ -39,7 +40,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from loan_pipeline.core import (  # noqa: E402
     book_charts,
     chart_registry,
+    chart_style,
     evidence_charts,
+    fingerprint,
     history_charts,
 )
 from loan_pipeline.core.chart_summaries import (  # noqa: E402
@@ -53,7 +56,9 @@ __all__ = [
     "borrower_segments",
     "calibration_curve",
     "correlation_heatmap",
+    "digests",
     "draw",
+    "drawing_version",
     "figure_to_png",
     "income_loan_recovery",
     "loan_amount_distribution",
@@ -93,6 +98,40 @@ def draw(keys: Iterable[str], inputs: Mapping[str, object]) -> Iterator[tuple[st
     drawing = Drawing(inputs, book, sample)
     for entry in entries:
         yield entry.key, globals()[entry.draw](drawing)
+
+
+# What a chart's picture depends on besides its inputs: the project's code (which draws it), the
+# libraries that compute and render it, and the font files its text is set in on this machine.
+_DRAWING_LIBRARIES = ("matplotlib", "seaborn", "numpy", "pandas", "scipy", "pillow")
+
+
+@functools.cache
+def drawing_version() -> str:
+    """The digest of everything but the inputs that a chart's PNG depends on (once a process)."""
+    return fingerprint.digest_of_parts(
+        fingerprint.code_version(*_DRAWING_LIBRARIES), *chart_style.font_files()
+    )
+
+
+def digests(keys: Iterable[str], inputs: Mapping[str, object]) -> dict[str, str | None]:
+    """Per chart of ``keys``, the digest of what its PNG is drawn from: the chart, the
+    ``drawing_version``, and each input it is drawn from as this step holds it (every column
+    the step loads). Equal digests, identical PNGs: a PNG drawn before can be used again.
+    None for a chart with an input held elsewhere (a Dask frame in partitions): drawn."""
+    of_input: dict[str, str | None] = {}
+    out: dict[str, str | None] = {}
+    for key in keys:
+        names = chart_registry.chart(key).inputs
+        for name in names:
+            if name not in of_input:
+                of_input[name] = fingerprint.value_digest(inputs.get(name))
+        parts = [of_input[name] for name in names]
+        out[key] = (
+            None
+            if any(part is None for part in parts)
+            else fingerprint.digest_of_parts(key, drawing_version(), *parts)
+        )
+    return out
 
 
 def draw_loan_amount_distribution(drawing: Drawing) -> Figure:

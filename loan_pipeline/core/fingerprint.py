@@ -1,0 +1,68 @@
+"""Digests of what a result is computed from: equal digests mean equal inputs.
+
+A digest is the SHA-256 of the values themselves (pandas' hash of every row of a column, with
+the column's name and dtype, and of the index; a model's pickle), so the same book gives the
+same digest whichever file, storage or run it came from, and one changed value, column name,
+dtype or row order gives another. ``code_version`` digests the project's own source and the
+versions of the libraries a result is drawn with: a changed line of code is a changed input.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import pickle
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["code_version", "column_digest", "digest_of_parts", "frame_digest", "value_digest"]
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def digest_of_parts(*parts: str) -> str:
+    """One digest of several strings (each length-prefixed: ``("ab", "c")`` ≠ ``("a", "bc")``)."""
+    sha = hashlib.sha256()
+    for part in parts:
+        data = part.encode()
+        sha.update(len(data).to_bytes(8, "little"))
+        sha.update(data)
+    return sha.hexdigest()
+
+
+def column_digest(column: pd.Series) -> str:
+    """The digest of one column: its name, dtype and every value, in row order."""
+    rows = pd.util.hash_pandas_object(column, index=False).to_numpy()
+    return digest_of_parts(str(column.name), str(column.dtype), hashlib.sha256(rows).hexdigest())
+
+
+def frame_digest(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
+    """The digest of ``frame`` (or of its ``columns``, in that order) and its index."""
+    index = pd.util.hash_pandas_object(frame.index, index=False).to_numpy()
+    parts = [str(frame.index.dtype), hashlib.sha256(index).hexdigest()]
+    parts += [column_digest(frame[c]) for c in (frame.columns if columns is None else columns)]
+    return digest_of_parts(*parts)
+
+
+def value_digest(value: object) -> str | None:
+    """The digest of a pandas frame or of a picklable object (a fitted model, a dict), or None
+    for what stands for data held elsewhere (a Dask frame: its graph, not its values)."""
+    if isinstance(value, pd.DataFrame):
+        return frame_digest(value)
+    if hasattr(value, "__dask_graph__"):
+        return None
+    return hashlib.sha256(pickle.dumps(value, protocol=5)).hexdigest()
+
+
+@functools.cache
+def code_version(*distributions: str) -> str:
+    """The digest of every Python file of the ``loan_pipeline`` package and of the installed
+    versions of ``distributions`` (e.g. matplotlib): read once per process."""
+    parts = [
+        f"{path.relative_to(_PACKAGE)}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        for path in sorted(_PACKAGE.rglob("*.py"))
+    ]
+    parts += [f"{name}=={metadata.version(name)}" for name in distributions]
+    return digest_of_parts(*parts)
