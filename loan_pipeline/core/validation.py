@@ -43,10 +43,16 @@ def bootstrap_auc(
     """ROC AUC of ``replicates`` Poisson bootstrap resamples of the loans: each loan drawn a
     Poisson(1) number of times, which for loans counted per bin is a Poisson draw per bin."""
     rng = np.random.default_rng(seed)
-    return np.array(
-        [binned_auc(*rng.poisson(counts).astype("float64")) for _ in range(replicates)],
-        dtype="float64",
-    )
+    # A Poisson draw with mean 0 is 0 and takes nothing from the generator, so drawing for the
+    # bins that hold loans only gives the same resamples; a small book fills few of the bins.
+    held = counts > 0
+    means = counts[held]
+    resample = np.zeros(counts.shape, dtype="float64")
+    out = np.empty(replicates, dtype="float64")
+    for i in range(replicates):
+        resample[held] = rng.poisson(means)
+        out[i] = binned_auc(*resample)
+    return out
 
 
 def _mean_score(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:

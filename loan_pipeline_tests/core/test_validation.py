@@ -28,6 +28,8 @@ from loan_pipeline.core.signed import SignConstrainedLogisticRegression
 from loan_pipeline.core.strategy import strategy_table
 from loan_pipeline.core.validation import (
     arrears_evidence,
+    binned_auc,
+    bootstrap_auc,
     calibration_fit,
     coefficient_signs,
     gains_table,
@@ -259,3 +261,14 @@ def test_the_fallback_evidence_counts_each_band(book):
     # the arrears bands order the outcome, as the policy assumes
     rates = evidence["not_fully_recovered_rate"]
     assert rates["0-30"] < rates["31-90"] < rates["over 90"]
+
+
+def test_the_bootstrap_draws_what_every_bin_drawn_gives():
+    """Drawing only for the bins holding loans gives the resamples of drawing for every bin
+    (a Poisson draw with mean 0 is 0 and uses no randomness): the same interval, to the bit."""
+    rng = np.random.default_rng(3)
+    counts = np.zeros((2, 2**14), dtype="int64")
+    np.add.at(counts, (rng.integers(0, 2, 500), rng.integers(0, 2**14, 500)), 1)
+    every_bin = np.random.default_rng(11)
+    expected = [binned_auc(*every_bin.poisson(counts).astype("float64")) for _ in range(200)]
+    np.testing.assert_array_equal(bootstrap_auc(counts, 200, seed=11), expected)
