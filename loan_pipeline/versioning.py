@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from pathlib import Path
-
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
@@ -21,14 +18,10 @@ def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=1)
 def code_version() -> str:
-    """A version of the pipeline's code: the hash of every Python file of the package.
+    """A version of the pipeline's code: the hash of every Python file of the package
+    (``core.fingerprint.source_digest``), shortened. Any change to the analysis changes it, so
+    the schedule re-runs and Dagster marks the assets' code as changed."""
+    from loan_pipeline.core.fingerprint import source_digest
 
-    Any change to the analysis changes it, so the schedule re-runs and Dagster marks the assets'
-    code as changed; reading ~40 small files takes about a millisecond."""
-    digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    return source_digest()[:12]

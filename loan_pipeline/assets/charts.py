@@ -5,7 +5,7 @@ asset with its own lineage, history and page, and can be materialized alone, but
 Dagster's per-step cost (events, input loading) once instead of eight times.
 
 A chart whose inputs, code and libraries have the same digest as one drawn before
-(``core.charts.digests``) is not drawn again: its PNG is taken from the result store
+(``core.charts.digests_of``) is not drawn again: its PNG is taken from the result store
 (``settings.results_dir``), byte for byte what drawing would give. Rendering is most of the
 charts' cost and the same whatever the book's size, so a re-run of an unchanged book (a retried
 schedule, a re-execution, the tests' many runs of the sample) skips it.
@@ -80,17 +80,17 @@ def pngs(context, keys: list[str], inputs: dict) -> dict[str, tuple[bytes, str |
     """``key -> (png, digest, reused)`` of each chart of ``keys``: the PNG kept for its
     digest, else drawn now (and kept). A store that cannot be written is said in the log and
     otherwise changes nothing."""
-    from loan_pipeline.core import charts
+    from loan_pipeline.core.charts import digests_of, figure_to_png
 
     results = _result_store(context)
-    digests = charts.digests(keys, inputs) if results is not None else dict.fromkeys(keys)
+    digests = digests_of(keys, inputs) if results is not None else dict.fromkeys(keys)
     out: dict[str, tuple[bytes, str | None, bool]] = {}
     for key, digest in digests.items():
         kept = results.get(digest) if results is not None and digest else None
         if kept is not None:
             out[key] = (kept, digest, True)
     for key, fig in drawn([k for k in keys if k not in out], inputs):
-        png = charts.figure_to_png(fig)
+        png = figure_to_png(fig)
         out[key] = (png, digests[key], False)
         if results is not None and digests[key]:
             try:

@@ -56,7 +56,7 @@ __all__ = [
     "borrower_segments",
     "calibration_curve",
     "correlation_heatmap",
-    "digests",
+    "digests_of",
     "draw",
     "drawing_version",
     "figure_to_png",
@@ -113,7 +113,7 @@ def drawing_version() -> str:
     )
 
 
-def digests(keys: Iterable[str], inputs: Mapping[str, object]) -> dict[str, str | None]:
+def digests_of(keys: Iterable[str], inputs: Mapping[str, object]) -> dict[str, str | None]:
     """Per chart of ``keys``, the digest of what its PNG is drawn from: the chart, the
     ``drawing_version``, and each input it is drawn from as this step holds it (every column
     the step loads). Equal digests, identical PNGs: a PNG drawn before can be used again.

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["code_version", "column_digest", "digest_of_parts", "frame_digest", "value_digest"]
+__all__ = [
+    "code_version",
+    "column_digest",
+    "digest_of_parts",
+    "frame_digest",
+    "source_digest",
+    "value_digest",
+]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -57,12 +64,19 @@ def value_digest(value: object) -> str | None:
 
 
 @functools.cache
+def source_digest() -> str:
+    """The digest of every Python file of the ``loan_pipeline`` package, each with its path:
+    any change to the code changes it (read once per process; ~100 small files, a few ms)."""
+    sha = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        sha.update(path.relative_to(_PACKAGE).as_posix().encode())
+        sha.update(path.read_bytes())
+    return sha.hexdigest()
+
+
+@functools.cache
 def code_version(*distributions: str) -> str:
-    """The digest of every Python file of the ``loan_pipeline`` package and of the installed
-    versions of ``distributions`` (e.g. matplotlib): read once per process."""
-    parts = [
-        f"{path.relative_to(_PACKAGE)}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
-        for path in sorted(_PACKAGE.rglob("*.py"))
-    ]
-    parts += [f"{name}=={metadata.version(name)}" for name in distributions]
-    return digest_of_parts(*parts)
+    """The digest of the package's source (``source_digest``) and of the installed versions of
+    ``distributions`` (e.g. matplotlib)."""
+    versions = [f"{name}=={metadata.version(name)}" for name in distributions]
+    return digest_of_parts(source_digest(), *versions)
