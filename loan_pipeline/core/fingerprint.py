@@ -14,8 +14,10 @@ import hashlib
 import pickle
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a frame is digested: the code location's loading
+    import pandas as pd  # reads source_digest and stays free of it (test_definitions)
 
 __all__ = [
     "code_version",
@@ -41,12 +43,16 @@ def digest_of_parts(*parts: str) -> str:
 
 def column_digest(column: pd.Series) -> str:
     """The digest of one column: its name, dtype and every value, in row order."""
+    import pandas as pd
+
     rows = pd.util.hash_pandas_object(column, index=False).to_numpy()
     return digest_of_parts(str(column.name), str(column.dtype), hashlib.sha256(rows).hexdigest())
 
 
 def frame_digest(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
     """The digest of ``frame`` (or of its ``columns``, in that order) and its index."""
+    import pandas as pd
+
     index = pd.util.hash_pandas_object(frame.index, index=False).to_numpy()
     parts = [str(frame.index.dtype), hashlib.sha256(index).hexdigest()]
     parts += [column_digest(frame[c]) for c in (frame.columns if columns is None else columns)]
@@ -56,6 +62,8 @@ def frame_digest(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
 def value_digest(value: object) -> str | None:
     """The digest of a pandas frame or of a picklable object (a fitted model, a dict), or None
     for what stands for data held elsewhere (a Dask frame: its graph, not its values)."""
+    import pandas as pd
+
     if isinstance(value, pd.DataFrame):
         return frame_digest(value)
     if hasattr(value, "__dask_graph__"):
