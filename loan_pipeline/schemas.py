@@ -856,7 +856,8 @@ class StrategyBacktest(_Compared):
         description="What the borrowers are grouped by, as at the earlier snapshot: all (a "
         "strategy's every resolved borrower, no adjustment for risk), score_band (risk_score), "
         "segment_name, or band_adjusted (the score bands that hold the reference strategy too, "
-        "pooled; its difference standardised to the strategy's own mix of bands).",
+        "pooled; its difference standardised to the strategy's own mix of bands; a row per "
+        "pair of strategies sharing a band, the configured reference's first).",
     )
     group: Series[pd.StringDtype] = text(
         description="The group's value: 'all', a score band ('0.7-0.8': risk_score in [0.7, "
@@ -893,7 +894,9 @@ class StrategyBacktest(_Compared):
         "recovered_balance / balance_t, 0-1 (empty when that balance is 0).", nullable=True
     )
     reference_strategy: Series[pd.StringDtype] = text(
-        isin=STRATEGIES, description="The strategy compared with (BacktestConfig)."
+        isin=STRATEGIES,
+        description="The strategy compared with: BacktestConfig's, or on a band_adjusted row "
+        "any other strategy sharing a score band.",
     )
     reference_resolved: Series[int] = pa.Field(
         ge=0, description="The reference strategy's resolved borrowers in the same group."
@@ -925,6 +928,13 @@ class StrategyBacktest(_Compared):
         return (
             df["fully_recovered"] + df["partially_recovered"] + df["written_off"] == df["resolved"]
         ) & (df["recovered_balance"] <= df["balance_t"] * (1 + 1e-12) + 1e-9)
+
+    @pa.dataframe_check(
+        description="one row per group_by, group, recovery_strategy and reference_strategy"
+    )
+    def one_row_per_comparison(cls, df: pd.DataFrame) -> Series[bool]:
+        keys = ["group_by", "group", "recovery_strategy", "reference_strategy"]
+        return ~df.duplicated(keys, keep=False)
 
     class Config:
         name = "StrategyBacktest"

@@ -351,13 +351,21 @@ def test_the_backtest_equals_the_core_computation_and_sees_the_planted_effects(o
 
     # the champion's strategies are score bands, so legal action and reminders never share a
     # band; the challenger arm puts settlement in the reminders' bands (and legal action's), so
-    # settlement alone is compared with reminders for the same risk
+    # settlement alone is compared with reminders for the same risk, and the other pairs that
+    # share a band are settlement's with legal action
     assert (strategies_t["policy"] == "score bands").all()
     headline = metadata["headline"].value
     assert "legal action vs reminders: no score band holds both" in headline
     assert "settlement vs reminders, same score band: Fully Recovered" in headline
     adjusted = published[published["group_by"] == "band_adjusted"]
-    assert adjusted["recovery_strategy"].tolist() == [STRATEGY_SETTLEMENT]
+    pairs = list(zip(adjusted["recovery_strategy"], adjusted["reference_strategy"], strict=True))
+    assert pairs == [  # the configured reference's first
+        (STRATEGY_SETTLEMENT, STRATEGY_REMINDERS),
+        (STRATEGY_SETTLEMENT, STRATEGY_LEGAL),
+        (STRATEGY_LEGAL, STRATEGY_SETTLEMENT),
+        (STRATEGY_REMINDERS, STRATEGY_SETTLEMENT),
+    ]
+    assert "settlement vs legal action, same score band: Fully Recovered" in headline
 
     # the planted effects: a strategy's Fully Recovered share is, in expectation, the mean of
     # p' = min(p + effect, 1) over its loans resolving this cycle (p: the generator's own

@@ -361,7 +361,8 @@ def cure_rates(context: AssetExecutionContext):
     "balance (an assumption: Partially Recovered recovers BacktestConfig.partial_recovery_share "
     "of it) by strategy and risk-score band (and by segment), and each strategy's Fully "
     "Recovered share minus the reference strategy's for the same risk (same band; pooled over "
-    "the bands, standardised), with 95% intervals. Empty on the first snapshot.",
+    "the bands, standardised, for every pair of strategies sharing a band: legal action against "
+    "settlement too), with 95% intervals. Empty on the first snapshot.",
 )
 def strategy_backtest(context: AssetExecutionContext, config: settings.BacktestConfig):
     from loan_pipeline.core.backtest import (
@@ -388,11 +389,12 @@ def strategy_backtest(context: AssetExecutionContext, config: settings.BacktestC
         counts = cycle_counts(pair.previous, pair.current)
     table = validate(_of_snapshots(table, pair), StrategyBacktest, source="strategy_backtest")
     shown = table[table["group_by"] != "segment_name"].assign(
-        recovery_strategy=lambda t: t["recovery_strategy"].map(STRATEGY_SHORT)
+        recovery_strategy=lambda t: t["recovery_strategy"].map(STRATEGY_SHORT),
+        reference_strategy=lambda t: t["reference_strategy"].map(STRATEGY_SHORT),
     )
     columns = ["group_by", "group", "recovery_strategy", "resolved", "share_fully_recovered",
-               "ci_low", "ci_high", "recovery_rate", "difference", "difference_low",
-               "difference_high"]  # fmt: skip
+               "ci_low", "ci_high", "recovery_rate", "reference_strategy", "difference",
+               "difference_low", "difference_high"]  # fmt: skip
     return Output(
         table,
         metadata={

@@ -18,7 +18,11 @@ short:
   Written Off nothing;
 * per group, each strategy's Fully Recovered share minus the reference strategy's with Newcombe's
   hybrid score interval; over the score bands holding both, the difference standardised to the
-  strategy's own mix of bands, with a Wald interval on Agresti-Caffo-adjusted shares.
+  strategy's own mix of bands, with a Wald interval on Agresti-Caffo-adjusted shares;
+* that pooled difference for every pair of strategies as well (legal action against settlement,
+  settlement against legal action, ...): the ``band_adjusted`` rows, one per strategy and
+  reference that share a score band, so whether legal notices recover more than settlements for
+  the same risk is read off one row whatever the configured reference.
 """
 
 from __future__ import annotations
@@ -164,9 +168,11 @@ def strategy_backtest(
     reference borrower).
 
     group_by: ``all`` (crude: no adjustment for risk), ``score_band`` (risk_score at t in bands
-    of ``band_width``), ``segment_name`` (at t), ``band_adjusted`` (one row per strategy other
-    than the reference: its borrowers in the bands that also hold reference borrowers, the
-    difference averaged over those bands weighted by the strategy's own borrowers)."""
+    of ``band_width``), ``segment_name`` (at t), ``band_adjusted`` (one row per strategy and
+    reference strategy, the configured ``reference`` first, then every other strategy as the
+    reference: the strategy's borrowers in the bands that also hold the reference's, the
+    difference averaged over those bands weighted by the strategy's own borrowers; a pair with
+    no band holding both has no row)."""
     if reference not in STRATEGIES:
         raise ValueError(f"the reference strategy must be one of {STRATEGIES}, not {reference!r}")
     if not 0 <= partial_share <= 1:
@@ -177,11 +183,14 @@ def strategy_backtest(
     )
     parts = [
         _summarise(cohort.assign(group=ALL_GROUP), BY_ALL),
-        _summarise(cohort.rename(columns={BY_BAND: "group"}), BY_BAND),
+        _by_band(cohort),
         _summarise(cohort.rename(columns={BY_SEGMENT: "group"}), BY_SEGMENT),
     ]
     parts = [_against(part, reference) for part in parts]
-    parts.append(_adjusted(cohort, parts[1], reference))
+    # pooled over the bands holding both: against the reference, then every other pair
+    for other in [reference, *(s for s in STRATEGIES if s != reference)]:
+        bands = parts[1] if other == reference else _against(_by_band(cohort), other)
+        parts.append(_adjusted(cohort, bands, other))
     parts = [p for p in parts if not p.empty]
     if not parts:  # nobody resolved: nothing to count, the table's columns all the same
         return empty_backtest()
@@ -211,6 +220,10 @@ def newcombe_interval(
     return d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + np.sqrt(
         (u1 - p1) ** 2 + (p2 - l2) ** 2
     )
+
+
+def _by_band(cohort: pd.DataFrame) -> pd.DataFrame:
+    return _summarise(cohort.rename(columns={BY_BAND: "group"}), BY_BAND)
 
 
 def _summarise(cohort: pd.DataFrame, group_by: str) -> pd.DataFrame:
@@ -274,7 +287,8 @@ def _adjusted(cohort: pd.DataFrame, bands: pd.DataFrame, reference: str) -> pd.D
     if bands.empty:
         return pd.DataFrame()
     shared = bands[bands["difference"].notna()]
-    for strategy, part in shared.groupby(STRATEGY, sort=False):
+    for strategy in [s for s in STRATEGIES if s in set(shared[STRATEGY])]:  # the policy's order
+        part = shared[shared[STRATEGY] == strategy]
         mine = cohort[(cohort[STRATEGY] == strategy) & cohort[BY_BAND].isin(part["group"])]
         summary = _summarise(mine.assign(group=ADJUSTED_GROUP), BY_ADJUSTED)
         w = part["resolved"].to_numpy(float) / part["resolved"].sum()
@@ -298,27 +312,37 @@ def _adjusted_variance(k: np.ndarray, n: np.ndarray) -> np.ndarray:
     return p * (1 - p) / (n + 2)
 
 
+def configured_reference(table: pd.DataFrame) -> str:
+    """The reference strategy the back-test was configured with (that of its crude rows; the
+    ``band_adjusted`` rows hold every pair)."""
+    return str(table.loc[table["group_by"] != BY_ADJUSTED, "reference_strategy"].iloc[0])
+
+
 def headline(table: pd.DataFrame) -> str:
-    """The comparison managers read first, in a sentence per strategy: its band-adjusted
-    difference from the reference, or why there is none."""
+    """The comparison managers read first, in a sentence per pair of strategies: the
+    band-adjusted difference of each strategy from the configured reference (or why there is
+    none), then every other pair sharing a score band."""
     if table.empty:
         return "no borrower with a strategy at t was resolved at t+1"
-    reference = str(table["reference_strategy"].iloc[0])
-    ref = STRATEGY_SHORT.get(reference, reference)
-    adjusted = table[table["group_by"] == BY_ADJUSTED].set_index(STRATEGY)
+    reference = configured_reference(table)
+    adjusted = table[table["group_by"] == BY_ADJUSTED].set_index([STRATEGY, "reference_strategy"])
+    against_reference = [(s, reference) for s in STRATEGIES if s != reference]
+    others = [
+        (s, r) for r in STRATEGIES if r != reference for s in STRATEGIES if s != r
+    ]  # every other pair, in the policy's order
     lines = []
-    for strategy in [s for s in STRATEGIES if s != reference]:
-        name = STRATEGY_SHORT.get(strategy, strategy)
-        if strategy in adjusted.index:
-            row = adjusted.loc[strategy]
-            lines.append(
-                f"{name} vs {ref}, same score band: Fully Recovered {row['difference']:+.3f} "
-                f"(95% interval {row['difference_low']:+.3f} to {row['difference_high']:+.3f}; "
-                f"{int(row['resolved'])} vs {int(row['reference_resolved'])} borrowers)"
-            )
-        else:
+    for strategy, other in against_reference + [p for p in others if p in adjusted.index]:
+        name, ref = (STRATEGY_SHORT.get(x, x) for x in (strategy, other))
+        if (strategy, other) not in adjusted.index:
             lines.append(
                 f"{name} vs {ref}: no score band holds both (strategies assigned by score), "
                 "no comparison for the same risk"
             )
+            continue
+        row = adjusted.loc[(strategy, other)]
+        lines.append(
+            f"{name} vs {ref}, same score band: Fully Recovered {row['difference']:+.3f} "
+            f"(95% interval {row['difference_low']:+.3f} to {row['difference_high']:+.3f}; "
+            f"{int(row['resolved'])} vs {int(row['reference_resolved'])} borrowers)"
+        )
     return "; ".join(lines)

@@ -111,8 +111,9 @@ NO_BACKTEST = (
 def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
     """Left: the Fully Recovered share of each strategy's resolved loans within each score band
     at t, with its 95 % Wilson interval and n. Right: each strategy's difference from the
-    reference strategy in the bands holding both, and pooled over them (standardised), with
-    95 % intervals; a note where no band holds both."""
+    configured reference strategy in the bands holding both, and pooled over them (standardised) for every
+    pair of strategies sharing a band (legal action against settlement too), with 95 %
+    intervals; a note where no band holds both."""
     from loan_pipeline.domain import STRATEGIES, STRATEGY_SHORT
 
     if table.empty:
@@ -124,7 +125,6 @@ def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
     bands = table[table["group_by"] == "score_band"]
     order = sorted(bands["group"].unique())
     strategies = [s for s in STRATEGIES if s in set(bands["recovery_strategy"])]
-    reference = str(table["reference_strategy"].iloc[0])
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(13, 5.5), layout="constrained", gridspec_kw={"width_ratios": [3, 2]}
     )
@@ -150,14 +150,12 @@ def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
 
     compared = table[table["difference"].notna() & table["group_by"].isin(["score_band"])]
     pooled = table[table["group_by"] == "band_adjusted"]
-    ref = STRATEGY_SHORT.get(reference, reference)
-    if compared.empty:
+    if pooled.empty:  # no band holds two strategies, so none holds one and the reference
         right.axis("off")
         right.text(
             0.5, 0.5,
-            f"No score band holds both another strategy and {ref}:\nthe strategies were "
-            "assigned by score, so no comparison\nfor the same risk is possible (a randomised "
-            "challenger is).",
+            "No score band holds two strategies:\nthe strategies were assigned by score, so "
+            "no comparison\nfor the same risk is possible (a randomised challenger is).",
             ha="center", va="center", color=GUIDE_COLOUR, transform=right.transAxes,
         )  # fmt: skip
     else:
@@ -174,15 +172,16 @@ def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
                 fmt="D" if pooled_row else "o", capsize=3, color=STRATEGY_COLOURS[strategy],
             )  # fmt: skip
             where = "all bands with both" if pooled_row else f"band {row['group']}"
+            versus = STRATEGY_SHORT[row["reference_strategy"]]
             labels.append(
-                f"{STRATEGY_SHORT[strategy]}, {where} (n={row['resolved']} vs "
+                f"{STRATEGY_SHORT[strategy]} vs {versus}, {where} (n={row['resolved']} vs "
                 f"{row['reference_resolved']})"
             )
         right.set_yticks(np.arange(len(labels)), labels)
         right.invert_yaxis()
         right.xaxis.set_major_formatter(PercentFormatter(1.0))
-        right.set_xlabel(f"Fully Recovered share minus {ref}'s (points, 95% interval)")
-        right.set_title(f"Against {ref}, same score band")
+        right.set_xlabel("Fully Recovered share minus the other's (points, 95% interval)")
+        right.set_title("Strategy against strategy, same score band")
     previous, current = _snapshots(table)
     fig.suptitle(f"Strategy back-test: loans open at {previous}, resolved by {current}")
     return fig

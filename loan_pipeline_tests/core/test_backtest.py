@@ -146,7 +146,8 @@ def test_a_planted_effect_is_recovered_when_strategies_overlap_in_score():
     table = bt.strategy_backtest(
         previous, later, reference=REMIND, partial_share=0.5, band_width=0.1
     )
-    pooled = table[table["group_by"] == "band_adjusted"].set_index("recovery_strategy")
+    adjusted = table[table["group_by"] == "band_adjusted"]
+    pooled = adjusted[adjusted["reference_strategy"] == REMIND].set_index("recovery_strategy")
     resolved = (
         later["Recovery_Status"].notna().to_numpy() & book["Recovery_Status"].isna().to_numpy()
     )
@@ -158,6 +159,24 @@ def test_a_planted_effect_is_recovered_when_strategies_overlap_in_score():
     assert row["difference_low"] > 0  # the effect is seen, not only allowed
     legal = pooled.loc[LEGAL]
     assert legal["difference_low"] <= 0 <= legal["difference_high"]
+    # every other pair, pooled the same way: settlement beats legal action by the planted effect
+    # for the same risk, and legal action falls short of settlement by as much
+    pairs = adjusted.set_index(["recovery_strategy", "reference_strategy"])
+    assert sorted(pairs.index) == sorted((s, r) for s in STRATEGIES for r in STRATEGIES if s != r)
+    settle_vs_legal = pairs.loc[(SETTLE, LEGAL)]
+    assert settle_vs_legal["difference_low"] <= planted <= settle_vs_legal["difference_high"]
+    assert settle_vs_legal["difference_low"] > 0
+    legal_vs_settle = pairs.loc[(LEGAL, SETTLE)]
+    assert legal_vs_settle["difference_low"] <= -planted <= legal_vs_settle["difference_high"]
+    assert legal_vs_settle["difference_high"] < 0
+    # the rows against the configured reference are the ones the band rows hold
+    assert pairs.loc[(SETTLE, REMIND), "difference"] == row["difference"]
+    said = bt.headline(table)
+    assert (
+        f"settlement vs legal action, same score band: Fully Recovered "
+        f"{settle_vs_legal['difference']:+.3f}" in said
+    )
+    assert said.index("vs reminders") < said.index("settlement vs legal action")
     # the crude difference agrees too: the assignment was random, so risk is balanced
     crude = table[(table["group_by"] == "all") & (table["recovery_strategy"] == SETTLE)].iloc[0]
     assert crude["difference_low"] <= planted <= crude["difference_high"]
