@@ -180,8 +180,8 @@ def strategy_backtest_figure(table: pd.DataFrame) -> Figure:
         right.set_yticks(np.arange(len(labels)), labels)
         right.invert_yaxis()
         right.xaxis.set_major_formatter(PercentFormatter(1.0))
-        right.set_xlabel("Fully Recovered share minus the other's (points, 95% interval)")
-        right.set_title("Strategy against strategy, same score band")
+        right.set_xlabel("Fully Recovered share minus the other's\n(points, 95% interval)")
+        right.set_title("Strategy against strategy,\nsame score band")
     previous, current = _snapshots(table)
     fig.suptitle(f"Strategy back-test: loans open at {previous}, resolved by {current}")
     return fig
