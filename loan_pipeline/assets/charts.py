@@ -41,14 +41,14 @@ INPUT_MANAGERS = {"cluster_model": "model_io_manager"}
 POOLS = {chart_registry.BOOK_STEP: settings.HEAVY_POOL}
 
 
-def _store(context, key: str, png: bytes, digest: str | None, reused: bool) -> MaterializeResult:
+def _store(context, key: str, png: bytes, digest: str, reused: bool) -> MaterializeResult:
     path = runs.write_file(context, f"charts/{key}.png", png)
     return MaterializeResult(
         asset_key=key,
         metadata={
             "path": MetadataValue.path(str(path)),
             "size_bytes": len(png),
-            "inputs_digest": digest or "none (drawn from partitions)",
+            "inputs_digest": digest,
             "drawn": "no: the PNG drawn before from the same inputs" if reused else "yes",
             "chart": png_markdown(png, key),
         },
@@ -76,22 +76,27 @@ def _result_store(context) -> ResultStore | None:
     return results
 
 
-def pngs(context, keys: list[str], inputs: dict) -> dict[str, tuple[bytes, str | None, bool]]:
+def pngs(context, keys: list[str], inputs: dict) -> dict[str, tuple[bytes, str, bool]]:
     """``key -> (png, digest, reused)`` of each chart of ``keys``: the PNG kept for its
     digest, else drawn now (and kept). A store that cannot be written is said in the log and
-    otherwise changes nothing."""
-    from loan_pipeline.core.charts import digests_of, figure_to_png
+    otherwise changes nothing. The digest shown of a chart not kept says why."""
+    from loan_pipeline.core.charts import DIGEST_MAX_ROWS, digests_of, figure_to_png
 
     results = _result_store(context)
     digests = digests_of(keys, inputs) if results is not None else dict.fromkeys(keys)
-    out: dict[str, tuple[bytes, str | None, bool]] = {}
+    out: dict[str, tuple[bytes, str, bool]] = {}
+    unkept = (
+        "none: the result store is off"
+        if results is None
+        else f"none: not kept (a book in partitions, or over {DIGEST_MAX_ROWS:,} rows)"
+    )
     for key, digest in digests.items():
         kept = results.get(digest) if results is not None and digest else None
         if kept is not None:
             out[key] = (kept, digest, True)
     for key, fig in drawn([k for k in keys if k not in out], inputs):
         png = figure_to_png(fig)
-        out[key] = (png, digests[key], False)
+        out[key] = (png, digests[key] or unkept, False)
         if results is not None and digests[key]:
             try:
                 results.put(digests[key], png)

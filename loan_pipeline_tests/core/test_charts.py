@@ -704,3 +704,19 @@ def test_failed_chart_leaves_no_figure_behind(reference_loans):
     with pytest.raises(KeyError):
         charts.income_loan_recovery(broken)
     assert plt.get_fignums() == []
+
+
+def test_a_chart_of_a_big_book_has_no_digest_and_a_small_one_a_stable_digest(monkeypatch):
+    """Digesting costs about 0.6 s per million rows: above DIGEST_MAX_ROWS a chart is drawn and
+    not kept. Below, the digest is the same for equal inputs and another for a changed one."""
+    from loan_pipeline.core import charts as module
+    from loan_pipeline.core.generator import generate_loan_book
+
+    loans = generate_loan_book(300, seed=5)
+    key = "chart_loan_amount_distribution"
+    first = module.digests_of([key], {"validated_loans": loans})[key]
+    assert first == module.digests_of([key], {"validated_loans": loans.copy()})[key]
+    changed = loans.assign(Loan_Amount=loans["Loan_Amount"] + 1)
+    assert module.digests_of([key], {"validated_loans": changed})[key] != first
+    monkeypatch.setattr(module, "DIGEST_MAX_ROWS", 299)
+    assert module.digests_of([key], {"validated_loans": loans}) == {key: None}
