@@ -38,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "benchmarks" / "cache"
 RESULTS = ROOT / "benchmarks" / "results"
 SEED = 20261127
+# The books each size is measured on: the generator's default planted signal, and the same
+# borrowers with an outcome far easier to learn (signal 4: the true model's ROC AUC ~0.95), on
+# which a RandomForest grows shallower trees. Issue 19's goal holds on every one.
+BOOKS = {"generator": 1.0, "strong signal": 4.0}
 FULL_SIZES = [500, 100_000, 1_000_000, 10_000_000]
 QUICK_SIZES = [500, 100_000]
 PY = sys.executable
@@ -129,31 +133,43 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def book(rows: int) -> Path:
-    path = CACHE / f"book_{rows}_seed{SEED}.csv"
+def book(rows: int, kind: str = "generator") -> Path:
+    signal = BOOKS[kind]
+    suffix = "" if signal == 1.0 else f"_signal{signal:g}"
+    path = CACHE / f"book_{rows}_seed{SEED}{suffix}.csv"
     if not path.exists():
         from loan_pipeline.core.generator import write_loan_book
 
-        print(f"  generating {rows:,} rows -> {path}", flush=True)
-        write_loan_book(path, rows=rows, seed=SEED)
+        print(f"  generating {rows:,} rows ({kind}) -> {path}", flush=True)
+        write_loan_book(path, rows=rows, seed=SEED, signal=signal)
     return path
 
 
-def run_pipeline(csv: Path, code: Path = ROOT) -> dict:
+def run_pipeline(csv: Path, code: Path = ROOT, rerun: bool = False) -> dict:
     """``python -m loan_pipeline run`` on ``csv``, of the checkout ``code`` (its package comes
-    first on the path: the interpreter puts the working folder there for ``-m``)."""
+    first on the path: the interpreter puts the working folder there for ``-m``), in a fresh
+    storage folder: nothing kept from an earlier run (its result store is empty). ``rerun``:
+    measure a second run of the same book into the same folder instead (a retried schedule:
+    the charts come from the result store)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "LOAN_BOOK_CSV"}
+        drop = {"LOAN_BOOK_CSV", "LOAN_PIPELINE_RESULTS"}
+        env = {k: v for k, v in os.environ.items() if k not in drop}
         env.update(DAGSTER_HOME=f"{tmp}/home", LOAN_PIPELINE_STORAGE=f"{tmp}/storage")
         Path(f"{tmp}/home").mkdir()
         Path(f"{tmp}/home/dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        result = measure([PY, "-m", "loan_pipeline", "run", "--csv", str(csv)], env=env, cwd=code)
+        command = [PY, "-m", "loan_pipeline", "run", "--csv", str(csv)]
+        if rerun:
+            measure(command, env=env, cwd=code)
+        result = measure(command, env=env, cwd=code)
         result["storage_bytes"] = sum(
             p.stat().st_size for p in Path(f"{tmp}/storage").rglob("*") if p.is_file()
         )
         windows, result["metrics"] = _run_details(f"{tmp}/home")
     samples = result.pop("samples")
     result["steps"] = {k: end - start for k, (start, end) in windows.items()}
+    # what is not a step's work: the interpreter, imports, the instance, planning the run, the
+    # events between steps, the summary
+    result["outside_steps_s"] = result["wall_s"] - sum(result["steps"].values())
     result["step_peak_rss_gb"] = {
         k: max((rss for t, rss in samples if start <= t <= end), default=0) / 1e9
         for k, (start, end) in windows.items()
@@ -177,6 +193,8 @@ def _run_details(home: str) -> tuple[dict, dict]:
 
 
 BASELINE_TIMEOUT = 3600.0
+# the books small enough that a second run of the same book is measured too
+RERUN_UP_TO = 100_000
 
 
 def run_baseline(csv: Path) -> dict:
@@ -213,17 +231,24 @@ def import_times(repeats: int = 5) -> dict:
     return out
 
 
-def bench_size(rows: int, repeats: int) -> dict:
-    csv = book(rows)
-    print(f"{rows:,} rows ({csv.stat().st_size / 1e6:.0f} MB), {repeats} repeat(s)", flush=True)
+def bench_size(rows: int, repeats: int, kind: str = "generator") -> dict:
+    csv = book(rows, kind)
+    print(
+        f"{rows:,} rows, {kind} book ({csv.stat().st_size / 1e6:.0f} MB), {repeats} repeat(s)",
+        flush=True,
+    )
     runs: dict[str, list[dict]] = {"pipeline": [], "baseline": [], "parse_floor": []}
+    measured = [
+        ("parse_floor", parse_floor),
+        ("pipeline", run_pipeline),
+        ("baseline", run_baseline),
+    ]
+    if rows <= RERUN_UP_TO:
+        runs["pipeline_rerun"] = []
+        measured.append(("pipeline_rerun", lambda c: run_pipeline(c, rerun=True)))
     baseline_timed_out = False
     for r in range(repeats):
-        for name, fn in (
-            ("parse_floor", parse_floor),
-            ("pipeline", run_pipeline),
-            ("baseline", run_baseline),
-        ):
+        for name, fn in measured:
             if name == "baseline" and baseline_timed_out:
                 continue
             try:
@@ -238,7 +263,12 @@ def bench_size(rows: int, repeats: int) -> dict:
                 f"peak {result['peak_rss_bytes'] / 1e9:5.2f} GB",
                 flush=True,
             )
-    out: dict = {"rows": rows, "file_bytes": csv.stat().st_size, "repeats": repeats}
+    out: dict = {
+        "rows": rows,
+        "book": kind,
+        "file_bytes": csv.stat().st_size,
+        "repeats": repeats,
+    }
     for name, results in runs.items():
         out[name] = (
             {
@@ -257,6 +287,11 @@ def bench_size(rows: int, repeats: int) -> dict:
         k: max(x["step_peak_rss_gb"].get(k, 0.0) for x in runs["pipeline"]) for k in steps
     }
     out["pipeline"]["metrics"] = runs["pipeline"][0]["metrics"]
+    out["pipeline"]["outside_steps_s"] = summary([x["outside_steps_s"] for x in runs["pipeline"]])
+    if runs.get("pipeline_rerun"):
+        out["pipeline_rerun"]["outside_steps_s"] = summary(
+            [x["outside_steps_s"] for x in runs["pipeline_rerun"]]
+        )
     if runs["baseline"]:
         out["baseline"]["metrics"] = runs["baseline"][0]["metrics"]
         out["baseline"]["stages_s"] = runs["baseline"][0]["stages"]
@@ -276,6 +311,12 @@ def bench_size(rows: int, repeats: int) -> dict:
     return out
 
 
+def _label(size: dict) -> str:
+    """A column head for one measured book: its rows, and its kind unless the generator's."""
+    kind = size.get("book", "generator")
+    return f"{size['rows']:,} rows" + ("" if kind == "generator" else f" ({kind})")
+
+
 def _spread(stat: dict) -> str:
     return f"{stat['median']:.2f} [{stat['min']:.2f}–{stat['max']:.2f}]"
 
@@ -292,11 +333,17 @@ def write_report(result: dict) -> Path:
         "against a fresh SQLite instance and storage folder); `baseline` is the notebook's "
         "method as a plain script (`benchmarks/notebook_baseline.py`, also cold); `parse` is "
         "pyarrow alone reading the CSV inside a running interpreter (the floor), and `cold "
-        "parse` the same as a fresh process. Books come from the project's seeded generator.",
+        "parse` the same as a fresh process. Books come from the project's seeded generator: "
+        "`generator` with its default planted signal, `strong signal` the same borrowers with "
+        "an outcome far easier to learn (signal 4). `re-run` is a second run of the same book "
+        "into the same storage (its charts taken from the result store); `outside steps` is "
+        "the run's wall time minus its steps' (interpreter, imports, the instance, planning, "
+        "the events between steps).",
         "",
-        "| rows | repeats | pipeline (s) | baseline (s) | baseline / pipeline | parse (s) | "
-        "pipeline / parse | pipeline / cold parse | pipeline peak RSS (GB) | baseline peak RSS (GB) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| rows | book | repeats | pipeline (s) | baseline (s) | baseline / pipeline | parse (s) | "
+        "pipeline / parse | pipeline / cold parse | outside steps (s) | re-run (s) "
+        "| pipeline peak RSS (GB) | baseline peak RSS (GB) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in result["sizes"]:
         p, b = s["pipeline"], s["baseline"]
@@ -310,52 +357,67 @@ def write_report(result: dict) -> Path:
             base = f"> {b['timed_out_after_s']:.0f} (stopped)"
             speed = f"> {1 / s['ratio_pipeline_over_baseline_at_most']:.1f}x"
             base_rss = "-"
+        rerun = _spread(s["pipeline_rerun"]["wall_s"]) if "pipeline_rerun" in s else "-"
+        outside = _spread(p["outside_steps_s"]) if "outside_steps_s" in p else "-"
         lines.append(
-            f"| {s['rows']:,} | {s['repeats']} | {_spread(p['wall_s'])} | {base} | {speed} "
+            f"| {s['rows']:,} | {s.get('book', 'generator')} | {s['repeats']} "
+            f"| {_spread(p['wall_s'])} | {base} | {speed} "
             f"| {s['parse_floor']['parse_s']['median']:.2f} | {s['ratio_pipeline_over_parse']:.1f} "
-            f"| {s['ratio_pipeline_over_cold_parse']:.1f} | {p['peak_rss_gb']['max']:.2f} "
-            f"| {base_rss} |"
+            f"| {s['ratio_pipeline_over_cold_parse']:.1f} | {outside} | {rerun} "
+            f"| {p['peak_rss_gb']['max']:.2f} | {base_rss} |"
         )
     imp = result["imports"]
-    by_rows = {s["rows"]: s for s in result["sizes"]}
+    by_rows = {s["rows"]: s for s in result["sizes"] if s.get("book", "generator") == "generator"}
     goals = []
 
     def goal(text: str, measured: str, met: bool | None) -> None:
         verdict = "not measured" if met is None else ("met" if met else "**not met**")
         goals.append(f"| {text} | {measured} | {verdict} |")
 
-    s1 = by_rows.get(1_000_000)
-    if s1 and "ratio_pipeline_over_baseline" in s1:
-        speedup = 1 / s1["ratio_pipeline_over_baseline"]
-        goal("1M rows: at least 8x faster than the baseline", f"{speedup:.2f}x", speedup >= 8)
-    else:
-        goal("1M rows: at least 8x faster than the baseline", "-", None)
-    if s1:
-        goal(
-            "1M rows: within 12x of the pyarrow parse",
-            f"{s1['ratio_pipeline_over_parse']:.1f}x "
-            f"(of a cold-process parse: {s1['ratio_pipeline_over_cold_parse']:.1f}x)",
-            s1["ratio_pipeline_over_parse"] <= 12,
+    # issue 19's goals
+    for kind in BOOKS:
+        s1 = next(
+            (s for s in result["sizes"] if s["rows"] == 1_000_000 and s.get("book") == kind),
+            None,
         )
-    else:
-        goal("1M rows: within 12x of the pyarrow parse", "-", None)
-    s10 = by_rows.get(10_000_000)
+        name = f"1M rows, {kind} book"
+        if s1 and "ratio_pipeline_over_baseline" in s1:
+            speedup = 1 / s1["ratio_pipeline_over_baseline"]
+            goal(f"{name}: at least 8x faster than the baseline", f"{speedup:.2f}x", speedup >= 8)
+        else:
+            goal(f"{name}: at least 8x faster than the baseline", "-", None)
+        if s1:
+            goal(
+                f"{name}: within 15x of the pyarrow parse",
+                f"{s1['ratio_pipeline_over_parse']:.1f}x "
+                f"(of a cold-process parse: {s1['ratio_pipeline_over_cold_parse']:.1f}x)",
+                s1["ratio_pipeline_over_parse"] <= 15,
+            )
+        else:
+            goal(f"{name}: within 15x of the pyarrow parse", "-", None)
+    s1, s10 = by_rows.get(1_000_000), by_rows.get(10_000_000)
     if s10 and s1:
         growth = s10["pipeline"]["wall_s"]["median"] / s1["pipeline"]["wall_s"]["median"]
-        goal("10M rows: the whole graph completes", "completed", True)
         goal(
-            "10M rows: peak RSS under 8 GB",
+            "10M rows: peak RSS under 6 GB",
             f"{s10['pipeline']['peak_rss_gb']['max']:.2f} GB",
-            s10["pipeline"]["peak_rss_gb"]["max"] < 8,
+            s10["pipeline"]["peak_rss_gb"]["max"] < 6,
         )
-        goal("10M rows: at most 12x the 1M time", f"{growth:.1f}x", growth <= 12)
+        goal("10M rows: at most 10x the 1M time", f"{growth:.1f}x", growth <= 10)
     else:
-        goal("10M rows: completes, peak RSS under 8 GB, at most 12x the 1M time", "-", None)
-    if 500 in by_rows and "ratio_pipeline_over_baseline" in by_rows[500]:
-        r = by_rows[500]["ratio_pipeline_over_baseline"]
-        goal("500 rows: cold run at most 1.2x the baseline cold", f"{r:.2f}x", r <= 1.2)
+        goal("10M rows: peak RSS under 6 GB, at most 10x the 1M time", "-", None)
+    s500 = by_rows.get(500)
+    if s500 and "ratio_pipeline_over_baseline" in s500:
+        r = s500["ratio_pipeline_over_baseline"]
+        outside = s500["pipeline"]["outside_steps_s"]["median"]
+        share = outside / s500["pipeline"]["wall_s"]["median"]
+        goal(
+            "500 rows: cold run at most 2x the baseline cold (outside the steps: share of the run)",
+            f"{r:.2f}x ({outside:.2f} s outside the steps, {share:.0%})",
+            r <= 2,
+        )
     else:
-        goal("500 rows: cold run at most 1.2x the baseline cold", "-", None)
+        goal("500 rows: cold run at most 2x the baseline cold", "-", None)
     goal(
         "code location import within 1.5x of `import dagster`",
         f"{imp['ratio']:.2f}x ({imp['code_location']['median']:.2f} s vs "
@@ -373,7 +435,7 @@ def write_report(result: dict) -> Path:
         "",
         "## Per-step time (median seconds, from the run's Dagster event log)",
         "",
-        "| step | " + " | ".join(f"{s['rows']:,} rows" for s in sizes) + " |",
+        "| step | " + " | ".join(_label(s) for s in sizes) + " |",
         "| --- | " + " | ".join("---:" for _ in sizes) + " |",
     ]
     for step in steps:
@@ -391,7 +453,7 @@ def write_report(result: dict) -> Path:
         "",
         "## Peak memory during each step (GB, resident set of the process tree)",
         "",
-        "| step | " + " | ".join(f"{s['rows']:,} rows" for s in sizes) + " |",
+        "| step | " + " | ".join(_label(s) for s in sizes) + " |",
         "| --- | " + " | ".join("---:" for _ in sizes) + " |",
     ]
     for step in steps:
@@ -422,7 +484,7 @@ def write_report(result: dict) -> Path:
     for s in sizes:
         if "stages_s" in s["baseline"]:
             lines.append(
-                f"| {s['rows']:,} | "
+                f"| {_label(s)} | "
                 + " | ".join(f"{v:.2f}" for v in s["baseline"]["stages_s"].values())
                 + " |"
             )
@@ -448,7 +510,7 @@ def write_report(result: dict) -> Path:
             return f"{d[k]:.4f}" if k in d else "-"
 
         lines.append(
-            f"| {s['rows']:,} | {f(m, 'model_roc_auc')} | {f(m, 'model_pr_auc')} "
+            f"| {_label(s)} | {f(m, 'model_roc_auc')} | {f(m, 'model_pr_auc')} "
             f"| {f(m, 'model_brier')} | {f(m, 'base_rate_brier')} "
             f"| {f(m, 'days_past_due_only_roc_auc')} | {f(b, 'test_accuracy')} "
             f"| {f(b, 'test_roc_auc')} |"
@@ -476,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help="comma-separated row counts (overrides --quick)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="measurements per size (default 3; 1 at 10M)"
+    )
+    parser.add_argument(
+        "--books",
+        help=f"comma-separated books to measure (default all: {', '.join(BOOKS)})",
     )
     parser.add_argument(
         "--baseline-timeout",
@@ -530,11 +596,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{result['when'].replace(':', '')}.json"
+    kinds = args.books.split(",") if args.books else list(BOOKS)
     for rows in sizes:
-        # the 10M book: one repeat (a pipeline run takes minutes, the baseline much longer)
-        result["sizes"].append(bench_size(rows, args.repeats if rows < 10_000_000 else 1))
-        out.write_text(json.dumps(result, indent=2))  # kept after every size
-        report = write_report(result)
+        # the 10M book: one repeat (a pipeline run takes minutes, the baseline much longer),
+        # and the generator's book only (issue 19's 10M goals are on the 1M time of that book)
+        for kind in kinds if rows < 10_000_000 else kinds[:1]:
+            repeats = args.repeats if rows < 10_000_000 else 1
+            result["sizes"].append(bench_size(rows, repeats, kind))
+            out.write_text(json.dumps(result, indent=2))  # kept after every book
+            report = write_report(result)
     print(f"results: {out}\nsummary: {report}")
     return 0
 
