@@ -34,7 +34,7 @@ run: setup  ## materialize every asset on the shipped data (or $$LOAN_BOOK_CSV)
 	$(BIN)/python -m loan_pipeline run
 
 # Two test processes, each taking whole files (a file's module fixtures and ordered steps stay
-# in one process): about 11 minutes here against 22 in one (docs/performance.md, "The test
+# in one process): 11 to 14 minutes here against 22 in one (docs/performance.md, "The test
 # suite's time").
 test: setup $(DEV_STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile
