@@ -1,4 +1,5 @@
-"""Every contract as plain data (``schema_catalog.json``), which the asset definitions read so that loading the code location needs neither pandas nor pandera."""
+"""Every contract as plain data (``schema_catalog.json``), which the asset definitions read so
+that loading the code location needs neither pandas nor pandera."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ from pathlib import Path
 
 import pandera.pandas as pa
 
-from loan_pipeline.columns import (  # the column lists, re-exported: the contract's names
-    LOAN_BOOK_COLUMNS,  # noqa: F401
-)
 from loan_pipeline.schemas.history import (
     ArrearsForecast,
     ChallengerUplift,

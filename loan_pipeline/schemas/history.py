@@ -1,4 +1,5 @@
-"""The contracts of the tables that compare two snapshots: roll rates, the forecast, cure rates, the back-test and the challenger's uplift."""
+"""The contracts of the tables that compare two snapshots: roll rates, the forecast, cure
+rates, the back-test and the challenger's uplift."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
-from loan_pipeline.columns import (  # the column lists, re-exported: the contract's names
-    LOAN_BOOK_COLUMNS,  # noqa: F401
-)
 from loan_pipeline.domain import (
     BACKTEST_GROUPINGS,
     BUCKETS,

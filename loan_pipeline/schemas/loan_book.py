@@ -1,4 +1,5 @@
-"""The loan book's contract: its columns, the raw and validated frames, the row rules and the quarantine."""
+"""The loan book's contract: its columns, the raw and validated frames, the row rules and
+the quarantine."""
 
 from __future__ import annotations
 
@@ -9,12 +10,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
-from loan_pipeline.columns import (  # the column lists, re-exported: the contract's names
-    FLOAT_COLUMNS,
-    INT_COLUMNS,
-    LOAN_BOOK_COLUMNS,  # noqa: F401
-    TEXT_COLUMNS,
-)
+from loan_pipeline.columns import FLOAT_COLUMNS, INT_COLUMNS, TEXT_COLUMNS
 
 # --- the loan book's columns ---------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The contracts of the tables a run makes from the loan book: features, segments, scores, strategies, capacity, fairness and drift."""
+"""The contracts of the tables a run makes from the loan book: features, segments, scores,
+strategies, capacity, fairness and drift."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
-from loan_pipeline.columns import (  # the column lists, re-exported: the contract's names
-    LOAN_BOOK_COLUMNS,  # noqa: F401
-)
 from loan_pipeline.domain import (
     ARMS,
     NO_STABLE_SEGMENTATION,

@@ -1,14 +1,11 @@
-"""Applying a contract: a table checked in place, and a failure described by source, column, rule and example rows."""
+"""Applying a contract: a table checked in place, and a failure described by source, column,
+rule and example rows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-
-from loan_pipeline.columns import (  # the column lists, re-exported: the contract's names
-    LOAN_BOOK_COLUMNS,  # noqa: F401
-)
 
 # --- applying a schema -----------------------------------------------------------------------
 
