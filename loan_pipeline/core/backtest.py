@@ -189,7 +189,8 @@ def strategy_backtest(
     parts = [_against(part, reference) for part in parts]
     # pooled over the bands holding both: against the reference, then every other pair
     for other in [reference, *(s for s in STRATEGIES if s != reference)]:
-        bands = parts[1] if other == reference else _against(_by_band(cohort), other)
+        # the band table is the same for every reference: only the comparison is redone
+        bands = parts[1] if other == reference else _against(parts[1].copy(), other)
         parts.append(_adjusted(cohort, bands, other))
     parts = [p for p in parts if not p.empty]
     if not parts:  # nobody resolved: nothing to count, the table's columns all the same
