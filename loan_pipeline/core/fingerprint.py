@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import pickle
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +26,7 @@ __all__ = [
     "column_digest",
     "digest_of_parts",
     "frame_digest",
+    "pickled",
     "source_digest",
     "value_digest",
 ]
@@ -68,7 +71,26 @@ def value_digest(value: object) -> str | None:
         return frame_digest(value)
     if hasattr(value, "__dask_graph__"):
         return None
-    return hashlib.sha256(pickle.dumps(value, protocol=5)).hexdigest()
+    return hashlib.sha256(pickled(value)).hexdigest()
+
+
+class _EqualStringsAsOne(pickle._Pickler):
+    """Python's own pickler (its pure-Python form, whose ``save`` can be extended), except that
+    equal strings are pickled as one object. Whether two equal strings of a fitted model are
+    one object in memory depends on what the process ran before (interning), and pickle writes
+    a shared object once and an equal copy twice: the same model would get other bytes, and
+    another SHA-256, after other work in the same process."""
+
+    def save(self, obj, save_persistent_id=True):
+        super().save(sys.intern(obj) if type(obj) is str else obj, save_persistent_id)
+
+
+def pickled(value: object) -> bytes:
+    """``value``'s pickle (protocol 5), the same bytes for equal values whatever the process
+    did before: what a model file holds, and what its digest is taken of."""
+    buffer = io.BytesIO()
+    _EqualStringsAsOne(buffer, protocol=5).dump(value)
+    return buffer.getvalue()
 
 
 @functools.cache

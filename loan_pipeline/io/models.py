@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dagster import ConfigurableIOManager, InitResourceContext, InputContext, OutputContext
 
+from loan_pipeline.core import fingerprint
 from loan_pipeline.core.runtime import release_memory
 from loan_pipeline.io import handoff, runs
 from loan_pipeline.io.tables import hold_writer_for_run, let_go_after_run
@@ -38,7 +39,7 @@ class ModelIOManager(ConfigurableIOManager):
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
         name = handoff.table_name(context)
-        data = pickle.dumps(obj, protocol=5)
+        data = fingerprint.pickled(obj)
         digest = hashlib.sha256(data).hexdigest()
         path = runs.write_file(context, model_item(name), data)
         runs.write_file(context, model_item(name) + DIGEST, digest.encode())
