@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import pickle
 
 import pandas as pd
 import pytest
 from PIL import Image
 
 from loan_pipeline import schemas, settings
+from loan_pipeline.core import fingerprint
 from loan_pipeline.domain import STRATEGIES
 
 TABLES = {
@@ -339,7 +339,7 @@ def test_in_memory_hand_off_equals_what_duckdb_stores(held_run):
         stored = (run.storage / "models" / f"{model}.pkl").read_bytes()
         assert handed[f"model:{model}"]
         for obj in handed[f"model:{model}"]:
-            assert pickle.dumps(obj, protocol=5) == stored
+            assert fingerprint.pickled(obj) == stored
 
 
 def test_steps_load_only_the_columns_they_read(held_run, tmp_path, monkeypatch):
