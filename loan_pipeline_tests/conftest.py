@@ -37,6 +37,64 @@ def pytest_configure(config) -> None:
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
+# How `make test` shares the suite between its two processes (pytest-xdist, --dist loadfile:
+# whole files, so a file's module fixtures and ordered steps stay in one process). The files
+# that start a Dask cluster or a PostgreSQL server form one unit, so one process starts each
+# server once. The units go out longest first (the times measured in docs/performance.md,
+# "The test suite's time"), so the long ones start at once and the short ones fill in at the
+# end; a file not listed comes after these, in collection order.
+ON_THE_TEST_SERVERS = (
+    "test_cluster_e2e.py",
+    "test_dask.py",
+    "test_dask_charts.py",
+    "test_dask_monitoring.py",
+    "test_postgres_instance.py",
+)
+LONGEST_FIRST = (
+    *ON_THE_TEST_SERVERS,
+    "test_publication.py",
+    "test_ui.py",
+    "test_fresh_clone.py",
+    "test_cli.py",
+    "test_trust.py",
+    "core/test_ingest_blocks.py",
+    "test_collections_over_time.py",
+    "test_contracts.py",
+    "test_automation.py",
+    "core/test_ingest_properties.py",
+    "test_result_store.py",
+    "core/test_ingest_bad_input.py",
+    "test_assets.py",
+    "test_drift.py",
+)
+
+
+def _test_file(nodeid: str) -> str:
+    """``core/test_risk.py`` for ``loan_pipeline_tests/core/test_risk.py::test_x[1]``."""
+    return nodeid.split("::", 1)[0].split("loan_pipeline_tests/", 1)[-1]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_test_file(item.nodeid), len(rank)))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: plain `pytest` runs without xdist too
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None  # xdist's own
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongestFirst(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if _test_file(nodeid) in ON_THE_TEST_SERVERS:
+                return "on the test servers"
+            return super()._split_scope(nodeid)
+
+    config.option.loadscopereorder = False  # the collection's order: LONGEST_FIRST
+    return LongestFirst(config, log)
+
+
 @contextmanager
 def environment(**values: str) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}

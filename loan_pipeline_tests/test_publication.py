@@ -69,6 +69,21 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, out + err
 
 
+def _published_first(csv: Path, env: dict, capsys) -> None:
+    """What a test starts from: ``csv`` run and published as `python -m loan_pipeline run`
+    does it (the same function: the writer lock, the instance in ``env``'s DAGSTER_HOME, the
+    storage), in this process; the runs a test is about are started as commands."""
+    from loan_pipeline.__main__ import run
+
+    with environment(
+        DAGSTER_HOME=env["DAGSTER_HOME"], LOAN_PIPELINE_STORAGE=env["LOAN_PIPELINE_STORAGE"]
+    ):
+        code = run(str(csv), "full_refresh")
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    assert "Published: snapshot" in out.out
+
+
 def _book_of(ids: pd.Series) -> str:
     """'A' or 'B' when every id is of one book, else what was found."""
     prefixes = set(ids.str.extract(r"^(B?BRW)_", expand=False))
@@ -203,15 +218,14 @@ look()
 
 
 @pytest.mark.slow
-def test_an_analysts_open_connection_never_fails_a_run(tmp_path, books):
+def test_an_analysts_open_connection_never_fails_a_run(tmp_path, books, capsys):
     """An analyst holds the catalog open across a run, read-only (over a run of book B) and
     then read-write as the DuckDB CLI does (over a run of book A): each run succeeds, and the
     analyst's view stays whole: the snapshot it opened, every table of one book, until it
     reconnects."""
     env = _env(tmp_path)
     storage = tmp_path / "storage"
-    code, out = _finish(_start(books["A"], env))
-    assert code == 0, out
+    _published_first(books["A"], env, capsys)
     for mode, held, next_book in (("ro", "A", "B"), ("rw", "B", "A")):
         analyst = subprocess.Popen(
             [sys.executable, "-c", ANALYST, str(storage / "warehouse.duckdb"), mode],
@@ -251,7 +265,9 @@ def _run_dir(storage: Path, before: set[str]) -> Path | None:
 
 
 @pytest.mark.slow
-def test_a_run_killed_before_during_or_after_publishing_leaves_one_whole_state(tmp_path, books):
+def test_a_run_killed_before_during_or_after_publishing_leaves_one_whole_state(
+    tmp_path, books, capsys
+):
     """SIGKILL `python -m loan_pipeline run` on book B while it writes its tables (before
     publishing), the moment its manifest is written (during), and once `current` points at it
     (after): the published state is always one whole book (tables, catalog, files), A's until
@@ -264,8 +280,7 @@ def test_a_run_killed_before_during_or_after_publishing_leaves_one_whole_state(t
 
     env = _env(tmp_path)
     storage = tmp_path / "storage"
-    code, out = _finish(_start(books["A"], env))
-    assert code == 0, out
+    _published_first(books["A"], env, capsys)
     published_a = published_files(storage)
 
     points = {
@@ -321,15 +336,14 @@ def test_a_run_killed_before_during_or_after_publishing_leaves_one_whole_state(t
     assert not list(storage.rglob("*.tmp"))
 
 
-def test_a_tampered_model_file_is_refused_and_never_loaded(tmp_path, books):
+def test_a_tampered_model_file_is_refused_and_never_loaded(tmp_path, books, capsys):
     """A published cluster_model.pkl replaced by a pickle with a side effect: a run that loads
     it (the charts redraw, and a full refresh matching segments to the last run) fails with a
     message naming the file, and the pickle's code never runs; nor when the manifest is edited
     to vouch for the new file (the digest that counts is in Dagster's event log)."""
     env = _env(tmp_path)
     storage = tmp_path / "storage"
-    code, out = _finish(_start(books["A"], env))
-    assert code == 0, out
+    _published_first(books["A"], env, capsys)
     marker = tmp_path / "the pickle ran"
 
     class SideEffect:
@@ -380,14 +394,15 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_midway_publishes_nothing_and_says_so(tmp_path, books, small_disk):
+def test_a_disk_that_fills_midway_publishes_nothing_and_says_so(
+    tmp_path, books, small_disk, capsys
+):
     """The storage's disk fills while a run writes: the run fails with 'no space left on the
     device' naming the file, in the CLI's output; the published state is unchanged; once
     there is room, the next run succeeds."""
     env = _env(tmp_path, storage=small_disk / "storage")
     storage = small_disk / "storage"
-    code, out = _finish(_start(books["A"], env))
-    assert code == 0, out
+    _published_first(books["A"], env, capsys)
     before = published_files(storage)
     run_size = sum(p.stat().st_size for p in (storage / "current").resolve().rglob("*"))
     free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
@@ -465,12 +480,11 @@ def test_reexecuting_a_failed_run_from_its_failure_reads_its_own_version(
     assert items["tables/recovery_strategies"]["run"] == again.run_id
 
 
-def test_a_read_only_storage_says_so_and_starts_nothing(tmp_path, books, small_disk):
+def test_a_read_only_storage_says_so_and_starts_nothing(tmp_path, books, small_disk, capsys):
     """The storage's file system turned read-only after a good run: the next run stops before
     starting, saying where and why, with no traceback; what was published still reads."""
     env = _env(tmp_path, storage=small_disk / "storage")
-    code, out = _finish(_start(books["A"], env))
-    assert code == 0, out
+    _published_first(books["A"], env, capsys)
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     code, out = _finish(_start(books["B"], env))
     assert code == 2, out
