@@ -34,7 +34,7 @@ run: setup  ## materialize every asset on the shipped data (or $$LOAN_BOOK_CSV)
 	$(BIN)/python -m loan_pipeline run
 
 # Two test processes, each taking whole files (a file's module fixtures and ordered steps stay
-# in one process), the longest first (loan_pipeline_tests/conftest.py): 9 to 11 minutes here
+# in one process), the longest first (loan_pipeline_tests/conftest.py): 10 to 11 minutes here
 # (docs/performance.md, "The test suite's time").
 test: setup $(DEV_STAMP)  ## the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile
