@@ -31,8 +31,10 @@ CLEAN_ENV_DROP = {
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV_DROP}
     # pip leaves the byte-compiling to the imports: only the modules a run and `dg dev` import
-    # are compiled, not every module of every package installed (most never run here)
-    env["PIP_NO_COMPILE"] = "1"
+    # are compiled, not every module of every package installed (most never run here). The
+    # variable is PIP_COMPILE=0: pip reads PIP_NO_COMPILE=1 as "compile" (a true value for the
+    # option's destination, which --no-compile sets false).
+    env["PIP_COMPILE"] = "0"
     venv_bin = str(Path(os.sys.executable).parent)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     return env
