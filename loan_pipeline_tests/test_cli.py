@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV
+from loan_pipeline_tests.conftest import PROJECT_ROOT, SAMPLE_CSV, environment
 from loan_pipeline_tests.test_definitions import EXPECTED
 
 
@@ -31,6 +31,21 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         cwd=PROJECT_ROOT,
         timeout=600,
     )
+
+
+def _cli_here(args: list[str], env: dict[str, str], capsys) -> subprocess.CompletedProcess:
+    """The command's own function (``main``) in this process, with ``env``'s instance and
+    storage: for the tests about what a run decides and says. The process itself (start-up,
+    exit code, no traceback on stderr) is what the tests that use ``_cli`` are about."""
+    from loan_pipeline.__main__ import main
+
+    capsys.readouterr()
+    with environment(
+        DAGSTER_HOME=env["DAGSTER_HOME"], LOAN_PIPELINE_STORAGE=env["LOAN_PIPELINE_STORAGE"]
+    ):
+        code = main(args)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
 def _summary(stdout: str) -> list[str]:
@@ -194,28 +209,28 @@ def test_too_many_bad_rows_name_file_column_rule_and_rows(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_run_config_from_a_file_reaches_the_steps(tmp_path):
+def test_run_config_from_a_file_reaches_the_steps(tmp_path, capsys):
     """``--config`` takes run config as the launchpad does: here a looser quarantine threshold
     lets through a file the default 5 % stops (the test above), its bad rows set aside and reported;
     a file that is not run config starts nothing."""
     bad = _with_bad_ages(tmp_path, range(3, 33))
     config = tmp_path / "run.yaml"
     config.write_text("ops:\n  ingest_loan_book:\n    config:\n      max_quarantine_share: 0.1\n")
-    done = _cli(["run", "--csv", str(bad), "--config", str(config)], _env(tmp_path))
+    done = _cli_here(["run", "--csv", str(bad), "--config", str(config)], _env(tmp_path), capsys)
     assert done.returncode == 0, done.stderr
     assert "Quarantined: 30 of 500 rows (6.0%)" in done.stdout
 
     # a csv_path in the file names the book when --csv does not, in every message
     elsewhere = tmp_path / "elsewhere.csv"
     config.write_text(f"ops:\n  ingest_loan_book:\n    config:\n      csv_path: {elsewhere}\n")
-    done = _cli(["run", "--config", str(config)], _env(tmp_path))
+    done = _cli_here(["run", "--config", str(config)], _env(tmp_path), capsys)
     assert done.returncode == 1
     assert f"from {elsewhere} ..." in done.stdout
     assert f"FAILED (source: {elsewhere})" in done.stderr
     assert f"{elsewhere}: loan book not found" in done.stderr
 
     config.write_text("opps:\n  ingest_loan_book: {}\n")
-    done = _cli(["run", "--config", str(config)], _env(tmp_path))
+    done = _cli_here(["run", "--config", str(config)], _env(tmp_path), capsys)
     assert done.returncode == 2
     assert done.stderr.strip() == (
         f"Not started: the run config {config} must be a mapping of ops: and resources:, not opps"
@@ -250,12 +265,12 @@ def test_setup_home_makes_an_instance_with_one_run_at_a_time(tmp_path):
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
 
 
-def test_a_model_that_fails_its_gate_shows_the_error_and_the_fallback_policy(tmp_path):
+def test_a_model_that_fails_its_gate_shows_the_error_and_the_fallback_policy(tmp_path, capsys):
     """A bar the risk model cannot pass (min_skill 0.99): its ERROR check is listed first, with
     its reason, and the policy line says the strategies fell back, and on what figures."""
     config = tmp_path / "run.yaml"
     config.write_text("ops:\n  risk_model:\n    config:\n      min_skill: 0.99\n")
-    done = _cli(["run", "--config", str(config)], _env(tmp_path))
+    done = _cli_here(["run", "--config", str(config)], _env(tmp_path), capsys)
     assert done.returncode == 0, done.stderr
     summary = _summary(done.stdout)
     failed = [line for line in summary if line.startswith(("  ERROR ", "  WARN  "))]

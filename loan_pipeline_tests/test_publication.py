@@ -2,7 +2,8 @@
 
 Real processes on real files: `python -m loan_pipeline run` (what `make run` calls) against one
 storage folder and one SQLite Dagster instance, two books told apart by their Borrower_ID prefix
-(book A `BRW_*`, book B `BBRW_*`) and their size.
+(book A `BRW_*`, book B `BBRW_*`) and their size. The runs a test is about (killed, racing,
+refused, failing on a full disk) are commands; the others, its function in the test's process.
 """
 
 from __future__ import annotations
@@ -69,19 +70,28 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, out + err
 
 
-def _published_first(csv: Path, env: dict, capsys) -> None:
-    """What a test starts from: ``csv`` run and published as `python -m loan_pipeline run`
-    does it (the same function: the writer lock, the instance in ``env``'s DAGSTER_HOME, the
-    storage), in this process; the runs a test is about are started as commands."""
+def _run_here(csv: Path, env: dict, capsys, job: str = "full_refresh") -> tuple[int, str]:
+    """`python -m loan_pipeline run --csv CSV --job JOB` as its own function does it (the
+    writer lock, the instance in ``env``'s DAGSTER_HOME, the storage, what it prints), in this
+    process: for the runs whose process is not what a test is about. The runs that are killed,
+    that race each other, or whose whole output on a failing disk is checked for a traceback are
+    started as commands (``_start``)."""
     from loan_pipeline.__main__ import run
 
+    capsys.readouterr()  # only this run's output
     with environment(
         DAGSTER_HOME=env["DAGSTER_HOME"], LOAN_PIPELINE_STORAGE=env["LOAN_PIPELINE_STORAGE"]
     ):
-        code = run(str(csv), "full_refresh")
+        code = run(str(csv), job)
     out = capsys.readouterr()
-    assert code == 0, out.out + out.err
-    assert "Published: snapshot" in out.out
+    return code, out.out + out.err
+
+
+def _published_first(csv: Path, env: dict, capsys) -> None:
+    """What a test starts from: ``csv`` run and published, in this process."""
+    code, out = _run_here(csv, env, capsys)
+    assert code == 0, out
+    assert "Published: snapshot" in out
 
 
 def _book_of(ids: pd.Series) -> str:
@@ -219,10 +229,10 @@ look()
 
 @pytest.mark.slow
 def test_an_analysts_open_connection_never_fails_a_run(tmp_path, books, capsys):
-    """An analyst holds the catalog open across a run, read-only (over a run of book B) and
-    then read-write as the DuckDB CLI does (over a run of book A): each run succeeds, and the
-    analyst's view stays whole: the snapshot it opened, every table of one book, until it
-    reconnects."""
+    """An analyst holds the catalog open in a process of its own across a run, read-only (over
+    a run of book B) and then read-write as the DuckDB CLI does (over a run of book A): each run
+    succeeds, and the analyst's view stays whole: the snapshot it opened, every table of one
+    book, until it reconnects."""
     env = _env(tmp_path)
     storage = tmp_path / "storage"
     _published_first(books["A"], env, capsys)
@@ -235,7 +245,7 @@ def test_an_analysts_open_connection_never_fails_a_run(tmp_path, books, capsys):
             text=True,
         )
         before = analyst.stdout.readline().split()
-        code, out = _finish(_start(books[next_book], env))
+        code, out = _run_here(books[next_book], env, capsys)  # the analyst is the other process
         analyst.stdin.write("\n")
         analyst.stdin.flush()
         during = analyst.stdout.readline().split()
@@ -324,7 +334,7 @@ def test_a_run_killed_before_during_or_after_publishing_leaves_one_whole_state(
             len(killed)
         ) + [DagsterRunStatus.STARTED], (point, statuses)
         killed.append(point)
-    code, out = _finish(_start(books["B"], env))
+    code, out = _run_here(books["B"], env, capsys)
     assert code == 0, out
     assert published_book(storage) == "B"
     with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -355,7 +365,7 @@ def test_a_tampered_model_file_is_refused_and_never_loaded(tmp_path, books, caps
     model.write_bytes(pickle.dumps(SideEffect()))  # in place, as an attacker with write access
     tampered = published_files(storage)
     for job in ("charts_only", "full_refresh"):
-        code, out = _finish(_start(books["B"], env, "--job", job))
+        code, out = _run_here(books["B"], env, capsys, job)
         assert code == 1, out
         assert "cluster_model.pkl was changed after it was written" in out, out
         assert "Nothing was published" in out
@@ -370,7 +380,7 @@ def test_a_tampered_model_file_is_refused_and_never_loaded(tmp_path, books, caps
         "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
     }
     manifest_path.write_text(json.dumps(manifest))
-    code, out = _finish(_start(books["B"], env, "--job", "charts_only"))
+    code, out = _run_here(books["B"], env, capsys, "charts_only")
     assert code == 1, out
     assert "cluster_model.pkl was changed after it was written" in out, out
     assert "restore the file from an intact snapshot" in out
@@ -429,7 +439,7 @@ def test_a_disk_that_fills_midway_publishes_nothing_and_says_so(
     assert published_files(storage) == before
     (small_disk / "more-ballast").unlink()
     ballast.unlink()
-    code, out = _finish(_start(books["B"], env))
+    code, out = _run_here(books["B"], env, capsys)
     assert code == 0, out
     assert published_book(storage) == "B"
 
