@@ -38,12 +38,16 @@ run: setup  ## materialize every asset on the shipped data (or $$LOAN_BOOK_CSV)
 
 # Two test processes, each taking whole files (a file's module fixtures and ordered steps stay
 # in one process), the longest first (loan_pipeline_tests/conftest.py): 10 to 11 minutes here
-# (docs/performance.md, "The test suite's time").
+# (docs/performance.md, "The test suite's time"). The suite starts some sixty Python processes
+# that import the project (runs, servers, workers): PYTHONDONTWRITEBYTECODE, where it is set,
+# is cleared for them, so the project's modules are compiled once (into the git-ignored
+# __pycache__ folders), not in every process.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadfile
 test: setup $(DEV_STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(PYTEST)
 
 test-fast: setup $(DEV_STAMP)  ## the inner loop: the suite without the end-to-end tests marked slow
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # `dg dev` (Dagster's project CLI, which supersedes `dagster dev`) reads [tool.dg] in
 # pyproject.toml and starts the webserver, the daemon and the code server in its process group.

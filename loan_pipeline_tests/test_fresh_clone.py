@@ -25,6 +25,9 @@ CLEAN_ENV_DROP = {
     "LOAN_PIPELINE_RESULTS",
     "LOAN_BOOK_CSV",
     "PYTHONPATH",
+    # a new user's Python writes the bytecode of what it imports: `make ui` after `make run`
+    # reads it instead of compiling again
+    "PYTHONDONTWRITEBYTECODE",
 }
 
 
