@@ -1,6 +1,7 @@
-"""The whole graph on a 72,000-row book (about 10 MB, read in 4 MB blocks: three blocks, so both
-workers take part and tables are partitioned as a large book's are; more rows than the models
-are fitted on, so both fits draw their samples across the partitions as for a large book), moved
+"""The whole graph on a 24,000-row book (about 3.3 MB, read in 1.25 MB blocks: three blocks, so
+both workers take part and tables are partitioned as a large book's are; more rows than the
+models are fitted on, so both fits draw their samples across the partitions as for a large
+book), moved
 onto real servers by configuration alone: the Dagster instance on PostgreSQL (DAGSTER_HOME
 holding docs/deploy/dagster.yaml) and the heavy work on a Dask cluster (DASK_SCHEDULER_ADDRESS),
 run the way ``make run`` runs it; then compared with the same book run locally."""
@@ -20,12 +21,20 @@ from dagster import DagsterEventType as E
 from loan_pipeline_tests.conftest import PROJECT_ROOT, run_pipeline
 from loan_pipeline_tests.servers import descendants, listening_sockets
 
-ROWS = 72_000
-BLOCK_MB = 4  # the run config's dask.block_mb: three blocks of this book
-# KMeans is fitted on at most this many rows (cluster_model.fit_sample, 200,000 by default) and
-# the risk model on at most 50,000 (its default max_train_rows): both fewer than the book's
-FIT_SAMPLE = 50_000
+ROWS = 24_000
+BLOCK_MB = 1.25  # the run config's dask.block_mb: three blocks of this book
+# KMeans (cluster_model.fit_sample) and the risk model (risk_model.max_train_rows) are fitted on
+# at most this many rows: fewer than the book's
+FIT_SAMPLE = 16_000
 TEMPLATE = PROJECT_ROOT / "docs" / "deploy" / "dagster.yaml"
+
+
+FITS = {
+    "ops": {
+        "cluster_model": {"config": {"fit_sample": FIT_SAMPLE}},
+        "risk_model": {"config": {"max_train_rows": FIT_SAMPLE}},
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +48,7 @@ def book(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(book, tmp_path_factory):
-    config = {"ops": {"cluster_model": {"config": {"fit_sample": FIT_SAMPLE}}}}
-    run = run_pipeline(book, tmp_path_factory.mktemp("local"), config)
+    run = run_pipeline(book, tmp_path_factory.mktemp("local"), FITS)
     assert run.result.success
     return run
 
@@ -65,6 +73,7 @@ def on_servers(book, dask_cluster, postgres_server, tmp_path_factory):
     config.write_text(
         f"resources:\n  dask:\n    config:\n      block_mb: {BLOCK_MB}\n"
         f"ops:\n  cluster_model:\n    config:\n      fit_sample: {FIT_SAMPLE}\n"
+        f"  risk_model:\n    config:\n      max_train_rows: {FIT_SAMPLE}\n"
     )
     with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
         started = time.time()
