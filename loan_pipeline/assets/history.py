@@ -65,7 +65,7 @@ def strategy_history(context: AssetExecutionContext) -> MaterializeResult:
     source = store.read_json(SOURCE, lineage)  # this run's own ingest (or the published one's)
     snapshot_id = snapshot_name(source)
     item = f"{HISTORY}/{_file_name(snapshot_id)}"
-    target = store.run_dir(context.run_id) / item
+    target = store.run_dir(context.run.run_id) / item
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     with duckdb.connect() as con:

@@ -118,7 +118,7 @@ def pinned(context, which: str) -> Baseline:
         json.loads(profile_path.read_text()),
         digest,
         frozen=getattr(model, "primary", None) is not None,
-        pinned_by=context.run_id,
+        pinned_by=runs.run_id_of(context),
         how=f"pinned ({which})",
         pinned_at=time.time(),
     )
@@ -130,11 +130,11 @@ def of_this_run(context, profile: dict, model, data: bytes, digest: str) -> Base
     from loan_pipeline.core.monitoring import baseline_record
 
     record = baseline_record(
-        context.run_id,
+        runs.run_id_of(context),
         profile,
         digest,
         frozen=getattr(model, "primary", None) is not None,
-        pinned_by=context.run_id,
+        pinned_by=runs.run_id_of(context),
         how="first run without a baseline",
         pinned_at=time.time(),
     )

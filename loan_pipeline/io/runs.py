@@ -62,7 +62,12 @@ def _succeeded_unpublished(instance) -> list[str]:
 
 
 def run_id_of(context) -> str:
-    """The run of an asset's, an output's or an input's context (an input's is its step's)."""
+    """The run of an asset's, an output's or an input's context (an input's is its step's).
+    An asset's context names it as ``context.run.run_id`` (its ``run_id`` is deprecated)."""
+    from dagster import AssetExecutionContext
+
+    if isinstance(context, AssetExecutionContext):
+        return context.run.run_id
     if hasattr(context, "run_id"):
         return context.run_id
     return context.step_context.run_id
@@ -74,12 +79,12 @@ def context_lineage(context) -> list[str]:
 
 def write_file(context, item: str, data: bytes) -> Path:
     """``data`` as ``item`` (e.g. ``charts/chart_x.png``) of this run's version."""
-    return atomic_write_bytes(store().run_dir(context.run_id) / item, data)
+    return atomic_write_bytes(store().run_dir(run_id_of(context)) / item, data)
 
 
 def write_stream(context, item: str, write) -> Path:
     """``write(file)`` streamed into ``item`` of this run's version."""
-    return atomic_write(store().run_dir(context.run_id) / item, write)
+    return atomic_write(store().run_dir(run_id_of(context)) / item, write)
 
 
 def find_file(context, item: str) -> Path | None:

@@ -27,12 +27,12 @@ def _on_cluster(table: str) -> bool:
 
 
 def hold_writer_for_run(context: InitResourceContext) -> None:
-    if context.dagster_run is not None:
-        runs.hold_writer(context.instance, context.dagster_run.run_id, context.log)
+    if context.run is not None:
+        runs.hold_writer(context.instance, context.run.run_id, context.log)
 
 
 def let_go_after_run(context: InitResourceContext) -> None:
-    if context.dagster_run is not None:
+    if context.run is not None:
         runs.let_go_writer()
 
 
