@@ -61,6 +61,7 @@ LONGEST_FIRST = (
     "test_collections_over_time.py",
     "test_contracts.py",
     "test_automation.py",
+    "test_snapshot_pair.py",
     "core/test_ingest_properties.py",
     "test_result_store.py",
     "core/test_ingest_bad_input.py",

@@ -23,7 +23,7 @@ from dagster import (
 
 from loan_pipeline import settings
 from loan_pipeline.assets.common import column_schema, markdown_table, table_metadata
-from loan_pipeline.domain import BUCKET_COLUMN
+from loan_pipeline.domain import BUCKET_COLUMN, EXPERIMENT_COLUMNS
 from loan_pipeline.io import runs
 from loan_pipeline.store.snapshots import HISTORY_VIEW, LATEST_VIEW, SOURCE
 
@@ -153,15 +153,53 @@ def snapshot_pair(context: AssetExecutionContext, optional: list[str] = ()) -> S
     snapshot_id, earlier in snapshot_time (a re-run of the same book compares with the one
     before, not with itself). ``optional``: more columns read where the files hold them (a file
     without them, or with them all empty, is still compared)."""
-    import duckdb
-
     lineage = runs.context_lineage(context)
     source = runs.store().read_json(SOURCE, lineage)
     snapshot_id = snapshot_name(source)
     own = runs.store().find(f"{HISTORY}/{_file_name(snapshot_id)}", lineage)
     if own is None:
         raise FileNotFoundError(f"no history file of snapshot {snapshot_id}: run strategy_history")
-    others = [p for p in _published_history() if p.name != own.name]
+    others = tuple(p for p in _published_history() if p.name != own.name)
+    key = (snapshot_id, source["loaded_at"], *(_identity(p) for p in (own, *others)))
+    pair = _KEPT.get(key)
+    if pair is None:
+        pair = _read_pair(own, others, snapshot_id, source["loaded_at"])
+        _KEPT.clear()
+        if len(pair.current) <= KEEP_ROWS:
+            _KEPT[key] = pair
+    wanted = [*COMPARED_COLUMNS, *optional]
+    return pair._replace(
+        previous=None if pair.previous is None else _columns(pair.previous, wanted),
+        current=_columns(pair.current, wanted),
+    )
+
+
+# The five comparisons (roll rates, forecast, cure rates, back-test, uplift) read the same two
+# snapshots: the last pair read is kept in this process for the next of them, by the files'
+# identities (path, size, modification time), up to a book of KEEP_ROWS borrowers (about
+# 0.5 GB for both snapshots); a larger book is read by each, so its peak memory stays the
+# steps' own.
+KEEP_ROWS = 2_000_000
+_KEPT: dict[tuple, SnapshotPair] = {}
+
+
+def _identity(path) -> tuple:
+    stat = path.stat()
+    return (str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _columns(frame, wanted: list[str]):
+    """``frame``'s columns among ``wanted``: a new frame (selecting a list of columns copies),
+    so a step that changes it leaves the kept one as read."""
+    return frame[[c for c in wanted if c in frame.columns]]
+
+
+def _read_pair(own, others: tuple, snapshot_id: str, loaded_at: float) -> SnapshotPair:
+    """The pair as the files hold it: the compared columns and every optional one (the
+    experiment's) where the files hold them."""
+    import duckdb
+
+    optional = EXPERIMENT_COLUMNS
     with duckdb.connect() as con:
         # only the columns compared: a snapshot of millions of borrowers stays a few columns
         own_file = f"'{_sql(own)}'"
@@ -175,7 +213,7 @@ def snapshot_pair(context: AssetExecutionContext, optional: list[str] = ()) -> S
             f"""SELECT snapshot_id FROM read_parquet({listing}, union_by_name = true)
                 WHERE snapshot_id <> ? AND snapshot_time < to_timestamp(?)
                 GROUP BY snapshot_id ORDER BY max(snapshot_time) DESC LIMIT 1""",
-            [snapshot_id, source["loaded_at"]],
+            [snapshot_id, loaded_at],
         ).fetchall()
         if not found:
             return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
