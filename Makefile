@@ -37,7 +37,7 @@ run: setup  ## materialize every asset on the shipped data (or $$LOAN_BOOK_CSV)
 	$(BIN)/python -m loan_pipeline run
 
 # Two test processes, each taking whole files (a file's module fixtures and ordered steps stay
-# in one process), the longest first (loan_pipeline_tests/conftest.py): 10 to 11 minutes here
+# in one process), the longest first (loan_pipeline_tests/conftest.py): 9 to 11 minutes here
 # (docs/performance.md, "The test suite's time"). The suite starts some sixty Python processes
 # that import the project (runs, servers, workers): PYTHONDONTWRITEBYTECODE, where it is set,
 # is cleared for them, so the project's modules are compiled once (into the git-ignored
