@@ -44,14 +44,13 @@ def publication_asset(upstream: list[AssetKey]):
         "step (a hand-picked selection) is published by the next run that has it.",
     )
     def published_snapshot(context: AssetExecutionContext):
+        run_id = context.run.run_id
         root = settings.storage_dir()
         store = runs.store()
         lineage = runs.context_lineage(context)
-        lock.acquire(
-            root, context.run.run_id, settings.lock_wait_seconds(), on_wait=context.log.warning
-        )
+        lock.acquire(root, run_id, settings.lock_wait_seconds(), on_wait=context.log.warning)
         try:
-            manifest = store.publish(context.run.run_id, lineage, settings.keep_days())
+            manifest = store.publish(run_id, lineage, settings.keep_days())
             removed = manifest["removed"]
         finally:
             lock.release(root)
@@ -60,7 +59,7 @@ def publication_asset(upstream: list[AssetKey]):
         source = manifest.get("source", {})
         kept = store.published()
         context.log.info(
-            f"published snapshot {context.run.run_id}: {len(made_here)} item(s) from this run, "
+            f"published snapshot {run_id}: {len(made_here)} item(s) from this run, "
             f"{carried} carried over from the previous snapshot"
         )
         # Every step of the run but this one has ended (this step depends on them all, and
@@ -71,23 +70,23 @@ def publication_asset(upstream: list[AssetKey]):
         try:
             summary = summary_of_run(
                 context.instance,
-                context.run.run_id,
+                run_id,
                 context.job_def.asset_layer.asset_graph.toposorted_asset_keys,
-                run_summary.published_line(None, manifest, context.run.run_id),
+                run_summary.published_line(None, manifest, run_id),
                 also_made=[PUBLISHED],
             )
         except Exception as err:  # noqa: BLE001 - any failure here is reported, not raised
             summary = (
                 f"(no run summary: {type(err).__name__}: {err})\n"
-                + run_summary.published_line(None, manifest, context.run.run_id)
+                + run_summary.published_line(None, manifest, run_id)
             )
         # the run's last log entry: what `python -m loan_pipeline run` prints at its end
         context.log.info(summary)
         return MaterializeResult(
             metadata={
                 "run_summary": MetadataValue.md(f"```\n{summary}\n```"),
-                "snapshot": context.run.run_id,
-                "folder": MetadataValue.path(str(store.run_dir(context.run.run_id))),
+                "snapshot": run_id,
+                "folder": MetadataValue.path(str(store.run_dir(run_id))),
                 "catalog": MetadataValue.path(str(root / CATALOG)),
                 "source_file": str(source.get("path", "")),
                 "source_sha256": str(source.get("sha256", "")),
