@@ -86,3 +86,28 @@ def test_a_step_that_changes_its_frames_leaves_the_kept_pair_as_read(kept):
     assert list(selected.columns) == [
         c for c in history.COMPARED_COLUMNS if c in pair.current.columns
     ]
+
+
+def test_text_filled_in_both_snapshots_stays_arrow_and_text_with_gaps_is_python_strings():
+    """The pair's frames: a text column filled in both snapshots is Arrow strings (a million
+    ids are not made Python strings one by one); one with an empty cell in either snapshot is
+    Python strings and None in both, so comparing it across them, or filtering on it, reads
+    as it did from pandas' own conversion."""
+    import pyarrow as pa
+
+    previous = pa.table(
+        {"Borrower_ID": ["B1", "B2"], "Recovery_Status": ["Paid", None], "n": [1, 2]}
+    )
+    current = pa.table(
+        {"Borrower_ID": ["B1", "B3"], "Recovery_Status": ["Paid", "Paid"], "n": [3, 4]}
+    )
+    before, after = history._frames(previous, current)
+    for frame, table in ((before, previous), (after, current)):
+        assert frame["Borrower_ID"].dtype == pd.StringDtype("pyarrow")
+        assert frame["Recovery_Status"].dtype == object
+        assert frame["n"].dtype == "int64"
+        pd.testing.assert_frame_equal(frame.astype(object), table.to_pandas().astype(object))
+    # the comparison a step makes across the snapshots gives plain True/False, no <NA>
+    same = before["Recovery_Status"] == after["Recovery_Status"]
+    assert same.tolist() == [True, False]
+    assert before[before["Recovery_Status"] == "Paid"]["n"].tolist() == [1]

@@ -203,11 +203,11 @@ def _read_pair(own, others: tuple, snapshot_id: str, loaded_at: float) -> Snapsh
     with duckdb.connect() as con:
         # only the columns compared: a snapshot of millions of borrowers stays a few columns
         own_file = f"'{_sql(own)}'"
-        current = con.execute(
+        current = con.sql(
             f"SELECT {_compared_columns(con, own_file, optional)} FROM read_parquet({own_file})"
-        ).df()
+        ).to_arrow_table()
         if not others:
-            return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
+            return SnapshotPair(None, *_frames(current), "", snapshot_id, NO_PREVIOUS)
         listing = "[" + ", ".join(f"'{_sql(p)}'" for p in others) + "]"
         found = con.execute(
             f"""SELECT snapshot_id FROM read_parquet({listing}, union_by_name = true)
@@ -216,13 +216,14 @@ def _read_pair(own, others: tuple, snapshot_id: str, loaded_at: float) -> Snapsh
             [snapshot_id, loaded_at],
         ).fetchall()
         if not found:
-            return SnapshotPair(None, current, "", snapshot_id, NO_PREVIOUS)
+            return SnapshotPair(None, *_frames(current), "", snapshot_id, NO_PREVIOUS)
         previous_id = found[0][0]
-        previous = con.execute(
+        previous = con.sql(
             f"""SELECT {_compared_columns(con, listing, optional)}
                 FROM read_parquet({listing}, union_by_name = true) WHERE snapshot_id = ?""",
-            [previous_id],
-        ).df()
+            params=[previous_id],
+        ).to_arrow_table()
+    previous, current = _frames(previous, current)
     lacking = [c for c in COMPARED_COLUMNS if c not in previous.columns or previous[c].isna().all()]
     if lacking:
         # a history file written before the files carried the arrears: said, not a crash
@@ -235,6 +236,34 @@ def _read_pair(own, others: tuple, snapshot_id: str, loaded_at: float) -> Snapsh
             "file older than the roll rates): nothing to compare until the next snapshot",
         )
     return SnapshotPair(previous, current, previous_id, snapshot_id, "")
+
+
+def _frames(*tables) -> list:
+    """Arrow tables (the snapshots' rows) as pandas frames. A text column that is filled in
+    every table stays Arrow strings: a million borrowers' ids and strategies are not made into
+    Python strings one by one. One with an empty cell in any of them is Python strings and
+    None in all, as the comparisons filter on it and compare it across the snapshots."""
+    import pandas as pd
+    import pyarrow as pa
+
+    def is_text(arrow_type) -> bool:
+        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+    with_gaps = {
+        name
+        for table in tables
+        for name in table.column_names
+        if not is_text(table.schema.field(name).type) or table.column(name).null_count
+    }
+    arrow_text = pd.StringDtype("pyarrow")
+    frames = []
+    for table in tables:
+        frame = table.to_pandas(types_mapper=lambda t: arrow_text if is_text(t) else None)
+        for name in with_gaps.intersection(table.column_names):
+            if is_text(table.schema.field(name).type):
+                frame[name] = table.column(name).to_pandas()
+        frames.append(frame)
+    return frames
 
 
 def _compared_columns(con, files: str, optional: list[str] = ()) -> str:
