@@ -108,7 +108,11 @@ def read_records(
     table, skipped, empty = _read_or_refuse(path, header, source, invalid_utf8, line_count)
     lines, malformed = number_records(table.num_rows, skipped, empty, first_line)
     table, lines, blank_rows = _drop_blank_rows(table, header, lines)
-    frame, issues, normalised = _type_cells(table, header, lines)
+    # each column's text is let go once it is typed: a large book's text and its typed frame
+    # are never held whole at once
+    text = [(name, table.column(name)) for name in header] if table.num_rows else []
+    del table
+    frame, issues, normalised = _type_cells(text, header, lines)
     return ReadResult(
         path=path,
         frame=frame,
@@ -158,17 +162,21 @@ def _drop_blank_rows(table, header: list[str], lines: np.ndarray):
     return table, lines, int((~keep).sum())
 
 
-def _type_cells(table, header: list[str], lines: np.ndarray):
+def _type_cells(text: list, header: list[str], lines: np.ndarray):
     """(frame, issues, cells normalised per column): every column typed by its rule, each row
-    with its ``source_line``, and the cells that broke a rule."""
+    with its ``source_line``, and the cells that broke a rule. ``text``: (name, Arrow strings)
+    per column of ``header`` (empty for no rows), emptied as the columns are typed."""
     import pyarrow as pa
 
     columns: dict[str, object] = {}
     issue_frames = []
     normalised: dict[str, int] = {}
+    text.reverse()  # taken from the end: the first column first
     for name in header:
-        arr = table.column(name).combine_chunks() if table.num_rows else pa.array([], pa.string())
+        arr = text.pop()[1].combine_chunks() if text else pa.array([], pa.string())
         series, issues, changed = _typed_column(arr, name, lines)
+        del arr  # the column's text, unless it is the typed column itself
+        pa.default_memory_pool().release_unused()  # Arrow's allocator would keep it for reuse
         if issues is not None:
             issue_frames.append(issues)
         columns[name] = series
