@@ -252,18 +252,19 @@ def _frames(*tables) -> list:
     def is_text(arrow_type) -> bool:
         return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
-    with_gaps = {
-        name
-        for table in tables
-        for name in table.column_names
-        if not is_text(table.schema.field(name).type) or table.column(name).null_count
-    }
+    def filled_text(name: str) -> bool:
+        return all(
+            is_text(t.schema.field(name).type) and not t.column(name).null_count
+            for t in tables
+            if name in t.column_names
+        )
+
     arrow_text = pd.StringDtype("pyarrow")
     frames = []
     for table in tables:
         frame = table.to_pandas(types_mapper=lambda t: arrow_text if is_text(t) else None)
-        for name in with_gaps.intersection(table.column_names):
-            if is_text(table.schema.field(name).type):
+        for name in table.column_names:
+            if is_text(table.schema.field(name).type) and not filled_text(name):
                 frame[name] = table.column(name).to_pandas()
         frames.append(frame)
     return frames

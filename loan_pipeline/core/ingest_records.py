@@ -110,7 +110,7 @@ def read_records(
     table, lines, blank_rows = _drop_blank_rows(table, header, lines)
     # each column's text is let go once it is typed: a large book's text and its typed frame
     # are never held whole at once
-    text = [(name, table.column(name)) for name in header] if table.num_rows else []
+    text = [table.column(name) for name in header] if table.num_rows else []
     del table
     frame, issues, normalised = _type_cells(text, header, lines)
     return ReadResult(
@@ -164,8 +164,8 @@ def _drop_blank_rows(table, header: list[str], lines: np.ndarray):
 
 def _type_cells(text: list, header: list[str], lines: np.ndarray):
     """(frame, issues, cells normalised per column): every column typed by its rule, each row
-    with its ``source_line``, and the cells that broke a rule. ``text``: (name, Arrow strings)
-    per column of ``header`` (empty for no rows), emptied as the columns are typed."""
+    with its ``source_line``, and the cells that broke a rule. ``text``: each column of
+    ``header`` as Arrow strings (empty for no rows), emptied as the columns are typed."""
     import pyarrow as pa
 
     columns: dict[str, object] = {}
@@ -173,7 +173,7 @@ def _type_cells(text: list, header: list[str], lines: np.ndarray):
     normalised: dict[str, int] = {}
     text.reverse()  # taken from the end: the first column first
     for name in header:
-        arr = text.pop()[1].combine_chunks() if text else pa.array([], pa.string())
+        arr = text.pop().combine_chunks() if text else pa.array([], pa.string())
         series, issues, changed = _typed_column(arr, name, lines)
         del arr  # the column's text, unless it is the typed column itself
         pa.default_memory_pool().release_unused()  # Arrow's allocator would keep it for reuse
